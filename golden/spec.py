@@ -1,0 +1,518 @@
+"""The integer datapath contract (quantizers.md §5): the one spec golden, hw, sim and reports share.
+
+Everything the hardware computes is defined here once, as plain Python/numpy on integers:
+
+* **Code formats.**  Activation codes are unsigned ``act_bits``-bit integers.  Their value is the
+  code itself (``act_format="uniform"``: LSQ, ASQ) or ``act_table[code]`` (``"table"``: LCQ
+  activations, a non-decreasing table of unsigned integers with ``act_table[0] == 0`` so that
+  zero padding stays zero).  Weight codes depend on the scheme:
+
+  ``int``   two's complement, ``weight_bits`` wide, value = the code.
+  ``pot``   sign-exponent: ``code = sign << E | e`` with an ``E``-bit exponent field; the
+  ``post``  magnitude is ``base^-e`` (base 2 for POT, sqrt 2 for POST).  Exponent fields above
+            ``max_exponent`` mean zero (all-ones is the canonical zero code); ``sign`` is
+            applied after the magnitude path, so truncation is symmetric about zero.
+            ``levels="bbit"``: ``E = b - 1``, ``max_exponent = 2^(b-1) - 2``, ``2^b - 1`` levels
+            in a true ``b``-bit code.  ``levels="paper"``: the authors' ``2^b + 1`` levels,
+            ``max_exponent = 2^(b-1) - 1``, which needs ``E = b`` (a ``b + 1``-bit code).
+  ``lcq``   an unsigned ``weight_bits``-bit index into a per-layer level table of ``2^b`` signed
+            integers in ``[-(2^(B-1) - 1), 2^(B-1) - 1]`` (``B = level_bits``), non-decreasing in
+            the index; the value is ``weight_table[code]``.
+
+* **Product.**  ``int`` and ``lcq``: ``w_value * a_value`` (``frac_bits`` must be 0).
+  ``pot``: ``+-((a << F) >> e)``.  ``post``: ``e`` even -> ``(a << F) >> (e/2)``; ``e`` odd ->
+  ``post_lut[a] >> ((e-1)/2)`` with ``post_lut[a] = round(a * 2^F / sqrt 2)`` (computed exactly
+  with integer square roots; ``a * 2^F / sqrt 2`` is irrational for ``a > 0``, so no ties).
+  ``>>`` is an arithmetic shift of a non-negative magnitude, i.e. truncation toward zero.
+
+* **Accumulator.**  Two's complement of ``A`` bits, the smallest width that holds
+  ``[K * p_min, K * p_max]`` for reduction length ``K`` (see :func:`accumulator_bits` for the
+  proof that no partial sum, in any order, can overflow).
+
+* **Requantization** to the next layer's codes, per output channel (and per sample for ASQ):
+  ``clip((((acc + bias) * mantissa) + 2^(shift-1)) >> shift, 0, 2^b_out - 1)`` — round half up,
+  the cheap hardware rounding — or, for LCQ activations, a threshold bank:
+  ``code = #{k : acc + bias >= thresholds[k]}``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .errors import (
+    AccumulatorOverflowError,
+    CodeRangeError,
+    ConfigError,
+    LevelTableError,
+    UnknownSchemeError,
+    UnsupportedBitsError,
+)
+
+WEIGHT_SCHEMES = ("int", "pot", "post", "lcq")
+SHIFT_SCHEMES = ("pot", "post")
+ACT_FORMATS = ("uniform", "table")
+POWER_LEVELS = ("bbit", "paper")
+
+MIN_BITS, MAX_BITS = 2, 8
+MAX_FRAC_BITS = 16
+MIN_LEVEL_BITS, MAX_LEVEL_BITS = 2, 12
+DEFAULT_FRAC_BITS = 8
+DEFAULT_LEVEL_BITS = 8
+MULTIPLIER_BITS = 16
+MAX_REQUANT_SHIFT = 62
+# Integer results are computed in int64 (and GEMMs in float64, exact below 2**53).
+MAX_EXACT_BITS = 53
+
+
+def _check_bits(name: str, bits: int, lo: int = MIN_BITS, hi: int = MAX_BITS) -> None:
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not lo <= bits <= hi:
+        raise UnsupportedBitsError(f"{name}={bits!r} is not supported (expected an int in {lo}..{hi})")
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """Range of a ``bits``-wide two's complement integer."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def signed_bits_for(lo: int, hi: int) -> int:
+    """Smallest two's complement width holding every integer in ``[lo, hi]`` (at least 1)."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def post_lut(act_values: np.ndarray, frac_bits: int) -> np.ndarray:
+    """``round(v * 2^F / sqrt 2)`` for each non-negative integer ``v``, exactly.
+
+    ``v * 2^F / sqrt 2 = sqrt(N)/2`` with ``N = v^2 * 2^(2F+1)``, and for real ``x >= 0``
+    ``floor(x + 1/2) = (floor(2x) + 1) // 2``, so the entry is ``(isqrt(N) + 1) // 2``
+    with no floating point at all.
+    """
+    values = np.asarray(act_values, dtype=np.int64)
+    if np.any(values < 0):
+        raise CodeRangeError("post_lut takes non-negative activation values")
+    return np.array(
+        [(math.isqrt(int(v) * int(v) << (2 * frac_bits + 1)) + 1) // 2 for v in values.ravel()],
+        dtype=np.int64,
+    ).reshape(values.shape)
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """How a weight code is laid out and what value it stands for (see module docstring)."""
+
+    scheme: str
+    bits: int
+    levels: str = "bbit"
+    level_bits: int = DEFAULT_LEVEL_BITS
+
+    def __post_init__(self) -> None:
+        if self.scheme not in WEIGHT_SCHEMES:
+            raise UnknownSchemeError(f"weight scheme {self.scheme!r} does not exist; expected one of {WEIGHT_SCHEMES}")
+        _check_bits(f"{self.scheme} weight bits", self.bits)
+        if self.levels not in POWER_LEVELS:
+            raise UnknownSchemeError(f"level convention {self.levels!r} does not exist; expected one of {POWER_LEVELS}")
+        if self.levels == "paper" and self.scheme not in SHIFT_SCHEMES:
+            raise ConfigError(f"levels='paper' applies to pot/post only, not {self.scheme!r}")
+        if self.scheme == "lcq":
+            _check_bits("lcq level_bits", self.level_bits, MIN_LEVEL_BITS, MAX_LEVEL_BITS)
+
+    @property
+    def exponent_bits(self) -> int:
+        """Width ``E`` of the exponent field (pot/post)."""
+        return self.bits if self.levels == "paper" else self.bits - 1
+
+    @property
+    def max_exponent(self) -> int:
+        """Largest exponent ``m`` with a non-zero level (pot/post)."""
+        return (1 << (self.bits - 1)) - (1 if self.levels == "paper" else 2)
+
+    @property
+    def zero_exponent(self) -> int:
+        """The canonical zero exponent field: all ones."""
+        return (1 << self.exponent_bits) - 1
+
+    @property
+    def code_bits(self) -> int:
+        """Width of the code word the hardware stores and moves."""
+        return 1 + self.exponent_bits if self.scheme in SHIFT_SCHEMES else self.bits
+
+    @property
+    def num_codes(self) -> int:
+        return 1 << self.code_bits
+
+    @property
+    def level_range(self) -> tuple[int, int]:
+        """Range of lcq level-table entries: symmetric ``B``-bit."""
+        hi = (1 << (self.level_bits - 1)) - 1
+        return -hi, hi
+
+    def pack_power(self, sign: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+        """Code words from sign (0/1) and exponent fields (pot/post)."""
+        return (np.asarray(sign, dtype=np.int64) << self.exponent_bits) | np.asarray(exponent, dtype=np.int64)
+
+    def unpack_power(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(negative, exponent, is_zero) of pot/post code words."""
+        codes = np.asarray(codes, dtype=np.int64)
+        exponent = codes & ((1 << self.exponent_bits) - 1)
+        negative = (codes >> self.exponent_bits) & 1
+        return negative.astype(bool), exponent, exponent > self.max_exponent
+
+    def power_code_from_level(self, sign: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+        """Code words for signed exponents; ``exponent < 0`` marks zero (canonical zero code)."""
+        exponent = np.asarray(exponent, dtype=np.int64)
+        if np.any(exponent > self.max_exponent):
+            raise CodeRangeError(f"exponent above max_exponent={self.max_exponent}")
+        zero = exponent < 0
+        return self.pack_power(np.where(zero, 0, sign), np.where(zero, self.zero_exponent, exponent))
+
+    def power_value(self, exponent: int) -> float:
+        """Real magnitude ``base^-exponent`` the exponent stands for."""
+        base = 2.0 if self.scheme == "pot" else math.sqrt(2.0)
+        return base ** (-exponent)
+
+    def check_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Codes as int64, raising if any does not fit the format's code word."""
+        codes = np.asarray(codes)
+        if codes.dtype.kind not in "iu":
+            raise CodeRangeError(f"weight codes must be integers, got dtype {codes.dtype}")
+        codes = codes.astype(np.int64)
+        lo, hi = signed_range(self.bits) if self.scheme == "int" else (0, self.num_codes - 1)
+        if codes.size and (codes.min() < lo or codes.max() > hi):
+            raise CodeRangeError(f"{self.scheme} weight codes must lie in [{lo}, {hi}], got [{codes.min()}, {codes.max()}]")
+        return codes
+
+    def check_table(self, table: np.ndarray) -> np.ndarray:
+        """An lcq weight level table, validated: 2^b ints, in range, non-decreasing."""
+        return _check_level_table(np.asarray(table), self.num_codes, *self.level_range, "weight")
+
+
+def _check_level_table(table: np.ndarray, length: int, lo: int, hi: int, what: str) -> np.ndarray:
+    if table.ndim != 1 or table.shape[0] != length:
+        raise LevelTableError(f"{what} level table must have {length} entries, got shape {table.shape}")
+    if table.dtype.kind not in "iu":
+        raise LevelTableError(f"{what} level table must hold integers, got dtype {table.dtype}")
+    table = table.astype(np.int64)
+    if table.min() < lo or table.max() > hi:
+        raise LevelTableError(f"{what} level table entries must lie in [{lo}, {hi}], got [{table.min()}, {table.max()}]")
+    if np.any(np.diff(table) < 0):
+        bad = int(np.argmax(np.diff(table) < 0))
+        raise LevelTableError(f"{what} level table is not monotonic: entry {bad + 1} ({table[bad + 1]}) < entry {bad} ({table[bad]})")
+    return table
+
+
+@dataclass(frozen=True)
+class DatapathConfig:
+    """One PE datapath: weight format, activation format and product precision.
+
+    ``frac_bits`` (``F``) is the fixed-point fraction of pot/post products and must be 0 for
+    int/lcq.  ``act_level_bits`` bounds the activation table's entries (``act_format="table"``).
+    """
+
+    weight: WeightFormat
+    act_bits: int
+    frac_bits: int = 0
+    act_format: str = "uniform"
+    act_level_bits: int = DEFAULT_LEVEL_BITS
+
+    def __post_init__(self) -> None:
+        _check_bits("activation bits", self.act_bits)
+        if self.act_format not in ACT_FORMATS:
+            raise UnknownSchemeError(f"activation format {self.act_format!r} does not exist; expected one of {ACT_FORMATS}")
+        if self.weight.scheme in SHIFT_SCHEMES:
+            _check_bits(f"{self.weight.scheme} frac_bits", self.frac_bits, 0, MAX_FRAC_BITS)
+            if self.act_format != "uniform":
+                raise ConfigError(f"{self.weight.scheme} PEs shift the activation code itself: act_format must be 'uniform'")
+        elif self.frac_bits != 0:
+            raise ConfigError(f"frac_bits must be 0 for {self.weight.scheme!r} weights, got {self.frac_bits}")
+        if self.act_format == "table":
+            _check_bits("act_level_bits", self.act_level_bits, 1, MAX_LEVEL_BITS)
+
+    @classmethod
+    def make(
+        cls,
+        scheme: str,
+        weight_bits: int,
+        act_bits: int,
+        frac_bits: int | None = None,
+        levels: str = "bbit",
+        level_bits: int = DEFAULT_LEVEL_BITS,
+        act_format: str | None = None,
+        act_level_bits: int = DEFAULT_LEVEL_BITS,
+    ) -> "DatapathConfig":
+        """Config with the scheme's defaults: F=8 for pot/post, LCQ activations for lcq weights."""
+        if frac_bits is None:
+            frac_bits = DEFAULT_FRAC_BITS if scheme in SHIFT_SCHEMES else 0
+        if act_format is None:
+            act_format = "table" if scheme == "lcq" else "uniform"
+        return cls(WeightFormat(scheme, weight_bits, levels, level_bits), act_bits, frac_bits, act_format, act_level_bits)
+
+    @property
+    def scheme(self) -> str:
+        return self.weight.scheme
+
+    @property
+    def num_act_codes(self) -> int:
+        return 1 << self.act_bits
+
+    @property
+    def act_value_max(self) -> int:
+        """Largest activation value the format can present to a PE."""
+        return (1 << self.act_level_bits) - 1 if self.act_format == "table" else self.num_act_codes - 1
+
+    def check_act_codes(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes)
+        if codes.dtype.kind not in "iu":
+            raise CodeRangeError(f"activation codes must be integers, got dtype {codes.dtype}")
+        codes = codes.astype(np.int64)
+        if codes.size and (codes.min() < 0 or codes.max() >= self.num_act_codes):
+            raise CodeRangeError(f"activation codes must lie in [0, {self.num_act_codes - 1}], got [{codes.min()}, {codes.max()}]")
+        return codes
+
+    def check_act_table(self, table: np.ndarray) -> np.ndarray:
+        """An activation level table, validated: 2^b_a unsigned ints, non-decreasing, entry 0 == 0."""
+        table = _check_level_table(np.asarray(table), self.num_act_codes, 0, self.act_value_max, "activation")
+        if table[0] != 0:
+            raise LevelTableError("activation level table must map code 0 to 0 (zero padding relies on it)")
+        return table
+
+    @cached_property
+    def post_lut(self) -> np.ndarray:
+        """The sqrt-2 LUT for every activation code (post only)."""
+        return post_lut(np.arange(self.num_act_codes), self.frac_bits)
+
+    def product_range(self) -> tuple[int, int]:
+        """Exact (min, max) of one PE product over every valid code pair and any legal table.
+
+        For lcq the extremes are those of the widest legal tables; for pot/post they are at
+        exponent 0 and the largest activation (``+-(a_max << F)``); for int at the most negative
+        and most positive weights.  Tests check this against exhaustive enumeration.
+        """
+        a_max = self.act_value_max
+        if self.scheme == "int":
+            w_lo, w_hi = signed_range(self.weight.bits)
+        elif self.scheme == "lcq":
+            w_lo, w_hi = self.weight.level_range
+        else:
+            return -(a_max << self.frac_bits), a_max << self.frac_bits
+        return w_lo * a_max, w_hi * a_max
+
+    def product_bits(self) -> int:
+        """Two's complement width of one PE product."""
+        return signed_bits_for(*self.product_range())
+
+
+def accumulator_bits(cfg: DatapathConfig, reduction_length: int) -> int:
+    """Smallest accumulator width ``A`` that cannot overflow summing ``reduction_length`` products.
+
+    Proof: every product ``p`` satisfies ``p_min <= p <= p_max`` with ``p_min <= 0 <= p_max``.
+    A partial sum of ``j <= K`` products therefore lies in ``[j p_min, j p_max]``, which is
+    inside ``[K p_min, K p_max]``.  ``A`` is the smallest two's complement width holding that
+    interval, so no partial sum — in any summation order — leaves the representable range.
+    The bound is tight: ``K`` copies of the extreme product reach it.
+    """
+    if not isinstance(reduction_length, (int, np.integer)) or reduction_length < 1:
+        raise ConfigError(f"reduction length must be a positive int, got {reduction_length!r}")
+    lo, hi = cfg.product_range()
+    return signed_bits_for(reduction_length * lo, reduction_length * hi)
+
+
+def check_accumulator(cfg: DatapathConfig, accumulator_width: int, reduction_length: int) -> None:
+    """Raise if an ``accumulator_width``-bit accumulator can overflow for this reduction length."""
+    need = accumulator_bits(cfg, reduction_length)
+    if accumulator_width < need:
+        raise AccumulatorOverflowError(
+            f"a {accumulator_width}-bit accumulator can overflow summing {reduction_length} "
+            f"{cfg.scheme} products in {cfg.product_range()}: at least {need} bits are needed"
+        )
+    if accumulator_width > MAX_EXACT_BITS:
+        raise AccumulatorOverflowError(f"accumulators wider than {MAX_EXACT_BITS} bits are not modelled exactly")
+
+
+def max_reduction_length(cfg: DatapathConfig, accumulator_width: int) -> int:
+    """Largest ``K`` an ``accumulator_width``-bit accumulator sums without overflow."""
+    lo, hi = cfg.product_range()
+    acc_lo, acc_hi = signed_range(accumulator_width)
+    return min(acc_lo // lo if lo else acc_hi, acc_hi // hi if hi else acc_hi)
+
+
+def act_values(cfg: DatapathConfig, act_codes: np.ndarray, act_table: np.ndarray | None = None) -> np.ndarray:
+    """The integer value each activation code stands for."""
+    codes = cfg.check_act_codes(act_codes)
+    if cfg.act_format == "uniform":
+        if act_table is not None:
+            raise ConfigError("an activation table was given for a uniform activation format")
+        return codes
+    if act_table is None:
+        raise LevelTableError("act_format='table' needs an activation level table")
+    return cfg.check_act_table(act_table)[codes]
+
+
+def pe_product(
+    cfg: DatapathConfig,
+    weight_codes: np.ndarray,
+    act_codes: np.ndarray,
+    weight_table: np.ndarray | None = None,
+    act_table: np.ndarray | None = None,
+) -> np.ndarray:
+    """The product one PE computes for each (weight code, activation code) pair (broadcast)."""
+    w = cfg.weight.check_codes(weight_codes)
+    a = act_values(cfg, act_codes, act_table)
+    if cfg.scheme == "int":
+        return w * a
+    if cfg.scheme == "lcq":
+        if weight_table is None:
+            raise LevelTableError("lcq weights need a weight level table")
+        return cfg.weight.check_table(weight_table)[w] * a
+    negative, exponent, zero = cfg.weight.unpack_power(w)
+    exponent = np.where(zero, 0, exponent)
+    scaled = a << cfg.frac_bits
+    if cfg.scheme == "pot":
+        magnitude = scaled >> exponent
+    else:
+        odd = (exponent & 1).astype(bool)
+        magnitude = np.where(odd, cfg.post_lut[a] >> ((exponent - 1) >> 1), scaled >> (exponent >> 1))
+    magnitude = np.where(zero, 0, magnitude)
+    return np.where(negative, -magnitude, magnitude)
+
+
+def product_table(
+    cfg: DatapathConfig, weight_table: np.ndarray | None = None, act_table: np.ndarray | None = None
+) -> np.ndarray:
+    """All PE products, indexed ``[weight_code_index, act_code]``.
+
+    Weight codes are indexed as unsigned code words (int codes in two's complement order:
+    index ``c & (2^b - 1)``), which is how a hardware table would be addressed.
+    """
+    index = np.arange(cfg.weight.num_codes)
+    codes = index - ((index >> (cfg.weight.bits - 1)) & 1) * cfg.weight.num_codes if cfg.scheme == "int" else index
+    return pe_product(cfg, codes[:, None], np.arange(cfg.num_act_codes)[None, :], weight_table, act_table)
+
+
+def product_error_bound(cfg: DatapathConfig) -> float:
+    """Max |integer product - exact real product * 2^F| per product, in product LSBs.
+
+    int/lcq products are exact (0).  A right shift by ``s`` of ``a << F`` drops the low
+    ``s - F`` bits when ``s > F``: error in ``(-(1 - 2^-(s-F)), 0]``, exact otherwise (pot and
+    even post exponents).  Odd post exponents shift ``post_lut[a]``, whose rounding error
+    ``|e| <= 1/2`` is scaled by ``2^-s`` before an ``s``-bit truncation:
+    ``|err| <= 2^-(s+1) + (1 - 2^-s) = 1 - 2^-(s+1)``.  The sign is applied after the
+    magnitude path, so the bound is symmetric.  Returned: the bound over every exponent in use;
+    tests compare it with the exhaustive maximum.
+    """
+    if cfg.scheme in ("int", "lcq"):
+        return 0.0
+
+    def truncation(bits_dropped: int) -> float:
+        return 1.0 - 2.0 ** -bits_dropped if bits_dropped > 0 else 0.0
+
+    exponents = range(cfg.weight.max_exponent + 1)
+    if cfg.scheme == "pot":
+        return max(truncation(n - cfg.frac_bits) for n in exponents)
+    return max(
+        1.0 - 2.0 ** -((n - 1) // 2 + 1) if n % 2 else truncation(n // 2 - cfg.frac_bits) for n in exponents
+    )
+
+
+@dataclass(frozen=True)
+class Multiplier:
+    """A positive real multiplier as ``mantissa * 2^-shift`` with an unsigned ``bits``-bit mantissa."""
+
+    mantissa: int
+    shift: int
+    bits: int = MULTIPLIER_BITS
+
+    def __float__(self) -> float:
+        return self.mantissa * 2.0 ** -self.shift
+
+
+def quantize_multiplier(value: float | np.ndarray, bits: int = MULTIPLIER_BITS) -> tuple[np.ndarray, np.ndarray]:
+    """``(mantissa, shift)`` arrays with ``mantissa * 2^-shift`` nearest to each ``value > 0``.
+
+    The mantissa is normalized to ``[2^(bits-1), 2^bits)`` (full precision) unless the shift
+    would exceed ``MAX_REQUANT_SHIFT``; a value too large for a non-negative shift raises.
+    """
+    values = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise CodeRangeError("requantization multipliers must be finite and positive")
+    _, exponent = np.frexp(values)  # values = f * 2^exponent, f in [0.5, 1)
+    shift = np.clip(bits - exponent, 0, MAX_REQUANT_SHIFT).astype(np.int64)
+    mantissa = np.round(np.ldexp(values, shift)).astype(np.int64)
+    overflow = mantissa >= (1 << bits)
+    # rounding up to 2^bits: renormalize one step (exact, the mantissa is then 2^(bits-1))
+    mantissa = np.where(overflow & (shift > 0), mantissa >> 1, mantissa)
+    shift = np.where(overflow & (shift > 0), shift - 1, shift)
+    if np.any(mantissa >= (1 << bits)):
+        raise CodeRangeError(f"multiplier too large for a {bits}-bit mantissa and a non-negative shift")
+    if np.any(mantissa == 0):
+        raise CodeRangeError(f"multiplier below 2^-{MAX_REQUANT_SHIFT + 1} rounds to zero")
+    return mantissa, shift
+
+
+def requantize(
+    acc: np.ndarray,
+    bias: np.ndarray | int,
+    mantissa: np.ndarray | int,
+    shift: np.ndarray | int,
+    out_bits: int,
+) -> np.ndarray:
+    """Next-layer activation codes: ``clip(round_half_up((acc + bias) * M), 0, 2^out_bits - 1)``.
+
+    ``bias``, ``mantissa`` and ``shift`` broadcast against ``acc`` (per channel on the last axis,
+    or per sample and channel for ASQ).  The rounding adds ``2^(shift-1)`` and shifts right
+    arithmetically — what the hardware requantizer does.
+    """
+    _check_bits("output bits", out_bits)
+    acc = np.asarray(acc, dtype=np.int64)
+    mantissa = np.asarray(mantissa, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.any(mantissa < 0) or np.any(mantissa >= (1 << MULTIPLIER_BITS)) or np.any(shift < 0) or np.any(shift > MAX_REQUANT_SHIFT):
+        raise CodeRangeError(f"mantissa must be an unsigned {MULTIPLIER_BITS}-bit int and shift in 0..{MAX_REQUANT_SHIFT}")
+    total = acc + np.asarray(bias, dtype=np.int64)
+    if total.size and int(np.abs(total).max()) >= (1 << (62 - MULTIPLIER_BITS)):
+        raise AccumulatorOverflowError("accumulator + bias too wide to requantize exactly in 64 bits")
+    product = total * mantissa
+    rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+    return np.clip((product + rounding) >> shift, 0, (1 << out_bits) - 1)
+
+
+def threshold_quantize(acc: np.ndarray, bias: np.ndarray | int, thresholds: np.ndarray) -> np.ndarray:
+    """LCQ activation codes from a threshold bank: ``#{k : acc + bias >= thresholds[..., k]}``.
+
+    ``thresholds`` has shape ``(..., 2^b - 1)`` (per channel on its leading axes, broadcast
+    against ``acc``'s trailing channel axis) and must be non-decreasing along the last axis.
+    """
+    thresholds = np.asarray(thresholds)
+    if thresholds.dtype.kind not in "iu":
+        raise LevelTableError("thresholds must be integers")
+    levels = thresholds.shape[-1] + 1
+    if levels & (levels - 1) or not MIN_BITS <= levels.bit_length() - 1 <= MAX_BITS:
+        raise LevelTableError(f"a threshold bank has 2^b - 1 entries (b in {MIN_BITS}..{MAX_BITS}), got {levels - 1}")
+    if np.any(np.diff(thresholds, axis=-1) < 0):
+        raise LevelTableError("thresholds must be non-decreasing")
+    total = np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
+    return (total[..., None] >= thresholds.astype(np.int64)).sum(axis=-1)
+
+
+@dataclass(frozen=True)
+class RequantSpec:
+    """Widths of the requantizer that follows an ``accumulator_width``-bit accumulator."""
+
+    accumulator_width: int
+    bias_bits: int
+    multiplier_bits: int = MULTIPLIER_BITS
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of ``acc + bias``."""
+        return max(self.accumulator_width, self.bias_bits) + 1
+
+    @property
+    def product_bits(self) -> int:
+        """Width of ``(acc + bias) * mantissa`` (mantissa unsigned)."""
+        return self.sum_bits + self.multiplier_bits

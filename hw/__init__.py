@@ -1,0 +1,1 @@
+"""hw: Amaranth processing elements, MAC array and requantizer implementing golden.spec."""

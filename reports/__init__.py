@@ -1,0 +1,1 @@
+"""reports: cycle/energy estimator, overhead and OPS tables, design-space sweeps, the demo flow."""
