@@ -1,0 +1,52 @@
+"""pytest options for the RTL testbenches: which simulator(s), waveforms, and the random seed.
+
+``--sim icarus|verilator|both`` (or ``$SIM``) picks the simulators every ``simulator``-using
+test is parametrized over; ``--waves`` (or ``$WAVES=1``) dumps an FST on every run (failing
+runs always leave one); ``--sim-seed`` (or ``$SIM_SEED``) fixes the stimulus seed, otherwise a
+fresh one is drawn and printed so a failure can be reproduced.
+"""
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.simulators import ensure_verilator_env, selected_simulators, waves_requested
+
+# The cocotb testbenches of this directory are imported by name inside the simulator process,
+# which inherits sys.path through PYTHONPATH.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+ensure_verilator_env()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("lutmac-sim", "RTL simulation (tests/sim)")
+    group.addoption("--sim", default=None, help="icarus, verilator or both (default: $SIM or both)")
+    group.addoption("--waves", action="store_true", default=None, help="dump an FST on every run (default: $WAVES)")
+    group.addoption("--sim-seed", type=int, default=None, help="stimulus seed (default: $SIM_SEED or random)")
+
+
+def pytest_generate_tests(metafunc):
+    if "simulator" in metafunc.fixturenames:
+        metafunc.parametrize("simulator", selected_simulators(metafunc.config.getoption("--sim")))
+
+
+@pytest.fixture(scope="session")
+def waves(pytestconfig) -> bool:
+    return waves_requested(pytestconfig.getoption("--waves"))
+
+
+@pytest.fixture
+def sim_seed(pytestconfig, request) -> int:
+    """The stimulus seed of one test, printed (pytest shows it for failing tests)."""
+    seed = pytestconfig.getoption("--sim-seed")
+    if seed is None and os.environ.get("SIM_SEED"):
+        seed = int(os.environ["SIM_SEED"])
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    print(f"{request.node.nodeid}: stimulus seed {seed} (reproduce with --sim-seed {seed})")
+    return seed
