@@ -1,0 +1,354 @@
+"""Workloads as lists of layers, traced from real ``torch.nn.Module`` definitions.
+
+torchvision is not installable here, so ResNet-18/34 and MobileNet-V2 are written out in
+torchvision's exact layout (same module tree, same parameter counts: 11,689,512 / 21,797,672 /
+3,504,872) and CIFAR ResNet-20 follows He et al. (option-A shortcuts, 269,722 parameters).
+Layer shapes are never typed in: :func:`trace` runs a dummy input through the module (on the
+``meta`` device, so nothing is computed) and records every conv/linear it passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from golden.errors import ConfigError, UnknownSchemeError
+
+LAYER_TYPES = ("conv", "linear", "depthwise")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One conv/linear layer and its GEMM view (batch 1).
+
+    The GEMM view is per group: ``groups`` independent ``(M x K) @ (K x N)`` products with
+    ``M = Hout*Wout`` output pixels, ``K = (Cin/groups)*kh*kw`` (the conv window) and
+    ``N = Cout/groups`` filters.  A linear layer is a 1x1 conv on a 1x1 map.
+    """
+
+    name: str
+    type: str
+    cin: int
+    cout: int
+    kh: int = 1
+    kw: int = 1
+    stride: int = 1
+    pad: int = 0
+    groups: int = 1
+    hin: int = 1
+    win: int = 1
+    hout: int = 1
+    wout: int = 1
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in LAYER_TYPES:
+            raise UnknownSchemeError(f"layer {self.name!r}: unknown layer type {self.type!r}; expected one of {LAYER_TYPES}")
+        for field in ("cin", "cout", "kh", "kw", "stride", "groups", "hin", "win", "hout", "wout"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"layer {self.name!r}: {field} must be a positive int, got {value!r}")
+        if not isinstance(self.pad, int) or self.pad < 0:
+            raise ConfigError(f"layer {self.name!r}: pad must be a non-negative int, got {self.pad!r}")
+        if self.cin % self.groups or self.cout % self.groups:
+            raise ConfigError(f"layer {self.name!r}: groups={self.groups} must divide cin={self.cin} and cout={self.cout}")
+        if self.type == "depthwise" and not (self.groups == self.cin and self.groups > 1):
+            raise ConfigError(f"layer {self.name!r}: a depthwise layer has groups == cin > 1, got groups={self.groups}, cin={self.cin}")
+        if self.type == "linear" and (self.kh, self.kw, self.hin, self.win, self.hout, self.wout, self.groups) != (1,) * 7:
+            raise ConfigError(f"layer {self.name!r}: a linear layer has 1x1 kernel, maps and groups")
+
+    @property
+    def m(self) -> int:
+        return self.hout * self.wout
+
+    @property
+    def k(self) -> int:
+        return (self.cin // self.groups) * self.kh * self.kw
+
+    @property
+    def n(self) -> int:
+        return self.cout // self.groups
+
+    @property
+    def params(self) -> int:
+        """Weights (Eq. 10/11: ``Cin*Cout*Kh*Kw`` per group, ``Nin*Nout``); biases not included."""
+        return self.groups * self.k * self.n
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates (Eq. 12/13: params times output pixels)."""
+        return self.groups * self.m * self.k * self.n
+
+    @property
+    def input_elements(self) -> int:
+        return self.cin * self.hin * self.win
+
+    @property
+    def output_elements(self) -> int:
+        return self.cout * self.hout * self.wout
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "M": self.m, "K": self.k, "N": self.n, "params": self.params, "macs": self.macs}
+
+
+def _square(value: int | tuple[int, ...], what: str, name: str) -> int:
+    values = (value, value) if isinstance(value, int) else tuple(value)
+    if len(set(values)) != 1:
+        raise ConfigError(f"layer {name!r}: non-square {what} {values} is not supported")
+    return int(values[0])
+
+
+def _layer_from_module(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Layer:
+    if isinstance(module, nn.Linear):
+        return Layer(name, "linear", module.in_features, module.out_features, bias=module.bias is not None)
+    if type(module) is not nn.Conv2d:
+        raise UnknownSchemeError(f"module {name!r} of type {type(module).__name__} is not a supported layer type (Conv2d, Linear)")
+    if _square(module.dilation, "dilation", name) != 1 or not isinstance(module.padding, tuple):
+        raise ConfigError(f"layer {name!r}: dilation and string padding are not supported")
+    kind = "depthwise" if module.groups == module.in_channels and module.groups > 1 else "conv"
+    return Layer(
+        name, kind, module.in_channels, module.out_channels,
+        kh=module.kernel_size[0], kw=module.kernel_size[1],
+        stride=_square(module.stride, "stride", name), pad=_square(module.padding, "padding", name),
+        groups=module.groups, hin=x.shape[-2], win=x.shape[-1], hout=y.shape[-2], wout=y.shape[-1],
+        bias=module.bias is not None,
+    )
+
+
+WEIGHTED_LEAVES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
+
+
+def trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer]:
+    """Layers in execution order, from forward hooks on a dummy ``meta`` input.
+
+    Every conv/linear-like leaf is hooked, so a network with a layer kind the estimator does
+    not model (Conv1d, Conv3d, transposed convs) fails loudly instead of being skipped.
+    """
+    layers: list[Layer] = []
+    hooks = []
+
+    def hook_for(name: str):
+        def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            layers.append(_layer_from_module(name, module, inputs[0], output))
+
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHTED_LEAVES):
+            hooks.append(module.register_forward_hook(hook_for(name)))
+    try:
+        model.to("meta").eval()
+        with torch.no_grad():
+            model(torch.empty(input_shape, device="meta"))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    if not layers:
+        raise ConfigError(f"{type(model).__name__} has no Conv2d/Linear layer to trace")
+    return layers
+
+
+# --- torchvision-layout ResNet -------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """torchvision.models.ResNet with BasicBlocks (resnet18: [2,2,2,2], resnet34: [3,4,6,3])."""
+
+    def __init__(self, blocks_per_stage: list[int], num_classes: int = 1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(64, blocks_per_stage[0], 1)
+        self.layer2 = self._make_layer(128, blocks_per_stage[1], 2)
+        self.layer3 = self._make_layer(256, blocks_per_stage[2], 2)
+        self.layer4 = self._make_layer(512, blocks_per_stage[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18() -> ResNet:
+    return ResNet([2, 2, 2, 2])
+
+
+def resnet34() -> ResNet:
+    return ResNet([3, 4, 6, 3])
+
+
+# --- torchvision-layout MobileNet-V2 -------------------------------------------------------
+
+
+class ConvBNReLU6(nn.Sequential):
+    """torchvision's Conv2dNormActivation with BatchNorm and ReLU6."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand_ratio: int):
+        super().__init__()
+        hidden = round(cin * expand_ratio)
+        self.use_res_connect = stride == 1 and cin == cout
+        layers: list[nn.Module] = [ConvBNReLU6(cin, hidden, 1)] if expand_ratio != 1 else []
+        layers += [
+            ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, cout, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision.models.MobileNetV2, width 1.0 (channel counts are already multiples of 8)."""
+
+    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        features: list[nn.Module] = [ConvBNReLU6(3, 32, stride=2)]
+        cin = 32
+        for expand, cout, repeats, stride in self.SETTINGS:
+            for i in range(repeats):
+                features.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                cin = cout
+        features.append(ConvBNReLU6(cin, 1280, 1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
+# --- CIFAR ResNet-20 (He et al. 2016, §4.2) ------------------------------------------------
+
+
+class CifarBlock(nn.Module):
+    """Basic block with the parameter-free option-A shortcut (subsample, zero-pad channels)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.extra_channels = stride, cout - cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        if self.stride != 1 or self.extra_channels:
+            half = self.extra_channels // 2
+            shortcut = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, half, self.extra_channels - half))
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + shortcut)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, blocks_per_stage: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            stages.append(nn.Sequential(*[CifarBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1) for i in range(blocks_per_stage)]))
+            cin = cout
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def resnet20() -> CifarResNet:
+    return CifarResNet(3)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    builder: Callable[[], nn.Module]
+    input_shape: tuple[int, int, int, int]
+    published_params: int  # torchvision's / the paper's count, checked by the tests
+
+
+NETWORKS: dict[str, NetworkSpec] = {
+    "resnet18": NetworkSpec(resnet18, (1, 3, 224, 224), 11_689_512),
+    "resnet34": NetworkSpec(resnet34, (1, 3, 224, 224), 21_797_672),
+    "mobilenet_v2": NetworkSpec(MobileNetV2, (1, 3, 224, 224), 3_504_872),
+    "resnet20": NetworkSpec(resnet20, (1, 3, 32, 32), 269_722),
+}
+
+
+def network_spec(name: str) -> NetworkSpec:
+    if name not in NETWORKS:
+        raise UnknownSchemeError(f"network {name!r} does not exist; expected one of {tuple(NETWORKS)}")
+    return NETWORKS[name]
+
+
+def build(name: str) -> nn.Module:
+    """A fresh module of a named network, on the meta device (shapes only, no weights)."""
+    with torch.device("meta"):
+        return network_spec(name).builder()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Every parameter, as torchvision counts them (weights, biases, BatchNorm affine)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@lru_cache(maxsize=None)
+def _traced(name: str) -> tuple[Layer, ...]:
+    return tuple(trace(build(name), network_spec(name).input_shape))
+
+
+def network_layers(name: str) -> list[Layer]:
+    """The named network's layers, traced once per process."""
+    return list(_traced(name))
