@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -344,7 +344,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _traced(name: str) -> tuple[Layer, ...]:
     return tuple(trace(build(name), network_spec(name).input_shape))
 

@@ -1,0 +1,179 @@
+"""ASQ adapter overhead (the paper's Table 1), OPS/storage (Eq. 10-16) and POST LUT overhead.
+
+**The paper's convention**, found by searching the plausible ones (:mod:`reports.asq_search`)
+and the only family that reproduces every printed digit of Table 1 for ResNet-18:
+
+* *Placement*: every convolution except the full-precision stem gets an ASQ activation
+  quantizer with its own adapter — downsample (1x1 shortcut) convs included, the FC excluded.
+  This is also the authors' released ``Q_ResNet18_Asq``.
+* *Adapter*: GAP -> Linear(C, C/4) -> ReLU -> Linear(C/4, 1) -> ReLU (a single Linear(C, 1)
+  when C < 8), weights and biases.
+* *Param%*: the parameters the ASQ model adds to the float model — per adapted conv its
+  adapter, its per-output-channel weight step sizes and its activation step size — stored at
+  8 bits (the precision the paper keeps its first/last layers at), over the float network's
+  parameter count (torchvision's, BatchNorm included) at ``B`` bits (Eq. 14):
+  ``100 * extra * 8 / (params * B)``.
+* *Compute%*: adapter operations per Eq. 13 (a linear layer's multiplications *and*
+  additions, ``2 * Nin * Nout``) at 8 bits, over the ``B``-bit convolutions' operations per
+  Eq. 12 (multiplications, ``Cin*Cout*Kh*Kw*Hout*Wout``), both bit-weighted against a 32-bit
+  reference (Eq. 15-16: ``OPS_B = OPS * B / 32``).
+
+**As built** adds what the paper leaves out, priced in the same units: the GAP additions
+(``C*(H*W - 1)`` accumulator-width adds per adapter), the per-sample requantization multiplier
+(``Cout`` products of a 16-bit mantissa with 1/beta plus one reciprocal per adapted layer) and
+the feature-map buffer the adapter's barrier needs (the largest adapted input map, held at
+accumulator width until its GAP is known).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden.spec import MULTIPLIER_BITS, DatapathConfig, accumulator_bits, post_lut
+
+from .networks import Layer
+
+ADAPTER_REDUCTION = 4
+PAPER_EXTRA_BITS = 8  # ASQ's additions are counted at 8 bits
+REFERENCE_BITS = 32  # Eq. 15-16: the full-precision reference
+TABLE1_BITS = (8, 4, 3, 2)
+EDGE_LAYER_BITS = 8  # first and last layers stay at 8 bits (paper §4.1.3)
+
+
+def adapter_linears(channels: int, reduction: int = ADAPTER_REDUCTION) -> tuple[tuple[int, int], ...]:
+    """(in, out) of the adapter's linear layers for a ``channels``-channel input."""
+    if channels >= 2 * reduction:
+        return (channels, channels // reduction), (channels // reduction, 1)
+    return ((channels, 1),)
+
+
+def adapter_params(channels: int, reduction: int = ADAPTER_REDUCTION, biases: bool = True) -> int:
+    return sum(nin * nout + (nout if biases else 0) for nin, nout in adapter_linears(channels, reduction))
+
+
+def adapter_macs(channels: int, reduction: int = ADAPTER_REDUCTION) -> int:
+    return sum(nin * nout for nin, nout in adapter_linears(channels, reduction))
+
+
+def adapted_layers(layers: list[Layer]) -> list[Layer]:
+    """Layers whose input activation gets an ASQ quantizer: every conv but the first layer."""
+    return [layer for layer in layers[1:] if layer.type != "linear"]
+
+
+def edge_bits(layers: list[Layer], bits: int) -> np.ndarray:
+    """Per-layer bit width: ``bits``, with the first and last layer at 8 bits."""
+    widths = np.full(len(layers), bits, dtype=np.int64)
+    widths[[0, -1]] = EDGE_LAYER_BITS
+    return widths
+
+
+def _pct(numerator: float, denominator: float) -> float:
+    return 100.0 * numerator / denominator
+
+
+@dataclass(frozen=True)
+class AsqOverhead:
+    """Table 1 for one network: raw counts and the percentages at each bit width."""
+
+    network: str
+    model_params: int
+    adapters: int
+    extra_params: int  # adapters + weight steps + activation steps
+    adapter_ops: int  # Eq. 13, 2 ops per adapter MAC
+    model_ops: int  # Eq. 12, MACs of the adapted (B-bit) convs
+    gap_adds: int
+    requant_ops: int
+    buffer_elements: int
+    reduction_max: int
+
+    def buffer_bits(self, bits: int) -> int:
+        """Barrier buffer: the largest adapted input map at the accumulator width for ``bits``-bit codes."""
+        return self.buffer_elements * accumulator_bits(DatapathConfig.make("int", bits, bits), self.reduction_max)
+
+    def row(self, bits: int) -> dict:
+        model_bits = self.model_params * bits
+        paper_storage = self.extra_params * PAPER_EXTRA_BITS
+        paper_ops = self.adapter_ops * PAPER_EXTRA_BITS / REFERENCE_BITS
+        model_ops = self.model_ops * bits / REFERENCE_BITS
+        acc_bits = accumulator_bits(DatapathConfig.make("int", bits, bits), self.reduction_max)
+        built_ops = paper_ops + (self.gap_adds * acc_bits + self.requant_ops * MULTIPLIER_BITS) / REFERENCE_BITS
+        return {
+            "network": self.network,
+            "bits": bits,
+            "param_pct": _pct(paper_storage, model_bits),
+            "compute_pct": _pct(paper_ops, model_ops),
+            "param_pct_as_built": _pct(paper_storage + self.buffer_bits(bits), model_bits),
+            "compute_pct_as_built": _pct(built_ops, model_ops),
+            "extra_params": self.extra_params,
+            "model_params": self.model_params,
+            "adapter_ops": self.adapter_ops,
+            "model_macs_quantized": self.model_ops,
+            "gap_adds": self.gap_adds,
+            "requant_ops": self.requant_ops,
+            "buffer_bits": self.buffer_bits(bits),
+        }
+
+
+def asq_overhead(network: str, layers: list[Layer], model_params: int) -> AsqOverhead:
+    """Counts behind Table 1 under the paper's convention (module docstring)."""
+    adapted = adapted_layers(layers)
+    return AsqOverhead(
+        network=network,
+        model_params=model_params,
+        adapters=len(adapted),
+        extra_params=sum(adapter_params(layer.cin) + layer.cout + 1 for layer in adapted),
+        adapter_ops=sum(2 * adapter_macs(layer.cin) for layer in adapted),
+        model_ops=sum(layer.macs for layer in adapted),
+        gap_adds=sum(layer.cin * (layer.hin * layer.win - 1) for layer in adapted),
+        requant_ops=sum(layer.cout + 1 for layer in adapted),
+        buffer_elements=max(layer.input_elements for layer in adapted),
+        reduction_max=max(layer.k for layer in layers),
+    )
+
+
+def table1_rows(overhead: AsqOverhead, bit_widths: tuple[int, ...] = TABLE1_BITS) -> list[dict]:
+    return [overhead.row(bits) for bits in bit_widths]
+
+
+def ops_storage_rows(layers: list[Layer], bit_widths: tuple[int, ...] = TABLE1_BITS) -> list[dict]:
+    """Per layer and total: params, MACs, storage bits (Eq. 14) and bit-weighted OPS (Eq. 15-16)."""
+    params = np.array([layer.params for layer in layers], dtype=np.int64)
+    macs = np.array([layer.macs for layer in layers], dtype=np.int64)
+    widths = {bits: edge_bits(layers, bits) for bits in bit_widths}
+    rows = []
+    for i, layer in enumerate(layers):
+        row = {"layer": layer.name, "type": layer.type, "params": int(params[i]), "macs": int(macs[i])}
+        row |= {f"storage_bits_w{b}": int(params[i] * widths[b][i]) for b in bit_widths}
+        row |= {f"ops_w{b}": float(macs[i] * widths[b][i] / REFERENCE_BITS) for b in bit_widths}
+        rows.append(row)
+    total = {"layer": "TOTAL", "type": "", "params": int(params.sum()), "macs": int(macs.sum())}
+    total |= {f"storage_bits_w{b}": int((params * widths[b]).sum()) for b in bit_widths}
+    total |= {f"ops_w{b}": float((macs * widths[b]).sum() / REFERENCE_BITS) for b in bit_widths}
+    return rows + [total]
+
+
+def post_lut_entry_bits(act_bits: int, frac_bits: int) -> int:
+    """Width of one POST LUT entry: the largest ``round(a * 2^F / sqrt 2)`` (golden.spec.post_lut)."""
+    return int(post_lut(np.array([(1 << act_bits) - 1]), frac_bits)[0]).bit_length()
+
+
+def post_lut_rows(layers: list[Layer], rows: int, cols: int, frac_bits: int, bit_widths: tuple[int, ...] = (2, 3, 4, 8)) -> list[dict]:
+    """LUT bits of the two POST hardware variants (and the authors' single table) vs model bits."""
+    params = np.array([layer.params for layer in layers], dtype=np.int64)
+    out = []
+    for bits in bit_widths:
+        entries = 1 << bits
+        entry_bits = post_lut_entry_bits(bits, frac_bits)
+        lut_bits = entries * entry_bits
+        model_bits = int((params * edge_bits(layers, bits)).sum())
+        copies = {"single_table": 1, "post_shared": rows, "post_lut": rows * cols}
+        row = {"act_bits": bits, "frac_bits": frac_bits, "entries": entries, "entry_bits": entry_bits,
+               "lut_bits": lut_bits, "model_bits": model_bits,
+               "entries_pct_of_params": _pct(entries, int(params.sum()))}
+        for variant, count in copies.items():
+            row[f"{variant}_bits"] = lut_bits * count
+            row[f"{variant}_pct"] = _pct(lut_bits * count, model_bits)
+        out.append(row)
+    return out

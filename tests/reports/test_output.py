@@ -1,0 +1,51 @@
+"""Atomic, staged report writing."""
+
+import json
+
+import pytest
+
+from reports.output import csv_text, markdown_table, staged_report, write_atomic
+
+
+def test_write_atomic_replaces_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "sub" / "x.txt"
+    write_atomic(path, "one")
+    write_atomic(path, b"two")
+    assert path.read_text() == "two"
+    assert [p.name for p in path.parent.iterdir()] == ["x.txt"]
+
+
+def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "x.txt"
+    write_atomic(path, "old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("reports.output.os.replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_staged_report_is_all_or_nothing(tmp_path):
+    out = tmp_path / "out"
+    with staged_report(out) as writer:
+        writer.text("a.md", "first")
+        writer.table("t", [{"x": 1, "y": 2.5}], "T")
+    assert (out / "a.md").read_text() == "first"
+    assert json.loads((out / "t.json").read_text())["rows"] == [{"x": 1, "y": 2.5}]
+    with pytest.raises(RuntimeError):
+        with staged_report(out) as writer:
+            writer.text("a.md", "second")
+            writer.text("b.md", "new")
+            raise RuntimeError("failure in the middle of a run")
+    assert (out / "a.md").read_text() == "first" and not (out / "b.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_tables():
+    rows = [{"a": 1, "b": 0.123456789}, {"a": 2, "b": 3.0}]
+    assert csv_text(rows) == "a,b\n1,0.123457\n2,3\n"
+    assert markdown_table(rows, {"b": ".2f"}).splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.12 |", "| 2 | 3.00 |"]
