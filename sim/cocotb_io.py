@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, SimTimeoutError, Timer, with_timeout
 
+from .host import PROGRAM_FILE, HostLayout, HostProgram, HostResult, clear_results, read_results
 from .simulators import CLOCK_PERIOD_NS, JOB_ENV, REPORT_ENV
 
 
@@ -64,3 +66,33 @@ class ClockedTB:
         if not int(signal.value):
             await with_timeout(RisingEdge(signal), timeout_cycles * CLOCK_PERIOD_NS, "ns")
         return round(self.now_cycles() - start)
+
+
+class HostSession:
+    """Runs host programs on a ``lutmac_host`` top (see :mod:`sim.host`) from inside cocotb.
+
+    The sequencer's clock is generated in the HDL, so between ``load`` and ``finished`` cocotb
+    only sleeps on one value-change callback.
+    """
+
+    def __init__(self, dut: Any, layout: HostLayout, workdir: Path | None = None) -> None:
+        self.dut = dut
+        self.layout = layout
+        self.workdir = Path(workdir or os.getcwd())
+        self.dut.load.value = 0
+
+    async def run(self, program: HostProgram) -> HostResult:
+        clear_results(self.workdir)
+        program.write(self.workdir / PROGRAM_FILE)
+        wall = time.perf_counter()
+        self.dut.load.value = 1
+        await RisingEdge(self.dut.finished)
+        seconds = time.perf_counter() - wall
+        await Timer(1, "ns")  # past the edge: every register of it has settled
+        cycles = self.dut.run_cycles.value.to_unsigned()
+        self.dut.load.value = 0
+        if int(self.dut.error.value):
+            raise SimTimeoutError(f"a WAIT entry of the host program timed out ({cycles} cycles into the program)")
+        await Timer(2 * CLOCK_PERIOD_NS, "ns")  # `load` is seen low before the next run
+        captures, waits = read_results(self.workdir, program)
+        return HostResult(captures, waits, cycles, seconds)

