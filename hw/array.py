@@ -1,0 +1,145 @@
+"""The R x C output-stationary systolic MAC array (any PE kind) with its skew registers and edges.
+
+Dataflow (output-stationary): PE ``(i, j)`` owns output ``(i, j)`` of an ``R x C`` output block
+and accumulates it over the whole reduction ``k = 0 .. K-1``.  Each cycle the array takes one
+activation column ``A[0..R-1, k]`` and one weight row ``W[k, 0..C-1]``; row ``i`` is delayed by
+``i`` cycles and column ``j`` by ``j`` (triangular skew registers), activations then travel right
+and weights down one PE per cycle, so ``A[i, k]`` and ``W[k, j]`` meet in PE ``(i, j)`` exactly
+``1 + i + j`` cycles after they entered.  Chosen over weight-stationary because the full sum
+stays in the PE: the requantizer sees finished accumulators (no partial-sum buffer, no
+read-modify-write), and the reduction length is limited only by the accumulator width, which
+:mod:`golden.spec` bounds.
+
+Zero padding replaces valid bits: the controller feeds activation code 0 (and weight code 0)
+outside ``0 <= k < K``, and every PE kind's product with activation 0 is 0 (LCQ activation tables
+map code 0 to 0, ``post_lut[0] = 0``).  ``clear`` zeroes all accumulators in the cycle before the
+first products arrive.
+
+Edges: post_shared rows carry ``{a, post_lut[a]}`` from one :class:`~hw.edge.PostPrescaler` per
+row; lcq decodes weight codes once per column and activation codes once per row
+(:class:`~hw.edge.LevelTable`), so levels travel; lcq_product PEs index one shared
+:class:`~hw.edge.ProductTable`.  Decoding sits after the skew registers so those hold narrow codes.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ArrayConfig
+from .edge import LevelTable, PostPrescaler, ProductTable, table_write_signature
+from .pe import ProcessingElement, pe_for_config, product_table_layout
+
+
+class MacCell(wiring.Component):
+    """One PE with its pass-through registers and ``acc_width``-bit accumulator."""
+
+    def __init__(self, pe: ProcessingElement, acc_width: int):
+        self.pe = pe
+        members = {
+            "act_in": In(pe.act_shape),
+            "weight_in": In(pe.weight_shape),
+            "clear": In(1),
+            "act_out": Out(pe.act_shape),
+            "weight_out": Out(pe.weight_shape),
+            "acc": Out(signed(acc_width)),
+        }
+        if "table" in pe.signature.members:
+            members["table"] = In(pe.signature.members["table"].shape)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pe = pe = self.pe
+        m.d.comb += [pe.act.eq(self.act_in), pe.weight.eq(self.weight_in)]
+        if "table" in self.signature.members:
+            m.d.comb += pe.table.eq(self.table)
+        m.d.sync += [self.act_out.eq(self.act_in), self.weight_out.eq(self.weight_in)]
+        with m.If(self.clear):
+            m.d.sync += self.acc.eq(0)
+        with m.Else():
+            m.d.sync += self.acc.eq(self.acc + pe.product)
+        return m
+
+
+def accumulator_layout(cfg: ArrayConfig) -> data.ArrayLayout:
+    """All accumulators: ``acc[i][j]`` for array row ``i`` and column ``j``."""
+    return data.ArrayLayout(data.ArrayLayout(signed(cfg.accumulator_width), cfg.cols), cfg.rows)
+
+
+class MacArray(wiring.Component):
+    """Skew registers, edge decoders and the ``rows x cols`` grid of :class:`MacCell`.
+
+    Inputs per cycle: ``act_codes`` (one activation code per row, for the same ``k``) and
+    ``weight_codes`` (one weight code word per column).  LCQ kinds add table write ports.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        datapath = cfg.datapath
+        members = {
+            "act_codes": In(data.ArrayLayout(unsigned(cfg.act_bits), cfg.rows)),
+            "weight_codes": In(data.ArrayLayout(unsigned(cfg.weight_code_bits), cfg.cols)),
+            "clear": In(1),
+            "acc": Out(accumulator_layout(cfg)),
+        }
+        if cfg.pe_kind == "lcq":
+            members["weight_table_write"] = In(table_write_signature(datapath.weight.num_codes, signed(cfg.level_bits)))
+            members["act_table_write"] = In(table_write_signature(datapath.num_act_codes, unsigned(cfg.act_level_bits)))
+        if cfg.pe_kind == "lcq_product":
+            table = product_table_layout(datapath)
+            members["product_table_write"] = In(table_write_signature(table.length, table.elem_shape))
+        super().__init__(members)
+
+    @staticmethod
+    def _skewed(m: Module, name: str, value, delay: int):
+        """``value`` delayed by ``delay`` registers."""
+        for stage in range(delay):
+            delayed = Signal.like(value, name=f"{name}_skew{stage}")
+            m.d.sync += delayed.eq(value)
+            value = delayed
+        return value
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        rows = [self._skewed(m, f"act{i}", self.act_codes[i], i) for i in range(cfg.rows)]
+        cols = [self._skewed(m, f"weight{j}", self.weight_codes[j], j) for j in range(cfg.cols)]
+        cells = [[pe_for_config(cfg) for _ in range(cfg.cols)] for _ in range(cfg.rows)]
+        act_shape, weight_shape = cells[0][0].act_shape, cells[0][0].weight_shape
+
+        row_inputs = [Signal(act_shape, name=f"row{i}_act") for i in range(cfg.rows)]
+        col_inputs = [Signal(weight_shape, name=f"col{j}_weight") for j in range(cfg.cols)]
+        table = None
+        if cfg.pe_kind == "post_shared":
+            for i in range(cfg.rows):
+                m.submodules[f"prescaler{i}"] = prescaler = PostPrescaler(cfg.datapath)
+                m.d.comb += [prescaler.code.eq(rows[i]), row_inputs[i].eq(prescaler.act)]
+        elif cfg.pe_kind == "lcq":
+            m.submodules.act_levels = act_levels = LevelTable(cfg.datapath.num_act_codes, act_shape, cfg.rows)
+            m.submodules.weight_levels = weight_levels = LevelTable(cfg.datapath.weight.num_codes, weight_shape, cfg.cols)
+            wiring.connect(m, wiring.flipped(self.act_table_write), act_levels.write)
+            wiring.connect(m, wiring.flipped(self.weight_table_write), weight_levels.write)
+            m.d.comb += [act_levels.codes[i].eq(rows[i]) for i in range(cfg.rows)]
+            m.d.comb += [weight_levels.codes[j].eq(cols[j]) for j in range(cfg.cols)]
+            m.d.comb += [row_inputs[i].eq(act_levels.values[i]) for i in range(cfg.rows)]
+            m.d.comb += [col_inputs[j].eq(weight_levels.values[j]) for j in range(cfg.cols)]
+        else:
+            m.d.comb += [row_inputs[i].eq(rows[i]) for i in range(cfg.rows)]
+            m.d.comb += [col_inputs[j].eq(cols[j]) for j in range(cfg.cols)]
+            if cfg.pe_kind == "lcq_product":
+                m.submodules.product_table = product_table = ProductTable(cfg.datapath)
+                wiring.connect(m, wiring.flipped(self.product_table_write), product_table.write)
+                table = product_table.table
+
+        for i in range(cfg.rows):
+            for j in range(cfg.cols):
+                m.submodules[f"cell_{i}_{j}"] = cell = MacCell(cells[i][j], cfg.accumulator_width)
+                left = row_inputs[i] if j == 0 else m.submodules[f"cell_{i}_{j - 1}"].act_out
+                above = col_inputs[j] if i == 0 else m.submodules[f"cell_{i - 1}_{j}"].weight_out
+                m.d.comb += [cell.act_in.eq(left), cell.weight_in.eq(above), cell.clear.eq(self.clear),
+                             self.acc[i][j].eq(cell.acc)]
+                if table is not None:
+                    m.d.comb += cell.table.eq(table)
+        return m

@@ -1,0 +1,242 @@
+"""Array configuration: one validated dataclass and the named presets in ``presets.toml``.
+
+Every width the hardware uses is derived here from :mod:`golden.spec` (product width, accumulator
+width, requantizer widths); nothing is restated.  Bad parameters raise the specific
+:mod:`golden.errors` class at construction, before any hardware is elaborated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from golden import spec
+from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+
+#: PE kind -> weight scheme of golden.spec.  sim/ and reports/ refer to these names.
+PE_SCHEMES = {
+    "int": "int",
+    "pot": "pot",
+    "post_lut": "post",
+    "post_shared": "post",
+    "lcq": "lcq",
+    "lcq_product": "lcq",
+}
+PE_KINDS = tuple(PE_SCHEMES)
+#: A product table holds 2^(weight code bits + activation bits) entries; beyond this it is never the cheap option.
+MAX_PRODUCT_TABLE_BITS = 8
+MAX_ARRAY_DIM = 64
+MAX_HOST_LANES = 64
+#: ``requantize`` computes ``(acc + bias) * mantissa`` in int64 and demands ``|acc + bias| < 2^(62 - MULTIPLIER_BITS)``.
+MAX_SUM_BITS = 62 - spec.MULTIPLIER_BITS
+PRESETS_PATH = Path(__file__).with_name("presets.toml")
+
+
+def pe_datapath(
+    pe_kind: str,
+    weight_bits: int,
+    act_bits: int,
+    frac_bits: int | None = None,
+    levels: str = "bbit",
+    level_bits: int = spec.DEFAULT_LEVEL_BITS,
+    act_level_bits: int = spec.DEFAULT_LEVEL_BITS,
+) -> spec.DatapathConfig:
+    """The golden datapath a PE kind implements (LCQ kinds take table activations), validated by spec."""
+    if pe_kind not in PE_SCHEMES:
+        raise UnknownSchemeError(f"PE kind {pe_kind!r} does not exist; expected one of {PE_KINDS}")
+    datapath = spec.DatapathConfig.make(
+        PE_SCHEMES[pe_kind], weight_bits, act_bits, frac_bits, levels, level_bits, act_level_bits=act_level_bits
+    )
+    if pe_kind == "lcq_product" and datapath.weight.code_bits + act_bits > MAX_PRODUCT_TABLE_BITS:
+        raise UnsupportedBitsError(
+            f"lcq_product needs a 2^{datapath.weight.code_bits + act_bits}-entry product table for "
+            f"{weight_bits}-bit weights and {act_bits}-bit activations; at most 2^{MAX_PRODUCT_TABLE_BITS} is "
+            "supported (use pe_kind='lcq')"
+        )
+    return datapath
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name}={value!r} is not supported (expected an int in {lo}..{hi})")
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """One accelerator instance: PE kind and widths, array shape, buffer capacity, requantizer.
+
+    ``None`` fields take the derived default: ``frac_bits`` from the scheme, ``out_bits = act_bits``,
+    ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
+    ``bias_bits = accumulator_width`` and ``threshold_bank`` on for the LCQ kinds.
+    One run (``Accelerator`` start..done) computes ``M x K`` by ``K x N`` with ``M <= max_m``,
+    ``K <= max_reduction`` and ``N <= max_n``.
+    """
+
+    pe_kind: str
+    rows: int
+    cols: int
+    weight_bits: int
+    act_bits: int
+    frac_bits: int | None = None
+    levels: str = "bbit"
+    level_bits: int = spec.DEFAULT_LEVEL_BITS
+    act_level_bits: int = spec.DEFAULT_LEVEL_BITS
+    out_bits: int | None = None
+    max_reduction: int = 256
+    max_m: int = 64
+    max_n: int = 64
+    accumulator_width: int | None = None
+    bias_bits: int | None = None
+    host_lanes: int = 4
+    threshold_bank: bool | None = None
+
+    def __post_init__(self) -> None:
+        datapath = pe_datapath(
+            self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits, self.levels, self.level_bits, self.act_level_bits
+        )
+        _check_int("rows", self.rows, 1, MAX_ARRAY_DIM)
+        _check_int("cols", self.cols, 1, MAX_ARRAY_DIM)
+        for name in ("max_reduction", "max_m", "max_n"):
+            _check_int(name, getattr(self, name), 1, 1 << 20)
+        _check_int("host_lanes", self.host_lanes, 1, MAX_HOST_LANES)
+        if self.host_lanes & (self.host_lanes - 1):
+            raise ConfigError(f"host_lanes={self.host_lanes} must be a power of two")
+        defaults = {
+            "frac_bits": datapath.frac_bits,
+            "out_bits": self.act_bits,
+            "accumulator_width": spec.accumulator_bits(datapath, self.max_reduction),
+            "threshold_bank": PE_SCHEMES[self.pe_kind] == "lcq",
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.bias_bits is None:
+            object.__setattr__(self, "bias_bits", self.accumulator_width)
+        if not isinstance(self.threshold_bank, bool):
+            raise ConfigError(f"threshold_bank must be a bool, got {self.threshold_bank!r}")
+        if not isinstance(self.out_bits, int) or not spec.MIN_BITS <= self.out_bits <= spec.MAX_BITS:
+            raise UnsupportedBitsError(f"out_bits={self.out_bits!r} is not supported (expected {spec.MIN_BITS}..{spec.MAX_BITS})")
+        spec.check_accumulator(datapath, self.accumulator_width, self.max_reduction)
+        _check_int("bias_bits", self.bias_bits, 1, MAX_SUM_BITS)
+        if self.requant.sum_bits > MAX_SUM_BITS:
+            raise ConfigError(
+                f"accumulator ({self.accumulator_width} bits) + bias ({self.bias_bits} bits) needs "
+                f"{self.requant.sum_bits} bits; the requantizer is exact up to {MAX_SUM_BITS}"
+            )
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> ArrayConfig:
+        """Config from a preset table; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(f"unknown array config keys {unknown}; expected some of {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in fields)
+        if missing:
+            raise ConfigError(f"array config lacks required keys {missing}")
+        return cls(**fields)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> ArrayConfig:
+        return dataclasses.replace(self, **changes)
+
+    # ---- datapath (golden.spec) -------------------------------------------------------------------
+    @cached_property
+    def datapath(self) -> spec.DatapathConfig:
+        return pe_datapath(
+            self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits, self.levels, self.level_bits, self.act_level_bits
+        )
+
+    @property
+    def scheme(self) -> str:
+        return PE_SCHEMES[self.pe_kind]
+
+    @property
+    def weight_code_bits(self) -> int:
+        """Width of a weight code word as stored in the weight buffer."""
+        return self.datapath.weight.code_bits
+
+    @property
+    def product_bits(self) -> int:
+        return self.datapath.product_bits()
+
+    @cached_property
+    def requant(self) -> spec.RequantSpec:
+        return spec.RequantSpec(self.accumulator_width, self.bias_bits)
+
+    @property
+    def shift_bits(self) -> int:
+        return spec.MAX_REQUANT_SHIFT.bit_length()
+
+    @property
+    def threshold_count(self) -> int:
+        """Entries per channel in the threshold bank (0 when the config has none)."""
+        return (1 << self.out_bits) - 1 if self.threshold_bank else 0
+
+    @property
+    def threshold_bits(self) -> int:
+        """One bit wider than ``acc + bias`` so "never reached" (``sum_max + 1``) is representable."""
+        return self.requant.sum_bits + 1
+
+    @property
+    def out_word_bits(self) -> int:
+        """Signed width of one output value: raw ``acc + bias`` or a zero-extended code."""
+        return max(self.requant.sum_bits, self.out_bits + 1)
+
+    # ---- buffer geometry ------------------------------------------------------------------------
+    @property
+    def k_words_max(self) -> int:
+        return math.ceil(self.max_reduction / self.host_lanes)
+
+    @property
+    def m_blocks_max(self) -> int:
+        return math.ceil(self.max_m / self.rows)
+
+    @property
+    def n_blocks_max(self) -> int:
+        return math.ceil(self.max_n / self.cols)
+
+    @property
+    def act_depth(self) -> int:
+        return self.m_blocks_max * self.k_words_max
+
+    @property
+    def weight_depth(self) -> int:
+        return self.n_blocks_max * self.k_words_max
+
+    @property
+    def out_depth(self) -> int:
+        return self.m_blocks_max * self.n_blocks_max
+
+    @property
+    def name_hint(self) -> str:
+        """A short descriptive name, e.g. ``post_shared_w4a4_4x4``."""
+        return f"{self.pe_kind}_w{self.weight_bits}a{self.act_bits}_{self.rows}x{self.cols}"
+
+
+def load_presets(path: Path = PRESETS_PATH) -> tuple[str, dict[str, ArrayConfig]]:
+    """``(default name, {name: ArrayConfig})`` from a presets TOML file."""
+    with open(path, "rb") as handle:
+        table = tomllib.load(handle)
+    default, configs = table.get("default"), table.get("configs")
+    if not isinstance(configs, dict) or not configs:
+        raise ConfigError(f"{path}: no [configs.NAME] tables")
+    presets = {name: ArrayConfig.from_dict(fields) for name, fields in configs.items()}
+    if default not in presets:
+        raise ConfigError(f"{path}: default={default!r} names no preset; presets are {sorted(presets)}")
+    return default, presets
+
+
+def preset(name: str = "default", path: Path = PRESETS_PATH) -> ArrayConfig:
+    """A named preset (``"default"`` resolves to the file's default)."""
+    default, presets = load_presets(path)
+    key = default if name == "default" else name
+    if key not in presets:
+        raise ConfigError(f"no array preset {name!r}; presets are {sorted(presets)} (or 'default')")
+    return presets[key]

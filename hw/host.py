@@ -1,0 +1,240 @@
+"""Host side of the accelerator: validate a GEMM job and pack it into bus writes; unpack the results.
+
+Pure Python/numpy (no simulator): the Amaranth testbench (:mod:`hw.testbench`) and the cocotb
+drivers in ``sim/`` both use it, so the word formats exist once (:mod:`hw.layout`).
+
+A job is ``M x K`` activation codes times ``K x N`` weight codes plus the requantizer parameters.
+:func:`job_writes` returns the ``(region, addr, data)`` bus writes, :func:`tile_descriptor` the
+integer for the ``tile`` port, :func:`output_word_count` how many output words to read (addresses
+``0 .. count-1``) and :func:`decode_outputs` the ``M x N`` result.  See ``hw/README.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from amaranth import Shape
+from amaranth.lib import data
+
+from golden import spec
+from golden.errors import CodeRangeError, ConfigError, LevelTableError
+
+from .config import ArrayConfig
+from .layout import (
+    OutputMode,
+    Region,
+    act_word_layout,
+    channel_layout,
+    multiplier_layout,
+    out_word_layout,
+    slot_bits,
+    tile_layout,
+    weight_word_layout,
+)
+
+
+class Leaf(NamedTuple):
+    offset: int
+    width: int
+    signed: bool
+
+
+def layout_leaves(layout, offset: int = 0) -> list[Leaf]:
+    """The scalar fields of a layout in declaration order (struct fields, then array elements)."""
+    if isinstance(layout, data.StructLayout):
+        return [leaf for _, field in layout for leaf in layout_leaves(field.shape, offset + field.offset)]
+    if isinstance(layout, data.ArrayLayout):
+        width = Shape.cast(layout.elem_shape).width
+        return [leaf for i in range(layout.length) for leaf in layout_leaves(layout.elem_shape, offset + i * width)]
+    shape = Shape.cast(layout)
+    return [Leaf(offset, shape.width, shape.signed)]
+
+
+def pack_words(layout, values: np.ndarray) -> list[int]:
+    """One integer per row of ``values`` (``(n, leaves)``), each leaf range-checked."""
+    leaves = layout_leaves(layout)
+    values = np.asarray(values, dtype=np.int64).reshape(-1, len(leaves))
+    size = Shape.cast(layout).width
+    bits = np.zeros((values.shape[0], (size + 7) // 8 * 8), dtype=np.uint8)
+    for index, leaf in enumerate(leaves):
+        column = values[:, index]
+        lo, hi = (-(1 << (leaf.width - 1)), (1 << (leaf.width - 1)) - 1) if leaf.signed else (0, (1 << leaf.width) - 1)
+        if column.size and (column.min() < lo or column.max() > hi):
+            raise CodeRangeError(f"value out of its {leaf.width}-bit field range [{lo}, {hi}]: [{column.min()}, {column.max()}]")
+        bits[:, leaf.offset : leaf.offset + leaf.width] = (column[:, None] >> np.arange(leaf.width)) & 1
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def unpack_words(layout, words) -> np.ndarray:
+    """``(n, leaves)`` int64 field values of packed integers (inverse of :func:`pack_words`)."""
+    leaves = layout_leaves(layout)
+    nbytes = (Shape.cast(layout).width + 7) // 8
+    raw = np.frombuffer(b"".join(int(w).to_bytes(nbytes, "little") for w in words), dtype=np.uint8)
+    bits = np.unpackbits(raw.reshape(len(words), nbytes), axis=1, bitorder="little").astype(np.int64)
+    out = np.empty((len(words), len(leaves)), dtype=np.int64)
+    for index, leaf in enumerate(leaves):
+        value = bits[:, leaf.offset : leaf.offset + leaf.width] @ (np.int64(1) << np.arange(leaf.width, dtype=np.int64))
+        if leaf.signed:
+            value = np.where(value >> (leaf.width - 1), value - (np.int64(1) << leaf.width), value)
+        out[:, index] = value
+    return out
+
+
+class HostWrite(NamedTuple):
+    region: Region
+    addr: int
+    data: int
+
+
+@dataclass(frozen=True)
+class GemmJob:
+    """One run: ``out = f(act_codes @ weight_codes)`` with the requantizer parameters of ``mode``.
+
+    ``mantissa``/``shift`` are per output channel (scalars broadcast); ``row_mantissa`` /
+    ``row_shift`` (per output row, ASQ's per-sample ``1/beta``) replace them when given.
+    ``thresholds`` is ``(N, 2^out_bits - 1)`` for ``THRESHOLD``.  lcq jobs carry both level
+    tables (lcq_product: they define the product table).
+    """
+
+    act_codes: np.ndarray
+    weight_codes: np.ndarray
+    mode: OutputMode = OutputMode.REQUANT
+    bias: np.ndarray | int = 0
+    mantissa: np.ndarray | int = 1
+    shift: np.ndarray | int = 0
+    row_mantissa: np.ndarray | None = None
+    row_shift: np.ndarray | None = None
+    thresholds: np.ndarray | None = None
+    relu: bool = False
+    weight_table: np.ndarray | None = None
+    act_table: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(M, K, N)``."""
+        m, k = np.shape(self.act_codes)
+        return m, k, np.shape(self.weight_codes)[1]
+
+
+def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
+    """Raise a specific error for anything the hardware cannot run exactly."""
+    act, weight = np.asarray(job.act_codes), np.asarray(job.weight_codes)
+    if act.ndim != 2 or weight.ndim != 2 or act.shape[1] != weight.shape[0]:
+        raise ConfigError(f"need act (M, K) and weights (K, N) with equal K, got {act.shape} and {weight.shape}")
+    m, k, n = job.shape
+    for name, value, limit in (("M", m, cfg.max_m), ("K", k, cfg.max_reduction), ("N", n, cfg.max_n)):
+        if not 1 <= value <= limit:
+            raise ConfigError(f"{name}={value} outside 1..{limit} for this array config")
+    cfg.datapath.check_act_codes(act)
+    cfg.datapath.weight.check_codes(weight)
+    if not isinstance(job.mode, OutputMode):
+        raise ConfigError(f"mode must be an OutputMode, got {job.mode!r}")
+    if job.mode == OutputMode.THRESHOLD and not cfg.threshold_bank:
+        raise ConfigError("THRESHOLD mode needs an array config with threshold_bank=True")
+    if cfg.scheme == "lcq":
+        if job.weight_table is None or job.act_table is None:
+            raise LevelTableError("lcq jobs need weight_table and act_table")
+        cfg.datapath.weight.check_table(job.weight_table)
+        cfg.datapath.check_act_table(job.act_table)
+    elif job.weight_table is not None or job.act_table is not None:
+        raise ConfigError(f"level tables given for a {cfg.pe_kind} array")
+    if (job.row_mantissa is None) != (job.row_shift is None):
+        raise ConfigError("row_mantissa and row_shift go together")
+
+
+def _channel_params(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
+    """``(N, leaves)`` values of :func:`hw.layout.channel_layout`."""
+    bias = np.broadcast_to(np.asarray(job.bias, dtype=np.int64), (n,))
+    mantissa = np.broadcast_to(np.asarray(job.mantissa, dtype=np.int64), (n,))
+    shift = np.broadcast_to(np.asarray(job.shift, dtype=np.int64), (n,))
+    _check_multipliers(mantissa, shift)
+    columns = [bias[:, None], mantissa[:, None], shift[:, None]]
+    if cfg.threshold_bank:
+        columns.append(_threshold_bank(cfg, job, n))
+    return np.concatenate(columns, axis=1)
+
+
+def _check_multipliers(mantissa: np.ndarray, shift: np.ndarray) -> None:
+    if np.any(mantissa < 0) or np.any(mantissa >= 1 << spec.MULTIPLIER_BITS):
+        raise CodeRangeError(f"mantissas must be unsigned {spec.MULTIPLIER_BITS}-bit ints")
+    if np.any(shift < 0) or np.any(shift > spec.MAX_REQUANT_SHIFT):
+        raise CodeRangeError(f"shifts must lie in 0..{spec.MAX_REQUANT_SHIFT}")
+
+
+def _threshold_bank(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
+    """Thresholds clipped to ``[sum_min, sum_max + 1]``: same codes for every reachable ``acc + bias``."""
+    count = cfg.threshold_count
+    if job.thresholds is None:
+        return np.zeros((n, count), dtype=np.int64)
+    thresholds = np.asarray(job.thresholds)
+    if thresholds.shape != (n, count):
+        raise LevelTableError(f"thresholds must have shape (N, 2^out_bits - 1) = {(n, count)}, got {thresholds.shape}")
+    spec.threshold_quantize(np.zeros(n, dtype=np.int64), 0, thresholds)  # validates order and integer type
+    lo, hi = spec.signed_range(cfg.requant.sum_bits)
+    return np.clip(thresholds.astype(np.int64), lo, hi + 1)
+
+
+def job_writes(cfg: ArrayConfig, job: GemmJob) -> list[HostWrite]:
+    """Every bus write that loads ``job``: buffers, channel parameters, row multipliers, tables."""
+    check_job(cfg, job)
+    m, k, n = job.shape
+    rows, cols, lanes = cfg.rows, cfg.cols, cfg.host_lanes
+    m_blocks, n_blocks, k_words = -(-m // rows), -(-n // cols), -(-k // lanes)
+
+    act = np.zeros((m_blocks * rows, k_words * lanes), dtype=np.int64)
+    act[:m, :k] = job.act_codes
+    act_words = act.reshape(m_blocks, rows, k_words, lanes).transpose(0, 2, 3, 1).reshape(m_blocks * k_words, -1)
+    weight = np.zeros((k_words * lanes, n_blocks * cols), dtype=np.int64)
+    weight[:k, :n] = np.asarray(job.weight_codes, dtype=np.int64) & ((1 << cfg.weight_code_bits) - 1)
+    weight_words = weight.reshape(k_words, lanes, n_blocks, cols).transpose(2, 0, 1, 3).reshape(n_blocks * k_words, -1)
+
+    writes = _region_writes(Region.ACT, np.arange(len(act_words)), pack_words(act_word_layout(cfg), act_words))
+    writes += _region_writes(Region.WEIGHT, np.arange(len(weight_words)), pack_words(weight_word_layout(cfg), weight_words))
+    channel = np.arange(n)
+    channel_addr = (channel // cols) << slot_bits(cols) | channel % cols
+    writes += _region_writes(Region.CHANNEL, channel_addr, pack_words(channel_layout(cfg), _channel_params(cfg, job, n)))
+    if job.row_mantissa is not None:
+        mantissa = np.broadcast_to(np.asarray(job.row_mantissa, dtype=np.int64), (m,))
+        shift = np.broadcast_to(np.asarray(job.row_shift, dtype=np.int64), (m,))
+        _check_multipliers(mantissa, shift)
+        row = np.arange(m)
+        row_addr = (row // rows) << slot_bits(rows) | row % rows
+        writes += _region_writes(Region.ROW_MULTIPLIER, row_addr, pack_words(multiplier_layout(cfg), np.stack([mantissa, shift], 1)))
+    if cfg.pe_kind == "lcq":
+        weight_table = np.asarray(job.weight_table, dtype=np.int64)
+        act_table = np.asarray(job.act_table, dtype=np.int64)
+        writes += _region_writes(Region.WEIGHT_TABLE, np.arange(weight_table.size), weight_table & ((1 << cfg.level_bits) - 1))
+        writes += _region_writes(Region.ACT_TABLE, np.arange(act_table.size), act_table)
+    if cfg.pe_kind == "lcq_product":
+        products = spec.product_table(cfg.datapath, job.weight_table, job.act_table).ravel()
+        writes += _region_writes(Region.PRODUCT_TABLE, np.arange(products.size), products & ((1 << cfg.product_bits) - 1))
+    return writes
+
+
+def _region_writes(region: Region, addresses, words) -> list[HostWrite]:
+    return [HostWrite(region, int(a), int(w)) for a, w in zip(addresses, words, strict=True)]
+
+
+def tile_descriptor(cfg: ArrayConfig, job: GemmJob) -> int:
+    """The integer to drive on the ``tile`` port for ``job``."""
+    check_job(cfg, job)
+    m, k, n = job.shape
+    fields = [k, -(-m // cfg.rows), -(-n // cfg.cols), int(job.mode), int(job.relu), int(job.row_mantissa is not None)]
+    return pack_words(tile_layout(cfg), np.array([fields]))[0]
+
+
+def output_word_count(cfg: ArrayConfig, m: int, n: int) -> int:
+    """Output words of an ``M x N`` result: one per ``R x C`` block, addresses ``0 ..`` in block order."""
+    return -(-m // cfg.rows) * -(-n // cfg.cols)
+
+
+def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
+    """``(M, N)`` int64 results from the output words read at addresses ``0 .. output_word_count - 1``."""
+    m_blocks, n_blocks = -(-m // cfg.rows), -(-n // cfg.cols)
+    if len(words) != m_blocks * n_blocks:
+        raise ConfigError(f"expected {m_blocks * n_blocks} output words for {m}x{n}, got {len(words)}")
+    values = unpack_words(out_word_layout(cfg), words).reshape(m_blocks, n_blocks, cfg.rows, cfg.cols)
+    return values.transpose(0, 2, 1, 3).reshape(m_blocks * cfg.rows, n_blocks * cfg.cols)[:m, :n]

@@ -1,0 +1,110 @@
+"""Bit layouts of everything the host writes or reads: one definition for the RTL and the host packers.
+
+All layouts are Amaranth ``lib.data`` layouts; :mod:`hw.top` declares its memories and ports
+with them and :mod:`hw.host` packs/unpacks Python integers from the same field offsets.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from amaranth import signed, unsigned
+from amaranth.lib import data
+from amaranth.utils import ceil_log2
+
+from golden import spec
+
+from .config import ArrayConfig
+from .pe import product_table_layout
+
+
+class Region(IntEnum):
+    """``wr_region`` values: which buffer or table a host write goes to."""
+
+    ACT = 0  # activation buffer
+    WEIGHT = 1  # weight buffer
+    CHANNEL = 2  # per-output-channel requantizer parameters
+    ROW_MULTIPLIER = 3  # per-output-row (per-sample, ASQ) multiplier override
+    WEIGHT_TABLE = 4  # lcq: weight level table
+    ACT_TABLE = 5  # lcq: activation level table
+    PRODUCT_TABLE = 6  # lcq_product: product table
+
+
+class OutputMode(IntEnum):
+    """``tile.mode``: what the requantizer writes to the output buffer."""
+
+    REQUANT = 0  # clip(round_half_up((acc + bias) * mantissa >> shift), 0, 2^out_bits - 1)
+    THRESHOLD = 1  # #{k : acc + bias >= thresholds[k]} (needs threshold_bank)
+    RAW = 2  # acc + bias, optionally max(., 0) when tile.relu
+
+
+REGION_BITS = 3
+MODE_BITS = 2
+
+
+def act_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One activation-buffer word: ``[lane][row]`` codes for ``host_lanes`` consecutive ``k``."""
+    return data.ArrayLayout(data.ArrayLayout(unsigned(cfg.act_bits), cfg.rows), cfg.host_lanes)
+
+
+def weight_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One weight-buffer word: ``[lane][column]`` code words for ``host_lanes`` consecutive ``k``."""
+    return data.ArrayLayout(data.ArrayLayout(unsigned(cfg.weight_code_bits), cfg.cols), cfg.host_lanes)
+
+
+def multiplier_layout(cfg: ArrayConfig) -> data.StructLayout:
+    return data.StructLayout({"mantissa": unsigned(spec.MULTIPLIER_BITS), "shift": unsigned(cfg.shift_bits)})
+
+
+def channel_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """Per-output-channel requantizer parameters (one host write per channel)."""
+    fields = {"bias": signed(cfg.bias_bits), "multiplier": multiplier_layout(cfg)}
+    if cfg.threshold_bank:
+        fields["thresholds"] = data.ArrayLayout(signed(cfg.threshold_bits), cfg.threshold_count)
+    return data.StructLayout(fields)
+
+
+def out_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One output-buffer word: a whole ``R x C`` output block, ``[row][column]``."""
+    return data.ArrayLayout(data.ArrayLayout(signed(cfg.out_word_bits), cfg.cols), cfg.rows)
+
+
+def tile_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """The run descriptor on the ``tile`` port, sampled when ``start`` is high."""
+    return data.StructLayout({
+        "k": unsigned(ceil_log2(cfg.max_reduction + 1)),
+        "m_blocks": unsigned(ceil_log2(cfg.m_blocks_max + 1)),
+        "n_blocks": unsigned(ceil_log2(cfg.n_blocks_max + 1)),
+        "mode": unsigned(MODE_BITS),
+        "relu": unsigned(1),
+        "row_multiplier": unsigned(1),
+    })
+
+
+def slot_bits(count: int) -> int:
+    """Address bits that select a slot inside a word of ``count`` slots (CHANNEL, ROW_MULTIPLIER)."""
+    return ceil_log2(count)
+
+
+def region_geometry(cfg: ArrayConfig) -> dict[Region, tuple[int, int]]:
+    """``{region: (address bits, data bits)}`` of every region this config has."""
+    geometry = {
+        Region.ACT: (ceil_log2(cfg.act_depth), act_word_layout(cfg).size),
+        Region.WEIGHT: (ceil_log2(cfg.weight_depth), weight_word_layout(cfg).size),
+        Region.CHANNEL: (ceil_log2(cfg.n_blocks_max) + slot_bits(cfg.cols), channel_layout(cfg).size),
+        Region.ROW_MULTIPLIER: (ceil_log2(cfg.m_blocks_max) + slot_bits(cfg.rows), multiplier_layout(cfg).size),
+    }
+    datapath = cfg.datapath
+    if cfg.pe_kind == "lcq":
+        geometry[Region.WEIGHT_TABLE] = (datapath.weight.code_bits, cfg.level_bits)
+        geometry[Region.ACT_TABLE] = (cfg.act_bits, cfg.act_level_bits)
+    if cfg.pe_kind == "lcq_product":
+        table = product_table_layout(datapath)
+        geometry[Region.PRODUCT_TABLE] = (ceil_log2(table.length), cfg.product_bits)
+    return geometry
+
+
+def host_bus_widths(cfg: ArrayConfig) -> tuple[int, int]:
+    """``(wr_addr bits, wr_data bits)``: the widest region decides."""
+    geometry = region_geometry(cfg).values()
+    return max(max(a for a, _ in geometry), 1), max(d for _, d in geometry)

@@ -1,0 +1,218 @@
+"""Processing elements: one combinational product unit per PE kind, each equal to ``spec.pe_product``.
+
+Every PE has ``weight`` and ``act`` inputs — in the form that travels through the array, after
+the row/column edge units of :mod:`hw.edge` — and a signed ``product`` output of
+``spec.DatapathConfig.product_bits()`` bits.
+
+=============  =============================  ===============================  ====================================
+kind           weight input                   act input                        datapath
+=============  =============================  ===============================  ====================================
+int            two's complement code          code                             multiplier
+pot            sign | exponent code           code                             barrel shifter of ``a << F``
+post_lut       sign | exponent code           code                             own sqrt-2 ROM + mux + shifter
+post_shared    sign | exponent code           ``{value, scaled}`` (row edge)   mux + shifter, the ROM sits at the row edge
+lcq            level (column-edge decoded)    level (row-edge decoded)         multiplier on level values
+lcq_product    code                           code                             mux over a shared product table
+=============  =============================  ===============================  ====================================
+
+POST: ``a * sqrt2^-e`` is ``(a << F) >> (e/2)`` for even ``e`` and ``post_lut[a] >> ((e-1)/2)`` for
+odd ``e``; both are one shifter by ``e >> 1`` after a mux on ``e``'s low bit, which is all the
+shared variant keeps in the PE.  The sign is applied after the magnitude path.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden import spec
+from golden.errors import LutmacError
+
+from .config import PE_KINDS, pe_datapath
+
+
+def post_act_layout(datapath: spec.DatapathConfig) -> data.StructLayout:
+    """What travels along a row of post_shared PEs: the code and its pre-scaled sqrt-2 value."""
+    return data.StructLayout({"value": unsigned(datapath.act_bits), "scaled": unsigned(datapath.act_bits + datapath.frac_bits)})
+
+
+def product_table_layout(datapath: spec.DatapathConfig) -> data.ArrayLayout:
+    """A full product table, entry ``w_index << act_bits | act_code`` (``spec.product_table`` flattened)."""
+    entries = 1 << (datapath.weight.code_bits + datapath.act_bits)
+    return data.ArrayLayout(signed(datapath.product_bits()), entries)
+
+
+class ProcessingElement(wiring.Component):
+    """Base of the PE kinds: holds the validated datapath and the travelling shapes."""
+
+    kind: str
+
+    def __init__(self, datapath: spec.DatapathConfig, weight_shape, act_shape, extra: dict | None = None):
+        self.datapath = datapath
+        self.weight_shape = weight_shape
+        self.act_shape = act_shape
+        members = {"weight": In(weight_shape), "act": In(act_shape), "product": Out(signed(datapath.product_bits()))}
+        super().__init__(members | (extra or {}))
+
+    def _datapath(self, *args, **kwargs) -> spec.DatapathConfig:
+        """``pe_datapath`` for this kind; a rejected PE is not reported as an unused elaboratable."""
+        try:
+            return pe_datapath(self.kind, *args, **kwargs)
+        except LutmacError:
+            self._MustUse__silence = True
+            raise
+
+
+class IntPE(ProcessingElement):
+    """Signed ``b_w``-bit weight times unsigned ``b_a``-bit activation."""
+
+    kind = "int"
+
+    def __init__(self, weight_bits: int, act_bits: int):
+        datapath = self._datapath(weight_bits, act_bits)
+        super().__init__(datapath, signed(weight_bits), unsigned(act_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.product.eq(self.weight * self.act)
+        return m
+
+
+class _ShiftPE(ProcessingElement):
+    """Shared decoding of a sign|exponent code (pot/post): sign, exponent field, zero flag."""
+
+    def _decode(self, m: Module):
+        weight = self.datapath.weight
+        exponent = self.weight[: weight.exponent_bits]
+        negative = self.weight[weight.exponent_bits]
+        is_zero = exponent > weight.max_exponent
+        return negative, exponent, is_zero
+
+    def _signed_product(self, m: Module, magnitude, negative, is_zero) -> None:
+        m.d.comb += self.product.eq(Mux(is_zero, 0, Mux(negative, -magnitude, magnitude)))
+
+    def _scaled_act(self, value):
+        """``a << F`` as a plain concatenation: no logic at all."""
+        return Cat(Const(0, self.datapath.frac_bits), value) if self.datapath.frac_bits else value
+
+
+class PotPE(_ShiftPE):
+    """``+-((a << F) >> e)``: a barrel shifter, no multiplier."""
+
+    kind = "pot"
+
+    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
+        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
+        super().__init__(datapath, unsigned(datapath.weight.code_bits), unsigned(act_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        negative, exponent, is_zero = self._decode(m)
+        self._signed_product(m, self._scaled_act(self.act) >> exponent, negative, is_zero)
+        return m
+
+
+class PostLutPE(_ShiftPE):
+    """POST with the ``round(a * 2^F / sqrt 2)`` ROM (``spec.DatapathConfig.post_lut``) inside the PE."""
+
+    kind = "post_lut"
+
+    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
+        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
+        super().__init__(datapath, unsigned(datapath.weight.code_bits), unsigned(act_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        negative, exponent, is_zero = self._decode(m)
+        m.submodules.lut = lut = memory.Memory(
+            shape=unsigned(self.datapath.act_bits + self.datapath.frac_bits),
+            depth=self.datapath.num_act_codes,
+            init=[int(v) for v in self.datapath.post_lut],
+        )
+        lut_read = lut.read_port(domain="comb")
+        m.d.comb += lut_read.addr.eq(self.act)
+        base = Mux(exponent[0], lut_read.data, self._scaled_act(self.act))
+        self._signed_product(m, base >> exponent[1:], negative, is_zero)
+        return m
+
+
+class PostSharedPE(_ShiftPE):
+    """POST whose activation arrives pre-scaled from the row edge (:class:`hw.edge.PostPrescaler`): mux + shifter."""
+
+    kind = "post_shared"
+
+    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
+        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
+        super().__init__(datapath, unsigned(datapath.weight.code_bits), post_act_layout(datapath))
+
+    def elaborate(self, platform):
+        m = Module()
+        negative, exponent, is_zero = self._decode(m)
+        base = Mux(exponent[0], self.act.scaled, self._scaled_act(self.act.value))
+        self._signed_product(m, base >> exponent[1:], negative, is_zero)
+        return m
+
+
+class LcqPE(ProcessingElement):
+    """Integer multiplier on LCQ level values; the codes were decoded once at the array edges.
+
+    In the output-stationary array the weight code of column ``j`` is decoded by one level-table
+    read at the top of the column and the activation code of row ``i`` at its left end, so
+    ``R + C`` table reads per cycle serve ``R * C`` PEs instead of two table copies in every PE.
+    """
+
+    kind = "lcq"
+
+    def __init__(self, weight_bits: int, act_bits: int, level_bits: int = spec.DEFAULT_LEVEL_BITS,
+                 act_level_bits: int = spec.DEFAULT_LEVEL_BITS):
+        datapath = self._datapath(weight_bits, act_bits, level_bits=level_bits, act_level_bits=act_level_bits)
+        super().__init__(datapath, signed(level_bits), unsigned(act_level_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.product.eq(self.weight * self.act)
+        return m
+
+
+class LcqProductPE(ProcessingElement):
+    """Product-table PE: ``table[w_code << b_a | a_code]``, the table shared by the array (``table`` input)."""
+
+    kind = "lcq_product"
+
+    def __init__(self, weight_bits: int, act_bits: int, level_bits: int = spec.DEFAULT_LEVEL_BITS,
+                 act_level_bits: int = spec.DEFAULT_LEVEL_BITS):
+        datapath = self._datapath(weight_bits, act_bits, level_bits=level_bits, act_level_bits=act_level_bits)
+        super().__init__(datapath, unsigned(weight_bits), unsigned(act_bits), {"table": In(product_table_layout(datapath))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.product.eq(self.table[Cat(self.act, self.weight)])
+        return m
+
+
+PE_CLASSES = {cls.kind: cls for cls in (IntPE, PotPE, PostLutPE, PostSharedPE, LcqPE, LcqProductPE)}
+assert tuple(PE_CLASSES) == PE_KINDS
+
+
+def make_pe(
+    pe_kind: str,
+    weight_bits: int,
+    act_bits: int,
+    frac_bits: int | None = None,
+    levels: str = "bbit",
+    level_bits: int = spec.DEFAULT_LEVEL_BITS,
+    act_level_bits: int = spec.DEFAULT_LEVEL_BITS,
+) -> ProcessingElement:
+    """The PE of a kind; parameters a kind does not use must keep their defaults."""
+    pe_datapath(pe_kind, weight_bits, act_bits, frac_bits, levels, level_bits, act_level_bits)  # validates
+    if pe_kind == "int":
+        return IntPE(weight_bits, act_bits)
+    if pe_kind in ("lcq", "lcq_product"):
+        return PE_CLASSES[pe_kind](weight_bits, act_bits, level_bits, act_level_bits)
+    return PE_CLASSES[pe_kind](weight_bits, act_bits, frac_bits, levels)
+
+
+def pe_for_config(cfg) -> ProcessingElement:
+    """The PE of an :class:`hw.config.ArrayConfig`."""
+    return make_pe(cfg.pe_kind, cfg.weight_bits, cfg.act_bits, cfg.frac_bits, cfg.levels, cfg.level_bits, cfg.act_level_bits)

@@ -1,0 +1,220 @@
+"""The accelerator top: buffers, GEMM controller, MAC array, requantizer, output buffer.
+
+One run computes ``OUT = requant(A @ W)`` for ``A`` (``M x K`` activation codes) and ``W``
+(``K x N`` weight codes) held in on-chip buffers, block by block: ``m_blocks = ceil(M / R)`` times
+``n_blocks = ceil(N / C)`` output blocks of ``R x C``, each over the full ``K`` (see
+:mod:`hw.array` for the dataflow).  The host interface is documented in ``hw/README.md``;
+:mod:`hw.host` packs every word, :mod:`hw.cycles` gives the exact cycle count.
+
+Controller, per block (``mb`` outer, ``nb`` inner):
+
+* ``FEED`` for ``t = 0 .. K + R + C - 2``: for ``t < K`` read activation word
+  ``act_base + t // L`` and weight word ``w_base + t // L`` (``L = host_lanes``; one-cycle
+  synchronous reads), select lane ``t % L`` and present the codes to the array one cycle later,
+  zeros otherwise.  ``t = 0`` clears the accumulators and latches block ``nb``'s channel
+  parameters and block ``mb``'s row multipliers.  The last product reaches PE ``(R-1, C-1)``
+  at ``t = K + R + C - 2``.
+* ``DRAIN`` for ``d = 0 .. R-1``: accumulator row ``d`` goes to the ``C`` requantizer lanes;
+  their results are written to output word ``block`` (row ``d``) two cycles later.
+* After the last block: two ``FLUSH`` cycles for the requantizer pipeline, then ``DONE``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .array import MacArray
+from .config import ArrayConfig
+from .layout import (
+    REGION_BITS,
+    Region,
+    act_word_layout,
+    channel_layout,
+    host_bus_widths,
+    multiplier_layout,
+    out_word_layout,
+    slot_bits,
+    tile_layout,
+    weight_word_layout,
+)
+from .requant import RequantLane
+
+
+class Accelerator(wiring.Component):
+    """Host-programmable GEMM accelerator for one :class:`~hw.config.ArrayConfig`."""
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        addr_bits, data_bits = host_bus_widths(cfg)
+        super().__init__({
+            "wr_en": In(1),
+            "wr_region": In(REGION_BITS),
+            "wr_addr": In(addr_bits),
+            "wr_data": In(data_bits),
+            "start": In(1),
+            "tile": In(tile_layout(cfg)),
+            "busy": Out(1),
+            "done": Out(1),
+            "rd_addr": In(max(ceil_log2(cfg.out_depth), 1)),
+            "rd_data": Out(out_word_layout(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        lane_bits = ceil_log2(cfg.host_lanes)
+        rows, cols = cfg.rows, cfg.cols
+        writing = Signal()
+        m.d.comb += writing.eq(self.wr_en & ~self.busy)
+
+        def region_write(region: Region):
+            return writing & (self.wr_region == region)
+
+        def slotted_write(port, region: Region, slots: int, word_bits: int) -> None:
+            """A write of one slot of a multi-slot word: address = word << slot_bits | slot."""
+            slot = self.wr_addr[: slot_bits(slots)]
+            m.d.comb += [
+                port.addr.eq(self.wr_addr[slot_bits(slots):]),
+                port.en.eq(Mux(region_write(region), Const(1, slots) << slot, 0)),
+                port.data.eq(Cat([self.wr_data[:word_bits]] * slots)),
+            ]
+
+        # ---- buffers ------------------------------------------------------------------------------
+        m.submodules.act_buffer = act_buffer = memory.Memory(shape=act_word_layout(cfg), depth=cfg.act_depth, init=[])
+        m.submodules.weight_buffer = weight_buffer = memory.Memory(
+            shape=weight_word_layout(cfg), depth=cfg.weight_depth, init=[])
+        for buffer, region in ((act_buffer, Region.ACT), (weight_buffer, Region.WEIGHT)):
+            write = buffer.write_port()
+            m.d.comb += [write.en.eq(region_write(region)), write.addr.eq(self.wr_addr), write.data.eq(self.wr_data)]
+        act_read, weight_read = act_buffer.read_port(), weight_buffer.read_port()
+
+        channels = channel_layout(cfg)
+        m.submodules.channel_params = channel_params = memory.Memory(
+            shape=data.ArrayLayout(channels, cols), depth=cfg.n_blocks_max, init=[])
+        slotted_write(channel_params.write_port(granularity=1), Region.CHANNEL, cols, channels.size)
+        channel_read = channel_params.read_port()
+
+        multipliers = multiplier_layout(cfg)
+        m.submodules.row_multipliers = row_multipliers = memory.Memory(
+            shape=data.ArrayLayout(multipliers, rows), depth=cfg.m_blocks_max, init=[])
+        slotted_write(row_multipliers.write_port(granularity=1), Region.ROW_MULTIPLIER, rows, multipliers.size)
+        row_read = row_multipliers.read_port()
+
+        m.submodules.out_buffer = out_buffer = memory.Memory(shape=out_word_layout(cfg), depth=cfg.out_depth, init=[])
+        out_write = out_buffer.write_port(granularity=1)
+        out_read = out_buffer.read_port()
+        m.d.comb += [out_read.addr.eq(self.rd_addr), self.rd_data.eq(out_read.data)]
+
+        # ---- array and its configuration-time tables ------------------------------------------
+        m.submodules.array = array = MacArray(cfg)
+        table_regions = {
+            "weight_table_write": Region.WEIGHT_TABLE,
+            "act_table_write": Region.ACT_TABLE,
+            "product_table_write": Region.PRODUCT_TABLE,
+        }
+        for name, region in table_regions.items():
+            if name in array.signature.members:
+                port = getattr(array, name)
+                m.d.comb += [port.en.eq(region_write(region)), port.addr.eq(self.wr_addr), port.data.eq(self.wr_data)]
+
+        lanes = []
+        for column in range(cols):
+            m.submodules[f"requant{column}"] = lane = RequantLane(cfg)
+            lanes.append(lane)
+
+        # ---- controller --------------------------------------------------------------------------
+        tile = Signal(tile_layout(cfg))
+        k_words = Signal(range(cfg.k_words_max + 1))
+        m.d.comb += k_words.eq((tile.k + cfg.host_lanes - 1) >> lane_bits)
+        feed_step = Signal(range(cfg.max_reduction + rows + cols))
+        drain_row = Signal(range(rows))
+        m_block = Signal(range(cfg.m_blocks_max + 1))
+        n_block = Signal(range(cfg.n_blocks_max + 1))
+        act_base = Signal(range(cfg.act_depth + 1))
+        weight_base = Signal(range(cfg.weight_depth + 1))
+        block = Signal(range(cfg.out_depth + 1))
+        feeding_k = Signal()  # the buffer words read last cycle hold k < K
+        lane = Signal(lane_bits)
+        draining = Signal()
+        load_block_params = Signal()
+
+        m.d.comb += [
+            act_read.addr.eq(act_base + (feed_step >> lane_bits)),
+            weight_read.addr.eq(weight_base + (feed_step >> lane_bits)),
+            array.act_codes.eq(Mux(feeding_k, act_read.data[lane], 0)),
+            array.weight_codes.eq(Mux(feeding_k, weight_read.data[lane], 0)),
+            channel_read.addr.eq(n_block),
+            row_read.addr.eq(m_block),
+            channel_read.en.eq(load_block_params),
+            row_read.en.eq(load_block_params),
+        ]
+        m.d.sync += [feeding_k.eq(0), lane.eq(feed_step[:lane_bits])]
+
+        def begin_run():
+            m.d.sync += [tile.eq(self.tile), feed_step.eq(0), m_block.eq(0), n_block.eq(0),
+                         act_base.eq(0), weight_base.eq(0), block.eq(0)]
+            m.next = "FEED"
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    begin_run()
+            with m.State("FEED"):
+                m.d.sync += [feeding_k.eq(feed_step < tile.k), feed_step.eq(feed_step + 1)]
+                with m.If(feed_step == 0):
+                    m.d.comb += [array.clear.eq(1), load_block_params.eq(1)]
+                with m.If(feed_step == tile.k + (rows + cols - 2)):
+                    m.d.sync += drain_row.eq(0)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += draining.eq(1)
+                m.d.sync += drain_row.eq(drain_row + 1)
+                with m.If(drain_row == rows - 1):
+                    last_n = n_block == tile.n_blocks - 1
+                    with m.If((m_block == tile.m_blocks - 1) & last_n):
+                        m.next = "FLUSH0"
+                    with m.Else():
+                        m.d.sync += [feed_step.eq(0), block.eq(block + 1)]
+                        with m.If(last_n):
+                            m.d.sync += [n_block.eq(0), weight_base.eq(0), m_block.eq(m_block + 1),
+                                         act_base.eq(act_base + k_words)]
+                        with m.Else():
+                            m.d.sync += [n_block.eq(n_block + 1), weight_base.eq(weight_base + k_words)]
+                        m.next = "FEED"
+            with m.State("FLUSH0"):
+                m.next = "FLUSH1"
+            with m.State("FLUSH1"):
+                m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                with m.If(self.start):
+                    begin_run()
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))
+
+        # ---- drain: accumulator row -> requantizer lanes -> output buffer -------------------------
+        accumulators = array.acc[drain_row]
+        for column, lane_unit in enumerate(lanes):
+            params = channel_read.data[column]
+            m.d.comb += [
+                lane_unit.valid.eq(draining),
+                lane_unit.acc.eq(accumulators[column]),
+                lane_unit.bias.eq(params.bias),
+                lane_unit.multiplier.eq(Mux(tile.row_multiplier, row_read.data[drain_row], params.multiplier)),
+                lane_unit.mode.eq(tile.mode),
+                lane_unit.relu.eq(tile.relu),
+            ]
+            if cfg.threshold_bank:
+                m.d.comb += lane_unit.thresholds.eq(params.thresholds)
+        written_row = [Signal.like(drain_row, name=f"written_row{stage}") for stage in range(2)]
+        written_block = [Signal.like(block, name=f"written_block{stage}") for stage in range(2)]
+        m.d.sync += [written_row[0].eq(drain_row), written_row[1].eq(written_row[0]),
+                     written_block[0].eq(block), written_block[1].eq(written_block[0])]
+        m.d.comb += [
+            out_write.addr.eq(written_block[1]),
+            out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row[1], 0)),
+            out_write.data.eq(Cat([Cat([lane_unit.result for lane_unit in lanes])] * rows)),
+        ]
+        return m

@@ -1,0 +1,173 @@
+"""Every PE kind, bit for bit against golden.spec.pe_product: exhaustive for b <= 4, random at 8 bits."""
+
+import numpy as np
+import pytest
+from amaranth import Value, signed
+from amaranth.sim import Simulator
+from hwtest import all_weight_codes, random_act_table, random_weight_table, simulate_pe
+
+from golden import spec
+from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+from hw.config import PE_KINDS
+from hw.edge import LevelTable, PostPrescaler, ProductTable
+from hw.host import unpack_words
+from hw.pe import PE_CLASSES, make_pe, product_table_layout
+
+SMALL_BITS = [(2, 2), (2, 4), (3, 3), (3, 4), (4, 2), (4, 3), (4, 4)]
+
+
+def tables_for(pe, rng, extreme=False):
+    if pe.datapath.scheme != "lcq":
+        return None, None
+    return random_weight_table(pe.datapath, rng, extreme), random_act_table(pe.datapath, rng, extreme)
+
+
+def check_all_pairs(pe, rng, extreme=False):
+    weight_codes = all_weight_codes(pe.datapath)
+    act_codes = np.arange(pe.datapath.num_act_codes)
+    w, a = (grid.ravel() for grid in np.meshgrid(weight_codes, act_codes, indexing="ij"))
+    weight_table, act_table = tables_for(pe, rng, extreme)
+    got = simulate_pe(pe, w, a, weight_table, act_table)
+    expected = spec.pe_product(pe.datapath, w, a, weight_table, act_table)
+    np.testing.assert_array_equal(got, expected)
+    return expected
+
+
+@pytest.mark.parametrize("kind", PE_KINDS)
+@pytest.mark.parametrize("weight_bits,act_bits", SMALL_BITS)
+def test_pe_exhaustive_small_bits(kind, weight_bits, act_bits):
+    rng = np.random.default_rng(weight_bits * 10 + act_bits)
+    pe = make_pe(kind, weight_bits, act_bits)
+    expected = check_all_pairs(pe, rng, extreme=True)
+    # the product port is exactly as wide as spec says, and the extremes are reached for int/pot/post
+    assert pe.product.shape().width == pe.datapath.product_bits()
+    if kind not in ("lcq", "lcq_product"):
+        assert (expected.min(), expected.max()) == pe.datapath.product_range()
+
+
+@pytest.mark.parametrize("kind", ["pot", "post_lut", "post_shared"])
+@pytest.mark.parametrize("frac_bits", [0, 1, 3, 16])
+@pytest.mark.parametrize("levels", ["bbit", "paper"])
+def test_shift_pe_fraction_bits_and_level_conventions(kind, frac_bits, levels):
+    pe = make_pe(kind, 4, 4, frac_bits=frac_bits, levels=levels)
+    check_all_pairs(pe, np.random.default_rng(frac_bits))
+
+
+@pytest.mark.parametrize("kind", PE_KINDS)
+def test_pe_random_8_bits(kind):
+    rng = np.random.default_rng(8)
+    weight_bits, act_bits = (4, 4) if kind == "lcq_product" else (8, 8)  # product tables stop at 2^8 entries
+    pe = make_pe(kind, weight_bits, act_bits)
+    weight_codes = all_weight_codes(pe.datapath)
+    w = rng.choice(weight_codes, 1500)
+    a = rng.integers(0, pe.datapath.num_act_codes, 1500)
+    # include the corners
+    w = np.concatenate([w, weight_codes[[0, 0, -1, -1]]])
+    a = np.concatenate([a, [0, pe.datapath.num_act_codes - 1] * 2])
+    weight_table, act_table = tables_for(pe, rng, extreme=True)
+    got = simulate_pe(pe, w, a, weight_table, act_table)
+    np.testing.assert_array_equal(got, spec.pe_product(pe.datapath, w, a, weight_table, act_table))
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("kind", ["int", "pot", "post_lut", "post_shared", "lcq"])
+def test_pe_exhaustive_8_bits(kind):
+    check_all_pairs(make_pe(kind, 8, 8), np.random.default_rng(88), extreme=True)
+
+
+def test_post_prescaler_is_the_spec_lut():
+    datapath = spec.DatapathConfig.make("post", 4, 6, frac_bits=5)
+    unit = PostPrescaler(datapath)
+    seen = []
+
+    async def bench(ctx):
+        for code in range(datapath.num_act_codes):
+            ctx.set(unit.code, code)
+            seen.append((ctx.get(unit.act.value), ctx.get(unit.act.scaled)))
+
+    sim = Simulator(unit)
+    sim.add_testbench(bench)
+    sim.run()
+    values, scaled = np.array(seen).T
+    np.testing.assert_array_equal(values, np.arange(datapath.num_act_codes))
+    np.testing.assert_array_equal(scaled, datapath.post_lut)
+
+
+def test_level_table_write_then_lookup():
+    rng = np.random.default_rng(3)
+    table = np.sort(rng.integers(-127, 128, 16))
+    unit = LevelTable(16, signed(8), lookups=3)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(unit.write.en, 1)
+        for addr, value in enumerate(table.tolist()):
+            ctx.set(unit.write.addr, addr)
+            ctx.set(unit.write.data, value)
+            await ctx.tick()
+        ctx.set(unit.write.en, 0)
+        for codes in rng.integers(0, 16, (20, 3)).tolist():
+            for port, code in enumerate(codes):
+                ctx.set(unit.codes[port], code)
+            got.append((codes, [ctx.get(unit.values[port]) for port in range(3)]))
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for codes, values in got:
+        assert values == table[codes].tolist()
+
+
+def test_product_table_registers_hold_what_was_written():
+    datapath = spec.DatapathConfig.make("lcq", 2, 3)
+    rng = np.random.default_rng(5)
+    weight_table, act_table = random_weight_table(datapath, rng), random_act_table(datapath, rng)
+    products = spec.product_table(datapath, weight_table, act_table).ravel()
+    unit = ProductTable(datapath)
+    layout = product_table_layout(datapath)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(unit.write.en, 1)
+        for addr in rng.permutation(products.size).tolist():
+            ctx.set(unit.write.addr, addr)
+            ctx.set(unit.write.data, int(products[addr]))
+            await ctx.tick()
+        seen.append(ctx.get(Value.cast(unit.table)))
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    np.testing.assert_array_equal(unpack_words(layout, seen)[0], products)
+
+
+def test_pe_classes_cover_every_kind():
+    assert tuple(PE_CLASSES) == PE_KINDS
+    assert all(PE_CLASSES[kind].kind == kind for kind in PE_KINDS)
+
+
+@pytest.mark.parametrize(
+    "args,error",
+    [
+        (("int", 9, 4), UnsupportedBitsError),
+        (("int", 4, 1), UnsupportedBitsError),
+        (("pot", 4, 4, 17), UnsupportedBitsError),
+        (("int", 4, 4, 3), ConfigError),
+        (("lcq", 4, 4, None, "paper"), ConfigError),
+        (("lcq_product", 4, 5), UnsupportedBitsError),
+        (("post", 4, 4), UnknownSchemeError),
+        (("fp8", 4, 4), UnknownSchemeError),
+    ],
+)
+def test_unsupported_pe_parameters_raise(args, error):
+    with pytest.raises(error):
+        make_pe(*args)
+
+
+def test_pe_class_constructors_validate_too():
+    with pytest.raises(UnsupportedBitsError, match="product table"):
+        PE_CLASSES["lcq_product"](4, 8)
+    with pytest.raises(UnsupportedBitsError):
+        PE_CLASSES["post_lut"](4, 4, frac_bits=20)
