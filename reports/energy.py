@@ -1,0 +1,206 @@
+"""Per-access energy table and the PE MAC energy scaled from synthesis.
+
+Defaults are Horowitz (ISSCC 2014), 45 nm, as restated in quantizers.md §6:
+
+* SRAM: 10 / 20 / 100 pJ per 64-bit access at 8 KB / 32 KB / 1 MB.  Other capacities use the
+  least-squares power law through those three points (``E ~ capacity^0.47``); energy per bit is
+  ``E / 64``.
+* PE registers (operand and accumulator flip-flops): a register bit read or written is priced
+  like one bit of Horowitz's 8-bit adder, 0.03 pJ / 8 = 0.00375 pJ — a flip-flop and a full
+  adder switch comparable capacitance.  It makes one MAC's register traffic (~70 bits) cost
+  about one MAC, Eyeriss' "RF access ~ MAC" ratio.
+* DRAM: 1.3-2.6 nJ per 64 bits; the default is the midpoint, 1.95 nJ.
+* MAC: an 8-bit integer multiply (0.2 pJ) plus an 8-bit add (0.03 pJ) anchors the synthesized
+  8x8 ``int`` PE; every other PE costs ``0.23 pJ * transistors(PE) / transistors(int 8x8 PE)``,
+  transistors per PE read from ``build/synth/synth.json`` (``make synth``), so INT/POT/POST/LCQ
+  differ for measured reasons.  Energy is taken as proportional to switched transistor count:
+  equal activity and supply for every PE kind — the stated approximation.
+
+Every value can be overridden from a TOML or JSON file with the keys of :data:`DEFAULTS`; an
+unknown key, a wrong type or a non-positive value raises :class:`~golden.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from golden.errors import ConfigError, UnknownSchemeError
+
+PE_KINDS = ("int", "pot", "post_lut", "post_shared", "lcq", "lcq_product")
+# golden.spec weight scheme of each PE kind
+PE_SCHEME = {"int": "int", "pot": "pot", "post_lut": "post", "post_shared": "post", "lcq": "lcq", "lcq_product": "lcq"}
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energies in pJ (see module docstring for sources)."""
+
+    int8_mult_pj: float = 0.2
+    int8_add_pj: float = 0.03
+    sram_8kb_pj_per_64b: float = 10.0
+    sram_32kb_pj_per_64b: float = 20.0
+    sram_1mb_pj_per_64b: float = 100.0
+    dram_pj_per_64b: float = 1950.0
+    register_pj_per_bit: float = 0.03 / 8
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"energy setting {field.name} must be a positive number, got {value!r}")
+
+    @property
+    def mac_anchor_pj(self) -> float:
+        """Energy of the reference 8x8 integer MAC."""
+        return self.int8_mult_pj + self.int8_add_pj
+
+    def _sram_law(self) -> tuple[float, float]:
+        kib = np.log([8.0, 32.0, 1024.0])
+        pj = np.log([self.sram_8kb_pj_per_64b, self.sram_32kb_pj_per_64b, self.sram_1mb_pj_per_64b])
+        slope, intercept = np.polyfit(kib, pj, 1)
+        return float(slope), float(intercept)
+
+    def sram_pj_per_bit(self, capacity_kb) -> np.ndarray:
+        """Energy per bit accessed in an SRAM of ``capacity_kb`` KB (power law through Horowitz's points)."""
+        slope, intercept = self._sram_law()
+        return np.exp(intercept + slope * np.log(np.asarray(capacity_kb, dtype=np.float64))) / 64.0
+
+    @property
+    def dram_pj_per_bit(self) -> float:
+        return self.dram_pj_per_64b / 64.0
+
+
+DEFAULTS = EnergyTable()
+
+
+def load_energy_table(path: str | Path | None) -> EnergyTable:
+    """The default table, overridden by a TOML/JSON file (flat ``key = value``)."""
+    if path is None:
+        return DEFAULTS
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"energy config {path} does not exist")
+    try:
+        settings = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"energy config {path} is not valid {path.suffix[1:].upper() or 'JSON'}: {error}") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"energy config {path} must hold a table of settings")
+    known = {field.name for field in fields(EnergyTable)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"energy config {path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    return EnergyTable(**settings)
+
+
+# --- synthesis figures -------------------------------------------------------------------------
+
+SYNTH_UNIT_FIELDS = {
+    "name": str, "pe_kind": str, "weight_bits": int, "act_bits": int, "frac_bits": int,
+    "rows": int, "cols": int, "cells": int, "transistors": int, "ice40_lut4": int, "logic_depth": int,
+}
+DEFAULT_SYNTH_PATH = Path("build/synth/synth.json")
+
+
+@dataclass(frozen=True)
+class SynthUnit:
+    name: str
+    pe_kind: str
+    weight_bits: int
+    act_bits: int
+    frac_bits: int
+    rows: int
+    cols: int
+    cells: int
+    transistors: int
+    ice40_lut4: int
+    logic_depth: int
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def transistors_per_pe(self) -> float:
+        """Transistors of the unit shared out over its PEs (a shared per-row LUT is amortized)."""
+        return self.transistors / self.pes
+
+    @property
+    def key(self) -> tuple[str, int, int, int]:
+        return self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits
+
+
+def _unit(raw: dict, where: str) -> SynthUnit:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a unit must be an object")
+    missing = sorted(set(SYNTH_UNIT_FIELDS) - set(raw))
+    if missing:
+        raise ConfigError(f"{where}: missing field(s) {missing}")
+    for name, kind in SYNTH_UNIT_FIELDS.items():
+        value = raw[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{where}: field {name!r} must be {kind.__name__}, got {value!r}")
+    if raw["pe_kind"] not in PE_KINDS:
+        raise UnknownSchemeError(f"{where}: PE kind {raw['pe_kind']!r} does not exist; expected one of {PE_KINDS}")
+    for name in ("rows", "cols", "transistors", "cells"):
+        if raw[name] < 1:
+            raise ConfigError(f"{where}: {name} must be positive, got {raw[name]}")
+    return SynthUnit(**{name: raw[name] for name in SYNTH_UNIT_FIELDS})
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """Synthesized units from ``make synth`` and the PE energies scaled from them."""
+
+    yosys_version: str
+    units: tuple[SynthUnit, ...]
+
+    def unit(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int) -> SynthUnit:
+        """The unit for one PE configuration (the one with the most PEs if several array sizes were synthesized)."""
+        if pe_kind not in PE_KINDS:
+            raise UnknownSchemeError(f"PE kind {pe_kind!r} does not exist; expected one of {PE_KINDS}")
+        key = (pe_kind, weight_bits, act_bits, frac_bits)
+        matches = [unit for unit in self.units if unit.key == key]
+        if not matches:
+            available = sorted({unit.key for unit in self.units})
+            raise ConfigError(f"no synthesized unit for (pe_kind, weight_bits, act_bits, frac_bits)={key}; synthesized: {available}")
+        return max(matches, key=lambda unit: (unit.pes, unit.name))
+
+    @property
+    def anchor(self) -> SynthUnit:
+        """The 8x8 integer PE that Horowitz's 8-bit multiply + add is pinned to."""
+        try:
+            return self.unit("int", 8, 8, 0)
+        except ConfigError:
+            raise ConfigError("synthesis results have no 8x8 'int' PE (weight_bits=8, act_bits=8, frac_bits=0) to anchor energies to") from None
+
+    def mac_pj(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int, table: EnergyTable = DEFAULTS) -> float:
+        """Energy of one MAC: ``anchor_pj * transistors/PE / transistors/PE of the int 8x8 PE``."""
+        unit = self.unit(pe_kind, weight_bits, act_bits, frac_bits)
+        return table.mac_anchor_pj * unit.transistors_per_pe / self.anchor.transistors_per_pe
+
+    def configurations(self) -> list[tuple[str, int, int, int]]:
+        return sorted({unit.key for unit in self.units})
+
+
+def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:
+    """Parse and validate the synthesis JSON written by ``make synth``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"synthesis results {path} not found: run `make synth` first (it writes build/synth/synth.json)")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"synthesis results {path} are not valid JSON: {error}; re-run `make synth`") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("units"), list) or not isinstance(raw.get("yosys_version"), str):
+        raise ConfigError(f"synthesis results {path} must be an object with 'yosys_version' (str) and 'units' (list)")
+    if not raw["units"]:
+        raise ConfigError(f"synthesis results {path} list no units; re-run `make synth`")
+    units = tuple(_unit(unit, f"{path} unit {i}") for i, unit in enumerate(raw["units"]))
+    return Synthesis(raw["yosys_version"], units)

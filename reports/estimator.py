@@ -1,0 +1,239 @@
+"""Cycle and energy estimator: per layer and per inference, vectorized over design points.
+
+For each layer's GEMM view the dataflow model (:mod:`reports.dataflow`) gives cycles and
+operand-buffer accesses; energy is
+
+* **MAC**: ``MACs * E_mac(PE kind, bits, F)`` scaled from synthesis (:mod:`reports.energy`);
+* **PE registers**: every MAC reads its activation and weight-code registers and reads and
+  writes its accumulator: ``MACs * (b_a + b_w + 2 A)`` register bits;
+* **SRAM**: activation reads at ``b_a`` bits, weight reads at the weight code width, finished
+  outputs written as ``b_a``-bit codes (requantized at the array edge), partial sums written and
+  read back at the accumulator width ``A`` (``golden.spec.accumulator_bits`` of the layer's
+  reduction length), each at the per-bit energy of its buffer's capacity;
+* **DRAM**: every tensor once when the part the loop order keeps on chip fits its buffer, else
+  once per pass the dataflow makes over it; partial sums that do not fit spill to DRAM and
+  back (:func:`reports.dataflow.dram_bits`).
+
+Idle PEs cost nothing (no leakage or clock-tree model): utilization shows in latency only.
+All layers of a network run at the design point's weight/activation widths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from golden.errors import ConfigError, UnknownSchemeError
+from golden.spec import SHIFT_SCHEMES, DatapathConfig, accumulator_bits
+
+from . import dataflow
+from .dataflow import DATAFLOWS, check_array, sram_accesses, systolic_cycles
+from .energy import DEFAULTS, PE_KINDS, PE_SCHEME, EnergyTable, Synthesis
+from .networks import Layer
+
+SRAM_TRANSISTORS_PER_BIT = 6
+ENERGY_PARTS = ("mac", "register", "sram", "dram")
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """One design point: array, dataflow, PE datapath, buffers and clock."""
+
+    rows: int = 16
+    cols: int = 16
+    dataflow: str = "os"
+    pe_kind: str = "int"
+    weight_bits: int = 8
+    act_bits: int = 8
+    frac_bits: int | None = None  # None: golden.spec's default for the scheme (8 for pot/post, else 0)
+    ifmap_kb: float = 64.0
+    filter_kb: float = 64.0
+    ofmap_kb: float = 64.0
+    clock_mhz: float = 200.0
+    datapath: DatapathConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_array(self.rows, self.cols)
+        if self.dataflow not in DATAFLOWS:
+            raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {DATAFLOWS}")
+        if self.pe_kind not in PE_KINDS:
+            raise UnknownSchemeError(f"PE kind {self.pe_kind!r} does not exist; expected one of {PE_KINDS}")
+        for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        datapath = DatapathConfig.make(PE_SCHEME[self.pe_kind], self.weight_bits, self.act_bits, self.frac_bits)
+        object.__setattr__(self, "datapath", datapath)
+        object.__setattr__(self, "frac_bits", datapath.frac_bits)
+
+    @property
+    def weight_code_bits(self) -> int:
+        return self.datapath.weight.code_bits
+
+    @property
+    def synth_key(self) -> tuple[str, int, int, int]:
+        return self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits
+
+    def as_dict(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if key != "datapath"}
+
+
+def frac_bits_options(pe_kind: str, values: tuple[int, ...]) -> tuple[int, ...]:
+    """The F values a PE kind takes: the sweep's list for pot/post, 0 otherwise."""
+    return tuple(values) if PE_SCHEME[pe_kind] in SHIFT_SCHEMES else (0,)
+
+
+@dataclass(frozen=True)
+class LayerArrays:
+    """Per-layer integers as (1, L) arrays, ready to broadcast against (P, 1) design points."""
+
+    names: tuple[str, ...]
+    m: np.ndarray
+    k: np.ndarray
+    n: np.ndarray
+    groups: np.ndarray
+    macs: np.ndarray
+    params: np.ndarray
+    input_elements: np.ndarray
+    output_elements: np.ndarray
+
+    @classmethod
+    def of(cls, layers: list[Layer]) -> LayerArrays:
+        if not layers:
+            raise ConfigError("a workload needs at least one layer")
+
+        def col(attr: str) -> np.ndarray:
+            return np.array([getattr(layer, attr) for layer in layers], dtype=np.int64)[None, :]
+
+        return cls(tuple(layer.name for layer in layers), col("m"), col("k"), col("n"), col("groups"), col("macs"),
+                   col("params"), col("input_elements"), col("output_elements"))
+
+
+@dataclass
+class Evaluation:
+    """Per (point, layer) results; ``*_pj`` arrays are energies, ``cycles`` integers."""
+
+    configs: list[HardwareConfig]
+    layers: LayerArrays
+    cycles: np.ndarray
+    utilization: np.ndarray
+    energy_pj: dict[str, np.ndarray]
+    mac_pj: np.ndarray
+    area_transistors: np.ndarray
+    accesses: dict[str, np.ndarray]
+
+    @cached_property
+    def total_cycles(self) -> np.ndarray:
+        return self.cycles.sum(axis=1)
+
+    @cached_property
+    def energy_totals_pj(self) -> dict[str, np.ndarray]:
+        return {part: self.energy_pj[part].sum(axis=1) for part in ENERGY_PARTS}
+
+    @cached_property
+    def total_energy_pj(self) -> np.ndarray:
+        return sum(self.energy_totals_pj.values())
+
+    @cached_property
+    def latency_s(self) -> np.ndarray:
+        clock = np.array([c.clock_mhz for c in self.configs]) * 1e6
+        return self.total_cycles / clock
+
+    @cached_property
+    def mean_utilization(self) -> np.ndarray:
+        """MAC-weighted: total useful MACs over total PE-cycles."""
+        pes = np.array([c.rows * c.cols for c in self.configs], dtype=np.float64)
+        return self.layers.macs.sum() / (pes * self.total_cycles)
+
+    def summary(self, index: int) -> dict:
+        config = self.configs[index]
+        row = config.as_dict()
+        row |= {
+            "cycles": int(self.total_cycles[index]),
+            "latency_ms": float(self.latency_s[index] * 1e3),
+            "utilization": float(self.mean_utilization[index]),
+            "energy_uj": float(self.total_energy_pj[index] * 1e-6),
+            **{f"{part}_uj": float(self.energy_totals_pj[part][index] * 1e-6) for part in ENERGY_PARTS},
+            "mac_pj": float(self.mac_pj[index]),
+            "area_mtransistors": float(self.area_transistors[index] * 1e-6),
+        }
+        return row
+
+    def layer_rows(self, index: int) -> list[dict]:
+        rows = []
+        for j, name in enumerate(self.layers.names):
+            energy = {part: float(self.energy_pj[part][index, j]) for part in ENERGY_PARTS}
+            rows.append({
+                "layer": name, "M": int(self.layers.m[0, j]), "K": int(self.layers.k[0, j]), "N": int(self.layers.n[0, j]),
+                "groups": int(self.layers.groups[0, j]), "macs": int(self.layers.macs[0, j]),
+                "cycles": int(self.cycles[index, j]), "utilization": float(self.utilization[index, j]),
+                **{f"{part}_nj": value * 1e-3 for part, value in energy.items()},
+                "energy_nj": sum(energy.values()) * 1e-3,
+                **{key: int(value[index, j]) for key, value in self.accesses.items()},
+            })
+        return rows
+
+
+def _accumulator_widths(configs: list[HardwareConfig], k: np.ndarray) -> np.ndarray:
+    """``A`` per (point, layer) from golden.spec, computed once per distinct datapath."""
+    cache: dict[DatapathConfig, np.ndarray] = {}
+    widths = np.empty((len(configs), k.shape[1]), dtype=np.int64)
+    for i, config in enumerate(configs):
+        if config.datapath not in cache:
+            cache[config.datapath] = np.array([accumulator_bits(config.datapath, int(kk)) for kk in k[0]], dtype=np.int64)
+        widths[i] = cache[config.datapath]
+    return widths
+
+
+def _column(configs: list[HardwareConfig], attr: str, dtype=np.float64) -> np.ndarray:
+    return np.array([getattr(config, attr) for config in configs], dtype=dtype)[:, None]
+
+
+def _select(flow_index: np.ndarray, per_flow: list[np.ndarray]) -> np.ndarray:
+    shape = np.broadcast_shapes(flow_index.shape, *(np.shape(values) for values in per_flow))
+    return np.choose(np.broadcast_to(flow_index, shape), [np.broadcast_to(values, shape) for values in per_flow])
+
+
+def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synthesis, table: EnergyTable = DEFAULTS) -> Evaluation:
+    """Cycles, utilization, access counts and energy of every layer at every design point."""
+    if not configs:
+        raise ConfigError("no design points to evaluate")
+    shape = LayerArrays.of(layers)
+    rows, cols = _column(configs, "rows", np.int64), _column(configs, "cols", np.int64)
+    flow = np.array([DATAFLOWS.index(c.dataflow) for c in configs])[:, None]
+    dims = (shape.m, shape.k, shape.n)
+    cycles = _select(flow, [systolic_cycles(df, rows, cols, *dims, shape.groups) for df in DATAFLOWS])
+    per_flow = [sram_accesses(df, rows, cols, *dims, shape.groups) for df in DATAFLOWS]
+    accesses = {key: _select(flow, [counts[key] for counts in per_flow]) for key in per_flow[0]}
+
+    act_bits, weight_bits = _column(configs, "act_bits"), _column(configs, "weight_code_bits")
+    acc_bits = _accumulator_widths(configs, shape.k).astype(np.float64)
+    mac_pj = np.array([synthesis.mac_pj(*c.synth_key, table) for c in configs])
+    pj_ifmap = table.sram_pj_per_bit(_column(configs, "ifmap_kb"))
+    pj_filter = table.sram_pj_per_bit(_column(configs, "filter_kb"))
+    pj_ofmap = table.sram_pj_per_bit(_column(configs, "ofmap_kb"))
+    psum_traffic = (accesses["psum_writes"] + accesses["psum_reads"]) * acc_bits
+    capacity = {f"{name}_capacity": _column(configs, f"{name}_kb") * 8192 for name in ("ifmap", "filter", "ofmap")}
+    sizes = {"input_elements": shape.input_elements, "params": shape.params, "output_elements": shape.output_elements}
+    widths = {"act_bits": act_bits, "weight_bits": weight_bits, "acc_bits": acc_bits}
+    dram_bits = _select(flow, [dataflow.dram_bits(df, rows, cols, *dims, shape.groups, **sizes, **widths, **capacity)
+                               for df in DATAFLOWS])
+    energy = {
+        "mac": shape.macs * mac_pj[:, None],
+        "register": shape.macs * (act_bits + weight_bits + 2 * acc_bits) * table.register_pj_per_bit,
+        "sram": (accesses["ifmap_reads"] * act_bits * pj_ifmap + accesses["filter_reads"] * weight_bits * pj_filter
+                 + accesses["ofmap_final"] * act_bits * pj_ofmap + psum_traffic * pj_ofmap),
+        "dram": dram_bits * table.dram_pj_per_bit,
+    }
+    pe_transistors = np.array([synthesis.unit(*c.synth_key).transistors_per_pe for c in configs])
+    sram_bits = (_column(configs, "ifmap_kb") + _column(configs, "filter_kb") + _column(configs, "ofmap_kb"))[:, 0] * 8192
+    area = pe_transistors * (rows * cols)[:, 0] + SRAM_TRANSISTORS_PER_BIT * sram_bits
+    return Evaluation(configs, shape, cycles, shape.macs / (rows * cols * cycles), energy, mac_pj, area, accesses)
+
+
+def estimate(layers: list[Layer], config: HardwareConfig, synthesis: Synthesis, table: EnergyTable = DEFAULTS) -> tuple[list[dict], dict]:
+    """Per-layer rows and the per-inference summary of one design point."""
+    result = evaluate(layers, [config], synthesis, table)
+    return result.layer_rows(0), result.summary(0)
