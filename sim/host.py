@@ -73,18 +73,18 @@ class HostLayout:
     dut: str
     inputs: tuple[Port, ...]
     outputs: tuple[Port, ...]
-    wait_output: str
+    wait_output: str | None  # None: the program has no WAIT entries
+    clocked: bool  # False for a combinational DUT (no clk port)
 
     @classmethod
-    def from_ports(cls, dut: str, ports: list[Port], wait_output: str = "done") -> HostLayout:
-        names = {port.name for port in ports}
-        if CLOCK_NAME not in names:
-            raise ConfigError(f"{dut} has no {CLOCK_NAME!r} input; the host sequencer needs one clock")
+    def from_ports(cls, dut: str, ports: list[Port], wait_output: str | None = "done") -> HostLayout:
         inputs = tuple(p for p in ports if p.direction == "input" and p.name != CLOCK_NAME)
         outputs = tuple(p for p in ports if p.direction == "output")
-        if wait_output not in {p.name for p in outputs}:
+        if wait_output is not None and wait_output not in {p.name for p in outputs}:
             raise ConfigError(f"{dut} has no output {wait_output!r} to wait on")
-        return cls(dut, inputs, outputs, wait_output)
+        if not inputs or not outputs:
+            raise ConfigError(f"{dut} needs at least one input besides {CLOCK_NAME!r} and one output")
+        return cls(dut, inputs, outputs, wait_output, any(p.name == CLOCK_NAME for p in ports))
 
     @property
     def input_bits(self) -> int:
@@ -171,6 +171,8 @@ class HostProgram:
 
     def wait(self, timeout: int, inputs: dict | None = None, capture: bool = False) -> None:
         """Present ``inputs`` until the wait output is 1, at most ``timeout`` edges."""
+        if self.layout.wait_output is None:
+            raise ConfigError(f"{self.layout.dut}'s host layout names no output to wait on")
         self._add(WAIT, timeout, capture, inputs or {})
 
     def end(self) -> None:
@@ -194,14 +196,19 @@ def _int_bits(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def _port_bits(name: str, value: np.ndarray, width: int, n: int) -> np.ndarray:
-    """Bits of one port for ``n`` entries; ``value`` is a scalar/(n,) of ints or an (n, lanes) array of fields."""
+    """Bits of one port for ``n`` entries.
+
+    ``value``: an int, an ``(n,)`` int array, an ``(n, lanes)`` array of equal-width fields, or an
+    object array of Python ints (for ports wider than 63 bits).
+    """
     value = np.asarray(value)
-    if value.dtype == object or (value.ndim == 0 and isinstance(value.item(), int) and abs(value.item()) >= 1 << 63):
-        number = int(value.item())
-        if not 0 <= number < 1 << width:
-            raise CodeRangeError(f"{name}: value {number} does not fit {width} unsigned bits")
-        row = np.array([(number >> i) & 1 for i in range(width)], dtype=np.uint8)
-        return np.broadcast_to(row, (n, width))
+    if value.dtype == object or (value.ndim == 0 and abs(int(value)) >= 1 << 62):
+        numbers = [int(v) for v in np.broadcast_to(value, (n,))]
+        if any(not 0 <= v < 1 << width for v in numbers):
+            raise CodeRangeError(f"{name}: a value does not fit {width} unsigned bits")
+        nbytes = -(-width // 8)
+        raw = np.frombuffer(b"".join(v.to_bytes(nbytes, "little") for v in numbers), dtype=np.uint8)
+        return np.unpackbits(raw.reshape(n, nbytes), axis=1, bitorder="little")[:, :width]
     if value.ndim <= 1:
         fields = np.broadcast_to(value.reshape(-1, 1) if value.ndim else value.reshape(1, 1), (n, 1))
     else:
@@ -211,7 +218,7 @@ def _port_bits(name: str, value: np.ndarray, width: int, n: int) -> np.ndarray:
         raise ConfigError(f"{name}: {lanes} lanes do not divide its {width} bits")
     lane_bits = width // lanes
     if lane_bits > 63:
-        raise ConfigError(f"{name}: lanes of {lane_bits} bits are too wide; pass the value as a Python int")
+        raise ConfigError(f"{name}: lanes of {lane_bits} bits are too wide; pass Python ints in an object array")
     fields = fields.astype(np.int64)
     if np.any(fields < -(1 << (lane_bits - 1))) or np.any(fields >= 1 << lane_bits):
         raise CodeRangeError(f"{name}: values do not fit {lane_bits}-bit lanes")
@@ -292,6 +299,16 @@ class Captures:
     def __len__(self) -> int:
         return self.words.shape[0]
 
+    def ints(self, name: str) -> list[int]:
+        """Output ``name`` per row as unsigned Python ints (any width)."""
+        lsb, width = self._offsets[name]
+        raw = np.ascontiguousarray(self.words).astype("<u4").tobytes()
+        row_bytes = self.words.shape[1] * 4
+        mask = (1 << width) - 1
+        return [
+            (int.from_bytes(raw[i * row_bytes : (i + 1) * row_bytes], "little") >> lsb) & mask for i in range(len(self))
+        ]
+
     def field(self, name: str, lanes: int = 1, signed: bool = False) -> np.ndarray:
         """``(rows,)`` or ``(rows, lanes)`` int64 values of output ``name``."""
         lsb, width = self._offsets[name]
@@ -324,10 +341,10 @@ def host_top_verilog(
         f"  reg clk = 1'b0;\n  always #{CLOCK_PERIOD_NS // 2} clk = ~clk;\n" if internal_clock else ""
     )
     in_offsets, out_offsets = layout.offsets(layout.inputs), layout.offsets(layout.outputs)
-    connections = [f"    .{CLOCK_NAME}(clk)"]
+    connections = [f"    .{CLOCK_NAME}(clk)"] if layout.clocked else []
     connections += [f"    .{name}(dut_in[{lsb + width - 1}:{lsb}])" for name, (lsb, width) in in_offsets.items()]
     connections += [f"    .{name}(dut_out[{lsb + width - 1}:{lsb}])" for name, (lsb, width) in out_offsets.items()]
-    wait_lsb = out_offsets[layout.wait_output][0]
+    wait_bit = f"dut_out[{out_offsets[layout.wait_output][0]}]" if layout.wait_output else "1'b0"
     pc_bits = max(1, (program_depth - 1).bit_length())
     cap_bits = max(1, capture_depth.bit_length())
     port_list = ",\n".join(connections)
@@ -379,7 +396,7 @@ module lutmac_host (
         if (num_waits != 0) $writememh("{WAITS_FILE}", waits, 0, num_waits - 1);
         running <= 1'b0;
         finished <= 1'b1;
-      end else if (kind == 2'd{WAIT} && dut_out[{wait_lsb}]) begin
+      end else if (kind == 2'd{WAIT} && {wait_bit}) begin
         waits[num_waits] <= elapsed + 1;
         num_waits <= num_waits + 1;
         if (capture) begin
@@ -413,7 +430,7 @@ endmodule
 def host_design(
     dut_verilog: str,
     dut: str,
-    wait_output: str = "done",
+    wait_output: str | None = "done",
     program_depth: int = 1 << 16,
     capture_depth: int = 1 << 16,
     internal_clock: bool = True,

@@ -98,7 +98,7 @@ def test_ports_are_parsed_from_amaranth_verilog(countdown_verilog):
     assert ports == {"a": (8, "input"), "b": (32, "input"), "start": (1, "input"), "count": (8, "input"),
                      "clk": (1, "input"), "rst": (1, "input"), "s": (11, "output"), "wide": (70, "output"),
                      "done": (1, "output")}
-    with pytest.raises(ConfigError, match="no output 'finished'"):
+    with pytest.raises(ConfigError, match="no output 'finished' to wait on"):
         HostLayout.from_ports("countdown", parse_ports(countdown_verilog, "countdown"), "finished")
 
 
