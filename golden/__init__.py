@@ -1,1 +1,34 @@
 """Golden model: trainable fake-quant quantizers (PyTorch) and the bit-exact integer datapath (numpy)."""
+
+# --- trainable quantizers and quantized layers (PyTorch) -----------------------------------
+# Imported on first attribute access (PEP 562), so numpy-only users of golden.spec do not pay
+# for importing torch.  Other lazy exports can join _LAZY_EXPORTS.
+_LAZY_EXPORTS = {
+    "UniformQuantizer": "golden.quantizers",
+    "ASQQuantizer": "golden.quantizers",
+    "PowerQuantizer": "golden.quantizers",
+    "APoTQuantizer": "golden.quantizers",
+    "LCQQuantizer": "golden.quantizers",
+    "QuantConv2d": "golden.layers",
+    "QuantLinear": "golden.layers",
+    "quantize_model": "golden.layers",
+    "calibrate": "golden.layers",
+    "save_checkpoint": "golden.layers",
+    "load_checkpoint": "golden.layers",
+    "SCHEMES": "golden.layers",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'golden' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY_EXPORTS))
+# --- end of quantizer exports ----------------------------------------------------------------

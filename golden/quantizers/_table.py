@@ -1,0 +1,198 @@
+"""Nearest-level quantization against a sorted level table: bucketize on the decision thresholds.
+
+Every non-uniform quantizer here (POT, POST, APoT, LCQ) maps an input ``x`` to
+``table[#{k : thresholds[k] <= x}]`` — ``torch.bucketize(x, thresholds, right=True)`` followed
+by a gather from the (small) level table.  Nothing of size ``N x levels`` is ever built: the
+search is ``O(N log L)`` with ``torch.bucketize`` and ``O(N)`` with the lookup table below.
+
+**The fast path (float32, large inputs).**  ``torch.bucketize`` is a branchy binary search that
+runs at ~20 ns per element on one core, slower than the whole of PyTorch's native fake-quant.
+For float32 the top 16 bits of the IEEE encoding (sign, exponent, 7 mantissa bits) split the
+real line into 65536 *cells*, each an interval of floats.  If no cell holds more than one
+threshold, then for any ``x`` in cell ``c``::
+
+    #{k : t_k <= x} = #{k : t_k < min(cell c)} + [x >= t_inner(c)]
+
+where ``t_inner(c)`` is the one threshold inside the cell (``+inf`` if none).  Two 65536-entry
+tables, built per call from the thresholds in O(65536), turn the search into two gathers and one
+comparison per element.  The result is *identical* to ``torch.bucketize(..., right=True)`` (the
+final comparison is the same float comparison); when a cell holds two thresholds (learned LCQ
+levels can crowd), or a threshold is zero, the code falls back to ``torch.bucketize``.
+
+**Ties.**  A value exactly on a threshold goes to the upper level (``x >= t``).  Signed level
+sets want ties to go to the larger *magnitude* on both sides, so :func:`scaled_thresholds`
+nudges every negative threshold one ulp toward zero: ``x >= nextafter(-t, +inf)`` is exactly
+``x > -t``.  Hence ``Q(-x) == -Q(x)`` for every float ``x``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from ._common import row_blocks
+
+LUT_MIN_ELEMENTS = 1 << 18  # below this, building the tables costs more than bucketize saves
+_NUM_CELLS = 1 << 16
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def _cells_in_value_order() -> torch.Tensor:
+    """Cell ids (top 16 bits of a float32) sorted by the values they hold, most negative first."""
+    negative = torch.arange(_NUM_CELLS - 1, _NUM_CELLS // 2 - 1, -1)  # sign set: larger id, more negative
+    positive = torch.arange(0, _NUM_CELLS // 2)
+    return torch.cat([negative, positive])
+
+
+_CELL_ORDER = _cells_in_value_order()
+
+
+def _cell_ids(x: torch.Tensor) -> torch.Tensor:
+    """The top 16 bits of each float32 in a contiguous 1-D tensor, as int32 in 0..65535."""
+    if _LITTLE_ENDIAN:
+        return x.view(torch.uint16)[1::2].to(torch.int32)
+    return (x.view(torch.int32) >> 16) & 0xFFFF
+
+
+class BucketLUT:
+    """Per-cell ``base`` count and inner threshold for a float32 threshold vector (see module doc)."""
+
+    __slots__ = ("base", "inner")
+
+    def __init__(self, base: torch.Tensor, inner: torch.Tensor) -> None:
+        self.base = base
+        self.inner = inner
+
+    @classmethod
+    def build(cls, thresholds: torch.Tensor) -> BucketLUT | None:
+        """Tables for ``thresholds`` (1-D float32, non-decreasing, finite), or None if not exact."""
+        if thresholds.dtype != torch.float32 or thresholds.dim() != 1 or bool((thresholds == 0).any()):
+            return None
+        cells = _cell_ids(thresholds.contiguous())
+        counts = torch.bincount(cells, minlength=_NUM_CELLS)
+        if int(counts.max()) > 1:
+            return None
+        counts_in_order = counts[_CELL_ORDER]
+        base = torch.empty(_NUM_CELLS, dtype=torch.int32)
+        base[_CELL_ORDER] = (torch.cumsum(counts_in_order, 0) - counts_in_order).to(torch.int32)
+        inner = torch.full((_NUM_CELLS,), float("inf"), dtype=torch.float32)
+        inner[cells.long()] = thresholds
+        return cls(base, inner)
+
+    def bucketize(self, x: torch.Tensor) -> torch.Tensor:
+        """``torch.bucketize(x, thresholds, right=True, out_int32=True)`` for contiguous 1-D float32 ``x``."""
+        cell = _cell_ids(x)
+        index = self.base.index_select(0, cell)
+        inner = self.inner.index_select(0, cell)
+        del cell
+        index += x >= inner
+        return index
+
+
+def scaled_thresholds(scale: torch.Tensor, thresholds: torch.Tensor, signed: bool) -> torch.Tensor:
+    """``scale * thresholds`` (``(R, T)``) with negative entries nudged one ulp up (symmetric ties)."""
+    scaled = scale.detach() * thresholds.to(scale.dtype)
+    if signed:
+        scaled = torch.where(scaled < 0, torch.nextafter(scaled, torch.full_like(scaled, float("inf"))), scaled)
+    return scaled.contiguous()
+
+
+def _shared_lut(x2d: torch.Tensor, thresholds: torch.Tensor) -> BucketLUT | None:
+    if thresholds.shape[0] == 1 and x2d.numel() >= LUT_MIN_ELEMENTS:
+        return BucketLUT.build(thresholds[0])
+    return None
+
+
+def _block_index(block: torch.Tensor, thresholds: torch.Tensor, lut: BucketLUT | None) -> torch.Tensor:
+    """Bucket indices (int32, shape of ``block``) of one contiguous block; ``thresholds`` its rows'."""
+    if thresholds.shape[0] > 1:
+        return torch.searchsorted(thresholds, block, right=True, out_int32=True)
+    flat = block.reshape(-1)
+    index = lut.bucketize(flat) if lut is not None else torch.bucketize(flat, thresholds[0], right=True, out_int32=True)
+    return index.view(block.shape)
+
+
+def bucket_index(x2d: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """``#{k : thresholds[row, k] <= x}`` for a contiguous ``(R, M)`` input, as int64."""
+    index = torch.empty(x2d.shape, dtype=torch.int64)
+    lut = _shared_lut(x2d, thresholds)
+    shared = thresholds.shape[0] == 1
+    for rs, cs in row_blocks(*x2d.shape):
+        index[rs, cs] = _block_index(x2d[rs, cs], thresholds if shared else thresholds[rs], lut)
+    return index
+
+
+def table_forward(
+    x2d: torch.Tensor, thresholds: torch.Tensor, table: torch.Tensor, codes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``table[row, bucket(x)]`` for a contiguous ``(R, M)`` input, block by block.
+
+    ``thresholds`` is ``(R, T)`` or ``(1, T)`` (shared), ``table`` ``(R, T + 1)`` or ``(1, T + 1)``.
+    When ``codes`` (a ``(R, M)`` integer tensor) is given, the bucket indices are written into it.
+    """
+    out = torch.empty_like(x2d)
+    lut = _shared_lut(x2d, thresholds)
+    shared = thresholds.shape[0] == 1
+    for rs, cs in row_blocks(*x2d.shape):
+        index = _block_index(x2d[rs, cs], thresholds if shared else thresholds[rs], lut)
+        if shared:
+            torch.index_select(table[0], 0, index.view(-1), out=out[rs, cs].view(-1))
+        else:
+            torch.gather(table[rs], 1, index, out=out[rs, cs])
+        if codes is not None:
+            codes[rs, cs].copy_(index)
+    return out
+
+
+def clip_block(
+    x: torch.Tensor, out: torch.Tensor, grad: torch.Tensor, scale: torch.Tensor, signed: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """STE mask and the per-row scale-gradient sum for one block of a clipped quantizer.
+
+    ``inside`` is ``|x| < scale`` (signed) or ``0 < x < scale`` (unsigned), decided on the
+    input itself, not on a rounded value.  The output is ``scale * level`` everywhere, so
+    ``d out / d scale`` is ``level - x / scale`` inside and ``level`` (= the clip level
+    ``+-1`` or 0) outside: one expression, ``(out - x * inside) / scale``; the caller divides.
+    """
+    inside = x.abs() < scale if signed else (x > 0) & (x < scale)
+    residual = torch.where(inside, out - x, out)
+    row_sums = (grad * residual).sum(dim=1, dtype=torch.float64)
+    return inside, row_sums
+
+
+class TableQuantize(torch.autograd.Function):
+    """Fake-quantize ``(R, M)`` rows onto ``scale * levels`` (fixed levels), STE for the input.
+
+    ``scale`` is ``(R, 1)`` (per row) or ``(1, 1)``; ``thresholds``/``levels`` are normalized
+    (scale 1).  Gradients: input ``grad * inside`` (or ``grad`` unclipped when
+    ``clip_input_grad`` is False, as APoT does for weights); scale ``sum(grad * (out - x*inside)) / scale``.
+    """
+
+    @staticmethod
+    def forward(ctx, x2d, scale, thresholds, levels, signed: bool, clip_input_grad: bool):
+        thr = scaled_thresholds(scale, thresholds, signed)
+        table = (scale.detach() * levels.to(scale.dtype)).contiguous()
+        out = table_forward(x2d, thr, table)
+        ctx.save_for_backward(x2d, out, scale)
+        ctx.signed = signed
+        ctx.clip_input_grad = clip_input_grad
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2d, out, scale = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = torch.empty_like(x2d) if ctx.clip_input_grad else grad
+        grad_scale = torch.zeros(x2d.shape[0], dtype=torch.float64)
+        per_row = scale.shape[0] > 1
+        for rs, cs in row_blocks(*x2d.shape):
+            s = scale[rs] if per_row else scale
+            inside, sums = clip_block(x2d[rs, cs], out[rs, cs], grad[rs, cs], s, ctx.signed)
+            if ctx.clip_input_grad:
+                torch.mul(grad[rs, cs], inside, out=grad_x[rs, cs])
+            grad_scale[rs] += sums
+        if not per_row:
+            grad_scale = grad_scale.sum().view(1)
+        grad_scale = (grad_scale / scale.detach().view(-1).double()).to(scale.dtype).view_as(scale)
+        return grad_x, grad_scale, None, None, None, None
