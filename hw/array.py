@@ -112,11 +112,7 @@ class MacArray(wiring.Component):
         row_inputs = [Signal(act_shape, name=f"row{i}_act") for i in range(cfg.rows)]
         col_inputs = [Signal(weight_shape, name=f"col{j}_weight") for j in range(cfg.cols)]
         table = None
-        if cfg.pe_kind == "post_shared":
-            for i in range(cfg.rows):
-                m.submodules[f"prescaler{i}"] = prescaler = PostPrescaler(cfg.datapath)
-                m.d.comb += [prescaler.code.eq(rows[i]), row_inputs[i].eq(prescaler.act)]
-        elif cfg.pe_kind == "lcq":
+        if cfg.pe_kind == "lcq":
             m.submodules.act_levels = act_levels = LevelTable(cfg.datapath.num_act_codes, act_shape, cfg.rows)
             m.submodules.weight_levels = weight_levels = LevelTable(cfg.datapath.weight.num_codes, weight_shape, cfg.cols)
             wiring.connect(m, wiring.flipped(self.act_table_write), act_levels.write)
@@ -126,8 +122,13 @@ class MacArray(wiring.Component):
             m.d.comb += [row_inputs[i].eq(act_levels.values[i]) for i in range(cfg.rows)]
             m.d.comb += [col_inputs[j].eq(weight_levels.values[j]) for j in range(cfg.cols)]
         else:
-            m.d.comb += [row_inputs[i].eq(rows[i]) for i in range(cfg.rows)]
             m.d.comb += [col_inputs[j].eq(cols[j]) for j in range(cfg.cols)]
+            if cfg.pe_kind == "post_shared":
+                for i in range(cfg.rows):
+                    m.submodules[f"prescaler{i}"] = prescaler = PostPrescaler(cfg.datapath)
+                    m.d.comb += [prescaler.code.eq(rows[i]), row_inputs[i].eq(prescaler.act)]
+            else:
+                m.d.comb += [row_inputs[i].eq(rows[i]) for i in range(cfg.rows)]
             if cfg.pe_kind == "lcq_product":
                 m.submodules.product_table = product_table = ProductTable(cfg.datapath)
                 wiring.connect(m, wiring.flipped(self.product_table_write), product_table.write)

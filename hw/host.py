@@ -36,20 +36,23 @@ from .layout import (
 
 
 class Leaf(NamedTuple):
+    name: str
     offset: int
     width: int
     signed: bool
 
 
-def layout_leaves(layout, offset: int = 0) -> list[Leaf]:
+def layout_leaves(layout, offset: int = 0, name: str = "") -> list[Leaf]:
     """The scalar fields of a layout in declaration order (struct fields, then array elements)."""
     if isinstance(layout, data.StructLayout):
-        return [leaf for _, field in layout for leaf in layout_leaves(field.shape, offset + field.offset)]
+        return [leaf for field_name, field in layout
+                for leaf in layout_leaves(field.shape, offset + field.offset, f"{name}.{field_name}" if name else field_name)]
     if isinstance(layout, data.ArrayLayout):
         width = Shape.cast(layout.elem_shape).width
-        return [leaf for i in range(layout.length) for leaf in layout_leaves(layout.elem_shape, offset + i * width)]
+        return [leaf for i in range(layout.length)
+                for leaf in layout_leaves(layout.elem_shape, offset + i * width, f"{name}[{i}]")]
     shape = Shape.cast(layout)
-    return [Leaf(offset, shape.width, shape.signed)]
+    return [Leaf(name or "value", offset, shape.width, shape.signed)]
 
 
 def pack_words(layout, values: np.ndarray) -> list[int]:
@@ -62,7 +65,7 @@ def pack_words(layout, values: np.ndarray) -> list[int]:
         column = values[:, index]
         lo, hi = (-(1 << (leaf.width - 1)), (1 << (leaf.width - 1)) - 1) if leaf.signed else (0, (1 << leaf.width) - 1)
         if column.size and (column.min() < lo or column.max() > hi):
-            raise CodeRangeError(f"value out of its {leaf.width}-bit field range [{lo}, {hi}]: [{column.min()}, {column.max()}]")
+            raise CodeRangeError(f"{leaf.name}: values [{column.min()}, {column.max()}] outside the {leaf.width}-bit field range [{lo}, {hi}]")
         bits[:, leaf.offset : leaf.offset + leaf.width] = (column[:, None] >> np.arange(leaf.width)) & 1
     packed = np.packbits(bits, axis=1, bitorder="little")
     return [int.from_bytes(row.tobytes(), "little") for row in packed]

@@ -1,0 +1,259 @@
+"""The whole accelerator in Amaranth's simulator: bit-exact against golden.integer + golden.spec, cycles == hw.cycles."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from hwtest import all_weight_codes, golden_outputs, random_act_table, random_weight_table
+
+from golden import spec
+from golden.errors import ConfigError, LevelTableError
+from hw.config import PE_KINDS, ArrayConfig, preset
+from hw.cycles import gemm_cycles
+from hw.host import GemmJob, HostWrite, decode_outputs, job_writes, output_word_count, tile_descriptor
+from hw.layout import OutputMode, Region
+from hw.testbench import read_outputs, simulate_jobs, start_and_wait, write_bus
+from hw.top import Accelerator
+
+# small arrays with odd shapes so padding, skew and lane selection are all exercised
+SMALL = {
+    "int": dict(rows=2, cols=3, weight_bits=4, act_bits=4, host_lanes=2),
+    "pot": dict(rows=3, cols=2, weight_bits=3, act_bits=4, frac_bits=4, host_lanes=4),
+    "post_lut": dict(rows=2, cols=2, weight_bits=4, act_bits=3, frac_bits=6, host_lanes=1),
+    "post_shared": dict(rows=3, cols=3, weight_bits=4, act_bits=4, host_lanes=2),
+    "lcq": dict(rows=2, cols=3, weight_bits=3, act_bits=3, level_bits=6, act_level_bits=5, host_lanes=2),
+    "lcq_product": dict(rows=3, cols=2, weight_bits=2, act_bits=3, level_bits=5, act_level_bits=6, host_lanes=4),
+}
+
+
+def small_config(kind: str, **changes) -> ArrayConfig:
+    fields = dict(pe_kind=kind, max_reduction=24, max_m=7, max_n=7) | SMALL[kind] | changes
+    return ArrayConfig(**fields)
+
+
+def random_job(cfg: ArrayConfig, rng, m: int, k: int, n: int, mode=OutputMode.REQUANT, **extra) -> GemmJob:
+    datapath = cfg.datapath
+    act = rng.integers(0, datapath.num_act_codes, (m, k))
+    weight = rng.choice(all_weight_codes(datapath), (k, n))
+    tables = {}
+    if cfg.scheme == "lcq":
+        tables = dict(weight_table=random_weight_table(datapath, rng), act_table=random_act_table(datapath, rng))
+    acc_scale = float(max(abs(v) for v in datapath.product_range())) * np.sqrt(k)
+    mantissa, shift = spec.quantize_multiplier(rng.uniform(0.5, 4.0, n) * (1 << cfg.out_bits) / acc_scale)
+    bias = rng.integers(-int(acc_scale), int(acc_scale) + 1, n)
+    fields = dict(mode=mode, bias=bias, mantissa=mantissa, shift=shift) | tables | extra
+    return GemmJob(act, weight, **fields)
+
+
+def run_and_check(cfg: ArrayConfig, jobs: list[GemmJob]) -> None:
+    results = simulate_jobs(cfg, jobs)
+    for job, result in zip(jobs, results, strict=True):
+        np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job))
+        assert result.cycles == gemm_cycles(cfg, *job.shape)
+        assert result.busy_during_run
+
+
+@pytest.mark.parametrize("kind", PE_KINDS)
+def test_random_gemms_back_to_back(kind):
+    """Requantized, raw and raw+ReLU runs on one instance: buffers persist, DONE accepts a new start."""
+    cfg = small_config(kind)
+    rng = np.random.default_rng(PE_KINDS.index(kind))
+    jobs = [
+        random_job(cfg, rng, 7, 24, 7),
+        random_job(cfg, rng, 3, 5, 4, OutputMode.RAW),
+        random_job(cfg, rng, 5, 1, 2, OutputMode.RAW, relu=True),
+    ]
+    run_and_check(cfg, jobs)
+
+
+@pytest.mark.parametrize("kind", ["lcq", "lcq_product"])
+def test_threshold_bank_output(kind):
+    cfg = small_config(kind)
+    rng = np.random.default_rng(11)
+    job = random_job(cfg, rng, 6, 13, 5, OutputMode.THRESHOLD)
+    acc = golden_outputs(cfg, GemmJob(job.act_codes, job.weight_codes, OutputMode.RAW, bias=job.bias,
+                                      weight_table=job.weight_table, act_table=job.act_table))
+    # thresholds spread over the reachable range, plus some beyond it on both sides (clipped by the host)
+    lo, hi = spec.signed_range(cfg.requant.sum_bits)
+    spread = np.sort(rng.integers(acc.min() - 3, acc.max() + 4, (5, cfg.threshold_count)), axis=1)
+    spread[0, :2], spread[1, -2:] = lo - 100, hi + 100
+    run_and_check(cfg, [GemmJob(**{**job.__dict__, "thresholds": spread})])
+
+
+@pytest.mark.parametrize("kind", ["int", "post_shared"])
+def test_per_row_multiplier_override(kind):
+    """ASQ: every output row (sample) brings its own multiplier, replacing the per-channel one."""
+    cfg = small_config(kind)
+    rng = np.random.default_rng(5)
+    m = 7
+    row_mantissa, row_shift = spec.quantize_multiplier(rng.uniform(0.01, 0.5, m))
+    run_and_check(cfg, [random_job(cfg, rng, m, 9, 6, row_mantissa=row_mantissa, row_shift=row_shift)])
+
+
+def extreme_codes(cfg: ArrayConfig, rng, largest: bool):
+    """(weight code, act code, tables) of the largest (or most negative) product the config allows."""
+    datapath = cfg.datapath
+    tables = {}
+    if cfg.scheme == "lcq":
+        tables = dict(weight_table=random_weight_table(datapath, rng, True), act_table=random_act_table(datapath, rng, True))
+    products = spec.product_table(datapath, tables.get("weight_table"), tables.get("act_table"))
+    index = np.argmax(products) if largest else np.argmin(products)
+    weight_index, act_code = np.unravel_index(index, products.shape)
+    weight_code = all_weight_codes(datapath)[weight_index] if cfg.scheme != "int" else (
+        weight_index - (1 << datapath.weight.bits) * (weight_index >> (datapath.weight.bits - 1)))
+    return int(weight_code), int(act_code), tables
+
+
+@pytest.mark.parametrize("kind", PE_KINDS)
+def test_worst_case_accumulation_at_max_reduction(kind):
+    """K = max_reduction copies of the extreme product reach the accumulator bound exactly, both signs."""
+    cfg = small_config(kind, max_m=3, max_n=3)
+    k = cfg.max_reduction
+    lo, hi = cfg.datapath.product_range()
+    assert spec.signed_bits_for(k * lo, k * hi) == cfg.accumulator_width
+    rng = np.random.default_rng(1)
+    jobs = []
+    for largest in (True, False):
+        weight_code, act_code, tables = extreme_codes(cfg, rng, largest)
+        jobs.append(GemmJob(np.full((3, k), act_code), np.full((k, 3), weight_code), OutputMode.RAW, **tables))
+    results = simulate_jobs(cfg, jobs)
+    assert np.all(results[0].outputs == k * hi)
+    assert np.all(results[1].outputs == k * lo)
+    for job, result in zip(jobs, results, strict=True):
+        np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job))
+
+
+@pytest.mark.parametrize("kind", ["int", "pot", "post_shared", "lcq"])
+def test_all_max_codes_zeros_and_alternating_signs(kind):
+    cfg = small_config(kind)
+    datapath = cfg.datapath
+    rng = np.random.default_rng(2)
+    tables = {}
+    if cfg.scheme == "lcq":
+        tables = dict(weight_table=random_weight_table(datapath, rng, True), act_table=random_act_table(datapath, rng, True))
+    codes = all_weight_codes(datapath)
+    k = 16
+    all_max = GemmJob(np.full((4, k), datapath.num_act_codes - 1), np.full((k, 5), codes.max()), OutputMode.RAW, **tables)
+    zeros = GemmJob(np.zeros((5, k), int), rng.choice(codes, (k, 4)), OutputMode.RAW, bias=np.arange(4) - 2, **tables)
+    # +x, -x, +x, -x ... along k: sums of an even count cancel exactly for the shift schemes and int with symmetric codes
+    if cfg.scheme in ("pot", "post"):
+        plus, minus = datapath.weight.pack_power(0, 1), datapath.weight.pack_power(1, 1)
+    elif cfg.scheme == "int":
+        plus, minus = 3, -3
+    else:
+        plus, minus = 0, len(codes) - 1
+    alternating = np.where(np.arange(k)[:, None] % 2 == 0, plus, minus) * np.ones((1, 3), int)
+    alt = GemmJob(rng.integers(0, datapath.num_act_codes, (1, 1)) * np.ones((3, k), int), alternating, OutputMode.RAW, **tables)
+    results = simulate_jobs(cfg, [all_max, zeros, alt])
+    for job, result in zip([all_max, zeros, alt], results, strict=True):
+        np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job))
+    np.testing.assert_array_equal(results[1].outputs, np.broadcast_to(np.arange(4) - 2, (5, 4)))
+    if cfg.scheme != "lcq":
+        assert np.all(results[2].outputs == 0)
+
+
+def test_requantizer_rounding_and_clipping_edges():
+    """Ties round half up, shift 0, shifts beyond the product width, clipping at both ends (bias-only totals)."""
+    cfg = small_config("int", max_n=7, cols=3, bias_bits=20)
+    bias = np.array([3, 5, -3, 1000, -1000, 7, 12345])
+    mantissa = np.array([1, 1, 1, 1, 1, 3, 40000])
+    shift = np.array([1, 1, 1, 0, 0, 62, 20])
+    job = GemmJob(np.zeros((2, 4), int), np.ones((4, 7), int), OutputMode.REQUANT, bias=bias, mantissa=mantissa, shift=shift)
+    result = simulate_jobs(cfg, [job])[0]
+    expected = golden_outputs(cfg, job)
+    np.testing.assert_array_equal(result.outputs, expected)
+    # 3/2 -> 2, 5/2 -> 3, -3/2 -> 0 (clip), 1000 -> 15 (clip), 0 after a shift of 62, 12345*40000/2^20 = 470.9 -> 15
+    np.testing.assert_array_equal(expected[0], [2, 3, 0, 15, 0, 0, 15])
+
+
+def test_host_writes_are_ignored_while_busy():
+    cfg = small_config("int")
+    rng = np.random.default_rng(9)
+    job = random_job(cfg, rng, 4, 10, 5, OutputMode.RAW)
+    dut = Accelerator(cfg)
+    words = []
+
+    async def bench(ctx):
+        await write_bus(ctx, dut, job_writes(cfg, job))
+        ctx.set(dut.tile.as_value(), tile_descriptor(cfg, job))
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        # garbage into every activation and weight word while the run is going
+        garbage = [HostWrite(Region.ACT, a, -1 % (1 << 60)) for a in range(4)] + [HostWrite(Region.WEIGHT, a, 0) for a in range(4)]
+        await write_bus(ctx, dut, garbage)
+        while not ctx.get(dut.done):
+            await ctx.tick()
+        words.extend(await read_outputs(ctx, dut, output_word_count(cfg, 4, 5)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    np.testing.assert_array_equal(decode_outputs(cfg, words, 4, 5), golden_outputs(cfg, job))
+
+
+def test_done_stays_high_until_next_start_and_cycles_are_exact():
+    cfg = small_config("pot")
+    rng = np.random.default_rng(4)
+    job = random_job(cfg, rng, 7, 3, 7)
+    dut = Accelerator(cfg)
+    observed = {}
+
+    async def bench(ctx):
+        await write_bus(ctx, dut, job_writes(cfg, job))
+        assert not ctx.get(dut.busy) and not ctx.get(dut.done)
+        observed["cycles"], observed["busy"] = await start_and_wait(ctx, dut, tile_descriptor(cfg, job))
+        for _ in range(5):
+            await ctx.tick()
+            assert ctx.get(dut.done) and not ctx.get(dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert observed["busy"]
+    assert observed["cycles"] == gemm_cycles(cfg, 7, 3, 7) == 3 * 4 * (3 + 2 * 3 + 2 - 1) + 3
+
+
+# ---- job validation (host side) -------------------------------------------------------------------
+
+
+def test_job_validation_errors():
+    cfg = small_config("lcq")
+    rng = np.random.default_rng(0)
+    good = random_job(cfg, rng, 3, 4, 3)
+    with pytest.raises(ConfigError, match="K=25"):
+        job_writes(cfg, GemmJob(np.zeros((2, 25), int), np.zeros((25, 2), int), **tables_of(good)))
+    with pytest.raises(ConfigError, match="equal K"):
+        job_writes(cfg, GemmJob(np.zeros((2, 3), int), np.zeros((4, 2), int), **tables_of(good)))
+    with pytest.raises(LevelTableError, match="8 entries"):
+        job_writes(cfg, GemmJob(good.act_codes, good.weight_codes, weight_table=good.weight_table[:-1], act_table=good.act_table))
+    with pytest.raises(LevelTableError, match="map code 0 to 0"):
+        job_writes(cfg, GemmJob(good.act_codes, good.weight_codes, weight_table=good.weight_table, act_table=good.act_table + 1))
+    with pytest.raises(LevelTableError, match="shape"):
+        job_writes(cfg, GemmJob(**{**good.__dict__, "mode": OutputMode.THRESHOLD, "thresholds": np.zeros((3, 3), int)}))
+    with pytest.raises(LevelTableError, match="non-decreasing"):
+        job_writes(cfg, GemmJob(**{**good.__dict__, "mode": OutputMode.THRESHOLD, "thresholds": np.arange(21)[::-1].reshape(3, 7)}))
+    with pytest.raises(ConfigError, match="threshold_bank"):
+        job_writes(small_config("int"), GemmJob(np.zeros((2, 2), int), np.zeros((2, 2), int), OutputMode.THRESHOLD))
+    with pytest.raises(LevelTableError, match="need weight_table"):
+        job_writes(cfg, GemmJob(good.act_codes, good.weight_codes))
+
+
+def tables_of(job: GemmJob) -> dict:
+    return dict(weight_table=job.weight_table, act_table=job.act_table)
+
+
+# ---- regression: the real presets on bigger tiles -------------------------------------------------
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("name", ["default", "postlut4-4x4", "pot4-4x4", "int4-4x4", "int8-4x4", "lcq4-4x4", "lcqprod2-4x4", "post4-8x8"])
+def test_presets_on_large_tiles(name):
+    cfg = preset(name)
+    rng = np.random.default_rng(len(name))
+    jobs = [random_job(cfg, rng, 37, 300, 21), random_job(cfg, rng, 64, cfg.max_reduction, 64, OutputMode.RAW)]
+    if cfg.threshold_bank:
+        jobs.append(random_job(cfg, rng, 9, 77, 13, OutputMode.THRESHOLD,
+                               thresholds=np.sort(rng.integers(-3000, 3000, (13, cfg.threshold_count)), axis=1)))
+    run_and_check(cfg, jobs)

@@ -1,0 +1,96 @@
+"""The requantizer lane and threshold bank alone, one vector per cycle through the pipeline, against golden.spec."""
+
+import numpy as np
+import pytest
+from amaranth import Value, signed
+from amaranth.lib import data
+from amaranth.sim import Simulator
+
+from golden import spec
+from hw.config import ArrayConfig
+from hw.host import pack_words
+from hw.layout import OutputMode, multiplier_layout
+from hw.requant import RequantLane
+
+LATENCY = 2
+
+
+def run_lane(cfg: ArrayConfig, acc, bias, mantissa, shift, mode: OutputMode, relu=False, thresholds=None) -> np.ndarray:
+    lane = RequantLane(cfg)
+    results = []
+    multipliers = pack_words(multiplier_layout(cfg), np.stack([mantissa, shift], 1))
+
+    async def bench(ctx):
+        ctx.set(lane.mode, mode)
+        ctx.set(lane.relu, relu)
+        if thresholds is not None:
+            ctx.set(Value.cast(lane.thresholds), thresholds)
+        ctx.set(lane.valid, 1)
+        for step in range(len(acc) + LATENCY):
+            if step < len(acc):
+                ctx.set(lane.acc, int(acc[step]))
+                ctx.set(lane.bias, int(bias[step]))
+                ctx.set(Value.cast(lane.multiplier), multipliers[step])
+            else:
+                ctx.set(lane.valid, 0)
+            if step >= LATENCY:
+                assert ctx.get(lane.result_valid)
+                results.append(ctx.get(lane.result))
+            await ctx.tick()
+        assert not ctx.get(lane.result_valid)
+
+    sim = Simulator(lane)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(results, dtype=np.int64)
+
+
+@pytest.fixture
+def cfg():
+    return ArrayConfig("int", 2, 2, 8, 8, max_reduction=64, out_bits=4)
+
+
+def random_operands(cfg, rng, count):
+    acc = rng.integers(*spec.signed_range(cfg.accumulator_width), count, endpoint=True)
+    bias = rng.integers(*spec.signed_range(cfg.bias_bits), count, endpoint=True)
+    mantissa = rng.integers(0, 1 << spec.MULTIPLIER_BITS, count)
+    shift = rng.integers(0, spec.MAX_REQUANT_SHIFT + 1, count)
+    # realistic shifts (near the product width) most of the time, and exact ties
+    shift[: count // 2] = rng.integers(cfg.accumulator_width, cfg.accumulator_width + 16, count // 2)
+    return acc, bias, mantissa, shift
+
+
+def test_requant_matches_spec_on_random_operands(cfg):
+    rng = np.random.default_rng(0)
+    acc, bias, mantissa, shift = random_operands(cfg, rng, 600)
+    got = run_lane(cfg, acc, bias, mantissa, shift, OutputMode.REQUANT)
+    np.testing.assert_array_equal(got, spec.requantize(acc, bias, mantissa, shift, cfg.out_bits))
+    assert 0 < np.count_nonzero(got) < got.size and np.any(got == 15)  # the sample exercises both clips
+
+
+def test_requant_ties_round_half_up(cfg):
+    totals = np.arange(-40, 41)
+    got = run_lane(cfg, totals, np.zeros_like(totals), np.ones_like(totals), np.full_like(totals, 2), OutputMode.REQUANT)
+    expected = spec.requantize(totals, 0, 1, 2, cfg.out_bits)
+    np.testing.assert_array_equal(got, expected)
+    assert expected[totals == 2][0] == 1 and expected[totals == 6][0] == 2  # 0.5 -> 1, 1.5 -> 2
+
+
+def test_raw_mode_with_and_without_relu(cfg):
+    rng = np.random.default_rng(1)
+    acc, bias, mantissa, shift = random_operands(cfg, rng, 100)
+    for relu in (False, True):
+        got = run_lane(cfg, acc, bias, mantissa, shift, OutputMode.RAW, relu=relu)
+        np.testing.assert_array_equal(got, np.maximum(acc + bias, 0) if relu else acc + bias)
+
+
+def test_threshold_mode_in_the_lane():
+    cfg = ArrayConfig("lcq", 2, 2, 3, 3, max_reduction=16, out_bits=3)
+    rng = np.random.default_rng(2)
+    thresholds = np.sort(rng.integers(-5000, 5000, cfg.threshold_count))
+    acc = np.concatenate([rng.integers(-6000, 6000, 200), thresholds, thresholds - 1])
+    bias = np.zeros_like(acc)
+    packed = pack_words(data.ArrayLayout(signed(cfg.threshold_bits), cfg.threshold_count), thresholds[None])[0]
+    got = run_lane(cfg, acc, bias, np.ones_like(acc), np.zeros_like(acc), OutputMode.THRESHOLD, thresholds=packed)
+    np.testing.assert_array_equal(got, spec.threshold_quantize(acc, 0, thresholds))
