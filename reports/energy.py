@@ -31,10 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from golden.errors import ConfigError, UnknownSchemeError
-
-PE_KINDS = ("int", "pot", "post_lut", "post_shared", "lcq", "lcq_product")
-# golden.spec weight scheme of each PE kind
-PE_SCHEME = {"int": "int", "pot": "pot", "post_lut": "post", "post_shared": "post", "lcq": "lcq", "lcq_product": "lcq"}
+from hw.config import PE_KINDS
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """Cycle and energy estimator: per layer and per inference, vectorized over design points.
 
-For each layer's GEMM view the dataflow model (:mod:`reports.dataflow`) gives cycles and
-operand-buffer accesses; energy is
+For each layer's GEMM view the dataflow model gives cycles and operand-buffer accesses: the
+analytical output/weight/input-stationary models of :mod:`reports.dataflow`, or — dataflow
+``"lutmac"`` — the project's own output-stationary array, whose cycles are the exact count
+``hw.cycles.gemm_cycles`` (each layer, each group, one accelerator run; accesses as ``os``).
+Energy is
 
 * **MAC**: ``MACs * E_mac(PE kind, bits, F)`` scaled from synthesis (:mod:`reports.energy`);
 * **PE registers**: every MAC reads its activation and weight-code registers and reads and
@@ -21,18 +24,22 @@ All layers of a network run at the design point's weight/activation widths.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
 from golden.errors import ConfigError, UnknownSchemeError
 from golden.spec import SHIFT_SCHEMES, DatapathConfig, accumulator_bits
+from hw.config import PE_KINDS, PE_SCHEMES, ArrayConfig, pe_datapath
+from hw.cycles import gemm_cycles
 
 from . import dataflow
 from .dataflow import DATAFLOWS, check_array, sram_accesses, systolic_cycles
-from .energy import DEFAULTS, PE_KINDS, PE_SCHEME, EnergyTable, Synthesis
+from .energy import DEFAULTS, EnergyTable, Synthesis
 from .networks import Layer
 
+OWN_ARRAY = "lutmac"
+FLOWS = DATAFLOWS + (OWN_ARRAY,)
 SRAM_TRANSISTORS_PER_BIT = 6
 ENERGY_PARTS = ("mac", "register", "sram", "dram")
 
@@ -56,17 +63,24 @@ class HardwareConfig:
 
     def __post_init__(self) -> None:
         check_array(self.rows, self.cols)
-        if self.dataflow not in DATAFLOWS:
-            raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {DATAFLOWS}")
+        if self.dataflow not in FLOWS:
+            raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {FLOWS}")
         if self.pe_kind not in PE_KINDS:
             raise UnknownSchemeError(f"PE kind {self.pe_kind!r} does not exist; expected one of {PE_KINDS}")
         for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
-        datapath = DatapathConfig.make(PE_SCHEME[self.pe_kind], self.weight_bits, self.act_bits, self.frac_bits)
+        datapath = pe_datapath(self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits)
         object.__setattr__(self, "datapath", datapath)
         object.__setattr__(self, "frac_bits", datapath.frac_bits)
+        if self.dataflow == OWN_ARRAY:  # the RTL's limits (array size) apply
+            self.array_config(1, 1, 1)
+
+    def array_config(self, m: int, k: int, n: int) -> ArrayConfig:
+        """The hw ArrayConfig of this point sized for one ``M x K x N`` run."""
+        return ArrayConfig(self.pe_kind, self.rows, self.cols, self.weight_bits, self.act_bits, self.frac_bits,
+                           max_reduction=k, max_m=m, max_n=n)
 
     @property
     def weight_code_bits(self) -> int:
@@ -82,7 +96,7 @@ class HardwareConfig:
 
 def frac_bits_options(pe_kind: str, values: tuple[int, ...]) -> tuple[int, ...]:
     """The F values a PE kind takes: the sweep's list for pot/post, 0 otherwise."""
-    return tuple(values) if PE_SCHEME[pe_kind] in SHIFT_SCHEMES else (0,)
+    return tuple(values) if PE_SCHEMES[pe_kind] in SHIFT_SCHEMES else (0,)
 
 
 @dataclass(frozen=True)
@@ -187,6 +201,21 @@ def _accumulator_widths(configs: list[HardwareConfig], k: np.ndarray) -> np.ndar
     return widths
 
 
+@cache
+def _own_array_cycles(config: HardwareConfig, m: int, k: int, n: int) -> int:
+    return gemm_cycles(config.array_config(m, k, n), m, k, n)
+
+
+def own_array_cycles(configs: list[HardwareConfig], shape: LayerArrays) -> np.ndarray:
+    """``hw.cycles.gemm_cycles`` per (point, layer) for the ``lutmac`` points (0 elsewhere); groups run one by one."""
+    cycles = np.zeros((len(configs), shape.m.shape[1]), dtype=np.int64)
+    layer_dims = list(zip(shape.m[0].tolist(), shape.k[0].tolist(), shape.n[0].tolist(), shape.groups[0].tolist(), strict=True))
+    for i, config in enumerate(configs):
+        if config.dataflow == OWN_ARRAY:
+            cycles[i] = [groups * _own_array_cycles(config, m, k, n) for m, k, n, groups in layer_dims]
+    return cycles
+
+
 def _column(configs: list[HardwareConfig], attr: str, dtype=np.float64) -> np.ndarray:
     return np.array([getattr(config, attr) for config in configs], dtype=dtype)[:, None]
 
@@ -202,10 +231,13 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
         raise ConfigError("no design points to evaluate")
     shape = LayerArrays.of(layers)
     rows, cols = _column(configs, "rows", np.int64), _column(configs, "cols", np.int64)
-    flow = np.array([DATAFLOWS.index(c.dataflow) for c in configs])[:, None]
+    flow = np.array([FLOWS.index(c.dataflow) for c in configs])[:, None]
     dims = (shape.m, shape.k, shape.n)
-    cycles = _select(flow, [systolic_cycles(df, rows, cols, *dims, shape.groups) for df in DATAFLOWS])
-    per_flow = [sram_accesses(df, rows, cols, *dims, shape.groups) for df in DATAFLOWS]
+    analytical = [systolic_cycles(df, rows, cols, *dims, shape.groups) for df in DATAFLOWS]
+    cycles = _select(flow, [*analytical, own_array_cycles(configs, shape)])
+    # the own array is output stationary: it moves data as the os model does
+    access_flows = (*DATAFLOWS, "os")
+    per_flow = [sram_accesses(df, rows, cols, *dims, shape.groups) for df in access_flows]
     accesses = {key: _select(flow, [counts[key] for counts in per_flow]) for key in per_flow[0]}
 
     act_bits, weight_bits = _column(configs, "act_bits"), _column(configs, "weight_code_bits")
@@ -219,7 +251,7 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
     sizes = {"input_elements": shape.input_elements, "params": shape.params, "output_elements": shape.output_elements}
     widths = {"act_bits": act_bits, "weight_bits": weight_bits, "acc_bits": acc_bits}
     dram_bits = _select(flow, [dataflow.dram_bits(df, rows, cols, *dims, shape.groups, **sizes, **widths, **capacity)
-                               for df in DATAFLOWS])
+                               for df in access_flows])
     energy = {
         "mac": shape.macs * mac_pj[:, None],
         "register": shape.macs * (act_bits + weight_bits + 2 * acc_bits) * table.register_pj_per_bit,

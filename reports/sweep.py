@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from golden.errors import ConfigError
+from golden.errors import ConfigError, UnknownSchemeError
+from hw.config import MAX_ARRAY_DIM
 
-from .dataflow import DATAFLOWS, check_array, check_dataflow
+from .dataflow import check_array
 from .energy import DEFAULTS, EnergyTable, Synthesis
-from .estimator import ENERGY_PARTS, Evaluation, HardwareConfig, evaluate
+from .estimator import ENERGY_PARTS, FLOWS, OWN_ARRAY, Evaluation, HardwareConfig, evaluate
 from .networks import Layer
 
 DEFAULT_ARRAYS = ((8, 8), (16, 16), (32, 32), (64, 64), (128, 128), (16, 64), (64, 16), (32, 128), (128, 32))
@@ -29,7 +30,7 @@ class SweepSpec:
     """Which values each axis takes; ``None`` for the PE axes means every synthesized one."""
 
     arrays: tuple[tuple[int, int], ...] = DEFAULT_ARRAYS
-    dataflows: tuple[str, ...] = DATAFLOWS
+    dataflows: tuple[str, ...] = FLOWS
     pe_kinds: tuple[str, ...] | None = None
     bits: tuple[tuple[int, int], ...] | None = None  # (weight_bits, act_bits)
     frac_bits: tuple[int, ...] | None = None
@@ -41,12 +42,17 @@ class SweepSpec:
             raise ConfigError("a sweep needs at least one array size and one dataflow")
         for rows, cols in self.arrays:
             check_array(rows, cols)
-        for flow in self.dataflows:
-            check_dataflow(flow)
+        unknown = sorted(set(self.dataflows) - set(FLOWS))
+        if unknown:
+            raise UnknownSchemeError(f"dataflow(s) {unknown} do not exist; expected some of {FLOWS}")
 
 
 def design_points(spec: SweepSpec, synthesis: Synthesis) -> list[HardwareConfig]:
-    """Every (array, dataflow, synthesized PE configuration) the spec allows, in a fixed order."""
+    """Every (array, dataflow, synthesized PE configuration) the spec allows, in a fixed order.
+
+    The project's own array (``lutmac``) only exists up to ``hw.config.MAX_ARRAY_DIM`` a side;
+    larger arrays are swept with the analytical dataflows only.
+    """
     configurations = [
         key for key in synthesis.configurations()
         if (spec.pe_kinds is None or key[0] in spec.pe_kinds)
@@ -58,6 +64,7 @@ def design_points(spec: SweepSpec, synthesis: Synthesis) -> list[HardwareConfig]
     return [
         HardwareConfig(rows, cols, flow, kind, wb, ab, frac, spec.buffer_kb, spec.buffer_kb, spec.buffer_kb, spec.clock_mhz)
         for (rows, cols), flow, (kind, wb, ab, frac) in itertools.product(spec.arrays, spec.dataflows, configurations)
+        if flow != OWN_ARRAY or max(rows, cols) <= MAX_ARRAY_DIM
     ]
 
 

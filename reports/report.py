@@ -1,0 +1,183 @@
+"""``lutmac report``: regenerate every table and figure into one folder.
+
+Nothing is written unless the whole run succeeds (:func:`reports.output.staged_report`), and
+the output depends only on the inputs (networks, synthesis JSON, energy config, options).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from hw.config import preset
+
+from . import asq_search, energy, overhead, plots
+from .energy import DEFAULT_SYNTH_PATH, EnergyTable, Synthesis, load_energy_table, load_synthesis
+from .estimator import FLOWS, HardwareConfig, evaluate
+from .networks import NETWORKS, build, count_parameters, network_layers
+from .output import ReportWriter, staged_report
+from .sweep import SweepResult, SweepSpec, design_points, run_sweep
+from .topology import read_topology, topology_csv
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    out: Path
+    synth: Path = DEFAULT_SYNTH_PATH
+    energy_config: Path | None = None
+    networks: tuple[str, ...] = tuple(NETWORKS)
+    topologies: tuple[Path, ...] = ()
+    rows: int = 16
+    cols: int = 16
+    dataflow: str = "lutmac"
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    layers: list
+    params: int  # every parameter (torch count) or, for a topology file, conv/linear weights
+
+
+def _workloads(options: ReportOptions) -> list[Workload]:
+    loads = [Workload(name, network_layers(name), count_parameters(build(name))) for name in options.networks]
+    for path in options.topologies:
+        layers = read_topology(path)
+        loads.append(Workload(Path(path).stem, layers, sum(layer.params for layer in layers)))
+    return loads
+
+
+def _reference_points(options: ReportOptions, synthesis: Synthesis) -> list[HardwareConfig]:
+    """One point per synthesized PE configuration, on the report's array and dataflow."""
+    return [HardwareConfig(options.rows, options.cols, options.dataflow, kind, wb, ab, frac)
+            for kind, wb, ab, frac in synthesis.configurations()]
+
+
+def _table1(writer: ReportWriter, workloads: list[Workload]) -> list[dict]:
+    rows = []
+    for load in workloads:
+        rows += overhead.table1_rows(overhead.asq_overhead(load.name, load.layers, load.params))
+    shown = [{"network": r["network"], "precision": r["bits"], "Param(%)": r["param_pct"], "Compute(%)": r["compute_pct"],
+              "Param as built (%)": r["param_pct_as_built"], "Compute as built (%)": r["compute_pct_as_built"]} for r in rows]
+    writer.table("table1_asq_overhead", shown, "ASQ adapter overhead (paper Table 1) and as built",
+                 notes=overhead.__doc__, formats={c: ".2f" for c in shown[0] if "%" in c}, payload={"detail": rows})
+    return rows
+
+
+def _convention_search(writer: ReportWriter) -> None:
+    result = asq_search.search("resnet18")
+    notes = (f"{result.param_conventions} Param% conventions and {result.compute_conventions} Compute% conventions "
+             "were evaluated on the traced ResNet-18; listed are those whose values round to every printed digit "
+             f"(Param% {asq_search.PUBLISHED_PARAM_PCT}, Compute% {asq_search.PUBLISHED_COMPUTE_PCT}). "
+             f"Joint hits (same placement and precision of ASQ's additions): {len(result.joint_hits)}.")
+    writer.table("asq_convention_search_param", result.param_hits, "Table 1 convention search: Param% hits", notes=notes)
+    writer.table("asq_convention_search_compute", result.compute_hits, "Table 1 convention search: Compute% hits", notes=notes)
+
+
+def _ops_and_luts(writer: ReportWriter, workloads: list[Workload], options: ReportOptions) -> None:
+    frac = preset("default").frac_bits
+    lut_rows = []
+    for load in workloads:
+        writer.table(f"ops_storage_{load.name}", overhead.ops_storage_rows(load.layers),
+                     f"{load.name}: params, MACs, storage bits (Eq. 14) and bit-weighted OPS (Eq. 15-16)",
+                     notes="First and last layer at 8 bits; `ops_wB` = MACs x b / 32.")
+        lut_rows += [{"network": load.name, **row} for row in overhead.post_lut_rows(load.layers, options.rows, options.cols, frac)]
+    writer.table("post_lut_overhead", lut_rows, f"POST LUT overhead, {options.rows}x{options.cols} array, F={frac}",
+                 notes="LUT = 2^b_a entries x the widest golden.spec.post_lut entry. `single_table`: one table for the "
+                       "model (the authors' count); `post_shared`: one per array row; `post_lut`: one per PE. "
+                       "Percentages are of the model's weight bits (first/last layers at 8 bits).",
+                 formats={c: ".6f" for c in lut_rows[0] if c.endswith("_pct")})
+
+
+def _estimates(writer: ReportWriter, workloads: list[Workload], options: ReportOptions, synthesis: Synthesis,
+               table: EnergyTable) -> None:
+    points = _reference_points(options, synthesis)
+    reference = preset("default")
+    summary = []
+    for load in workloads:
+        result = evaluate(load.layers, points, synthesis, table)
+        summary += [{"network": load.name, **result.summary(i)} for i in range(len(points))]
+        index = next((i for i, p in enumerate(points) if p.synth_key == (reference.pe_kind, reference.weight_bits,
+                      reference.act_bits, reference.frac_bits)), 0)
+        point = points[index]
+        writer.table(f"estimate_{load.name}", result.layer_rows(index),
+                     f"{load.name} per layer: {point.pe_kind} w{point.weight_bits}a{point.act_bits} F={point.frac_bits}, "
+                     f"{point.rows}x{point.cols} {point.dataflow}",
+                     payload={"summary": result.summary(index)})
+    writer.table("estimate_summary", summary, f"Per inference, every synthesized PE on {options.rows}x{options.cols} "
+                 f"{options.dataflow}", formats={"latency_ms": ".3f", "energy_uj": ".1f", "utilization": ".3f"})
+
+
+def _sweep(writer: ReportWriter, load: Workload, options: ReportOptions, synthesis: Synthesis, table: EnergyTable) -> dict:
+    points = design_points(options.sweep, synthesis)
+    result = run_sweep(load.layers, points, synthesis, table)
+    writer.table(f"sweep_{load.name}", result.rows(), f"{load.name}: design-space sweep ({len(points)} points)")
+    for name, figure in _figures(result, load.name).items():
+        writer.figure(f"{name}_{load.name}.png", figure)
+        plt.close(figure)
+    return {"network": load.name, "points": len(points), "pareto_points": int(result.pareto().sum())}
+
+
+def _figures(result: SweepResult, network: str) -> dict:
+    points = result.points
+    figures = {
+        "pareto": plots.pareto_figure(result, f"{network}: energy vs latency"),
+        "area_energy": plots.area_energy_figure(result, f"{network}: area vs energy"),
+    }
+    # utilization: the most common PE configuration at each dataflow on a mid-size array
+    sizes = sorted({(p.rows, p.cols) for p in points}, key=lambda rc: (abs(rc[0] * rc[1] - 1024), abs(rc[0] - rc[1]), rc))
+    rows, cols = sizes[0]
+    key = points[0].synth_key
+    picks = [i for i, p in enumerate(points) if (p.rows, p.cols) == (rows, cols) and p.synth_key == key]
+    figures["utilization"] = plots.utilization_figure(result, picks, f"{network}: per-layer utilization, {rows}x{cols}")
+    # PE comparison: one point per PE kind at the most widely synthesized bit widths, same array and dataflow
+    flow = "lutmac" if any(p.dataflow == "lutmac" for p in points) else points[0].dataflow
+    candidates = [i for i, p in enumerate(points) if (p.rows, p.cols) == (rows, cols) and p.dataflow == flow]
+    bits = max({points[i].synth_key[1:3] for i in candidates},
+               key=lambda b: (len({points[i].pe_kind for i in candidates if points[i].synth_key[1:3] == b}), b))
+    chosen: dict[str, int] = {}
+    for i in candidates:
+        if points[i].synth_key[1:3] == bits:
+            chosen.setdefault(points[i].pe_kind, i)
+    figures["pe_comparison"] = plots.pe_comparison_figure(
+        result, list(chosen.values()), f"{network}: PE kinds at w{bits[0]}a{bits[1]}, {rows}x{cols} {flow}")
+    return figures
+
+
+def _index(options: ReportOptions, synthesis: Synthesis, table: EnergyTable, table1: list[dict], sweeps: list[dict]) -> str:
+    resnet18 = [r for r in table1 if r["network"] == "resnet18"]
+    lines = ["# lutmac report", "",
+             f"Synthesis: `{options.synth}` (yosys {synthesis.yosys_version}, {len(synthesis.units)} units). "
+             f"Energy table: {'`' + str(options.energy_config) + '`' if options.energy_config else 'Horowitz 45 nm defaults'}.",
+             f"Estimates: {options.rows}x{options.cols} array, dataflow `{options.dataflow}` (of {', '.join(FLOWS)}).", ""]
+    if resnet18:
+        lines += ["## ASQ Table 1, ResNet-18, as computed", "", "| bits | Param(%) | Compute(%) |", "|---|---|---|"]
+        lines += [f"| {r['bits']} | {r['param_pct']:.2f} | {r['compute_pct']:.2f} |" for r in resnet18]
+        lines += ["", "Convention: see `table1_asq_overhead.md` and the search in `asq_convention_search_*.md`.", ""]
+    lines += ["## Energy model", "", energy.__doc__ or "", "",
+              f"Per-bit energies used: register {table.register_pj_per_bit:.5f} pJ, DRAM {table.dram_pj_per_bit:.2f} pJ, "
+              f"SRAM 64 KB {float(table.sram_pj_per_bit(64.0)):.4f} pJ; MAC anchor {table.mac_anchor_pj:.3f} pJ.", "",
+              "## Sweeps", ""]
+    lines += [f"- {s['network']}: {s['points']} points, {s['pareto_points']} on the Pareto front" for s in sweeps]
+    return "\n".join(lines) + "\n"
+
+
+def generate(options: ReportOptions) -> list[str]:
+    """Write the report; returns the files written (relative to ``options.out``)."""
+    synthesis = load_synthesis(options.synth)
+    table = load_energy_table(options.energy_config)
+    workloads = _workloads(options)
+    with staged_report(options.out) as writer:
+        table1 = _table1(writer, workloads)
+        _convention_search(writer)
+        _ops_and_luts(writer, workloads, options)
+        _estimates(writer, workloads, options, synthesis, table)
+        sweeps = [_sweep(writer, load, options, synthesis, table) for load in workloads]
+        for load in workloads:
+            if all(layer.groups == 1 or layer.type == "depthwise" for layer in load.layers):
+                writer.text(f"topology_{load.name}.csv", topology_csv(load.layers))
+        writer.text("README.md", _index(options, synthesis, table, table1, sweeps))
+    return sorted(writer.files)

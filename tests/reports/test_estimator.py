@@ -1,0 +1,99 @@
+"""Estimator: hand-computed cycles and energy of a one-layer workload, per-layer/network consistency, errors."""
+
+import pytest
+
+from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+from golden.spec import DatapathConfig, accumulator_bits
+from reports.energy import DEFAULTS, load_synthesis
+from reports.estimator import HardwareConfig, estimate, evaluate
+from reports.networks import Layer, network_layers
+
+
+@pytest.fixture
+def synthesis(synth_path):
+    return load_synthesis(synth_path)
+
+
+def one_layer():
+    # 3x3 conv, 8 -> 6 channels, 6x6 output: M = 36, K = 72, N = 6
+    return [Layer("c", "conv", 8, 6, kh=3, kw=3, pad=1, hin=6, win=6, hout=6, wout=6)]
+
+
+def test_hand_computed_single_layer(synthesis):
+    config = HardwareConfig(rows=4, cols=4, dataflow="os", pe_kind="int", weight_bits=8, act_bits=8, ifmap_kb=64, filter_kb=64, ofmap_kb=64)
+    (row,), summary = estimate(one_layer(), config, synthesis)
+    folds = 9 * 2  # ceil(36/4) * ceil(6/4)
+    assert row["cycles"] == folds * (2 * 4 + 4 + 72 - 2)
+    macs = 36 * 72 * 6
+    assert row["macs"] == macs and row["utilization"] == pytest.approx(macs / (16 * row["cycles"]))
+    acc = accumulator_bits(DatapathConfig.make("int", 8, 8), 72)
+    assert acc == 23
+    assert row["mac_nj"] == pytest.approx(macs * 0.23e-3)
+    assert row["register_nj"] == pytest.approx(macs * (8 + 8 + 2 * acc) * 0.03 / 8 * 1e-3)
+    sram_bit = float(DEFAULTS.sram_pj_per_bit(64))
+    ifmap_reads, filter_reads = 36 * 72 * 2, 72 * 6 * 9
+    assert (row["ifmap_reads"], row["filter_reads"], row["ofmap_final"]) == (ifmap_reads, filter_reads, 216)
+    assert row["sram_nj"] == pytest.approx((ifmap_reads * 8 + filter_reads * 8 + 216 * 8) * sram_bit * 1e-3)
+    # everything fits 64 KB: each tensor crosses DRAM once
+    assert row["dram_nj"] == pytest.approx((8 * 36 * 8 + 432 * 8 + 6 * 36 * 8) * 1950 / 64 * 1e-3)
+    assert summary["energy_uj"] == pytest.approx(row["energy_nj"] * 1e-3)
+    assert summary["latency_ms"] == pytest.approx(row["cycles"] / 200e6 * 1e3)
+
+
+def test_pe_kind_changes_only_what_it_should(synthesis):
+    layers = network_layers("resnet20")
+    base = dict(rows=8, cols=8, dataflow="ws", weight_bits=4, act_bits=4)
+    result = evaluate(layers, [HardwareConfig(pe_kind="int", **base), HardwareConfig(pe_kind="pot", **base)], synthesis)
+    assert (result.cycles[0] == result.cycles[1]).all()
+    assert result.energy_totals_pj["mac"][1] / result.energy_totals_pj["mac"][0] == pytest.approx(600 / 1200)
+    # pot: 4-bit code, F = 8 products -> wider accumulators than int 4x4
+    assert result.energy_totals_pj["register"][1] > result.energy_totals_pj["register"][0]
+
+
+def test_lutmac_uses_hw_cycle_formula(synthesis):
+    from hw.config import ArrayConfig
+    from hw.cycles import gemm_cycles
+
+    layers = network_layers("resnet20")
+    config = HardwareConfig(rows=8, cols=4, dataflow="lutmac", pe_kind="post_shared", weight_bits=4, act_bits=4)
+    rows, summary = estimate(layers, config, synthesis)
+    expected = [gemm_cycles(ArrayConfig("post_shared", 8, 4, 4, 4, max_reduction=layer.k, max_m=layer.m, max_n=layer.n),
+                            layer.m, layer.k, layer.n) for layer in layers]
+    assert [row["cycles"] for row in rows] == expected
+    assert summary["cycles"] == sum(expected)
+
+
+def test_network_totals_are_sums_of_layers(synthesis):
+    layers = network_layers("mobilenet_v2")
+    rows, summary = estimate(layers, HardwareConfig(rows=16, cols=16, dataflow="is", pe_kind="lcq", weight_bits=4, act_bits=4), synthesis)
+    assert summary["cycles"] == sum(row["cycles"] for row in rows)
+    assert summary["energy_uj"] == pytest.approx(sum(row["energy_nj"] for row in rows) * 1e-3)
+    depthwise = [row for row, layer in zip(rows, layers, strict=True) if layer.type == "depthwise"]
+    assert all(row["utilization"] < 0.1 for row in depthwise)  # N = 1 per group: one column busy
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"rows": 0}, ConfigError, "array rows must be positive"),
+        ({"cols": 0}, ConfigError, "array cols must be positive"),
+        ({"dataflow": "rs"}, UnknownSchemeError, "dataflow 'rs'"),
+        ({"pe_kind": "apot"}, UnknownSchemeError, "PE kind 'apot'"),
+        ({"weight_bits": 9}, UnsupportedBitsError, "weight bits=9"),
+        ({"ifmap_kb": 0}, ConfigError, "ifmap_kb must be a positive number"),
+        ({"dataflow": "lutmac", "rows": 128}, ConfigError, "rows=128"),
+        ({"pe_kind": "int", "frac_bits": 4}, ConfigError, "frac_bits must be 0"),
+    ],
+)
+def test_bad_hardware_configs(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        HardwareConfig(**kwargs)
+
+
+def test_unsynthesized_point_and_empty_inputs(synthesis):
+    with pytest.raises(ConfigError, match="no synthesized unit"):
+        estimate(one_layer(), HardwareConfig(pe_kind="int", weight_bits=2, act_bits=2), synthesis)
+    with pytest.raises(ConfigError, match="at least one layer"):
+        evaluate([], [HardwareConfig()], synthesis)
+    with pytest.raises(ConfigError, match="no design points"):
+        evaluate(one_layer(), [], synthesis)
