@@ -167,10 +167,13 @@ def layer_bound(
     integer_out: Codes | Accumulators,
     real: RealOutput,
     extra_error: np.ndarray | float = 0.0,
+    relative_slack: float = 8 * FLOAT64_UNIT_ROUNDOFF,
 ) -> LayerBound:
     """Bound on |integer - real| for every output element of ``layer`` on input codes ``x``.
 
-    ``extra_error`` (real units, before pooling) adds the shortcut's error and any other float path.
+    ``extra_error`` (real units, before pooling) adds the shortcut's error and any other float
+    path (:func:`float_path_error`).  ``relative_slack`` covers how the real side divides by its
+    step or scales its thresholds (a few float64 ulps; ``2^-22`` for a float32 fake-quant model).
     """
     unit = np.abs(layer.weight_scale)[None, :] * x.step[:, None]
     levels = ideal_levels(layer)
@@ -189,7 +192,7 @@ def layer_bound(
     ndim = value_error.ndim
     if out.mode == "threshold":
         slack = value_error + _channel_view(unit, ndim) / spatial
-        slack = slack[..., None] + np.abs(out.thresholds) * 4 * FLOAT64_UNIT_ROUNDOFF
+        slack = slack[..., None] + np.abs(out.thresholds) * relative_slack
         near = np.abs(real.value[..., None] - out.thresholds) <= slack
         return LayerBound(value_error, None, near.sum(axis=-1))
     if not isinstance(integer_out, Codes):
@@ -204,11 +207,27 @@ def layer_bound(
         + value_error / _sample_view(step_int, ndim)
         + np.abs(real.value) * np.abs(1 / _sample_view(step_int, ndim) - 1 / _sample_view(real.step, ndim))
     )
-    code_error = code_error * (1 + 8 * FLOAT64_UNIT_ROUNDOFF)
     scaled = real.value / _sample_view(real.step, ndim)
+    code_error = code_error * (1 + 8 * FLOAT64_UNIT_ROUNDOFF) + np.abs(scaled) * relative_slack
     boundaries = np.arange((1 << out.bits) - 1) + 0.5
     near = np.abs(scaled[..., None] - boundaries) <= code_error[..., None]
     return LayerBound(value_error, code_error, near.sum(axis=-1))
+
+
+def float_path_error(
+    layer: IntegerLayer, x: Codes, bias_magnitude: np.ndarray, extra_operations: int = 12,
+    unit_roundoff: float = FLOAT32_UNIT_ROUNDOFF,
+) -> np.ndarray:
+    """Rounding of a float fake-quant layer: ``gamma_{K + extra} (sum |a w| + bias_magnitude[c])``.
+
+    Covers the dequantized operands (one rounding each), the K-term sum in any order and
+    ``extra_operations`` further roundings (bias, BatchNorm's subtract / divide / scale / shift);
+    ``bias_magnitude`` is the sum of the magnitudes those terms add (e.g. ``|b g| + |mu g| + |beta|``).
+    """
+    weights_abs = np.abs(real_weights(layer))
+    magnitude = real_linear_map(layer, np.abs(x.real()), weights_abs)
+    magnitude = magnitude + _channel_view(np.asarray(bias_magnitude, dtype=np.float64), magnitude.ndim)
+    return gamma(layer.reduction_length + extra_operations, unit_roundoff) * magnitude
 
 
 def _nonzero_product_count(layer: IntegerLayer, x: Codes, weight_mask: np.ndarray) -> np.ndarray:

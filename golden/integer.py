@@ -470,7 +470,8 @@ class OutputStage:
     ``step``: real step of the produced code values (uniform: LSQ step; asq: the base step s;
     threshold: the unit of ``levels``).  ``thresholds``: the LCQ decision thresholds
     ``alpha * g^-1((j + 1/2) / Q)`` in real units; ``levels``: the LCQ level table of the
-    produced codes (it is the next layer's ``act_table``).
+    produced codes (it is the next layer's ``act_table``).  ``signed``: two's complement codes
+    ``-2^(b-1)..2^(b-1)-1`` — only for the network input (a signed first-layer quantizer).
     """
 
     mode: str
@@ -481,6 +482,7 @@ class OutputStage:
     adapter: AsqAdapter | None = None
     global_pool: bool = False
     max_pool: tuple[int, int, int] | None = None  # (kernel, stride, padding)
+    signed: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in OUTPUT_MODES:
@@ -509,6 +511,8 @@ class OutputStage:
             object.__setattr__(self, "max_pool", (kernel, stride, padding))
         if self.global_pool and self.max_pool is not None:
             raise ConfigError("global and max pooling on the same output are not supported")
+        if self.signed and self.mode != "uniform":
+            raise ConfigError("signed codes exist for a uniform input quantizer only")
 
 
 def _pool_geometry(geometry) -> tuple[int, int, int]:
@@ -570,6 +574,10 @@ class IntegerLayer:
     ``bias[c]``: real bias after BatchNorm folding.  ``input_step``: the static step of the
     input codes (ASQ: the base step; each sample scales it by its beta).  ``input``: name of
     the producing layer ("" = the previous one, "input" = the network input).
+    ``signed_input``: the input codes are two's complement (a signed first-layer quantizer); the
+    layer runs as two passes on the unsigned datapath, ``acc(max(x, 0)) - acc(max(-x, 0))``
+    (``|x| <= 2^(b-1)`` fits the unsigned ``b``-bit code; zero padding stays exact), and the
+    difference needs one bit more than ``accumulator_width``.
     """
 
     name: str
@@ -590,6 +598,7 @@ class IntegerLayer:
     input: str = ""
     input_adaptive: bool = False
     residual: Residual | None = None
+    signed_input: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name == NETWORK_INPUT:
@@ -616,6 +625,8 @@ class IntegerLayer:
             object.__setattr__(self, "weight_table", self.cfg.weight.check_table(self.weight_table))
         elif self.weight_table is not None:
             raise ConfigError(f"layer {self.name!r}: {self.cfg.scheme} weights take no weight level table")
+        if self.signed_input and self.cfg.act_format != "uniform":
+            raise ConfigError(f"layer {self.name!r}: signed input codes need a uniform activation format")
         if self.cfg.act_format == "table":
             if self.act_table is None:
                 raise LevelTableError(f"layer {self.name!r}: act_format='table' needs an activation level table")
@@ -658,15 +669,22 @@ class IntegerLayer:
         return np.where(self.weight_scale < 0, -1, 1).astype(np.int64)
 
     def accumulate(self, x: Codes) -> np.ndarray:
-        """Raw accumulators of the layer's GEMM/convolution on input codes."""
+        """Raw accumulators of the layer's GEMM/convolution on input codes (two passes for signed input)."""
         self._check_input(x)
+        if self.signed_input:
+            lo, hi = spec.signed_range(self.cfg.act_bits)
+            if x.codes.size and (x.codes.min() < lo or x.codes.max() > hi):
+                raise CodeRangeError(f"layer {self.name!r}: signed input codes must lie in [{lo}, {hi}]")
+            return self._accumulate_unsigned(np.maximum(x.codes, 0)) - self._accumulate_unsigned(np.maximum(-x.codes, 0))
+        return self._accumulate_unsigned(x.codes)
+
+    def _accumulate_unsigned(self, codes: np.ndarray) -> np.ndarray:
         if self.kind == "conv":
             return int_conv2d(
-                self.cfg, x.codes, self.weight_codes, self.stride, self.padding, self.dilation, self.groups,
+                self.cfg, codes, self.weight_codes, self.stride, self.padding, self.dilation, self.groups,
                 self.weight_table, self.act_table,
             )
-        codes = x.codes.reshape(x.codes.shape[0], -1)
-        return int_linear(self.cfg, codes, self.weight_codes, self.weight_table, self.act_table)
+        return int_linear(self.cfg, codes.reshape(codes.shape[0], -1), self.weight_codes, self.weight_table, self.act_table)
 
     def _check_input(self, x: Codes) -> None:
         expected = None if self.cfg.act_format == "uniform" else self.act_table
@@ -768,7 +786,7 @@ def quantize_real(stage: OutputStage, x: np.ndarray) -> Codes:
     """Host-side quantization of a real tensor ``[N, ...]`` by an output stage (the network input quantizer).
 
     Rounds half to even like ``torch.round`` in the fake-quant model; ``asq`` computes beta from
-    the global average of ``relu(x)`` (per sample) with the adapter.
+    the global average of ``x`` (per sample) with the adapter, as the ASQ quantizer does.
     """
     x = _float_array(x, "network input")
     if x.ndim < 2:
@@ -780,10 +798,10 @@ def quantize_real(stage: OutputStage, x: np.ndarray) -> Codes:
         raise ConfigError("an input quantizer cannot have mode 'accumulator'")
     step = np.full(batch, stage.step)
     if stage.mode == "asq":
-        relu = np.maximum(x, 0.0)
-        step = step * stage.adapter(relu.mean(axis=tuple(range(2, x.ndim))) if x.ndim > 2 else relu)
+        step = step * stage.adapter(x.mean(axis=tuple(range(2, x.ndim))) if x.ndim > 2 else x)
     scaled = x / step.reshape((-1,) + (1,) * (x.ndim - 1))
-    codes = np.rint(np.clip(scaled, 0, (1 << stage.bits) - 1)).astype(np.int64)
+    lo, hi = spec.signed_range(stage.bits) if stage.signed else (0, (1 << stage.bits) - 1)
+    codes = np.rint(np.clip(scaled, lo, hi)).astype(np.int64)
     return Codes(codes, step)
 
 
@@ -801,6 +819,9 @@ class IntegerNetwork:
         if not isinstance(self.input_stage, OutputStage) or self.input_stage.mode == "accumulator":
             raise ConfigError("the network input stage must be an OutputStage producing codes")
         object.__setattr__(self, "layers", layers)
+        signed_outputs = [layer.name for layer in layers if layer.output.signed]
+        if signed_outputs:
+            raise ConfigError(f"only the network input may carry signed codes, not {signed_outputs}")
         producers: dict[str, OutputStage] = {NETWORK_INPUT: self.input_stage}
         for index, layer in enumerate(layers):
             if layer.name in producers:
@@ -930,6 +951,8 @@ def _check_link(producer: OutputStage, layer: IntegerLayer, source: str) -> None
         raise CheckpointMismatchError(f"{where}: per-sample (ASQ) steps must be matched by input_adaptive")
     if producer.step != layer.input_step:
         raise CheckpointMismatchError(f"{where}: producer step {producer.step} differs from input_step {layer.input_step}")
+    if producer.signed != layer.signed_input:
+        raise CheckpointMismatchError(f"{where}: signed codes must be matched by signed_input")
 
 
 def _inline_array(array: np.ndarray) -> dict:
@@ -991,12 +1014,12 @@ def _stage_to_dict(stage: OutputStage, store) -> dict:
         "mode": stage.mode, "bits": stage.bits, "step": stage.step,
         "thresholds": _optional(stage.thresholds, store), "levels": _optional(stage.levels, store),
         "adapter": adapter, "global_pool": stage.global_pool,
-        "max_pool": None if stage.max_pool is None else list(stage.max_pool),
+        "max_pool": None if stage.max_pool is None else list(stage.max_pool), "signed": stage.signed,
     }
 
 
 def _stage_from_dict(data: dict, load) -> OutputStage:
-    _check_keys(data, {"mode", "bits", "step", "thresholds", "levels", "adapter", "global_pool", "max_pool"}, "output stage")
+    _check_keys(data, {"mode", "bits", "step", "thresholds", "levels", "adapter", "global_pool", "max_pool", "signed"}, "output stage")
     adapter = data["adapter"]
     if adapter is not None:
         _check_keys(adapter, {"weights", "biases", "beta_floor"}, "ASQ adapter")
@@ -1005,7 +1028,7 @@ def _stage_from_dict(data: dict, load) -> OutputStage:
         adapter = AsqAdapter(tuple(map(load, adapter["weights"])), tuple(map(load, adapter["biases"])), adapter["beta_floor"])
     return OutputStage(
         data["mode"], data["bits"], data["step"], _optional(data["thresholds"], load), _optional(data["levels"], load),
-        adapter, data["global_pool"], data["max_pool"],
+        adapter, data["global_pool"], data["max_pool"], data["signed"],
     )
 
 
@@ -1022,12 +1045,14 @@ def _layer_to_dict(layer: IntegerLayer, store) -> dict:
         "weight_table": _optional(layer.weight_table, store), "act_table": _optional(layer.act_table, store),
         "stride": list(layer.stride), "padding": list(layer.padding), "dilation": list(layer.dilation),
         "groups": layer.groups, "input": layer.input, "input_adaptive": layer.input_adaptive, "residual": residual,
+        "signed_input": layer.signed_input,
     }
 
 
 LAYER_KEYS = {
     "name", "kind", "cfg", "weight_codes", "weight_scale", "bias", "input_step", "output", "accumulator_width",
     "weight_table", "act_table", "stride", "padding", "dilation", "groups", "input", "input_adaptive", "residual",
+    "signed_input",
 }
 
 
@@ -1045,6 +1070,7 @@ def _layer_from_dict(data: dict, load) -> IntegerLayer:
         weight_table=_optional(data["weight_table"], load), act_table=_optional(data["act_table"], load),
         stride=tuple(data["stride"]), padding=tuple(data["padding"]), dilation=tuple(data["dilation"]),
         groups=data["groups"], input=data["input"], input_adaptive=data["input_adaptive"], residual=residual,
+        signed_input=data["signed_input"],
     )
 
 

@@ -1,0 +1,500 @@
+"""From a trained fake-quant model (golden.layers) to the integer network the hardware runs.
+
+:func:`export_model` traces the model with ``torch.fx`` (quantized layers, BatchNorm, ReLU,
+pooling, flatten and dropout are leaves) and walks the graph in execution order.  Each
+``QuantConv2d`` / ``QuantLinear`` becomes an :class:`~golden.integer.IntegerLayer`:
+
+* **weights** — codes in the ``golden.spec`` format of the weight quantizer, and the real value
+  of one product LSB per unit input step (``weight_scale``):
+
+  =========  =============================================  =================================
+  quantizer  codes                                          weight_scale
+  =========  =============================================  =================================
+  LSQ        ``int``, the LSQ code                          ``s[c]``
+  POT/POST   ``pot``/``post`` sign-exponent code words      ``alpha[c] * 2^-F``
+  LCQ        ``lcq``: index ``j + Q`` into the level table  ``alpha * sigma / (2^(B-1) - 1)``
+             ``[-L_Q .. -L_1, 0, L_1 .. L_Q, L_Q]``
+             (``L_j = round(g^-1(j/Q) (2^(B-1) - 1))``)
+  APoT       ``int`` on the fine grid (see below)           ``alpha * std / m``
+  =========  =============================================  =================================
+
+  APoT levels are sums of a few powers of two normalized by their maximum: not one shift, so no
+  spec PE decodes them directly.  ``m`` is the smallest integer making every normalized level
+  an integer; the weights are exported as ``int`` codes ``level * m`` (``m = 48`` for 5-bit,
+  ``100`` for 6-bit APoT weights, within 8 bits), exact.
+
+* **activations** — the layer's input quantizer becomes the producing layer's output stage
+  (or the network's input stage): LSQ -> ``uniform`` (step ``s``); ASQ -> ``asq`` (adapter
+  weights, ``beta_floor``, base step ``s``); LCQ -> ``threshold`` (bank ``alpha g^-1((j+1/2)/Q)``,
+  level table ``round(L_j (2^B - 1))``, unit ``alpha / (2^B - 1)``); APoT -> ``threshold``
+  (bank ``alpha`` times the level midpoints, table ``level * m``, unit ``alpha / m``).  A signed
+  first-layer LSQ quantizer gives signed input codes, run as two unsigned passes.
+* **BatchNorm** (eval statistics) folds into ``weight_scale`` (``* gamma / sqrt(var + eps)``,
+  possibly negative: the requantizer negates that channel) and the real bias.
+* **POST/POT fraction bits** ``F``: fixed (default ``spec.DEFAULT_FRAC_BITS``) or ``"auto"`` —
+  the smallest ``F`` whose worst-case product truncation over the layer's reduction,
+  ``K * product_error_bound * unit``, stays below ``AUTO_F_TARGET`` of the output step.
+* **requantization** ``M = s_in * weight_scale[c] / s_out`` is formed on the host from these
+  floats (per sample for ASQ, via beta) by :meth:`IntegerLayer.requant_params`.
+* **residual adds** (``a + b``) attach the shortcut to the layer whose output is ``a``: a
+  quantized value (the codes the next layer's quantizer made) or a BN-folded downsample conv
+  exported with an ``accumulator`` output.  The fake-quant model adds the *unquantized* shortcut;
+  the integer model adds its codes — an approximation the bound does not cover (measured).
+
+LCQ without ``level_bits``: the fake-quant levels are real numbers; the export rounds them to
+``lcq_level_bits`` (the integer model then differs from the fake-quant model by up to half a
+level-table LSB per weight/activation) and records it in :attr:`ExportReport.approximations`.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from . import spec
+from .errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+from .integer import AsqAdapter, IntegerLayer, IntegerNetwork, OutputStage, Residual, gemm_accumulator_bits
+from .layers import QuantConv2d, QuantLinear
+from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
+
+AUTO_F_TARGET = 1 / 16
+MAX_APOT_GRID = 1 << 12
+
+PASS_THROUGH_MODULES = (nn.Dropout, nn.Identity, nn.Flatten)
+RELU_FUNCTIONS = (F.relu, torch.relu)
+FLATTEN_FUNCTIONS = (torch.flatten,)
+ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+
+
+@dataclass
+class ExportReport:
+    """What the export chose and where the integer model departs from the fake-quant model."""
+
+    frac_bits: dict[str, int] = field(default_factory=dict)
+    accumulator_bits: dict[str, int] = field(default_factory=dict)
+    approximations: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- quantizers
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def apot_grid(levels: np.ndarray) -> int:
+    """Smallest integer ``m`` with every ``levels * m`` an integer (APoT levels are dyadic / dyadic)."""
+    for m in range(1, MAX_APOT_GRID + 1):
+        scaled = levels * m
+        if np.all(np.abs(scaled - np.rint(scaled)) < 1e-9 * m):
+            return m
+    raise UnsupportedBitsError(f"APoT levels need a grid finer than {MAX_APOT_GRID}")
+
+
+@dataclass(frozen=True)
+class InputSide:
+    """What a layer's input quantizer means for the layer (its activation format) and its producer."""
+
+    stage: OutputStage
+    act_bits: int
+    act_format: str = "uniform"
+    act_level_bits: int = spec.DEFAULT_LEVEL_BITS
+    act_table: np.ndarray | None = None
+    adaptive: bool = False
+    signed: bool = False
+
+
+def _lcq_integer_levels(quantizer: LCQQuantizer, level_bits: int, report: ExportReport, name: str) -> np.ndarray:
+    if quantizer.level_bits is not None:
+        return quantizer.integer_levels().numpy().astype(np.int64)
+    report.approximations.append(
+        f"{name}: LCQ levels re-quantized to {level_bits} bits at export (the quantizer has no level_bits)"
+    )
+    scale = (1 << (level_bits - 1)) - 1 if quantizer.signed else (1 << level_bits) - 1
+    return np.rint(quantizer.expanded_levels().double().numpy() * scale).astype(np.int64)
+
+
+def input_side(quantizer: nn.Module, name: str, report: ExportReport, lcq_level_bits: int) -> InputSide:
+    """The output stage that makes a layer's input codes, and the layer's activation format."""
+    if isinstance(quantizer, ASQQuantizer):
+        linears = [m for m in quantizer.adapter if isinstance(m, nn.Linear)]
+        adapter = AsqAdapter(tuple(_np(m.weight) for m in linears), tuple(_np(m.bias) for m in linears), quantizer.beta_floor)
+        step = float(quantizer.s.detach())
+        return InputSide(OutputStage("asq", quantizer.bits, step, adapter=adapter), quantizer.bits, adaptive=True)
+    if isinstance(quantizer, UniformQuantizer):
+        if quantizer.per_channel:
+            raise ConfigError(f"{name}: per-channel activation steps are not supported by the requantizer")
+        step = float(quantizer.s.detach())
+        return InputSide(OutputStage("uniform", quantizer.bits, step, signed=quantizer.signed), quantizer.bits, signed=quantizer.signed)
+    if isinstance(quantizer, LCQQuantizer):
+        if quantizer.signed:
+            raise ConfigError(f"{name}: a signed LCQ quantizer on activations is not supported")
+        level_bits = quantizer.level_bits or lcq_level_bits
+        levels = _lcq_integer_levels(quantizer, level_bits, report, name)
+        alpha = float(quantizer.alpha.detach())
+        thresholds = alpha * quantizer.thresholds().double().numpy()
+        stage = OutputStage("threshold", quantizer.bits, alpha / ((1 << level_bits) - 1), thresholds, levels)
+        return InputSide(stage, quantizer.bits, "table", level_bits, levels)
+    if isinstance(quantizer, APoTQuantizer):
+        if quantizer.signed:
+            raise ConfigError(f"{name}: a signed APoT quantizer on activations is not supported")
+        levels = quantizer.levels().numpy()
+        grid = apot_grid(levels)
+        table = np.rint(levels * grid).astype(np.int64)
+        alpha = float(quantizer.alpha.detach())
+        thresholds = alpha * (levels[1:] + levels[:-1]) / 2
+        level_bits = int(grid).bit_length()
+        stage = OutputStage("threshold", quantizer.bits, alpha / grid, thresholds, table)
+        return InputSide(stage, quantizer.bits, "table", level_bits, table)
+    raise UnknownSchemeError(f"{name}: activation quantizer {type(quantizer).__name__} has no integer export")
+
+
+@dataclass(frozen=True)
+class WeightSide:
+    scheme: str
+    bits: int
+    codes: np.ndarray
+    scale: np.ndarray  # real value of one level unit per output channel (before 2^-F)
+    levels: str = "bbit"
+    level_bits: int = spec.DEFAULT_LEVEL_BITS
+    table: np.ndarray | None = None
+
+
+def weight_side(quantizer: nn.Module, weight: torch.Tensor, name: str, report: ExportReport, lcq_level_bits: int) -> WeightSide:
+    """Weight codes in the spec format and the per-channel scale of one level unit."""
+    channels = weight.shape[0]
+    if isinstance(quantizer, UniformQuantizer):
+        if not quantizer.signed:
+            raise ConfigError(f"{name}: weights need a signed LSQ quantizer")
+        codes = quantizer.quantize_codes(weight).numpy()
+        return WeightSide("int", quantizer.bits, codes, np.broadcast_to(_np(quantizer.s), (channels,)).copy())
+    if isinstance(quantizer, PowerQuantizer):
+        codes = quantizer.quantize_codes(weight).numpy()
+        fmt = quantizer.weight_format
+        return WeightSide(fmt.scheme, fmt.bits, codes, np.broadcast_to(_np(quantizer.alpha), (channels,)).copy(), fmt.levels)
+    if isinstance(quantizer, LCQQuantizer):
+        if not quantizer.signed:
+            raise ConfigError(f"{name}: weights need a signed LCQ quantizer")
+        level_bits = quantizer.level_bits or lcq_level_bits
+        magnitudes = _lcq_integer_levels(quantizer, level_bits, report, name)
+        table = np.concatenate([-magnitudes[::-1], magnitudes[1:], magnitudes[-1:]])
+        codes = quantizer.quantize_codes(weight).numpy() + quantizer.q
+        scale = float(quantizer.output_scale(weight)) / ((1 << (level_bits - 1)) - 1)
+        return WeightSide("lcq", quantizer.bits, codes, np.full(channels, scale), level_bits=level_bits, table=table)
+    if isinstance(quantizer, APoTQuantizer):
+        levels = quantizer.levels().numpy()
+        grid = apot_grid(levels)
+        integers = np.rint(levels * grid).astype(np.int64)
+        codes = integers[quantizer.quantize_codes(weight).numpy() + quantizer.zero_index]
+        bits = spec.signed_bits_for(int(integers.min()), int(integers.max()))
+        if bits > spec.MAX_BITS:
+            raise UnsupportedBitsError(f"{name}: APoT weights on a grid of {grid} need {bits}-bit int codes (> {spec.MAX_BITS})")
+        bits = max(bits, spec.MIN_BITS)
+        scale = float(quantizer.output_scale(weight)) / grid
+        return WeightSide("int", bits, codes, np.full(channels, scale))
+    raise UnknownSchemeError(f"{name}: weight quantizer {type(quantizer).__name__} has no integer export")
+
+
+def choose_frac_bits(weights: WeightSide, act_bits: int, reduction: int, input_step: float, out_step: float | None) -> int:
+    """Smallest F with ``K * product_error_bound(F) * max(scale) 2^-F * s_in <= AUTO_F_TARGET * s_out``."""
+    if out_step is None:
+        return spec.DEFAULT_FRAC_BITS
+    for frac in range(spec.MAX_FRAC_BITS + 1):
+        cfg = spec.DatapathConfig.make(weights.scheme, weights.bits, act_bits, frac_bits=frac, levels=weights.levels)
+        worst = reduction * spec.product_error_bound(cfg) * float(np.abs(weights.scale).max()) * 2.0**-frac * input_step
+        if worst <= AUTO_F_TARGET * out_step:
+            return frac
+    return spec.MAX_FRAC_BITS
+
+
+# ----------------------------------------------------------------------------------------------- graph walk
+
+
+@dataclass
+class _Pending:
+    """A quantized layer's output on its way to the next quantizer: BN, ReLU, add, pool still to fold in."""
+
+    name: str
+    module: nn.Module
+    input: str
+    input_side: InputSide
+    gain: np.ndarray
+    offset: np.ndarray
+    residual: Residual | None = None
+    relu: bool = False
+    max_pool: tuple[int, int, int] | None = None
+    global_pool: bool = False
+    layer: IntegerLayer | None = None
+    consumer_quantizer: nn.Module | None = None
+
+
+@dataclass(frozen=True)
+class _Input:
+    """The network input (real), before any quantizer."""
+
+
+class _Tracer(fx.Tracer):
+    LEAVES = (
+        QuantConv2d, QuantLinear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
+        nn.Flatten, nn.Dropout, nn.Identity,
+    )
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, self.LEAVES) or super().is_leaf_module(module, qualified_name)
+
+
+class _Exporter:
+    def __init__(self, model: nn.Module, frac_bits: int | str, lcq_level_bits: int) -> None:
+        if frac_bits != "auto" and not (isinstance(frac_bits, int) and 0 <= frac_bits <= spec.MAX_FRAC_BITS):
+            raise ConfigError(f"frac_bits must be 'auto' or an int in 0..{spec.MAX_FRAC_BITS}, got {frac_bits!r}")
+        spec._check_bits("lcq_level_bits", lcq_level_bits, spec.MIN_LEVEL_BITS, spec.MAX_LEVEL_BITS)
+        self.model, self.frac_bits, self.lcq_level_bits = model, frac_bits, lcq_level_bits
+        self.modules = dict(model.named_modules())
+        self.layers: list[IntegerLayer] = []
+        self.input_stage: OutputStage | None = None
+        self.input_quantizer: nn.Module | None = None
+        self.report = ExportReport()
+
+    # -------------------------------------------------------------------- finalization
+    def _codes_of(self, value, consumer: str, quantizer: nn.Module) -> tuple[str, InputSide]:
+        """Name of the code tensor ``quantizer`` makes from ``value`` (finalizing its producer)."""
+        side = input_side(quantizer, consumer, self.report, self.lcq_level_bits)
+        if isinstance(value, _Input):
+            if self.input_quantizer is None:
+                self.input_quantizer, self.input_stage = quantizer, side.stage
+            else:
+                _check_same_quantizer(self.input_quantizer, quantizer, "the network input", consumer)
+            return "input", side
+        if not isinstance(value, _Pending):
+            raise ConfigError(f"{consumer}: its input is not a quantized layer's output or the network input")
+        if value.layer is None:
+            if not value.relu and (side.adaptive or value.global_pool):
+                raise ConfigError(f"{value.name}: an ASQ quantizer or a global pool needs a ReLU before it")
+            self._finalize(value, side.stage)
+            value.consumer_quantizer = quantizer
+        else:
+            if value.consumer_quantizer is None:
+                raise ConfigError(f"{consumer}: {value.name}'s output is used unquantized elsewhere")
+            _check_same_quantizer(value.consumer_quantizer, quantizer, value.name, consumer)
+        return value.name, side
+
+    def _finalize(self, pending: _Pending, stage: OutputStage) -> None:
+        module, name = pending.module, pending.name
+        if pending.max_pool is not None or pending.global_pool:
+            stage = OutputStage(
+                stage.mode, stage.bits, stage.step, stage.thresholds, stage.levels, stage.adapter,
+                pending.global_pool, pending.max_pool,
+            )
+        weights = weight_side(module.weight_quantizer, module.weight, name, self.report, self.lcq_level_bits)
+        side = pending.input_side
+        reduction = int(np.prod(weights.codes.shape[1:]))
+        frac = 0
+        if weights.scheme in spec.SHIFT_SCHEMES:
+            out_step = stage.step if stage.mode in ("uniform", "asq") else None
+            if self.frac_bits == "auto":
+                frac = choose_frac_bits(weights, side.act_bits, reduction, side.stage.step, out_step)
+            else:
+                frac = self.frac_bits
+            self.report.frac_bits[name] = frac
+        cfg = spec.DatapathConfig(
+            spec.WeightFormat(weights.scheme, weights.bits, weights.levels, weights.level_bits),
+            side.act_bits, frac, side.act_format, side.act_level_bits,
+        )
+        bias = _np(module.bias) if module.bias is not None else np.zeros(weights.codes.shape[0])
+        weight_scale = weights.scale * 2.0**-frac * pending.gain
+        geometry = {}
+        if isinstance(module, QuantConv2d):
+            if module.padding_mode != "zeros" or isinstance(module.padding, str):
+                raise ConfigError(f"{name}: only numeric zero padding is supported")
+            geometry = {"stride": tuple(module.stride), "padding": tuple(module.padding),
+                        "dilation": tuple(module.dilation), "groups": module.groups}
+        width = gemm_accumulator_bits(cfg, reduction)
+        self.report.accumulator_bits[name] = width
+        layer = IntegerLayer(
+            name=name, kind="conv" if isinstance(module, QuantConv2d) else "linear", cfg=cfg,
+            weight_codes=weights.codes, weight_scale=weight_scale, bias=bias * pending.gain + pending.offset,
+            input_step=side.stage.step, output=stage, accumulator_width=width, weight_table=weights.table,
+            act_table=side.act_table, input=pending.input, input_adaptive=side.adaptive, residual=pending.residual,
+            signed_input=side.signed, **geometry,
+        )
+        pending.layer = layer
+        self.layers.append(layer)
+
+    # -------------------------------------------------------------------- graph
+    def run(self) -> IntegerNetwork:
+        graph = _Tracer().trace(self.model)
+        values: dict[fx.Node, object] = {}
+        result = None
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                if any(isinstance(v, _Input) for v in values.values()):
+                    raise ConfigError("models with more than one input are not supported")
+                values[node] = _Input()
+            elif node.op == "call_module":
+                values[node] = self._module(node, self.modules[node.target], [values[a] for a in node.args if isinstance(a, fx.Node)])
+            elif node.op in ("call_function", "call_method"):
+                values[node] = self._function(node, values)
+            elif node.op == "output":
+                result = values[node.args[0]] if isinstance(node.args[0], fx.Node) else None
+            else:
+                raise ConfigError(f"unsupported graph node {node.op} {node.target}")
+        if not isinstance(result, _Pending):
+            raise ConfigError("the model's output must be a quantized layer's output (possibly BN / add)")
+        if result.layer is None:
+            if result.relu or result.max_pool or result.global_pool:
+                raise ConfigError(f"{result.name}: a ReLU or pool on the network output is not supported")
+            self._finalize(result, OutputStage("accumulator"))
+        if self.input_stage is None:
+            raise ConfigError("the model has no quantized layer reading its input")
+        return IntegerNetwork(tuple(self.layers), self.input_stage)
+
+    def _module(self, node: fx.Node, module: nn.Module, args: list):
+        name = str(node.target)
+        if isinstance(module, (QuantConv2d, QuantLinear)):
+            source, side = self._codes_of(args[0], name, module.act_quantizer)
+            channels = module.weight.shape[0]
+            return _Pending(name, module, source, side, np.ones(channels), np.zeros(channels))
+        (value,) = args
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            return self._batch_norm(value, module, name)
+        if isinstance(module, nn.ReLU):
+            return self._relu(value, name)
+        if isinstance(module, nn.MaxPool2d):
+            return self._max_pool(value, module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode, name)
+        if isinstance(module, nn.AdaptiveAvgPool2d):
+            return self._global_pool(value, module.output_size, name)
+        if isinstance(module, PASS_THROUGH_MODULES):
+            return value
+        raise ConfigError(f"module {name!r} of type {type(module).__name__} has no integer export")
+
+    def _function(self, node: fx.Node, values: dict):
+        args = [values.get(a, a) if isinstance(a, fx.Node) else a for a in node.args]
+        target = node.target
+        if target in RELU_FUNCTIONS or target == "relu":
+            return self._relu(args[0], str(node))
+        if target in FLATTEN_FUNCTIONS or target == "flatten":
+            start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0 if target in FLATTEN_FUNCTIONS else 0)
+            if start != 1:
+                raise ConfigError(f"{node}: only flatten(x, 1) is supported")
+            return args[0]
+        if target in ADD_FUNCTIONS or target in ("add", "add_", "__add__", "__iadd__"):
+            return self._add(args[0], args[1], str(node))
+        if target is F.adaptive_avg_pool2d:
+            return self._global_pool(args[0], args[1], str(node))
+        if target is F.max_pool2d:
+            kwargs = dict(zip(("kernel_size", "stride", "padding", "dilation", "ceil_mode"), args[1:], strict=False)) | node.kwargs
+            return self._max_pool(args[0], kwargs["kernel_size"], kwargs.get("stride"), kwargs.get("padding", 0),
+                                  kwargs.get("dilation", 1), kwargs.get("ceil_mode", False), str(node))
+        if target is F.dropout:
+            return args[0]
+        raise ConfigError(f"operation {target} (node {node}) has no integer export")
+
+    # -------------------------------------------------------------------- operations
+    @staticmethod
+    def _open(value, what: str, name: str) -> _Pending:
+        if not isinstance(value, _Pending):
+            raise ConfigError(f"{name}: {what} applies to a quantized layer's output here")
+        if value.layer is not None:
+            raise ConfigError(f"{name}: {what} after {value.name}'s output was already quantized for another layer")
+        return value
+
+    def _batch_norm(self, value, bn: nn.Module, name: str) -> _Pending:
+        pending = self._open(value, "BatchNorm", name)
+        if pending.relu or pending.max_pool or pending.global_pool or pending.residual is not None:
+            raise ConfigError(f"{name}: BatchNorm after ReLU / pooling / a residual add cannot fold into {pending.name}")
+        if not bn.track_running_stats or bn.running_mean is None:
+            raise ConfigError(f"{name}: BatchNorm without running statistics cannot fold")
+        gamma = _np(bn.weight) if bn.affine else np.ones(bn.num_features)
+        beta = _np(bn.bias) if bn.affine else np.zeros(bn.num_features)
+        gain = gamma / np.sqrt(_np(bn.running_var) + bn.eps)
+        pending.gain = pending.gain * gain
+        pending.offset = pending.offset * gain + beta - _np(bn.running_mean) * gain
+        return pending
+
+    def _relu(self, value, name: str) -> _Pending:
+        pending = self._open(value, "ReLU", name)
+        pending.relu = True
+        return pending
+
+    def _max_pool(self, value, kernel, stride, padding, dilation, ceil_mode, name: str) -> _Pending:
+        pending = self._open(value, "max pooling", name)
+        kernel, stride = _square(kernel, name), _square(stride if stride is not None else kernel, name)
+        padding, dilation = _square(padding, name), _square(dilation, name)
+        if dilation != 1 or ceil_mode or pending.max_pool or pending.global_pool:
+            raise ConfigError(f"{name}: only one max pool, dilation 1, ceil_mode False is supported")
+        pending.max_pool = (kernel, stride, padding)
+        return pending
+
+    def _global_pool(self, value, output_size, name: str) -> _Pending:
+        pending = self._open(value, "global average pooling", name)
+        if output_size not in (1, (1, 1), [1, 1]):
+            raise ConfigError(f"{name}: only global (1x1) average pooling is supported")
+        if pending.max_pool or pending.global_pool:
+            raise ConfigError(f"{name}: one pooling per layer output")
+        pending.global_pool = True
+        return pending
+
+    def _add(self, left, right, name: str) -> _Pending:
+        candidates = [v for v in (left, right) if isinstance(v, _Pending) and v.layer is None and v.residual is None]
+        if not candidates:
+            raise ConfigError(f"{name}: a residual add needs a quantized layer's open output on one side")
+        main = candidates[0]
+        shortcut = right if main is left else left
+        if main.relu or main.max_pool or main.global_pool:
+            raise ConfigError(f"{name}: the add must come before ReLU / pooling of {main.name}")
+        if isinstance(shortcut, _Pending) and shortcut.layer is None:
+            if shortcut.relu or shortcut.max_pool or shortcut.global_pool or shortcut.residual is not None:
+                raise ConfigError(f"{name}: the shortcut {shortcut.name} must be a plain (BN-folded) layer output")
+            self._finalize(shortcut, OutputStage("accumulator"))
+            main.residual = Residual(shortcut.name, "accumulator")
+        elif isinstance(shortcut, _Pending) and shortcut.consumer_quantizer is not None:
+            main.residual = Residual(shortcut.name, "codes")
+            self.report.approximations.append(
+                f"{name}: the shortcut adds {shortcut.name}'s quantized codes; the fake-quant model adds the float value"
+            )
+        else:
+            raise ConfigError(f"{name}: the shortcut must be a quantized tensor or a downsample layer")
+        return main
+
+
+def _square(value, name: str) -> int:
+    values = (value, value) if isinstance(value, int) else tuple(value)
+    if len(values) != 2 or values[0] != values[1]:
+        raise ConfigError(f"{name}: non-square pooling geometry {value!r} is not supported")
+    return int(values[0])
+
+
+def _check_same_quantizer(first: nn.Module, second: nn.Module, what: str, consumer: str) -> None:
+    """Two consumers of one tensor must quantize it identically: the integer model makes one code tensor."""
+    if first is second:
+        return
+    same = type(first) is type(second) and first.config() == second.config()
+    if same:
+        mine, theirs = first.state_dict(), second.state_dict()
+        same = mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    if not same:
+        raise ConfigError(
+            f"{consumer}: {what} is quantized by a different activation quantizer than its other consumer; "
+            "the integer model makes one code tensor per layer output (share or tie the quantizers)"
+        )
+
+
+def export_model(
+    model: nn.Module, frac_bits: int | str = spec.DEFAULT_FRAC_BITS, lcq_level_bits: int = spec.DEFAULT_LEVEL_BITS
+) -> tuple[IntegerNetwork, ExportReport]:
+    """The integer network of a fake-quant model (see the module docstring) and what the export chose.
+
+    The model is read in eval semantics (BatchNorm running statistics); it is not modified.
+    """
+    if not any(isinstance(m, (QuantConv2d, QuantLinear)) for m in model.modules()):
+        raise ConfigError("export_model needs a model with quantized layers (see golden.layers.quantize_model)")
+    exporter = _Exporter(model, frac_bits, lcq_level_bits)
+    with torch.no_grad():
+        network = exporter.run()
+    return network, exporter.report
