@@ -11,10 +11,16 @@ Defaults are Horowitz (ISSCC 2014), 45 nm, as restated in quantizers.md §6:
   about one MAC, Eyeriss' "RF access ~ MAC" ratio.
 * DRAM: 1.3-2.6 nJ per 64 bits; the default is the midpoint, 1.95 nJ.
 * MAC: an 8-bit integer multiply (0.2 pJ) plus an 8-bit add (0.03 pJ) anchors the synthesized
-  8x8 ``int`` PE; every other PE costs ``0.23 pJ * transistors(PE) / transistors(int 8x8 PE)``,
-  transistors per PE read from ``build/synth/synth.json`` (``make synth``), so INT/POT/POST/LCQ
-  differ for measured reasons.  Energy is taken as proportional to switched transistor count:
-  equal activity and supply for every PE kind — the stated approximation.
+  8x8 ``int`` MAC array; every other configuration costs
+  ``0.23 pJ * logic transistors per PE / logic transistors per PE of the int 8x8 array``, read
+  from ``build/synth/synth.json`` (``make synth``), so INT/POT/POST/LCQ differ for measured
+  reasons.  The units used are the synthesized MAC array cores (``"unit": "array"``: edge units
+  such as the shared POST prescaler, PEs and accumulators) divided by their PE count; "logic"
+  excludes the flip-flops (``transistors - 16 * dffs``, 16 being Yosys' CMOS cost of a
+  ``$_DFF_P_``), which the register term prices from access counts instead.  When several array
+  sizes were synthesized, the one nearest in PE count to the design point is used, and the
+  anchor is taken at that same size.  Energy is taken as proportional to switched logic
+  transistors: equal activity and supply for every PE kind — the stated approximation.
 
 Every value can be overridden from a TOML or JSON file with the keys of :data:`DEFAULTS`; an
 unknown key, a wrong type or a non-positive value raises :class:`~golden.errors.ConfigError`.
@@ -102,6 +108,9 @@ SYNTH_UNIT_FIELDS = {
     "name": str, "pe_kind": str, "weight_bits": int, "act_bits": int, "frac_bits": int,
     "rows": int, "cols": int, "cells": int, "transistors": int, "ice40_lut4": int, "logic_depth": int,
 }
+# optional fields written by hw.synth: which block a unit is, and its flip-flop count
+UNIT_TYPES = ("array", "pe", "requant")
+DFF_TRANSISTORS = 16  # Yosys `stat -tech cmos` cost of one $_DFF_P_
 DEFAULT_SYNTH_PATH = Path("build/synth/synth.json")
 
 
@@ -118,6 +127,8 @@ class SynthUnit:
     transistors: int
     ice40_lut4: int
     logic_depth: int
+    unit: str = "array"
+    dffs: int = 0
 
     @property
     def pes(self) -> int:
@@ -125,8 +136,13 @@ class SynthUnit:
 
     @property
     def transistors_per_pe(self) -> float:
-        """Transistors of the unit shared out over its PEs (a shared per-row LUT is amortized)."""
+        """All transistors of the unit shared out over its PEs (a shared per-row LUT is amortized)."""
         return self.transistors / self.pes
+
+    @property
+    def logic_transistors_per_pe(self) -> float:
+        """Transistors per PE without the flip-flops (those are priced as register accesses)."""
+        return (self.transistors - DFF_TRANSISTORS * self.dffs) / self.pes
 
     @property
     def key(self) -> tuple[str, int, int, int]:
@@ -148,7 +164,12 @@ def _unit(raw: dict, where: str) -> SynthUnit:
     for name in ("rows", "cols", "transistors", "cells"):
         if raw[name] < 1:
             raise ConfigError(f"{where}: {name} must be positive, got {raw[name]}")
-    return SynthUnit(**{name: raw[name] for name in SYNTH_UNIT_FIELDS})
+    unit_type, dffs = raw.get("unit", "array"), raw.get("dffs", 0)
+    if unit_type not in UNIT_TYPES:
+        raise ConfigError(f"{where}: unit type {unit_type!r} is not one of {UNIT_TYPES}")
+    if not isinstance(dffs, int) or isinstance(dffs, bool) or not 0 <= DFF_TRANSISTORS * dffs < raw["transistors"]:
+        raise ConfigError(f"{where}: dffs={dffs!r} must be an int whose flip-flops leave some logic transistors")
+    return SynthUnit(**{name: raw[name] for name in SYNTH_UNIT_FIELDS}, unit=unit_type, dffs=dffs)
 
 
 @dataclass(frozen=True)
@@ -158,32 +179,41 @@ class Synthesis:
     yosys_version: str
     units: tuple[SynthUnit, ...]
 
-    def unit(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int) -> SynthUnit:
-        """The unit for one PE configuration (the one with the most PEs if several array sizes were synthesized)."""
+    @property
+    def arrays(self) -> tuple[SynthUnit, ...]:
+        """The MAC array cores: the units PE energies are scaled from."""
+        return tuple(unit for unit in self.units if unit.unit == "array")
+
+    def unit(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int,
+             rows: int | None = None, cols: int | None = None) -> SynthUnit:
+        """The array unit of one PE configuration; of several sizes, the nearest in PE count (ties: larger)."""
         if pe_kind not in PE_KINDS:
             raise UnknownSchemeError(f"PE kind {pe_kind!r} does not exist; expected one of {PE_KINDS}")
         key = (pe_kind, weight_bits, act_bits, frac_bits)
-        matches = [unit for unit in self.units if unit.key == key]
+        matches = [unit for unit in self.arrays if unit.key == key]
         if not matches:
-            available = sorted({unit.key for unit in self.units})
-            raise ConfigError(f"no synthesized unit for (pe_kind, weight_bits, act_bits, frac_bits)={key}; synthesized: {available}")
-        return max(matches, key=lambda unit: (unit.pes, unit.name))
+            raise ConfigError(f"no synthesized array unit for (pe_kind, weight_bits, act_bits, frac_bits)={key}; "
+                              f"synthesized: {self.configurations()}")
+        pes = (rows or 1) * (cols or 1) if rows or cols else max(unit.pes for unit in matches)
+        return min(matches, key=lambda unit: (abs(math.log(unit.pes / pes)), -unit.pes, unit.name))
 
-    @property
-    def anchor(self) -> SynthUnit:
-        """The 8x8 integer PE that Horowitz's 8-bit multiply + add is pinned to."""
+    def anchor(self, rows: int | None = None, cols: int | None = None) -> SynthUnit:
+        """The 8x8 integer array that Horowitz's 8-bit multiply + add is pinned to."""
         try:
-            return self.unit("int", 8, 8, 0)
+            return self.unit("int", 8, 8, 0, rows, cols)
         except ConfigError:
-            raise ConfigError("synthesis results have no 8x8 'int' PE (weight_bits=8, act_bits=8, frac_bits=0) to anchor energies to") from None
+            raise ConfigError("synthesis results have no 8x8 'int' array unit (weight_bits=8, act_bits=8, frac_bits=0) "
+                              "to anchor energies to") from None
 
-    def mac_pj(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int, table: EnergyTable = DEFAULTS) -> float:
-        """Energy of one MAC: ``anchor_pj * transistors/PE / transistors/PE of the int 8x8 PE``."""
-        unit = self.unit(pe_kind, weight_bits, act_bits, frac_bits)
-        return table.mac_anchor_pj * unit.transistors_per_pe / self.anchor.transistors_per_pe
+    def mac_pj(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int, table: EnergyTable = DEFAULTS,
+               rows: int | None = None, cols: int | None = None) -> float:
+        """Energy of one MAC: ``anchor_pj * logic transistors/PE / the int 8x8 array's`` (module docstring)."""
+        unit = self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols)
+        return table.mac_anchor_pj * unit.logic_transistors_per_pe / self.anchor(rows, cols).logic_transistors_per_pe
 
     def configurations(self) -> list[tuple[str, int, int, int]]:
-        return sorted({unit.key for unit in self.units})
+        """PE configurations with a synthesized array unit (the ones a sweep can price)."""
+        return sorted({unit.key for unit in self.arrays})
 
 
 def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:

@@ -242,7 +242,7 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
 
     act_bits, weight_bits = _column(configs, "act_bits"), _column(configs, "weight_code_bits")
     acc_bits = _accumulator_widths(configs, shape.k).astype(np.float64)
-    mac_pj = np.array([synthesis.mac_pj(*c.synth_key, table) for c in configs])
+    mac_pj = np.array([synthesis.mac_pj(*c.synth_key, table, c.rows, c.cols) for c in configs])
     pj_ifmap = table.sram_pj_per_bit(_column(configs, "ifmap_kb"))
     pj_filter = table.sram_pj_per_bit(_column(configs, "filter_kb"))
     pj_ofmap = table.sram_pj_per_bit(_column(configs, "ofmap_kb"))
@@ -259,7 +259,7 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
                  + accesses["ofmap_final"] * act_bits * pj_ofmap + psum_traffic * pj_ofmap),
         "dram": dram_bits * table.dram_pj_per_bit,
     }
-    pe_transistors = np.array([synthesis.unit(*c.synth_key).transistors_per_pe for c in configs])
+    pe_transistors = np.array([synthesis.unit(*c.synth_key, c.rows, c.cols).transistors_per_pe for c in configs])
     sram_bits = (_column(configs, "ifmap_kb") + _column(configs, "filter_kb") + _column(configs, "ofmap_kb"))[:, 0] * 8192
     area = pe_transistors * (rows * cols)[:, 0] + SRAM_TRANSISTORS_PER_BIT * sram_bits
     return Evaluation(configs, shape, cycles, shape.macs / (rows * cols * cycles), energy, mac_pj, area, accesses)

@@ -1,24 +1,32 @@
-"""A small synthesis JSON with the schema `make synth` writes (transistor counts made up for tests)."""
+"""A small synthesis JSON with the schema `make synth` (hw.synth) writes; the figures are made up for tests."""
 
-# (pe_kind, weight_bits, act_bits, frac_bits, rows, cols, transistors)
+# (unit, pe_kind, weight_bits, act_bits, frac_bits, rows, cols, transistors per PE, flip-flops per PE)
 UNITS = [
-    ("int", 8, 8, 0, 2, 2, 4 * 3000),
-    ("int", 4, 4, 0, 2, 2, 4 * 1200),
-    ("pot", 4, 4, 8, 2, 2, 4 * 600),
-    ("post_lut", 4, 4, 8, 2, 2, 4 * 900),
-    ("post_shared", 4, 4, 8, 2, 2, 4 * 700),
-    ("post_shared", 4, 4, 8, 4, 4, 16 * 650),
-    ("lcq", 4, 4, 0, 2, 2, 4 * 1500),
-    ("lcq_product", 4, 4, 0, 2, 2, 4 * 2500),
+    ("array", "int", 8, 8, 0, 2, 2, 3000, 40),
+    ("array", "int", 8, 8, 0, 4, 4, 2800, 40),
+    ("array", "int", 4, 4, 0, 2, 2, 1200, 25),
+    ("array", "pot", 4, 4, 8, 2, 2, 600, 30),
+    ("array", "post_lut", 4, 4, 8, 2, 2, 900, 30),
+    ("array", "post_shared", 4, 4, 8, 2, 2, 700, 32),
+    ("array", "post_shared", 4, 4, 8, 4, 4, 650, 31),
+    ("array", "lcq", 4, 4, 0, 2, 2, 1500, 30),
+    ("array", "lcq_product", 4, 4, 0, 2, 2, 2500, 30),
+    ("pe", "int", 2, 2, 0, 1, 1, 100, 0),  # a bare product unit: no array, so never priced
+    ("requant", "int", 4, 4, 0, 1, 1, 5000, 60),
 ]
+
+
+def logic_per_pe(transistors: int, dffs: int) -> int:
+    return transistors - 16 * dffs
 
 
 def synth_payload(units=UNITS):
     return {
-        "yosys_version": "0.23 (test fixture)",
+        "yosys_version": "Yosys 0.23 (test fixture)",
         "units": [
-            {"name": f"{kind}_w{wb}a{ab}_{r}x{c}", "pe_kind": kind, "weight_bits": wb, "act_bits": ab, "frac_bits": f,
-             "rows": r, "cols": c, "cells": t // 6, "transistors": t, "ice40_lut4": t // 20, "logic_depth": 12}
-            for kind, wb, ab, f, r, c, t in units
+            {"name": f"{unit}_{kind}_w{wb}a{ab}_{r}x{c}", "unit": unit, "pe_kind": kind, "weight_bits": wb, "act_bits": ab,
+             "frac_bits": f, "rows": r, "cols": c, "cells": t * r * c // 6, "transistors": t * r * c, "dffs": d * r * c,
+             "ice40_lut4": t * r * c // 20, "logic_depth": 12, "accumulator_width": None, "seconds": 0.5}
+            for unit, kind, wb, ab, f, r, c, t, d in units
         ],
     }

@@ -1,10 +1,11 @@
 """Energy table (defaults, overrides, bad configs) and synthesis-scaled MAC energy."""
 
 import json
+import re
 
 import numpy as np
 import pytest
-from synth_fixture import synth_payload
+from synth_fixture import logic_per_pe, synth_payload
 
 from golden.errors import ConfigError, UnknownSchemeError
 from reports.energy import DEFAULTS, EnergyTable, load_energy_table, load_synthesis
@@ -56,15 +57,52 @@ def test_energy_config_missing_or_not_a_table(tmp_path):
         load_energy_table(path)
 
 
-def test_mac_energy_scales_with_transistors_per_pe(synth_path):
+def test_mac_energy_scales_with_logic_transistors_per_pe(synth_path):
     synthesis = load_synthesis(synth_path)
-    assert synthesis.mac_pj("int", 8, 8, 0) == pytest.approx(0.23)
-    assert synthesis.mac_pj("pot", 4, 4, 8) == pytest.approx(0.23 * 600 / 3000)
-    # two array sizes synthesized: the larger one (LUT shared over more PEs) is used
-    assert synthesis.unit("post_shared", 4, 4, 8).pes == 16
-    assert synthesis.mac_pj("post_shared", 4, 4, 8) == pytest.approx(0.23 * 650 / 3000)
+    anchor_small, anchor_large = logic_per_pe(3000, 40), logic_per_pe(2800, 40)
+    assert synthesis.mac_pj("int", 8, 8, 0, rows=2, cols=2) == pytest.approx(0.23)
+    assert synthesis.mac_pj("pot", 4, 4, 8, rows=2, cols=2) == pytest.approx(0.23 * logic_per_pe(600, 30) / anchor_small)
+    # two sizes synthesized: the nearest in PE count is used, and the anchor at the same size
+    assert synthesis.unit("post_shared", 4, 4, 8, 2, 2).pes == 4
+    assert synthesis.unit("post_shared", 4, 4, 8, 32, 32).pes == 16
+    assert synthesis.mac_pj("post_shared", 4, 4, 8, rows=32, cols=32) == pytest.approx(0.23 * logic_per_pe(650, 31) / anchor_large)
     doubled = EnergyTable(int8_mult_pj=0.4, int8_add_pj=0.06)
     assert synthesis.mac_pj("lcq", 4, 4, 0, doubled) == pytest.approx(2 * synthesis.mac_pj("lcq", 4, 4, 0))
+
+
+def test_only_array_units_are_priced(synth_path):
+    synthesis = load_synthesis(synth_path)
+    assert ("int", 2, 2, 0) not in synthesis.configurations()  # a bare "pe" unit
+    assert synthesis.unit("int", 4, 4, 0).unit == "array"  # the requant lane with the same key is ignored
+    with pytest.raises(ConfigError, match="no synthesized array unit"):
+        synthesis.mac_pj("int", 2, 2, 0)
+
+
+def test_minimal_schema_without_unit_types(tmp_path):
+    """The schema of the brief (no "unit"/"dffs"): every unit is an array and all transistors count."""
+    payload = synth_payload([("array", "int", 8, 8, 0, 2, 2, 3000, 0), ("array", "pot", 4, 4, 8, 2, 2, 600, 0)])
+    for unit in payload["units"]:
+        del unit["unit"], unit["dffs"]
+    path = tmp_path / "synth.json"
+    path.write_text(json.dumps(payload))
+    assert load_synthesis(path).mac_pj("pot", 4, 4, 8) == pytest.approx(0.23 * 600 / 3000)
+
+
+def test_yosys_dff_cost(tmp_path):
+    """DFF_TRANSISTORS is what Yosys' `stat -tech cmos` charges for a $_DFF_P_ (checked when yosys is installed)."""
+    import shutil
+    import subprocess
+
+    from reports.energy import DFF_TRANSISTORS
+
+    yosys = shutil.which("yosys", path="/usr/bin") or shutil.which("yosys")
+    if yosys is None:
+        pytest.skip("yosys not installed")
+    source = tmp_path / "t.v"
+    source.write_text("module t(input c, input [3:0] d, output reg [3:0] q); always @(posedge c) q <= d; endmodule\n")
+    script = f"read_verilog {source}; synth -flatten -top t; dfflegalize -cell $_DFF_P_ 01; abc -g cmos; opt_clean; stat -tech cmos"
+    out = subprocess.run([yosys, "-p", script], capture_output=True, text=True, check=True).stdout
+    assert int(re.search(r"Estimated number of transistors:\s+(\d+)", out).group(1)) == 4 * DFF_TRANSISTORS
 
 
 def test_missing_synthesis_tells_to_run_make_synth(tmp_path):
@@ -81,6 +119,8 @@ def test_missing_synthesis_tells_to_run_make_synth(tmp_path):
         (lambda p: p["units"][0].update(transistors="many"), ConfigError, "'transistors' must be int"),
         (lambda p: p["units"][0].update(pe_kind="apot"), UnknownSchemeError, "PE kind 'apot'"),
         (lambda p: p["units"][0].update(rows=0), ConfigError, "rows must be positive"),
+        (lambda p: p["units"][0].update(unit="adder"), ConfigError, "unit type 'adder'"),
+        (lambda p: p["units"][0].update(dffs=10**6), ConfigError, "dffs=1000000"),
     ],
 )
 def test_malformed_synthesis(tmp_path, mutate, error, match):
@@ -101,11 +141,11 @@ def test_synthesis_not_json(tmp_path):
 
 def test_unsynthesized_configuration_and_missing_anchor(tmp_path, synth_path):
     synthesis = load_synthesis(synth_path)
-    with pytest.raises(ConfigError, match=r"no synthesized unit for .*\('pot', 2, 2, 8\)"):
+    with pytest.raises(ConfigError, match=r"no synthesized array unit for .*\('pot', 2, 2, 8\)"):
         synthesis.mac_pj("pot", 2, 2, 8)
     with pytest.raises(UnknownSchemeError):
         synthesis.unit("fp32", 8, 8, 0)
     path = tmp_path / "no_anchor.json"
-    path.write_text(json.dumps(synth_payload([("pot", 4, 4, 8, 2, 2, 2400)])))
-    with pytest.raises(ConfigError, match="no 8x8 'int' PE"):
+    path.write_text(json.dumps(synth_payload([("array", "pot", 4, 4, 8, 2, 2, 600, 0)])))
+    with pytest.raises(ConfigError, match="no 8x8 'int' array unit"):
         load_synthesis(path).mac_pj("pot", 4, 4, 8)
