@@ -1,0 +1,410 @@
+"""Export of fake-quant models to the integer network, checked layer by layer against the torch model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from golden import spec
+from golden.bounds import (
+    FLOAT32_UNIT_ROUNDOFF,
+    RealOutput,
+    codes_within_bound,
+    float_path_error,
+    ideal_levels,
+    layer_bound,
+)
+from golden.errors import ConfigError, UnknownSchemeError
+from golden.export import apot_grid, export_model
+from golden.integer import Accumulators, Codes, IntegerNetwork
+from golden.layers import QuantConv2d, QuantLinear, calibrate, quantize_model
+from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, UniformQuantizer
+
+SCHEMES = ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq")
+
+
+class SmallNet(nn.Module):
+    """Conv-BN-ReLU x3 with a max pool and a global average pool, then a linear classifier (8x8 input)."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.classifier = nn.Linear(2 * width, 10)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def randomize_batch_norm(model: nn.Module, generator: torch.Generator) -> None:
+    """Non-trivial running statistics and affine parameters, some gammas negative."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.2)
+            module.weight.data.copy_(torch.randn(n, generator=generator).abs() + 0.3)
+            module.weight.data[::5] *= -1
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.3 + 0.3)
+
+
+def digits(n: int = 96, seed: int = 0) -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:n] / 16.0
+    return torch.from_numpy(images.astype(np.float32))[:, None]
+
+
+def build(scheme: str, bits: int = 4, seed: int = 0, lcq_level_bits: int | None = None) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = SmallNet()
+    randomize_batch_norm(model, generator)
+    quantized = quantize_model(model, scheme, bits)
+    if lcq_level_bits is not None:
+        for module in quantized.modules():
+            if isinstance(module, LCQQuantizer):
+                module.level_bits = lcq_level_bits
+    calibrate(quantized, digits())
+    # move the LCQ companders off the identity so the level tables are non-uniform
+    for module in quantized.modules():
+        if isinstance(module, LCQQuantizer) and module.theta is not None:
+            module.theta.data.copy_(torch.randn(module.theta.shape, generator=generator))
+    return quantized.eval()
+
+
+def segments(model: SmallNet):
+    """(exported name, quantized module, modules up to the next quantizer, next layer's act quantizer)."""
+    f = model.features
+    return [
+        ("features.0", f[0], [f[1], f[2]], f[3].act_quantizer),
+        ("features.3", f[3], [f[4], f[5], f[6]], f[7].act_quantizer),
+        ("features.7", f[7], [f[8], f[9], f[10], nn.Flatten()], model.classifier.act_quantizer),
+        ("classifier", model.classifier, [], None),
+    ]
+
+
+def bias_magnitude(module: nn.Module, post: list) -> np.ndarray:
+    """|b g| + |mu g| + |beta|: the magnitudes the float bias / BatchNorm path adds."""
+    channels = module.weight.shape[0]
+    bias = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(channels)
+    for bn in post:
+        if isinstance(bn, nn.BatchNorm2d):
+            gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+            mean, beta = bn.running_mean.double().numpy(), bn.bias.detach().double().numpy()
+            return np.abs(bias * gain) + np.abs(mean * gain) + np.abs(beta)
+    return np.abs(bias)
+
+
+@torch.no_grad()
+def torch_segment(module, post, consumer, x: Codes) -> RealOutput:
+    """The fake-quant layer on the integer model's (dequantized) input: bypassing its own input quantizer."""
+    x_hat = torch.from_numpy(x.real()).float()
+    weight = module.quantized_weight()
+    if isinstance(module, QuantConv2d):
+        y = F.conv2d(x_hat, weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
+    else:
+        y = F.linear(x_hat.flatten(1), weight, module.bias)
+    for op in post:
+        y = op(y)
+    if consumer is None:
+        return RealOutput(y.double().numpy(), None, None)
+    codes = consumer.quantize_codes(y).numpy()
+    if isinstance(consumer, ASQQuantizer):
+        step = consumer.step(y).double().numpy()
+    elif isinstance(consumer, UniformQuantizer):
+        step = np.full(y.shape[0], float(consumer.s))
+    else:  # threshold quantizers (LCQ, APoT): the bank decides, no step
+        step = np.full(y.shape[0], np.nan)
+    return RealOutput(y.double().numpy(), codes, step)
+
+
+def compare_layers(model: SmallNet, network: IntegerNetwork, x: torch.Tensor) -> dict:
+    """Every layer on the integer model's own input: integer vs torch fake-quant, within the computed bound."""
+    outputs = network.run(x.double().numpy())
+    layers = {layer.name: layer for layer in network.layers}
+    stats = {"codes": 0, "differ": 0, "near": 0, "max_code_diff": 0}
+    for name, module, post, consumer in segments(model):
+        layer = layers[name]
+        x_int = outputs[network.input_name(network.layers.index(layer))]
+        real = torch_segment(module, post, consumer, x_int)
+        extra = float_path_error(layer, x_int, bias_magnitude(module, post))
+        out = outputs[name]
+        bound = layer_bound(layer, x_int, out, real, extra, relative_slack=4 * FLOAT32_UNIT_ROUNDOFF)
+        if isinstance(out, Accumulators):
+            error = np.abs(out.real() - real.value)
+            assert np.all(error <= bound.value), f"{name}: {np.max(error / bound.value)}"
+            continue
+        assert codes_within_bound(out.codes, real.codes, bound), name
+        if np.all(np.isfinite(real.step)):
+            np.testing.assert_allclose(out.step, real.step, rtol=1e-3)  # ASQ: beta from integer vs float GAP
+        differ = out.codes != real.codes
+        stats["codes"] += out.codes.size
+        stats["differ"] += int(differ.sum())
+        stats["near"] += int((bound.boundaries_near > 0).sum())
+        stats["max_code_diff"] = max(stats["max_code_diff"], int(np.abs(out.codes - real.codes).max()))
+    return stats
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_exported_layers_match_fake_quant_within_bound(scheme):
+    model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)  # LCQ: exact only with level tables
+    network, report = export_model(model)
+    stats = compare_layers(model, network, digits(64, seed=1))
+    assert stats["differ"] <= stats["near"] < 0.05 * stats["codes"], stats
+    assert stats["max_code_diff"] <= 1
+    assert set(report.accumulator_bits) == {layer.name for layer in network.layers}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_export_formats_and_weights(scheme):
+    model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)
+    network, _ = export_model(model)
+    names = [layer.name for layer in network.layers]
+    assert names == ["features.0", "features.3", "features.7", "classifier"]
+    first, middle, last = network.layers[0], network.layers[1], network.layers[-1]
+    # first / last layers: 8-bit LSQ, signed network input, logits out
+    assert first.cfg.scheme == "int" and first.cfg.weight.bits == 8 and first.signed_input
+    assert network.input_stage.signed and network.input_stage.bits == 8
+    assert last.output.mode == "accumulator" and last.cfg.weight.bits == 8
+    expected_scheme = {"lsq": "int", "asq": "int", "pot": "pot", "post": "post", "asq_post": "post", "apot": "int", "lcq": "lcq"}
+    assert middle.cfg.scheme == expected_scheme[scheme]
+    assert middle.input_adaptive == scheme.startswith("asq")
+    assert middle.cfg.act_format == ("table" if scheme in ("apot", "lcq") else "uniform")
+    assert network.layers[1].output.max_pool == (2, 2, 0) and network.layers[2].output.global_pool
+    # the exported weights are the fake-quant weights: level * scale == w_hat * BN gain (float32 rounding)
+    for layer, (_, module, post, _) in zip(network.layers, segments(model), strict=True):
+        gain = np.ones(layer.out_channels)
+        for bn in post:
+            if isinstance(bn, nn.BatchNorm2d):
+                gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+        w_hat = module.quantized_weight().detach().double().numpy()
+        view = (-1,) + (1,) * (w_hat.ndim - 1)
+        exported = ideal_levels(layer) * layer.weight_scale.reshape(view)
+        np.testing.assert_allclose(exported, w_hat * gain.reshape(view), rtol=4e-7, atol=1e-12)
+        assert np.any(layer.weight_scale < 0) == any(isinstance(m, nn.BatchNorm2d) for m in post), "BN gammas < 0 flip signs"
+
+
+def test_input_stage_reproduces_the_first_quantizer():
+    model = build("post")
+    network, _ = export_model(model)
+    x = digits(96)
+    codes = network.quantize_input(x.double().numpy())
+    np.testing.assert_array_equal(codes.codes, model.features[0].act_quantizer.quantize_codes(x).numpy())
+    assert codes.codes.max() <= 127
+
+
+def test_lcq_with_level_bits_is_exact_and_without_is_reported():
+    exact_model = build("lcq", lcq_level_bits=8)
+    network, report = export_model(exact_model)
+    assert report.approximations == []
+    layer = network.layers[1]
+    assert layer.cfg.weight.level_bits == 8 and layer.cfg.act_level_bits == 8
+    quantizer = exact_model.features[3].weight_quantizer
+    magnitudes = quantizer.integer_levels().numpy()
+    np.testing.assert_array_equal(layer.weight_table[quantizer.q :], np.concatenate([magnitudes, magnitudes[-1:]]))
+    np.testing.assert_array_equal(layer.act_table, exact_model.features[3].act_quantizer.integer_levels().numpy())
+    _, loose_report = export_model(build("lcq"))
+    assert any("re-quantized" in note for note in loose_report.approximations)
+
+
+def test_apot_grid_is_exact():
+    for bits in range(2, 7):
+        levels = APoTQuantizer(bits, signed=False).levels().numpy()
+        grid = apot_grid(levels)
+        assert np.abs(levels * grid - np.rint(levels * grid)).max() < 1e-9
+        assert all(np.abs(levels * m - np.rint(levels * m)).max() > 1e-6 for m in range(1, grid))
+    assert apot_grid(APoTQuantizer(6, signed=True).levels().numpy()) == 100
+
+
+@pytest.mark.parametrize("scheme", ("pot", "post"))
+def test_auto_frac_bits(scheme):
+    model = build(scheme, bits=5)
+    network, report = export_model(model, frac_bits="auto")
+    shift_layers = [layer for layer in network.layers if layer.cfg.scheme in spec.SHIFT_SCHEMES]
+    assert shift_layers and all(report.frac_bits[layer.name] == layer.cfg.frac_bits for layer in shift_layers)
+    stats = compare_layers(model, network, digits(32, seed=2))
+    assert stats["differ"] <= stats["near"]
+    fixed, _ = export_model(model, frac_bits=2)
+    assert {layer.cfg.frac_bits for layer in fixed.layers if layer.cfg.scheme in spec.SHIFT_SCHEMES} == {2}
+
+
+def test_exported_network_round_trips(tmp_path):
+    model = build("asq_post")
+    network, _ = export_model(model)
+    network.save(tmp_path / "net.npz")
+    loaded = IntegerNetwork.load(tmp_path / "net.npz")
+    x = digits(16).double().numpy()
+    np.testing.assert_array_equal(network.logits(x), loaded.logits(x))
+
+
+def test_network_logits_track_the_fake_quant_model():
+    """End to end (errors compound across layers): measured, with a loose sanity floor."""
+    for scheme in ("lsq", "post", "lcq"):
+        model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)
+        network, _ = export_model(model)
+        x = digits(96)
+        with torch.no_grad():
+            reference = model(x).double().numpy()
+        logits = network.logits(x.double().numpy())
+        scale = np.abs(reference).max()
+        assert np.abs(logits - reference).max() < 0.1 * scale, scheme
+        assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.9, scheme
+
+
+# --------------------------------------------------------------------------- residual networks
+
+
+class Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+class TinyResNet(nn.Module):
+    def __init__(self, downsample: bool):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.block1 = Block(8, 8)
+        self.block2 = Block(8, 16, 2) if downsample else Block(8, 8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16 if downsample else 8, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x)))
+        x = self.block2(self.block1(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def quantized_resnet(downsample: bool, tie: bool) -> nn.Module:
+    torch.manual_seed(3)
+    model = TinyResNet(downsample)
+    randomize_batch_norm(model, torch.Generator().manual_seed(3))
+    quantized = quantize_model(model, "post", 4)
+    calibrate(quantized, digits())
+    if downsample:
+        if tie:
+            quantized.block2.downsample[0].act_quantizer = quantized.block2.conv1.act_quantizer
+        else:  # calibrated on the same tensor, the two steps agree: make them differ as training would
+            quantized.block2.downsample[0].act_quantizer.s.data *= 1.1
+    return quantized.eval()
+
+
+def test_residual_network_export():
+    model = quantized_resnet(downsample=False, tie=False)
+    network, report = export_model(model)
+    residuals = {layer.name: layer.residual for layer in network.layers if layer.residual is not None}
+    assert residuals == {
+        "block1.conv2": residuals["block1.conv2"],
+        "block2.conv2": residuals["block2.conv2"],
+    }
+    assert residuals["block1.conv2"].source == "stem" and residuals["block1.conv2"].mode == "codes"
+    assert residuals["block2.conv2"].source == "block1.conv2"
+    assert any("shortcut" in note for note in report.approximations)
+    x = digits(64)
+    with torch.no_grad():
+        reference = model(x).double().numpy()
+    logits = network.logits(x.double().numpy())
+    assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.8
+
+
+def test_downsample_shortcut_needs_one_quantizer():
+    with pytest.raises(ConfigError, match="different activation quantizer"):
+        export_model(quantized_resnet(downsample=True, tie=False))
+    network, _ = export_model(quantized_resnet(downsample=True, tie=True))
+    down = next(layer for layer in network.layers if layer.name == "block2.downsample.0")
+    assert down.output.mode == "accumulator"
+    main = next(layer for layer in network.layers if layer.name == "block2.conv2")
+    assert main.residual.source == "block2.downsample.0" and main.residual.mode == "accumulator"
+    assert network.logits(digits(8).double().numpy()).shape == (8, 10)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_export_errors():
+    with pytest.raises(ConfigError, match="quantized layers"):
+        export_model(SmallNet())
+    model = build("lsq")
+    for bad in (17, -1, "best", 2.5):
+        with pytest.raises(ConfigError, match="frac_bits"):
+            export_model(model, frac_bits=bad)
+
+    class Sigmoid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = QuantConv2d.from_float(nn.Conv2d(1, 4, 3), *quantize_pair())
+            self.act = nn.Sigmoid()
+            self.fc = QuantLinear.from_float(nn.Linear(4 * 36, 3), *quantize_pair())
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.act(self.conv(x)), 1))
+
+    with pytest.raises(ConfigError, match="Sigmoid"):
+        export_model(Sigmoid())
+
+    class BatchNormAfterRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = QuantConv2d.from_float(nn.Conv2d(1, 4, 3), *quantize_pair())
+            self.bn = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn(F.relu(self.conv(x)))
+
+    with pytest.raises(ConfigError, match="BatchNorm after ReLU"):
+        export_model(BatchNormAfterRelu().eval())
+
+    class ReluOutput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = QuantConv2d.from_float(nn.Conv2d(1, 4, 3), *quantize_pair())
+
+        def forward(self, x):
+            return F.relu(self.conv(x))
+
+    with pytest.raises(ConfigError, match="network output"):
+        export_model(ReluOutput())
+
+    class AsqWithoutRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = QuantConv2d.from_float(nn.Conv2d(1, 4, 3), *quantize_pair())
+            self.conv2 = QuantConv2d.from_float(nn.Conv2d(4, 4, 3), *quantize_pair(asq=4))
+
+        def forward(self, x):
+            return self.conv2(self.conv(x))
+
+    with pytest.raises(ConfigError, match="needs a ReLU"):
+        export_model(AsqWithoutRelu())
+
+
+def quantize_pair(asq: int | None = None):
+    act = ASQQuantizer(4, asq) if asq else UniformQuantizer(4)
+    return UniformQuantizer(4, signed=True), act
+
+
+def test_unknown_quantizer_is_rejected():
+    model = build("lsq")
+    model.features[3].weight_quantizer = nn.Identity()
+    with pytest.raises(UnknownSchemeError, match="Identity"):
+        export_model(model)
