@@ -32,3 +32,17 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY_EXPORTS))
 # --- end of quantizer exports ----------------------------------------------------------------
+
+# --- bit-exact integer model, float-vs-integer bounds and export (numpy; export needs torch) ---
+_LAZY_EXPORTS.update(
+    {
+        name: "golden.integer"
+        for name in (
+            "Codes", "Accumulators", "AsqAdapter", "OutputStage", "Residual", "IntegerLayer", "IntegerNetwork",
+            "int_gemm", "int_gemm_reference", "int_conv2d", "int_linear", "im2col", "requantize_channels",
+            "threshold_channels", "rescale", "random_layer",
+        )
+    }
+    | {"export_model": "golden.export", "ExportReport": "golden.export", "layer_bound": "golden.bounds", "real_forward": "golden.bounds"}
+)
+# --- end of integer-model exports ------------------------------------------------------------
