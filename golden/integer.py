@@ -49,9 +49,19 @@ def _check_matrix(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+GEMM_BLOCK_ELEMENTS = 1 << 21  # activation rows per block: temporaries stay ~16 MB whatever M is
+
+
 def _exact_matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Integer matmul through float64 BLAS; callers guarantee every partial sum is below 2^53."""
-    return np.rint(left.astype(np.float64) @ right.astype(np.float64)).astype(np.int64)
+    product = np.asarray(left, dtype=np.float64) @ np.asarray(right, dtype=np.float64)
+    return np.rint(product).astype(np.int64)
+
+
+def _row_blocks(rows: int, reduction: int):
+    step = max(1, GEMM_BLOCK_ELEMENTS // max(reduction, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
 
 
 def gemm_accumulator_bits(cfg: spec.DatapathConfig, reduction_length: int) -> int:
@@ -82,32 +92,43 @@ def int_gemm(
     if cfg.scheme == "lcq":
         if weight_table is None:
             raise LevelTableError("lcq weights need a weight level table")
-        return _exact_matmul(values, cfg.weight.check_table(weight_table)[codes])
-    if weight_table is not None:
+        groups = [(None, cfg.weight.check_table(weight_table)[codes].astype(np.float64))]
+    elif weight_table is not None:
         raise ConfigError(f"{cfg.scheme} weights take no weight level table")
-    if cfg.scheme == "int":
-        return _exact_matmul(values, codes)
-    return _power_gemm(cfg, values, codes)
+    elif cfg.scheme == "int":
+        groups = [(None, codes.astype(np.float64))]
+    else:
+        groups = _power_groups(cfg, codes)
+    acc = np.empty((values.shape[0], codes.shape[1]), dtype=np.int64)
+    for rows in _row_blocks(values.shape[0], reduction):
+        block = values[rows]
+        acc[rows] = sum(_exact_matmul(block if row is None else row[block], mask) for row, mask in groups)
+    return acc
 
 
-def _power_gemm(cfg: spec.DatapathConfig, act_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """pot/post GEMM by exponent group (see module docstring)."""
+def _power_groups(cfg: spec.DatapathConfig, codes: np.ndarray) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """pot/post weights as ``(product-table row or None for linear, float64 weight matrix)`` groups.
+
+    One group per exponent field whose products are not linear in the activation (its row maps
+    activation codes to product magnitudes, the matrix is the ±1 sign mask); all linear
+    exponents merge into one group of integer weights ``row[1] * sign`` (see module docstring).
+    """
     negative, exponent, zero = cfg.weight.unpack_power(codes)
     sign = np.where(zero, 0, np.where(negative, -1, 1))
     table = spec.product_table(cfg)  # row index = code word; sign 0 rows hold the magnitudes
     ramp = np.arange(cfg.num_act_codes)
     linear_weights = np.zeros(codes.shape, dtype=np.int64)
-    acc = np.zeros((act_codes.shape[0], codes.shape[1]), dtype=np.int64)
+    groups: list[tuple[np.ndarray | None, np.ndarray]] = []
     for field in np.unique(exponent[~zero]):
         row = table[cfg.weight.pack_power(0, field)]
         mask = np.where(exponent == field, sign, 0)
         if np.array_equal(row, row[1] * ramp):
             linear_weights += mask * row[1]
         else:
-            acc += _exact_matmul(row[act_codes], mask)
-    if linear_weights.any():
-        acc += _exact_matmul(act_codes, linear_weights)
-    return acc
+            groups.append((row, mask.astype(np.float64)))
+    if linear_weights.any() or not groups:
+        groups.append((None, linear_weights.astype(np.float64)))
+    return groups
 
 
 def ideal_weight_levels(cfg: spec.DatapathConfig, weight_codes: np.ndarray, weight_table: np.ndarray | None = None) -> np.ndarray:
