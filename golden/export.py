@@ -29,8 +29,10 @@ pooling, flatten and dropout are leaves) and walks the graph in execution order.
   level table ``round(L_j (2^B - 1))``, unit ``alpha / (2^B - 1)``); APoT -> ``threshold``
   (bank ``alpha`` times the level midpoints, table ``level * m``, unit ``alpha / m``).  A signed
   first-layer LSQ quantizer gives signed input codes, run as two unsigned passes.
-* **BatchNorm** (eval statistics) folds into ``weight_scale`` (``* gamma / sqrt(var + eps)``,
-  possibly negative: the requantizer negates that channel) and the real bias.
+* **BatchNorm** (eval statistics) folds into ``weight_scale`` (``* gamma / sqrt(var + eps)``)
+  and the real bias.  A negative gain is moved into the weight codes when that is exact
+  (pot/post sign bit, int negation, mirrored symmetric lcq table); otherwise it stays a
+  negative ``weight_scale`` (the requantizer negates the channel) and the report says so.
 * **POST/POT fraction bits** ``F``: fixed (default ``spec.DEFAULT_FRAC_BITS``) or ``"auto"`` —
   the smallest ``F`` whose worst-case product truncation over the layer's reduction,
   ``K * product_error_bound * unit``, stays below ``AUTO_F_TARGET`` of the output step.
@@ -58,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import spec
-from .errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+from .errors import CodeRangeError, ConfigError, UnknownSchemeError, UnsupportedBitsError
 from .integer import AsqAdapter, IntegerLayer, IntegerNetwork, OutputStage, Residual, gemm_accumulator_bits
 from .layers import QuantConv2d, QuantLinear
 from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
@@ -250,11 +252,11 @@ class _Tracer(fx.Tracer):
 
 
 class _Exporter:
-    def __init__(self, model: nn.Module, frac_bits: int | str, lcq_level_bits: int) -> None:
+    def __init__(self, model: nn.Module, frac_bits: int | str, lcq_level_bits: int, fold_signs: bool) -> None:
         if frac_bits != "auto" and not (isinstance(frac_bits, int) and 0 <= frac_bits <= spec.MAX_FRAC_BITS):
             raise ConfigError(f"frac_bits must be 'auto' or an int in 0..{spec.MAX_FRAC_BITS}, got {frac_bits!r}")
         spec._check_bits("lcq_level_bits", lcq_level_bits, spec.MIN_LEVEL_BITS, spec.MAX_LEVEL_BITS)
-        self.model, self.frac_bits, self.lcq_level_bits = model, frac_bits, lcq_level_bits
+        self.model, self.frac_bits, self.lcq_level_bits, self.fold_signs = model, frac_bits, lcq_level_bits, fold_signs
         self.modules = dict(model.named_modules())
         self.layers: list[IntegerLayer] = []
         self.input_stage: OutputStage | None = None
@@ -323,6 +325,11 @@ class _Exporter:
             act_table=side.act_table, input=pending.input, input_adaptive=side.adaptive, residual=pending.residual,
             signed_input=side.signed, **geometry,
         )
+        if self.fold_signs and np.any(layer.weight_scale < 0):
+            try:
+                layer = layer.with_signs_in_weights()
+            except CodeRangeError as error:
+                self.report.approximations.append(f"{name}: negative BN gain stays in the requantizer ({error})")
         pending.layer = layer
         self.layers.append(layer)
 
@@ -486,15 +493,20 @@ def _check_same_quantizer(first: nn.Module, second: nn.Module, what: str, consum
 
 
 def export_model(
-    model: nn.Module, frac_bits: int | str = spec.DEFAULT_FRAC_BITS, lcq_level_bits: int = spec.DEFAULT_LEVEL_BITS
+    model: nn.Module,
+    frac_bits: int | str = spec.DEFAULT_FRAC_BITS,
+    lcq_level_bits: int = spec.DEFAULT_LEVEL_BITS,
+    fold_signs: bool = True,
 ) -> tuple[IntegerNetwork, ExportReport]:
     """The integer network of a fake-quant model (see the module docstring) and what the export chose.
 
+    ``fold_signs``: move negative BN gains into the weight codes where that is exact
+    (:meth:`IntegerLayer.with_signs_in_weights`), so most layers need no negating requantizer.
     The model is read in eval semantics (BatchNorm running statistics); it is not modified.
     """
     if not any(isinstance(m, (QuantConv2d, QuantLinear)) for m in model.modules()):
         raise ConfigError("export_model needs a model with quantized layers (see golden.layers.quantize_model)")
-    exporter = _Exporter(model, frac_bits, lcq_level_bits)
+    exporter = _Exporter(model, frac_bits, lcq_level_bits, fold_signs)
     with torch.no_grad():
         network = exporter.run()
     return network, exporter.report

@@ -689,6 +689,37 @@ class IntegerLayer:
     def sign(self) -> np.ndarray:
         return np.where(self.weight_scale < 0, -1, 1).astype(np.int64)
 
+    def with_signs_in_weights(self) -> IntegerLayer:
+        """The same layer with every channel's sign moved into its weight codes (all scales positive).
+
+        A requantizer without a negation then runs it: the accumulators of the flipped channels
+        come out negated exactly.  pot/post toggle the sign bit (the sign is applied after the
+        magnitude path), int negates the code, lcq maps code ``i`` to the mirror entry of a
+        symmetric level table.  Raises CodeRangeError when a negation is not representable (an
+        int channel holding ``-2^(b-1)``, an asymmetric lcq table).
+        """
+        negative = self.weight_scale < 0
+        if not negative.any():
+            return self
+        codes = self.weight_codes.copy()
+        flip = negative.reshape((-1,) + (1,) * (codes.ndim - 1)) & np.ones(codes.shape, dtype=bool)
+        fmt = self.cfg.weight
+        if self.cfg.scheme in spec.SHIFT_SCHEMES:
+            zero = fmt.unpack_power(codes)[2]
+            codes = np.where(flip & ~zero, codes ^ (1 << fmt.exponent_bits), codes)
+        elif self.cfg.scheme == "int":
+            if np.any(codes[negative] == spec.signed_range(fmt.bits)[0]):
+                raise CodeRangeError(f"layer {self.name!r}: a channel to negate holds the code -2^{fmt.bits - 1}")
+            codes = np.where(flip, -codes, codes)
+        else:
+            table, top = self.weight_table, fmt.num_codes - 2
+            mirror = np.concatenate([top - np.arange(top + 1), [0]])
+            if not np.array_equal(table[mirror], -table):
+                raise CodeRangeError(f"layer {self.name!r}: the lcq level table is not symmetric; its channels cannot be negated")
+            codes = np.where(flip, mirror[codes], codes)
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return IntegerLayer(**{**fields, "weight_codes": codes, "weight_scale": np.abs(self.weight_scale)})
+
     def accumulate(self, x: Codes) -> np.ndarray:
         """Raw accumulators of the layer's GEMM/convolution on input codes (two passes for signed input)."""
         self._check_input(x)

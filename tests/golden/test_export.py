@@ -166,7 +166,7 @@ def test_exported_layers_match_fake_quant_within_bound(scheme):
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_export_formats_and_weights(scheme):
     model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)
-    network, _ = export_model(model)
+    network, report = export_model(model)
     names = [layer.name for layer in network.layers]
     assert names == ["features.0", "features.3", "features.7", "classifier"]
     first, middle, last = network.layers[0], network.layers[1], network.layers[-1]
@@ -189,7 +189,22 @@ def test_export_formats_and_weights(scheme):
         view = (-1,) + (1,) * (w_hat.ndim - 1)
         exported = ideal_levels(layer) * layer.weight_scale.reshape(view)
         np.testing.assert_allclose(exported, w_hat * gain.reshape(view), rtol=4e-7, atol=1e-12)
-        assert np.any(layer.weight_scale < 0) == any(isinstance(m, nn.BatchNorm2d) for m in post), "BN gammas < 0 flip signs"
+        kept = [note for note in report.approximations if note.startswith(layer.name + ":") and "negative BN" in note]
+        assert np.all(layer.weight_scale > 0) or kept, "negative BN gains are folded into the codes when exact"
+
+
+@pytest.mark.parametrize("scheme", ("lsq", "post", "lcq"))
+def test_sign_folding_does_not_change_the_network(scheme):
+    model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)
+    folded, _ = export_model(model)
+    kept, _ = export_model(model, fold_signs=False)
+    assert any(np.any(layer.weight_scale < 0) for layer in kept.layers)
+    x = digits(32).double().numpy()
+    for (name, a), b in zip(folded.run(x).items(), kept.run(x).values(), strict=True):
+        if isinstance(a, Codes):
+            np.testing.assert_array_equal(a.codes, b.codes, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a.values, b.values, err_msg=name)
 
 
 def test_input_stage_reproduces_the_first_quantizer():

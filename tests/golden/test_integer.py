@@ -406,6 +406,42 @@ def test_negative_scale_channels_negate_the_accumulator():
     np.testing.assert_array_equal(flipped.forward(x).values, -layer.forward(x).values)
 
 
+@pytest.mark.parametrize("scheme", spec.WEIGHT_SCHEMES)
+def test_signs_move_into_weight_codes_exactly(scheme):
+    rng = np.random.default_rng(20)
+    layer = small_layer(rng, scheme, "uniform", padding=1)
+    layer = IntegerLayer(**{**_fields(layer), "weight_scale": layer.weight_scale * np.array([1, -1, -1, 1])})
+    if scheme == "lcq":  # a symmetric table, as the export builds: [-L_Q..-L_1, 0, L_1..L_Q, L_Q]
+        magnitudes = np.sort(rng.integers(1, 127, 7))
+        table = np.concatenate([-magnitudes[::-1], [0], magnitudes, magnitudes[-1:]])
+        layer = IntegerLayer(**{**_fields(layer), "weight_table": table})
+    if scheme == "int":  # -2^(b-1) cannot be negated: keep it out of the negative channels
+        codes = np.where(layer.weight_codes == -8, -7, layer.weight_codes)
+        layer = IntegerLayer(**{**_fields(layer), "weight_codes": codes})
+    assert np.any(layer.weight_scale < 0)
+    folded = layer.with_signs_in_weights()
+    assert np.all(folded.weight_scale > 0)
+    x = input_codes(rng, layer, (2, 3, 6, 6))
+    sign = layer.sign[None, :, None, None]
+    np.testing.assert_array_equal(folded.accumulate(x), sign * layer.accumulate(x))
+    np.testing.assert_array_equal(folded.forward(x).codes, layer.forward(x).codes)
+    assert folded.with_signs_in_weights() is folded
+
+
+def test_sign_folding_refuses_inexact_negation():
+    rng = np.random.default_rng(21)
+    layer = small_layer(rng, "int", "uniform")
+    codes = layer.weight_codes.copy()
+    codes[0, 0, 0, 0] = -8
+    negated = IntegerLayer(**{**_fields(layer), "weight_codes": codes, "weight_scale": -np.abs(layer.weight_scale)})
+    with pytest.raises(CodeRangeError, match="holds the code"):
+        negated.with_signs_in_weights()
+    lcq = small_layer(rng, "lcq", "uniform")
+    asymmetric = IntegerLayer(**{**_fields(lcq), "weight_table": np.arange(-3, 13), "weight_scale": -np.abs(lcq.weight_scale)})
+    with pytest.raises(CodeRangeError, match="not symmetric"):
+        asymmetric.with_signs_in_weights()
+
+
 def _fields(layer):
     return {name: getattr(layer, name) for name in IntegerLayer.__dataclass_fields__}
 
