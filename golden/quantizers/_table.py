@@ -90,11 +90,20 @@ class BucketLUT:
         return index
 
 
-def scaled_thresholds(scale: torch.Tensor, thresholds: torch.Tensor, signed: bool) -> torch.Tensor:
-    """``scale * thresholds`` (``(R, T)``) with negative entries nudged one ulp up (symmetric ties)."""
-    scaled = scale.detach() * thresholds.to(scale.dtype)
+def scaled_thresholds(
+    scale: torch.Tensor, thresholds: torch.Tensor, signed: bool, shift: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``shift + scale * thresholds`` (``(R, T)``) in the input's units, negative side nudged one ulp up.
+
+    The nudge (for the thresholds that are negative before scaling) turns ``x >= t`` into
+    ``x > t`` there: ties go to the larger magnitude on both sides.
+    """
+    normalized = thresholds.to(scale.dtype)
+    scaled = scale.detach() * normalized
+    if shift is not None:
+        scaled = scaled + shift.detach()
     if signed:
-        scaled = torch.where(scaled < 0, torch.nextafter(scaled, torch.full_like(scaled, float("inf"))), scaled)
+        scaled = torch.where(normalized < 0, torch.nextafter(scaled, torch.full_like(scaled, float("inf"))), scaled)
     return scaled.contiguous()
 
 
@@ -124,14 +133,13 @@ def bucket_index(x2d: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
 
 
 def table_forward(
-    x2d: torch.Tensor, thresholds: torch.Tensor, table: torch.Tensor, codes: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``table[row, bucket(x)]`` for a contiguous ``(R, M)`` input, block by block.
+    x2d: torch.Tensor, thresholds: torch.Tensor, table: torch.Tensor, out: torch.Tensor, codes: torch.Tensor | None = None
+) -> None:
+    """Write ``table[row, bucket(x)]`` for a contiguous ``(R, M)`` input into ``out``, block by block.
 
     ``thresholds`` is ``(R, T)`` or ``(1, T)`` (shared), ``table`` ``(R, T + 1)`` or ``(1, T + 1)``.
     When ``codes`` (a ``(R, M)`` integer tensor) is given, the bucket indices are written into it.
     """
-    out = torch.empty_like(x2d)
     lut = _shared_lut(x2d, thresholds)
     shared = thresholds.shape[0] == 1
     for rs, cs in row_blocks(*x2d.shape):
@@ -142,57 +150,68 @@ def table_forward(
             torch.gather(table[rs], 1, index, out=out[rs, cs])
         if codes is not None:
             codes[rs, cs].copy_(index)
-    return out
 
 
 def clip_block(
-    x: torch.Tensor, out: torch.Tensor, grad: torch.Tensor, scale: torch.Tensor, signed: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """STE mask and the per-row scale-gradient sum for one block of a clipped quantizer.
+    x: torch.Tensor, out: torch.Tensor, grad: torch.Tensor, scale: torch.Tensor, signed: bool, shift: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centred input, STE mask and per-row scale-gradient sum for one block of a clipped quantizer.
 
-    ``inside`` is ``|x| < scale`` (signed) or ``0 < x < scale`` (unsigned), decided on the
-    input itself, not on a rounded value.  The output is ``scale * level`` everywhere, so
-    ``d out / d scale`` is ``level - x / scale`` inside and ``level`` (= the clip level
-    ``+-1`` or 0) outside: one expression, ``(out - x * inside) / scale``; the caller divides.
+    With ``c = x - shift`` (``shift`` 0 unless the quantizer centres its input), ``inside`` is
+    ``|c| < scale`` (signed) or ``0 < c < scale`` (unsigned), decided on the input itself, not on
+    a rounded value.  The output is ``scale * level`` everywhere, so ``d out / d scale`` is
+    ``level - c / scale`` inside and ``level`` (the clip level ``+-1``, or 0) outside: one
+    expression, ``(out - c * inside) / scale``; the caller divides by ``scale``.
     """
-    inside = x.abs() < scale if signed else (x > 0) & (x < scale)
-    residual = torch.where(inside, out - x, out)
+    centred = x - shift if shift is not None else x
+    inside = centred.abs() < scale if signed else (centred > 0) & (centred < scale)
+    residual = torch.where(inside, out - centred, out)
     row_sums = (grad * residual).sum(dim=1, dtype=torch.float64)
-    return inside, row_sums
+    return centred, inside, row_sums
 
 
 class TableQuantize(torch.autograd.Function):
-    """Fake-quantize ``(R, M)`` rows onto ``scale * levels`` (fixed levels), STE for the input.
+    """Fake-quantize ``x`` (contiguous, any shape, ``rows`` slices along dim 0) onto ``scale * levels``.
 
-    ``scale`` is ``(R, 1)`` (per row) or ``(1, 1)``; ``thresholds``/``levels`` are normalized
-    (scale 1).  Gradients: input ``grad * inside`` (or ``grad`` unclipped when
-    ``clip_input_grad`` is False, as APoT does for weights); scale ``sum(grad * (out - x*inside)) / scale``.
+    Fixed levels, STE for the input.  ``scale`` is ``(rows, 1)`` (per row) or ``(1, 1)``;
+    ``shift`` None or a 0-dim tensor the input is centred on (``c = x - shift``).
+    ``thresholds``/``levels`` are normalized (scale 1).  Gradients: input ``grad * inside`` (or
+    ``grad`` unclipped when ``clip_input_grad`` is False, as APoT does for weights); shift minus
+    the input's; scale ``sum(grad * (out - c * inside)) / scale``.  Input and output keep ``x``'s
+    shape, so autograd can accumulate other gradients of ``x`` into this one in place.
     """
 
     @staticmethod
-    def forward(ctx, x2d, scale, thresholds, levels, signed: bool, clip_input_grad: bool):
-        thr = scaled_thresholds(scale, thresholds, signed)
+    def forward(ctx, x, rows: int, scale, shift, thresholds, levels, signed: bool, clip_input_grad: bool):
+        thr = scaled_thresholds(scale, thresholds, signed, shift)
         table = (scale.detach() * levels.to(scale.dtype)).contiguous()
-        out = table_forward(x2d, thr, table)
-        ctx.save_for_backward(x2d, out, scale)
+        out = torch.empty_like(x)
+        table_forward(x.view(rows, -1), thr, table, out.view(rows, -1))
+        ctx.save_for_backward(x, out, scale)
+        ctx.rows = rows
+        ctx.shift = None if shift is None else shift.detach()
         ctx.signed = signed
         ctx.clip_input_grad = clip_input_grad
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x2d, out, scale = ctx.saved_tensors
+        x, out, scale = ctx.saved_tensors
+        rows, s = ctx.rows, scale.detach()
         grad = grad.contiguous()
-        grad_x = torch.empty_like(x2d) if ctx.clip_input_grad else grad
-        grad_scale = torch.zeros(x2d.shape[0], dtype=torch.float64)
-        per_row = scale.shape[0] > 1
+        grad_x = torch.empty_like(x) if ctx.clip_input_grad else grad
+        x2d, out2d, grad2d, grad_x2d = (t.view(rows, -1) for t in (x, out, grad, grad_x))
+        grad_scale = torch.zeros(rows, dtype=torch.float64)
+        grad_x_sum = torch.zeros((), dtype=torch.float64)  # the shift's gradient is minus this
+        per_row = s.shape[0] > 1
         for rs, cs in row_blocks(*x2d.shape):
-            s = scale[rs] if per_row else scale
-            inside, sums = clip_block(x2d[rs, cs], out[rs, cs], grad[rs, cs], s, ctx.signed)
+            _, inside, sums = clip_block(x2d[rs, cs], out2d[rs, cs], grad2d[rs, cs], s[rs] if per_row else s, ctx.signed, ctx.shift)
             if ctx.clip_input_grad:
-                torch.mul(grad[rs, cs], inside, out=grad_x[rs, cs])
+                torch.mul(grad2d[rs, cs], inside, out=grad_x2d[rs, cs])
+            grad_x_sum += grad_x2d[rs, cs].sum(dtype=torch.float64)
             grad_scale[rs] += sums
         if not per_row:
             grad_scale = grad_scale.sum().view(1)
-        grad_scale = (grad_scale / scale.detach().view(-1).double()).to(scale.dtype).view_as(scale)
-        return grad_x, grad_scale, None, None, None, None
+        grad_scale = (grad_scale / s.view(-1).double()).to(scale.dtype).view_as(scale)
+        grad_shift = -grad_x_sum.to(scale.dtype) if ctx.needs_input_grad[3] else None
+        return grad_x, None, grad_scale, grad_shift, None, None, None, None

@@ -29,7 +29,8 @@ nearest level by bucketize on level midpoints; ties go to the larger magnitude (
 the authors' ``weight.data`` does) and its output is multiplied back by ``std(w)``, so the layer
 keeps its scale without a following BatchNorm (the authors leave the output in std units and
 let BN absorb the factor).  The mean is not added back: the output stays on the symmetric grid
-``alpha * std(w) * levels``.
+``alpha * std(w) * levels``.  Computed without a normalized copy of the weights: the decision
+thresholds are ``mean + alpha * std * m_k`` in the weights' own units.
 
 **Gradients** (the authors'): ``alpha`` gets ``level - x/alpha`` inside and ``sign(x)`` (1 for
 activations) outside, no gradient scaling; weights get the unclipped identity gradient
@@ -113,30 +114,29 @@ class APoTQuantizer(nn.Module):
         """Normalized level set (``alpha = 1``), sorted, float64."""
         return self._levels.clone()
 
-    def _statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, std) of the weights as constants; std floored so constant weights stay finite."""
+    def _statistics(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(shift, unit)``: the weights' mean and std as constants with normalization, else ``(None, 1)``.
+
+        The std is floored at the dtype's smallest normal so constant weights stay finite.
+        """
         data = x.detach()
+        if not self.normalize:
+            return None, data.new_ones(())
         std = data.std() if data.numel() > 1 else data.new_ones(())
         return data.mean(), std.clamp_min(torch.finfo(data.dtype).tiny)
-
-    def _centered(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The quantizer's input (``x`` or ``x - mean``) and its scale factor on ``alpha`` (1 or std)."""
-        if not self.normalize:
-            return x, x.new_ones(())
-        mean, std = self._statistics(x)
-        return x - mean, std
 
     def output_scale(self, x: torch.Tensor) -> torch.Tensor:
         """``alpha * std(x)`` (normalized weights) or ``alpha``: the factor on :meth:`levels`."""
         check_input(x)
-        return (self.alpha * self._centered(x)[1]).detach()
+        return (self.alpha * self._statistics(x)[1]).detach()
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
         """``alpha`` = 0.99 quantile of ``|x|`` in the quantizer's own units (std units if normalized)."""
         check_input(x)
-        centered, std = self._centered(x.detach())
-        alpha = quantile_abs_rows(as_rows(centered, False), INIT_QUANTILE) / std
+        shift, unit = self._statistics(x)
+        centred = x.detach() - shift if shift is not None else x.detach()
+        alpha = quantile_abs_rows(as_rows(centred, False), INIT_QUANTILE) / unit
         self.alpha.data = torch.where(alpha > 0, alpha, torch.ones_like(alpha)).to(self.alpha.dtype).view(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,16 +144,15 @@ class APoTQuantizer(nn.Module):
         check_positive("APoT alpha", self.alpha)
         if x.numel() == 0:
             return x.clone()
-        centered, std = self._centered(x)
-        scale = (self.alpha * std).view(1, 1)
-        out = TableQuantize.apply(as_rows(centered, False), scale, self._thresholds, self._levels, self.signed, not self.signed)
-        return out.view_as(x)
+        shift, unit = self._statistics(x)
+        scale = (self.alpha * unit).view(1, 1)
+        return TableQuantize.apply(x.contiguous(), 1, scale, shift, self._thresholds, self._levels, self.signed, not self.signed)
 
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Signed level index relative to level 0 (int64, shape of ``x``)."""
         check_input(x)
         check_positive("APoT alpha", self.alpha)
-        centered, std = self._centered(x)
-        thresholds = scaled_thresholds((self.alpha * std).view(1, 1), self._thresholds, self.signed)
-        return (bucket_index(as_rows(centered, False), thresholds) - self.zero_index).view_as(x)
+        shift, unit = self._statistics(x)
+        thresholds = scaled_thresholds((self.alpha * unit).view(1, 1), self._thresholds, self.signed, shift)
+        return (bucket_index(as_rows(x, False), thresholds) - self.zero_index).view_as(x)

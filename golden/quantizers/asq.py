@@ -41,6 +41,22 @@ DEFAULT_BETA_FLOOR = 2.0**-4
 ADAPTER_REDUCTION = 4
 
 
+class _GlobalAveragePool(torch.autograd.Function):
+    """Mean over the dims after (N, C).  Its gradient is an expanded view, not an N-sized tensor,
+    so autograd adds it into the quantizer's own input gradient in place."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.mean(dim=tuple(range(2, x.dim())))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        shape = ctx.shape
+        per_element = grad / math.prod(shape[2:])
+        return per_element.view(*grad.shape, *([1] * (len(shape) - 2))).expand(shape)
+
+
 def make_adapter(channels: int, reduction: int = ADAPTER_REDUCTION) -> nn.Sequential:
     """The ASQ adapter for ``channels`` input channels, initialized as the paper does."""
     if channels >= 2 * reduction:
@@ -91,7 +107,7 @@ class ASQQuantizer(nn.Module):
         check_positive("ASQ step s", self.s)
 
     def _beta(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = x.mean(dim=tuple(range(2, x.dim()))) if x.dim() > 2 else x
+        pooled = _GlobalAveragePool.apply(x) if x.dim() > 2 else x
         return self.adapter(pooled).view(-1).clamp_min(self.beta_floor)
 
     def beta(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +132,7 @@ class ASQQuantizer(nn.Module):
             return x.clone()
         factor = 1.0 / math.sqrt(x.numel() * self.qp)
         step = (grad_scale(self.s, factor) * self._beta(x)).view(-1, 1)
-        return LSQFakeQuant.apply(as_rows(x, True), step, self.qn, self.qp).view_as(x)
+        return LSQFakeQuant.apply(x.contiguous(), x.shape[0], step, self.qn, self.qp)
 
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,9 @@ stay those of the compander; only the output values move.
 deviation (``correction=0``) over the whole tensor, and its output is multiplied by ``sigma``:
 ``out = sigma * Q(x)``.  The mean is not added back (the output stays on the symmetric level
 grid ``sigma * alpha * levels``).  Gradients flow through ``mean`` and ``sigma`` (autograd); the
-normalization exists only inside the quantizer, the stored weight is untouched.
+normalization exists only inside the quantizer, the stored weight is untouched.  It is computed
+without a normalized copy of ``w``: the clip is ``alpha * sigma``, the decision thresholds are
+``mean + alpha * sigma * t_i`` in the weights' units, and the output ``(alpha * sigma) * L_j``.
 
 **Initialization** (:meth:`init_from` only): ``theta = 0`` (``g`` the identity) from construction;
 ``alpha = Q * 2 mean|x| / sqrt(Q)`` — LSQ's initial step times ``Q`` (on the normalized ``x``
@@ -62,72 +64,112 @@ from torch import nn
 from ..errors import ConfigError
 from ..spec import MAX_BITS, MAX_LEVEL_BITS, MIN_BITS, MIN_LEVEL_BITS
 from ._common import as_rows, check_bits, check_input, check_positive, grad_scale, round_ste, row_blocks
-from ._table import TableQuantize, bucket_index, clip_block, scaled_thresholds, table_forward
+from ._table import bucket_index, clip_block, scaled_thresholds, table_forward
 
 DEFAULT_INTERVALS = 16
 LWN_MIN_STD = 1e-12
 
 
-class LCQFakeQuant(torch.autograd.Function):
-    """Forward and all gradients of LCQ on a single row ``(1, N)`` (see the module docstring).
+def lwn_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """LWN's ``(mean, sigma, floored)``: population std, floored at ``LWN_MIN_STD`` (constants)."""
+    std, mean = torch.std_mean(x.detach(), correction=0)
+    floored = bool(std < LWN_MIN_STD)
+    return mean, std.clamp_min(LWN_MIN_STD), floored
 
-    Inputs: ``x2d``, ``scale`` ``(1, 1)`` (gradient-scaled alpha), normalized ``thresholds``
-    ``(T,)`` (constants), the signed or unsigned level vector ``levels`` ``(L,)`` (a function of
-    theta), the compander's ``gamma`` and ``beta`` ``(K,)`` and ``inv_slope`` ``(L,)``:
-    ``1 / gamma`` of the interval holding each level's ``y = j / Q`` (constants).
+
+class LCQFakeQuant(torch.autograd.Function):
+    """Forward and all gradients of LCQ (see the module docstring); ``x`` contiguous, any shape.
+
+    Inputs: ``x``; ``alpha`` ``(1, 1)`` (gradient-scaled); ``lwn`` (normalize inside, see below);
+    normalized ``thresholds`` ``(T,)`` (constants); the level vector ``levels`` ``(L,)`` (a
+    function of theta); the compander's ``gamma`` and ``beta`` ``(K,)`` and ``inv_slope``
+    ``(L,)`` — ``1 / gamma`` of the interval holding each level's ``y = j / Q`` — or three
+    Nones for the uncompanded 2-bit quantizer.
+
+    With ``lwn`` the clip is ``scale = alpha * sigma`` and the input is centred on the mean; the
+    statistics' own gradients (``d mean / dx = 1/N``, ``d sigma / dx = (x - mean) / (N sigma)``)
+    are added into the input gradient in place, so LWN costs no N-sized tensor of its own.
     """
 
     @staticmethod
-    def forward(ctx, x2d, scale, thresholds, levels, gamma, beta, inv_slope, signed: bool):
-        thr = scaled_thresholds(scale, thresholds, signed)
-        table = (scale.detach() * levels.detach()).contiguous()
-        codes = torch.empty(x2d.shape, dtype=torch.uint8)
-        out = table_forward(x2d, thr, table, codes)
-        ctx.save_for_backward(x2d, out, scale, codes, gamma.detach(), inv_slope)
-        ctx.signed = signed
+    def forward(ctx, x, alpha, lwn: bool, thresholds, levels, gamma, beta, inv_slope, signed: bool):
+        if lwn:
+            shift, sigma, ctx.floored = lwn_statistics(x)
+            scale = alpha.detach() * sigma
+        else:
+            shift, sigma, scale = None, None, alpha.detach()
+        thr = scaled_thresholds(scale, thresholds, signed, shift)
+        table = (scale * levels.detach()).contiguous()
+        out = torch.empty_like(x)
+        compand = gamma is not None
+        codes = torch.empty(x.shape, dtype=torch.uint8) if compand else None  # the theta paths need them
+        table_forward(x.view(1, -1), thr, table, out.view(1, -1), codes.view(1, -1) if compand else None)
+        ctx.save_for_backward(x, out, alpha, codes, gamma.detach() if compand else None, inv_slope)
+        ctx.shift, ctx.sigma, ctx.scale, ctx.signed, ctx.compand = shift, sigma, scale, signed, compand
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x2d, out, scale, codes, gamma, inv_slope = ctx.saved_tensors
-        grad = grad.contiguous()
-        s = scale.detach()
-        intervals = gamma.numel()
-        grad_x = torch.empty_like(x2d)
+        x, out, alpha, codes, gamma, inv_slope = ctx.saved_tensors
+        s = ctx.scale
+        grad_x = torch.empty_like(x)
+        x2d, out2d, grad2d, grad_x2d = (t.view(1, -1) for t in (x, out, grad.contiguous(), grad_x))
+        codes2d = codes.view(1, -1) if ctx.compand else None
         grad_scale = torch.zeros((), dtype=torch.float64)
-        grad_levels = torch.zeros(inv_slope.numel(), dtype=torch.float64)
+        grad_x_sum = torch.zeros((), dtype=torch.float64)  # the mean's gradient is minus this
+        codes_count = inv_slope.numel() if ctx.compand else 0
+        grad_levels = torch.zeros(codes_count, dtype=torch.float64)
+        intervals = gamma.numel() if ctx.compand else 0
         slope_sums = torch.zeros(intervals, dtype=torch.float64)  # sum of H over interval k
         moment_sums = torch.zeros(intervals, dtype=torch.float64)  # sum of H * u over interval k
         for rs, cs in row_blocks(*x2d.shape):
-            x, g, code = x2d[rs, cs].reshape(-1), grad[rs, cs].reshape(-1), codes[rs, cs].reshape(-1)
-            inside, sums = clip_block(x.view(1, -1), out[rs, cs].reshape(1, -1), g.view(1, -1), s, ctx.signed)
-            inside = inside.view(-1)
+            g = grad2d[rs, cs]
+            centred, inside, sums = clip_block(x2d[rs, cs], out2d[rs, cs], g, s, ctx.signed, ctx.shift)
             grad_scale += sums.sum()
-            gx = grad_x[rs, cs].view(-1)
+            gx = grad_x2d[rs, cs]
             torch.mul(g, inside, out=gx)
-            grad_levels += torch.bincount(code, weights=g, minlength=grad_levels.numel())
-            u = (x.abs() if ctx.signed else x) / s.view(())
+            grad_x_sum += gx.sum(dtype=torch.float64)
+            if not ctx.compand:
+                continue
+            code = codes2d[rs, cs].reshape(-1)
+            gx, centred = gx.reshape(-1), centred.reshape(-1)
+            grad_levels += torch.bincount(code, weights=g.reshape(-1), minlength=codes_count)
             h = gx * inv_slope.index_select(0, code.to(torch.int32))
             if ctx.signed:
-                h *= torch.sign(x)
+                h *= torch.sign(centred)
+                centred = centred.abs()
+            u = centred.div_(s.view(()))
             interval = (u * intervals).floor_().clamp_(0, intervals - 1).to(torch.int32)
             slope_sums += torch.bincount(interval, weights=h, minlength=intervals)
-            moment_sums += torch.bincount(interval, weights=h * u, minlength=intervals)
+            moment_sums += torch.bincount(interval, weights=h.mul_(u), minlength=intervals)
         sv = s.view(()).double()
-        knots = torch.arange(intervals, dtype=torch.float64) / intervals
-        grad_gamma = (moment_sums - knots * slope_sums) * sv
-        grad_beta = slope_sums * sv
-        dt = scale.dtype
-        return (
-            grad_x,
-            (grad_scale / sv).to(dt).view_as(scale),
-            None,
-            (grad_levels * sv).to(dt),
-            grad_gamma.to(dt),
-            grad_beta.to(dt),
-            None,
-            None,
-        )
+        grad_scale /= sv  # d loss / d scale
+        if ctx.sigma is not None:
+            _add_statistics_gradient(x2d, grad_x2d, ctx, -grad_x_sum, grad_scale * alpha.detach().view(()).double())
+        grad_alpha = grad_scale * (ctx.sigma.double() if ctx.sigma is not None else 1.0)
+        dt = alpha.dtype
+        grad_theta_paths = (None, None, None)
+        if ctx.compand:
+            knots = torch.arange(intervals, dtype=torch.float64) / intervals
+            grad_theta_paths = (
+                (grad_levels * sv).to(dt),
+                ((moment_sums - knots * slope_sums) * sv).to(dt),
+                (slope_sums * sv).to(dt),
+            )
+        return (grad_x, grad_alpha.to(dt).view_as(alpha), None, None, *grad_theta_paths, None, None)
+
+
+def _add_statistics_gradient(x2d, grad_x2d, ctx, grad_mean: torch.Tensor, grad_sigma: torch.Tensor) -> None:
+    """``grad_x += grad_mean / N + grad_sigma * (x - mean) / (N sigma)`` in place, block by block.
+
+    ``sigma = max(std, LWN_MIN_STD)`` has no gradient where the floor is active.
+    """
+    n = x2d.numel()
+    offset = float(grad_mean) / n
+    slope = 0.0 if ctx.floored else float(grad_sigma) / (n * float(ctx.sigma))
+    for rs, cs in row_blocks(*x2d.shape):
+        block = grad_x2d[rs, cs]
+        block.add_(x2d[rs, cs] - ctx.shift, alpha=slope).add_(offset)
 
 
 class LCQQuantizer(nn.Module):
@@ -245,24 +287,27 @@ class LCQQuantizer(nn.Module):
         return torch.round(self._tables()[1].detach() * self._level_scale()).to(torch.int64)
 
     # ---------------------------------------------------------------- data path
-    def _normalized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The quantizer's input and the LWN ``sigma`` (None without LWN)."""
+    def _scale_and_shift(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The clip in ``x``'s units (``alpha``, or ``alpha * sigma`` with LWN) and the centre (None, or the mean)."""
+        alpha = self.alpha.detach().view(1, 1)
         if not self.lwn:
-            return x, None
-        sigma = x.std(correction=0).clamp_min(LWN_MIN_STD) if x.numel() > 1 else x.new_ones(())
-        return (x - x.mean()) / sigma, sigma
+            return alpha, None
+        mean, sigma, _ = lwn_statistics(x)
+        return alpha * sigma, mean
 
     def output_scale(self, x: torch.Tensor) -> torch.Tensor:
         """``alpha`` (times ``sigma`` with LWN): the factor on :meth:`levels` for input ``x``."""
         check_input(x)
-        sigma = self._normalized(x.detach())[1]
-        return (self.alpha if sigma is None else self.alpha * sigma).detach()
+        return self._scale_and_shift(x)[0].view(1)
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
         """``alpha = 2 mean|x| sqrt(Q)`` on the quantizer's input (normalized with LWN)."""
         check_input(x)
-        normalized = self._normalized(x.detach())[0]
+        normalized = x.detach()
+        if self.lwn:
+            mean, sigma, _ = lwn_statistics(x)
+            normalized = (normalized - mean) / sigma
         alpha = normalized.abs().mean() * 2.0 * math.sqrt(self.q)
         self.alpha.data = (alpha if alpha > 0 else torch.ones_like(alpha)).view(1).to(self.alpha.dtype)
 
@@ -271,24 +316,18 @@ class LCQQuantizer(nn.Module):
         check_positive("LCQ alpha", self.alpha)
         if x.numel() == 0:
             return x.clone()
-        normalized, sigma = self._normalized(x)
-        rows = as_rows(normalized, False)
-        scale = grad_scale(self.alpha, 1.0 / math.sqrt(x.numel() * self.q)).view(1, 1)
+        alpha = grad_scale(self.alpha, 1.0 / math.sqrt(x.numel() * self.q)).view(1, 1)
         thresholds, magnitudes, inv_slope, gamma, beta = self._tables()
         thresholds, levels = self._signed_thresholds(thresholds), self._signed(magnitudes)
-        if self.compand:
-            out = LCQFakeQuant.apply(rows, scale, thresholds, levels, gamma, beta, self._signed(inv_slope), self.signed)
-        else:
-            out = TableQuantize.apply(rows, scale, thresholds, levels, self.signed, True)
-        out = out.view_as(x)
-        return out if sigma is None else out * sigma
+        inv_slope = self._signed(inv_slope) if inv_slope is not None else None
+        return LCQFakeQuant.apply(x.contiguous(), alpha, self.lwn, thresholds, levels, gamma, beta, inv_slope, self.signed)
 
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:
         """``sign * j`` (weights) or ``j`` (activations), int64, shape of ``x``."""
         check_input(x)
         check_positive("LCQ alpha", self.alpha)
-        normalized = self._normalized(x)[0]
-        thresholds = scaled_thresholds(self.alpha.view(1, 1), self._signed_thresholds(self._tables()[0]), self.signed)
-        index = bucket_index(as_rows(normalized, False), thresholds)
+        scale, shift = self._scale_and_shift(x)
+        thresholds = scaled_thresholds(scale, self._signed_thresholds(self._tables()[0]), self.signed, shift)
+        index = bucket_index(as_rows(x, False), thresholds)
         return (index - self.q if self.signed else index).view_as(x)

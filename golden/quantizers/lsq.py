@@ -47,47 +47,50 @@ def lsq_range(bits: int, signed: bool, symmetric: bool = False) -> tuple[int, in
 
 
 class LSQFakeQuant(torch.autograd.Function):
-    """LSQ forward and gradients on ``(R, M)`` rows with a step per row (``(R, 1)``) or shared (``(1, 1)``).
+    """LSQ forward and gradients on ``x`` (contiguous, any shape) seen as ``rows`` slices along dim 0.
 
-    The step may carry its own graph (a gradient-scaled parameter, or ``s * beta`` for ASQ):
-    this function returns ``d loss / d step`` unscaled and autograd does the rest.
+    ``step`` is ``(rows, 1)`` (one per slice) or ``(1, 1)`` (shared).  It may carry its own graph
+    (a gradient-scaled parameter, or ``s * beta`` for ASQ): this function returns
+    ``d loss / d step`` unscaled and autograd does the rest.  The input gradient has ``x``'s
+    shape, so autograd can accumulate other gradients of ``x`` (ASQ's adapter path) in place.
     """
 
     @staticmethod
-    def forward(ctx, x2d: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:
-        out = torch.empty_like(x2d)
+    def forward(ctx, x: torch.Tensor, rows: int, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:
+        out = torch.empty_like(x)
+        x2d, out2d = x.view(rows, -1), out.view(rows, -1)
         step_d = step.detach()
         per_row = step_d.shape[0] > 1
         for rs, cs in row_blocks(*x2d.shape):
             st = step_d[rs] if per_row else step_d
-            block = out[rs, cs]
+            block = out2d[rs, cs]
             torch.div(x2d[rs, cs], st, out=block)
             block.clamp_(-qn, qp).round_().mul_(st)
-        ctx.save_for_backward(x2d, step)
-        ctx.qn, ctx.qp = qn, qp
+        ctx.save_for_backward(x, step)
+        ctx.rows, ctx.qn, ctx.qp = rows, qn, qp
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x2d, step = ctx.saved_tensors
+        x, step = ctx.saved_tensors
         step_d = step.detach()
-        grad = grad.contiguous()
-        qn, qp = ctx.qn, ctx.qp
+        rows, qn, qp = ctx.rows, ctx.qn, ctx.qp
+        grad_x = torch.empty_like(x)
+        x2d, grad2d, grad_x2d = x.view(rows, -1), grad.contiguous().view(rows, -1), grad_x.view(rows, -1)
         per_row = step_d.shape[0] > 1
-        grad_x = torch.empty_like(x2d)
-        grad_step = torch.zeros(x2d.shape[0], dtype=torch.float64)
+        grad_step = torch.zeros(rows, dtype=torch.float64)
         for rs, cs in row_blocks(*x2d.shape):
             st = step_d[rs] if per_row else step_d
             v = x2d[rs, cs] / st
             inside = (v > -qn) & (v < qp)
             code = v.clamp(-qn, qp).round_()
             residual = torch.where(inside, code - v, code)
-            g = grad[rs, cs]
-            torch.mul(g, inside, out=grad_x[rs, cs])
+            g = grad2d[rs, cs]
+            torch.mul(g, inside, out=grad_x2d[rs, cs])
             grad_step[rs] += (g * residual).sum(dim=1, dtype=torch.float64)
         if not per_row:
             grad_step = grad_step.sum().view(1)
-        return grad_x, grad_step.to(step.dtype).view_as(step), None, None
+        return grad_x, None, grad_step.to(step.dtype).view_as(step), None, None
 
 
 class UniformQuantizer(nn.Module):
@@ -132,7 +135,8 @@ class UniformQuantizer(nn.Module):
         s = torch.where(s > 0, s, torch.ones_like(s))  # an all-zero tensor keeps the unit step
         self.s.data = s.to(self.s.dtype) if self.per_channel else s.view(1).to(self.s.dtype)
 
-    def _rows_and_step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rows_and_step(self, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """Number of rows ``x`` splits into (slices sharing a step) and the gradient-scaled step ``(rows|1, 1)``."""
         check_input(x)
         check_positive("LSQ step s", self.s)
         if self.per_channel and (x.dim() == 0 or self.s.numel() != x.shape[0]):
@@ -140,21 +144,20 @@ class UniformQuantizer(nn.Module):
                 f"per-channel step has {self.s.numel()} entries but the input has shape {tuple(x.shape)}: "
                 "call init_from(x) or set s to one entry per dim-0 slice"
             )
-        rows = as_rows(x, self.per_channel)
         factor = 1.0 / math.sqrt(per_row_count(x, self.per_channel) * self.qp) if x.numel() else 1.0
-        return rows, grad_scale(self.s, factor).view(-1, 1)
+        return (x.shape[0] if self.per_channel else 1), grad_scale(self.s, factor).view(-1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() == 0:
             return x.clone()
         rows, step = self._rows_and_step(x)
-        return LSQFakeQuant.apply(rows, step, self.qn, self.qp).view_as(x)
+        return LSQFakeQuant.apply(x.contiguous(), rows, step, self.qn, self.qp)
 
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Integer codes ``v_bar = round(clip(x / s, -Qn, Qp))`` (int64, shape of ``x``)."""
         rows, step = self._rows_and_step(x)
-        return (rows / step).clamp_(-self.qn, self.qp).round_().to(torch.int64).view_as(x)
+        return (as_rows(x, self.per_channel) / step).clamp_(-self.qn, self.qp).round_().to(torch.int64).view_as(x)
 
     @torch.no_grad()
     def dequantize_codes(self, codes: torch.Tensor) -> torch.Tensor:

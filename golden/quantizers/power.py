@@ -102,7 +102,7 @@ class PowerQuantizer(nn.Module):
         alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha)).to(self.alpha.dtype)
         self.alpha.data = alpha if self.per_channel else alpha.view(1)
 
-    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: torch.Tensor) -> None:
         check_input(x)
         check_positive("power quantizer alpha", self.alpha)
         if self.per_channel and (x.dim() == 0 or self.alpha.numel() != x.shape[0]):
@@ -110,19 +110,20 @@ class PowerQuantizer(nn.Module):
                 f"per-channel alpha has {self.alpha.numel()} entries but the input has shape {tuple(x.shape)}: "
                 "call init_from(x) or set alpha to one entry per dim-0 slice"
             )
-        return as_rows(x, self.per_channel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self._rows(x)
+        self._check(x)
         if x.numel() == 0:
             return x.clone()
+        rows = x.shape[0] if self.per_channel else 1
         scale = grad_scale(self.alpha, 1.0 / math.sqrt(per_row_count(x, self.per_channel))).view(-1, 1)
-        return TableQuantize.apply(rows, scale, self._thresholds, self._levels, True, True).view_as(x)
+        return TableQuantize.apply(x.contiguous(), rows, scale, None, self._thresholds, self._levels, True, True)
 
     @torch.no_grad()
     def level_index(self, x: torch.Tensor) -> torch.Tensor:
         """Signed level index ``i`` in ``-P..P`` (int64): the value is ``sign(i) * alpha * levels()[P + |i|]``."""
-        rows = self._rows(x)
+        self._check(x)
+        rows = as_rows(x, self.per_channel)
         thresholds = scaled_thresholds(self.alpha.detach().view(-1, 1), self._thresholds, signed=True)
         return (bucket_index(rows, thresholds) - self.positive_levels).view_as(x)
 
