@@ -257,8 +257,12 @@ class LCQQuantizer(nn.Module):
         return thresholds, magnitudes, inv_slope, gamma, beta
 
     def _signed(self, magnitudes: torch.Tensor) -> torch.Tensor:
-        """Per-level vector over the code range: mirrored around level 0 for weights."""
+        """Levels over the code range: ``-L_Q..-L_1, L_0..L_Q`` for weights."""
         return torch.cat([-magnitudes.flip(0)[:-1], magnitudes]) if self.signed else magnitudes
+
+    def _mirrored(self, per_magnitude: torch.Tensor) -> torch.Tensor:
+        """A per-magnitude quantity over the code range, the same for ``+-j``: ``v_Q..v_1, v_0..v_Q``."""
+        return torch.cat([per_magnitude.flip(0)[:-1], per_magnitude]) if self.signed else per_magnitude
 
     def _signed_thresholds(self, thresholds: torch.Tensor) -> torch.Tensor:
         """Decision thresholds over the code range: ``-t_Q..-t_1, t_1..t_Q`` for weights."""
@@ -319,7 +323,7 @@ class LCQQuantizer(nn.Module):
         alpha = grad_scale(self.alpha, 1.0 / math.sqrt(x.numel() * self.q)).view(1, 1)
         thresholds, magnitudes, inv_slope, gamma, beta = self._tables()
         thresholds, levels = self._signed_thresholds(thresholds), self._signed(magnitudes)
-        inv_slope = self._signed(inv_slope) if inv_slope is not None else None
+        inv_slope = self._mirrored(inv_slope) if inv_slope is not None else None
         return LCQFakeQuant.apply(x.contiguous(), alpha, self.lwn, thresholds, levels, gamma, beta, inv_slope, self.signed)
 
     @torch.no_grad()
