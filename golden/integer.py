@@ -17,6 +17,10 @@ the accumulator width, which is asserted to be at most 53 bits.  So:
 
 Every group's result is a sum of a subset of the layer's products, so its partial sums are
 bounded like the accumulator's and stay exact; groups are added in int64.
+
+On top: :func:`im2col` / :func:`int_conv2d` / :func:`int_linear`, the requantizer wrappers, and
+the network model (:class:`IntegerLayer`, :class:`IntegerNetwork`) whose real-valued meaning is
+described before :data:`LAYER_KINDS` below.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def _check_matrix(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-GEMM_BLOCK_ELEMENTS = 1 << 21  # activation rows per block: temporaries stay ~16 MB whatever M is
+GEMM_BLOCK_ELEMENTS = 1 << 21  # activation elements per row block: temporaries stay ~16 MB whatever M is
 
 
 def _exact_matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -1022,13 +1026,13 @@ def _inline_load(ref) -> np.ndarray:
         raise ConfigError(f"bad inline array: {error}") from error
 
 
-def _check_keys(data, allowed: set, what: str, required: set | None = None) -> None:
+def _check_keys(data, allowed: set, what: str) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"{what} must be a mapping, got {type(data).__name__}")
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"{what}: unknown keys {sorted(unknown)}")
-    missing = (allowed if required is None else required) - set(data)
+    missing = allowed - set(data)
     if missing:
         raise ConfigError(f"{what}: missing keys {sorted(missing)}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -41,7 +43,7 @@ def check_layer(layer: IntegerLayer, x: Codes, stats: dict, shortcut=None, short
 @pytest.mark.parametrize("mode", MODES)
 def test_bound_holds_on_random_layers(scheme, kind, mode):
     """Soundness over random widths 2..8, F in {0, 2, 8}, geometry, pooling, BN signs."""
-    rng = np.random.default_rng(abs(hash((scheme, kind, mode))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((scheme, kind, mode)).encode()))
     stats: dict = {}
     for trial in range(8):
         bits = int(rng.integers(2, 9))
@@ -70,7 +72,7 @@ def test_bound_holds_on_random_layers(scheme, kind, mode):
 @pytest.mark.parametrize("mode", ("uniform", "threshold", "asq"))
 def test_bound_is_tight_enough_to_be_useful(scheme, mode):
     """4-bit weights and activations, F = 8, a 3x3x16 window: few codes sit within the bound of a boundary."""
-    rng = np.random.default_rng(abs(hash((scheme, mode, "tight"))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((scheme, mode, "tight")).encode()))
     cfg = make_cfg(scheme, 4, 8)
     stats: dict = {}
     for trial in range(3):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from fractions import Fraction
 
 import numpy as np
@@ -229,7 +230,7 @@ CONV_GEOMETRIES = [
 @pytest.mark.parametrize("scheme", spec.WEIGHT_SCHEMES)
 def test_int_conv2d_matches_direct_convolution(scheme, geometry):
     cin, cout, k, stride, padding, dilation, groups, size = geometry
-    rng = np.random.default_rng(hash((scheme, geometry)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((scheme, geometry)).encode()))
     cfg = make_cfg(scheme, 4, 3, 2)
     _, _, weight_table, act_table = random_operands(rng, cfg, 1, 1, 1)
     x = rng.integers(0, cfg.num_act_codes, (2, cin, size, size))
@@ -325,7 +326,7 @@ def test_threshold_channels_banks():
         threshold_channels(acc, np.zeros((2, 3, 1), dtype=np.int64), shared)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.integers(-(1 << 45) + 1, (1 << 45) - 1),
     st.integers(0, (1 << spec.MULTIPLIER_BITS) - 1),

@@ -59,6 +59,7 @@ def all_configs(scheme: str):
 # --------------------------------------------------------------------------- small helpers
 
 
+@settings(deadline=None)
 @given(st.integers(-(1 << 70), 1 << 70), st.integers(0, 1 << 70))
 def test_signed_bits_for_matches_bit_length_formula(lo, span):
     lo, hi = min(lo, 0), max(lo + span, 0)
@@ -349,7 +350,7 @@ def test_odd_post_bound_is_nearly_attained_with_8bit_activations():
 # --------------------------------------------------------------------------- multiplier
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.floats(min_value=2.0**-45, max_value=65535.0, allow_nan=False, allow_infinity=False))
 def test_quantize_multiplier_is_nearest_and_normalized(value):
     mantissa, shift = spec.quantize_multiplier(value)
@@ -361,6 +362,7 @@ def test_quantize_multiplier_is_nearest_and_normalized(value):
     assert abs(Fraction(mantissa, 2**shift) - Fraction(value)) <= Fraction(value) * Fraction(1, 2**spec.MULTIPLIER_BITS)
 
 
+@settings(deadline=None)
 @given(st.integers(1 << 7, (1 << 8) - 1), st.integers(0, 40))
 def test_quantize_multiplier_round_trips_representable_values(mantissa, shift):
     m, s = spec.quantize_multiplier(mantissa * 2.0**-shift, bits=8)
@@ -400,7 +402,7 @@ def requantize_reference(total: int, mantissa: int, shift: int, out_bits: int) -
     return min(max(math.floor(value), 0), (1 << out_bits) - 1)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(
     st.integers(-(1 << 40), 1 << 40),
     st.integers(-(1 << 20), 1 << 20),
@@ -413,7 +415,7 @@ def test_requantize_matches_rational_reference(acc, bias, mantissa, shift, out_b
     assert int(got[0]) == requantize_reference(acc + bias, mantissa, shift, out_bits)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 30))
 def test_requantize_vectorized_matches_reference(seed, shift):
     rng = np.random.default_rng(seed)
