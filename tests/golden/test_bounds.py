@@ -176,3 +176,24 @@ def test_bound_rejects_a_wrong_layer():
     out = broken.forward(x)
     real = real_forward(layer, x)
     assert not codes_within_bound(out.codes, real.codes, layer_bound(layer, x, out, real))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("mode", ("uniform", "threshold", "asq", "accumulator"))
+def test_bound_holds_with_per_sample_input_steps(scheme, mode):
+    """ASQ inputs: every sample has its own step, so bias, multipliers and thresholds are per sample."""
+    rng = np.random.default_rng(zlib.crc32(repr((scheme, mode, "adaptive")).encode()))
+    stats: dict = {}
+    for trial in range(3):
+        cfg = make_cfg(scheme, 4, 8)
+        layer = random_layer(
+            rng, cfg, "conv", 6, 8, 3, out_mode=mode, padding=1, input_adaptive=True, name=f"a{trial}",
+            **({"global_pool": True} if trial == 2 and mode != "accumulator" else {}),
+        )
+        steps = layer.input_step * rng.uniform(0.25, 2.0, 5)
+        x = Codes(rng.integers(0, cfg.num_act_codes, (5, 6, 7, 7)), steps, layer.act_table)
+        params = layer.requant_params(steps)
+        assert len({tuple(row) for row in params.bias}) > 1, "per-sample bias"
+        check_layer(layer, x, stats)
+    if mode != "accumulator":
+        assert stats["differ"] <= stats["near"] < 0.1 * stats["codes"]

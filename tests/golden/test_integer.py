@@ -399,6 +399,27 @@ def test_layer_forward_is_the_documented_composition(scheme, mode):
     assert out.codes.min() >= 0 and out.codes.max() < 1 << layer.output.bits
 
 
+def test_per_sample_input_steps_give_per_sample_requantizers():
+    """ASQ input: unit, bias and multiplier follow each sample's step; a static step gives one row."""
+    rng = np.random.default_rng(22)
+    layer = small_layer(rng, "post", "uniform", padding=1, input_adaptive=True)
+    steps = layer.input_step * np.array([0.5, 1.0, 1.7])
+    x = Codes(rng.integers(0, 16, (3, 3, 5, 5)), steps)
+    out = layer.forward(x)
+    acc = layer.accumulate(x)
+    for n in range(3):
+        unit = np.abs(layer.weight_scale) * steps[n]
+        bias = np.rint(layer.bias / unit).astype(np.int64)
+        mantissa, shift = spec.quantize_multiplier(unit / layer.output.step)
+        t = layer.sign[:, None, None] * acc[n] + bias[:, None, None]
+        for c in range(layer.out_channels):
+            expected = spec.requantize(t[c], 0, mantissa[c], shift[c], layer.output.bits)
+            np.testing.assert_array_equal(out.codes[n, c], expected)
+    static = layer.requant_params(np.full(4, layer.input_step))
+    assert all(np.array_equal(static.mantissa[0], row) for row in static.mantissa)
+    assert not np.array_equal(layer.requant_params(steps).mantissa[0], layer.requant_params(steps).mantissa[2])
+
+
 def test_negative_scale_channels_negate_the_accumulator():
     rng = np.random.default_rng(10)
     layer = small_layer(rng, "pot", "accumulator")
