@@ -241,6 +241,11 @@ class _Input:
     """The network input (real), before any quantizer."""
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A shape query (``x.size(0)``): only meaningful as an argument of a flattening view."""
+
+
 class _Tracer(fx.Tracer):
     LEAVES = (
         QuantConv2d, QuantLinear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
@@ -390,6 +395,10 @@ class _Exporter:
             if start != 1:
                 raise ConfigError(f"{node}: only flatten(x, 1) is supported")
             return args[0]
+        if target in ("size", "dim") or target is getattr:
+            return _Shape()
+        if target in ("view", "reshape") and len(args) == 3 and args[2] == -1 and isinstance(args[1], (int, _Shape)):
+            return args[0]  # x.view(x.size(0), -1): a flatten
         if target in ADD_FUNCTIONS or target in ("add", "add_", "__add__", "__iadd__"):
             return self._add(args[0], args[1], str(node))
         if target is F.adaptive_avg_pool2d:

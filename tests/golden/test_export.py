@@ -423,3 +423,29 @@ def test_unknown_quantizer_is_rejected():
     model.features[3].weight_quantizer = nn.Identity()
     with pytest.raises(UnknownSchemeError, match="Identity"):
         export_model(model)
+
+
+def test_view_flatten_and_unknown_operations():
+    class ViewFlatten(nn.Module):
+        def __init__(self, scale: float | None = None):
+            super().__init__()
+            self.conv = QuantConv2d.from_float(nn.Conv2d(1, 4, 3), *quantize_pair())
+            self.fc = QuantLinear.from_float(nn.Linear(4 * 36, 3), *quantize_pair())
+            self.scale = scale
+
+        def forward(self, x):
+            x = F.relu(self.conv(x))
+            if self.scale is not None:
+                x = x * self.scale
+            return self.fc(x.view(x.size(0), -1))
+
+    x = digits(8)
+    model = ViewFlatten()
+    calibrate(model, x)
+    network, _ = export_model(model.eval())
+    assert [layer.name for layer in network.layers] == ["conv", "fc"]
+    with torch.no_grad():
+        reference = model(x).double().numpy()
+    assert np.abs(network.logits(x.double().numpy()) - reference).max() < 0.05 * np.abs(reference).max()
+    with pytest.raises(ConfigError, match="no integer export"):
+        export_model(ViewFlatten(scale=2.0))
