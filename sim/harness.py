@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from .host import PROGRAM_FILE, HostLayout, HostProgram, HostResult, clear_resul
 from .simulators import (
     VERILATOR_BUILD_ARGS,
     VERILATOR_CFLAGS,
+    VERILATOR_MAKE_VARIABLES,
     HdlDesign,
     SimulationError,
     build_root,
@@ -41,7 +43,7 @@ def build_harness(design: HdlDesign) -> HarnessBuild:
         raise SimulationError(f"the harness drives a lutmac_host top, not {design.toplevel!r}")
     root = ensure_verilator_env()
     source = HARNESS_SOURCE.read_text()
-    key = hashlib.sha256((design.key + source + repr(VERILATOR_BUILD_ARGS + VERILATOR_CFLAGS)).encode()).hexdigest()[:12]
+    key = hashlib.sha256((design.key + source + repr(VERILATOR_BUILD_ARGS + VERILATOR_CFLAGS[True])).encode()).hexdigest()[:12]
     build_dir = build_root() / f"harness-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     binary = build_dir / HARNESS_BINARY
@@ -53,14 +55,15 @@ def build_harness(design: HdlDesign) -> HarnessBuild:
         (build_dir / "harness_main.cpp").write_text(source)
         command = [
             str(root / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", "2",
-            *VERILATOR_BUILD_ARGS, *VERILATOR_CFLAGS,
+            *VERILATOR_BUILD_ARGS, *VERILATOR_CFLAGS[True],
             "--top-module", "lutmac_host", "-Mdir", str(build_dir / "obj"), "-o", str(binary),
             "harness_main.cpp", "design.v",
         ]  # fmt: skip
         start = time.perf_counter()
         log = build_dir / "build.log"
         with open(log, "w") as handle:
-            status = subprocess.run(command, cwd=build_dir, stdout=handle, stderr=subprocess.STDOUT).returncode
+            env = os.environ | {"MAKEFLAGS": VERILATOR_MAKE_VARIABLES}
+            status = subprocess.run(command, cwd=build_dir, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
         if status or not binary.is_file():
             raise SimulationError(f"the Verilator harness build failed (status {status}); see {log}")
         return HarnessBuild(design, binary, time.perf_counter() - start)

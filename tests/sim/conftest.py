@@ -31,8 +31,19 @@ def pytest_addoption(parser):
 
 
 def pytest_generate_tests(metafunc):
-    if "simulator" in metafunc.fixturenames:
+    if "simulator" in metafunc.fixturenames and not any(
+        "simulator" in marker.args[0] for marker in metafunc.definition.iter_markers("parametrize")
+    ):
         metafunc.parametrize("simulator", selected_simulators(metafunc.config.getoption("--sim")))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that pin their own simulator list still honour ``--sim``."""
+    selected = selected_simulators(config.getoption("--sim"))
+    for item in items:
+        simulator = getattr(getattr(item, "callspec", None), "params", {}).get("simulator")
+        if simulator is not None and simulator not in selected:
+            item.add_marker(pytest.mark.skip(reason=f"--sim excludes {simulator}"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,34 @@
+"""Runner-side entry points of the RTL regression: build, run a testbench, return its checked report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.config import ArrayConfig
+
+from .accelerator import accelerator_design
+from .pe_bank import bank_design, pe_cases
+from .simulators import SimRun, run_testbench
+from .stimulus import Workload
+
+
+def check_array(cfg: ArrayConfig, workloads: list[Workload], simulator: str, seed: int,
+                waves: bool | None = None, check_reset_outputs: bool = True) -> SimRun:
+    """Run ``workloads`` on the accelerator RTL; raises :class:`sim.simulators.SimulationError` on any mismatch.
+
+    ``check_reset_outputs``: capture every output right after reset, where an X/Z bit (Icarus) fails.
+    """
+    design, layout = accelerator_design(cfg)
+    job = {"seed": seed, "cfg": cfg, "layout": layout, "workloads": workloads, "check_reset_outputs": check_reset_outputs}
+    return run_testbench(design, simulator, "sim.tb_accelerator", "gemm_workloads", job, waves=waves,
+                         label=f"array-{cfg.name_hint}")
+
+
+def check_pes(kinds: tuple[str, ...], bits: int, simulator: str, seed: int, waves: bool | None = None) -> SimRun:
+    """Every PE kind in ``kinds`` at ``bits``-bit weights and activations, exhaustively, on one bank build."""
+    rng = np.random.default_rng(seed)
+    cases = [case for kind in kinds for case in pe_cases(kind, bits, bits, rng)]
+    design, layout = bank_design(tuple(kinds), bits, bits, max(len(case) for case in cases))
+    job = {"seed": seed, "layout": layout, "cases": cases}
+    return run_testbench(design, simulator, "sim.tb_pe", "pe_products", job, waves=waves,
+                         label=f"pe-w{bits}-{'-'.join(kinds)}")
