@@ -13,6 +13,7 @@ _LAZY_EXPORTS = {
     "QuantLinear": "golden.layers",
     "quantize_model": "golden.layers",
     "calibrate": "golden.layers",
+    "clamp_scales_": "golden.layers",
     "save_checkpoint": "golden.layers",
     "load_checkpoint": "golden.layers",
     "SCHEMES": "golden.layers",

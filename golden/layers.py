@@ -228,6 +228,27 @@ def calibrate(model: nn.Module, x: torch.Tensor) -> nn.Module:
     return model
 
 
+SCALE_PARAMETERS = ("s", "alpha")
+DEFAULT_SCALE_FLOOR = 1e-8
+
+
+@torch.no_grad()
+def clamp_scales_(model: nn.Module, minimum: float = DEFAULT_SCALE_FLOOR) -> nn.Module:
+    """Clamp every quantizer's step / clip parameter (``s``, ``alpha``) to at least ``minimum``, in place.
+
+    Quantizers refuse a scale <= 0 (CodeRangeError) rather than silently fix it in ``forward``;
+    a training loop whose optimizer can overshoot (Adam on a tiny 8-bit step) calls this after
+    each ``optimizer.step()``.
+    """
+    for module in model.modules():
+        if callable(getattr(module, "config", None)):
+            for name in SCALE_PARAMETERS:
+                param = getattr(module, name, None)
+                if isinstance(param, nn.Parameter):
+                    param.clamp_(min=minimum)
+    return model
+
+
 def quantizer_configs(model: nn.Module) -> dict[str, dict]:
     """Every quantizer's configuration, by module name (what tensor shapes alone cannot tell apart)."""
     return {name: m.config() for name, m in model.named_modules() if callable(getattr(m, "config", None))}

@@ -137,8 +137,7 @@ class LCQFakeQuant(torch.autograd.Function):
             h = gx * inv_slope.index_select(0, code.to(torch.int32))
             if ctx.signed:
                 h *= torch.sign(centred)
-                centred = centred.abs()
-            u = centred.div_(s.view(()))
+            u = (centred.abs() if ctx.signed else centred) / s.view(())  # a new tensor: centred may view x
             interval = (u * intervals).floor_().clamp_(0, intervals - 1).to(torch.int32)
             slope_sums += torch.bincount(interval, weights=h, minlength=intervals)
             moment_sums += torch.bincount(interval, weights=h.mul_(u), minlength=intervals)
