@@ -391,7 +391,7 @@ class _Exporter:
         if target in RELU_FUNCTIONS or target == "relu":
             return self._relu(args[0], str(node))
         if target in FLATTEN_FUNCTIONS or target == "flatten":
-            start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0 if target in FLATTEN_FUNCTIONS else 0)
+            start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0)
             if start != 1:
                 raise ConfigError(f"{node}: only flatten(x, 1) is supported")
             return args[0]
