@@ -87,8 +87,8 @@ class ReportWriter:
     def table(self, stem: str, rows: Sequence[dict], title: str, notes: str = "", formats: dict[str, str] | None = None,
               payload: dict | None = None) -> None:
         """``stem``.md / .csv / .json for one table (``payload`` adds metadata to the JSON)."""
-        self.text(f"{stem}.md", f"# {title}\n\n{notes.strip()}\n\n{markdown_table(rows, formats)}" if notes else
-                  f"# {title}\n\n{markdown_table(rows, formats)}")
+        preamble = f"{notes.strip()}\n\n" if notes else ""
+        self.text(f"{stem}.md", f"# {title}\n\n{preamble}{markdown_table(rows, formats)}")
         self.text(f"{stem}.csv", csv_text(rows))
         self.text(f"{stem}.json", json_text({"title": title, **(payload or {}), "rows": list(rows)}))
 
