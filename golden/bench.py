@@ -92,14 +92,17 @@ def _cases(x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]
     with torch.no_grad():
         lcq.theta.normal_(0, 0.5)  # a learned-looking compander, not the identity
         lcq_w.theta.normal_(0, 0.5)
-    step = lsq.s.detach().clone()
+    step_value = float(lsq.s.detach())
     zero = torch.zeros(1)
     factor = 1.0 / math.sqrt(x.numel() * lsq.qp)
+
+    def native_learnable(t: torch.Tensor) -> torch.Tensor:
+        step = torch.tensor([step_value], requires_grad=t.requires_grad)
+        return torch._fake_quantize_learnable_per_tensor_affine(t, step, zero, -lsq.qn, lsq.qp, factor)
+
     return {
-        "torch fake_quantize_per_tensor_affine": lambda t: torch.fake_quantize_per_tensor_affine(t, float(step), 0, -lsq.qn, lsq.qp),
-        "torch _fake_quantize_learnable_per_tensor": lambda t: torch._fake_quantize_learnable_per_tensor_affine(
-            t, step.requires_grad_(t.requires_grad), zero, -lsq.qn, lsq.qp, factor
-        ),
+        "torch fake_quantize_per_tensor_affine": lambda t: torch.fake_quantize_per_tensor_affine(t, step_value, 0, -lsq.qn, lsq.qp),
+        "torch _fake_quantize_learnable_per_tensor": native_learnable,
         "LSQ (signed, per tensor)": lsq,
         "ASQ (unsigned, 64-ch adapter)": asq,
         "POT (b-bit levels)": pot,

@@ -71,8 +71,21 @@ LWN_MIN_STD = 1e-12
 
 
 def lwn_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """LWN's ``(mean, sigma, floored)``: population std, floored at ``LWN_MIN_STD`` (constants)."""
-    std, mean = torch.std_mean(x.detach(), correction=0)
+    """LWN's ``(mean, sigma, floored)``: population std, floored at ``LWN_MIN_STD`` (constants).
+
+    Two passes over blocks with float64 accumulation (``torch.std_mean``'s single-threaded
+    Welford pass is several times slower on large tensors).
+    """
+    flat = x.detach().reshape(1, -1)
+    total = torch.zeros((), dtype=torch.float64)
+    for rs, cs in row_blocks(*flat.shape):
+        total += flat[rs, cs].sum(dtype=torch.float64)
+    mean = (total / flat.numel()).to(x.dtype)
+    squares = torch.zeros((), dtype=torch.float64)
+    for rs, cs in row_blocks(*flat.shape):
+        centred = flat[rs, cs].reshape(-1).double() - total / flat.numel()
+        squares += torch.dot(centred, centred)
+    std = torch.sqrt(squares / flat.numel()).to(x.dtype)
     floored = bool(std < LWN_MIN_STD)
     return mean, std.clamp_min(LWN_MIN_STD), floored
 
@@ -84,7 +97,8 @@ class LCQFakeQuant(torch.autograd.Function):
     normalized ``thresholds`` ``(T,)`` (constants); the level vector ``levels`` ``(L,)`` (a
     function of theta); the compander's ``gamma`` and ``beta`` ``(K,)`` and ``inv_slope``
     ``(L,)`` — ``1 / gamma`` of the interval holding each level's ``y = j / Q`` — or three
-    Nones for the uncompanded 2-bit quantizer.
+    Nones when theta needs no gradient (no autograd, a frozen theta, the uncompanded 2-bit
+    quantizer); the per-element codes the theta paths need are only kept otherwise.
 
     With ``lwn`` the clip is ``scale = alpha * sigma`` and the input is centred on the mean; the
     statistics' own gradients (``d mean / dx = 1/N``, ``d sigma / dx = (x - mean) / (N sigma)``)
@@ -101,11 +115,11 @@ class LCQFakeQuant(torch.autograd.Function):
         thr = scaled_thresholds(scale, thresholds, signed, shift)
         table = (scale * levels.detach()).contiguous()
         out = torch.empty_like(x)
-        compand = gamma is not None
-        codes = torch.empty(x.shape, dtype=torch.uint8) if compand else None  # the theta paths need them
-        table_forward(x.view(1, -1), thr, table, out.view(1, -1), codes.view(1, -1) if compand else None)
-        ctx.save_for_backward(x, out, alpha, codes, gamma.detach() if compand else None, inv_slope)
-        ctx.shift, ctx.sigma, ctx.scale, ctx.signed, ctx.compand = shift, sigma, scale, signed, compand
+        theta_paths = gamma is not None
+        codes = torch.empty(x.shape, dtype=torch.uint8) if theta_paths else None
+        table_forward(x.view(1, -1), thr, table, out.view(1, -1), codes.view(1, -1) if theta_paths else None)
+        ctx.save_for_backward(x, out, alpha, codes, gamma.detach() if theta_paths else None, inv_slope)
+        ctx.shift, ctx.sigma, ctx.scale, ctx.signed, ctx.theta_paths = shift, sigma, scale, signed, theta_paths
         return out
 
     @staticmethod
@@ -114,12 +128,12 @@ class LCQFakeQuant(torch.autograd.Function):
         s = ctx.scale
         grad_x = torch.empty_like(x)
         x2d, out2d, grad2d, grad_x2d = (t.view(1, -1) for t in (x, out, grad.contiguous(), grad_x))
-        codes2d = codes.view(1, -1) if ctx.compand else None
+        codes2d = codes.view(1, -1) if ctx.theta_paths else None
         grad_scale = torch.zeros((), dtype=torch.float64)
         grad_x_sum = torch.zeros((), dtype=torch.float64)  # the mean's gradient is minus this
-        codes_count = inv_slope.numel() if ctx.compand else 0
+        codes_count = inv_slope.numel() if ctx.theta_paths else 0
         grad_levels = torch.zeros(codes_count, dtype=torch.float64)
-        intervals = gamma.numel() if ctx.compand else 0
+        intervals = gamma.numel() if ctx.theta_paths else 0
         slope_sums = torch.zeros(intervals, dtype=torch.float64)  # sum of H over interval k
         moment_sums = torch.zeros(intervals, dtype=torch.float64)  # sum of H * u over interval k
         for rs, cs in row_blocks(*x2d.shape):
@@ -129,7 +143,7 @@ class LCQFakeQuant(torch.autograd.Function):
             gx = grad_x2d[rs, cs]
             torch.mul(g, inside, out=gx)
             grad_x_sum += gx.sum(dtype=torch.float64)
-            if not ctx.compand:
+            if not ctx.theta_paths:
                 continue
             code = codes2d[rs, cs].reshape(-1)
             gx, centred = gx.reshape(-1), centred.reshape(-1)
@@ -148,7 +162,7 @@ class LCQFakeQuant(torch.autograd.Function):
         grad_alpha = grad_scale * (ctx.sigma.double() if ctx.sigma is not None else 1.0)
         dt = alpha.dtype
         grad_theta_paths = (None, None, None)
-        if ctx.compand:
+        if ctx.theta_paths:
             knots = torch.arange(intervals, dtype=torch.float64) / intervals
             grad_theta_paths = (
                 (grad_levels * sv).to(dt),
@@ -322,7 +336,10 @@ class LCQQuantizer(nn.Module):
         alpha = grad_scale(self.alpha, 1.0 / math.sqrt(x.numel() * self.q)).view(1, 1)
         thresholds, magnitudes, inv_slope, gamma, beta = self._tables()
         thresholds, levels = self._signed_thresholds(thresholds), self._signed(magnitudes)
-        inv_slope = self._mirrored(inv_slope) if inv_slope is not None else None
+        if levels.requires_grad:
+            inv_slope = self._mirrored(inv_slope)
+        else:  # no_grad, or a frozen theta: skip the theta paths and their per-element codes
+            inv_slope = gamma = beta = None
         return LCQFakeQuant.apply(x.contiguous(), alpha, self.lwn, thresholds, levels, gamma, beta, inv_slope, self.signed)
 
     @torch.no_grad()

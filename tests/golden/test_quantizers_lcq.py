@@ -279,6 +279,19 @@ def test_theta_gradient_is_the_sum_of_both_paths():
         assert part.abs().max() > 1e-3 and not torch.allclose(full, part, atol=1e-4)
 
 
+def test_frozen_theta_keeps_the_other_gradients():
+    x = torch.randn(300, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    grads = []
+    for frozen in (False, True):
+        q = make(4, True, random_theta(30), alpha=1.2, lwn=True)
+        q.theta.requires_grad_(not frozen)
+        xg = x.clone().requires_grad_()
+        (q(xg) * x).sum().backward()
+        grads.append((xg.grad, q.alpha.grad, q.theta.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    assert grads[0][2] is not None and grads[1][2] is None
+
+
 def test_bad_input_raises():
     for bits in (1, 9):
         with pytest.raises(UnsupportedBitsError):
