@@ -74,6 +74,7 @@ class HarnessSession:
 
     def __init__(self, harness: HarnessBuild, layout: HostLayout, workdir: Path) -> None:
         self.layout = layout
+        self.sim_seconds = 0.0  # spent inside the harness on programs so far
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
@@ -104,6 +105,7 @@ class HarnessSession:
         if error:
             raise SimulationError(f"a WAIT entry of the host program timed out ({cycles} cycles into the program)")
         captures, waits = read_results(self.workdir, program)
+        self.sim_seconds += nanoseconds * 1e-9
         return HostResult(captures, waits, cycles, nanoseconds * 1e-9)
 
     async def run(self, program: HostProgram) -> HostResult:

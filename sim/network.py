@@ -1,0 +1,326 @@
+"""A whole integer network (golden :class:`~golden.integer.IntegerNetwork`) through the accelerator RTL.
+
+Every conv/linear layer's GEMM runs on the RTL (golden's ``im2col`` lowers a conv), and each
+layer's input is the previous layer's *RTL* output, so errors would propagate exactly as they
+would in silicon.  Two ways a layer runs:
+
+* **on-chip requantizer** (``stage="codes"``): a layer with no residual, no pooling, static
+  input step, positive channel signs and an unsigned input runs in REQUANT (uniform output) or
+  THRESHOLD (LCQ output) mode, or RAW for an ``accumulator`` output (``acc + bias``); the RTL's
+  output is the next layer's input as is;
+* **accumulators** (``stage="accumulators"``): the accelerator has no residual input and no
+  pooling unit, so a layer with a residual add, pooling, an ASQ output, a negated channel or a
+  signed input (two unsigned passes) runs in RAW mode with zero bias and golden's own
+  ``IntegerLayer.forward`` finishes it from the RTL accumulators (shortcut, pooling,
+  requantization).  The accumulators are compared bit for bit too.
+
+Every layer is compared with golden's forward on the same input, and every accelerator run's
+measured cycles with :func:`hw.cycles.gemm_cycles`.  Backends: ``"verilator"`` (the plain C++
+harness, fastest), ``"cocotb-verilator"`` and ``"cocotb-icarus"`` (consecutive layers sharing an
+accelerator configuration run in one simulator process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from golden import spec
+from golden.errors import ConfigError, UnknownSchemeError
+from golden.integer import (
+    Accumulators,
+    Codes,
+    IntegerLayer,
+    IntegerNetwork,
+    conv_output_size,
+    conv_weight_matrix,
+    im2col,
+)
+from hw.config import ArrayConfig
+from hw.host import GemmJob
+from hw.layout import OutputMode
+
+from .accelerator import AcceleratorDriver, accelerator_design, run_gemm
+from .harness import HarnessSession, build_harness
+from .simulators import SimulationError, run_testbench
+
+BACKENDS = ("verilator", "cocotb-verilator", "cocotb-icarus")
+PE_KIND_FOR_SCHEME = {"int": "int", "pot": "pot", "post": "post_shared", "lcq": "lcq"}
+
+
+@dataclass
+class LayerRun:
+    """One layer's RTL result next to golden's."""
+
+    name: str
+    stage: str  # "codes" (on-chip requantizer / RAW output) or "accumulators" (golden finished the layer)
+    bit_exact: bool
+    mismatches: int
+    cycles: int  # measured start..done cycles of the layer's accelerator runs
+    expected_cycles: int  # hw.cycles.gemm_cycles summed over the same runs
+    program_cycles: int  # every simulated edge, host transfers included
+    runs: int
+    macs: int
+    array: str  # the ArrayConfig name hint that ran it
+
+
+@dataclass
+class NetworkRun:
+    backend: str
+    layers: list[LayerRun]
+    outputs: dict  # layer name -> Codes / Accumulators produced from the RTL
+    matches_golden_run: bool  # the RTL chain's last output equals golden's own run of the network
+    wall_seconds: float  # everything after the builds
+    build_seconds: float
+    sim_seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def bit_exact(self) -> bool:
+        return all(layer.bit_exact for layer in self.layers) and self.matches_golden_run
+
+    @property
+    def cycles(self) -> int:
+        return sum(layer.cycles for layer in self.layers)
+
+    @property
+    def program_cycles(self) -> int:
+        return sum(layer.program_cycles for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def runs_on_requantizer(layer: IntegerLayer) -> bool:
+    """Whether the layer's whole output comes from the accelerator's output stage."""
+    out = layer.output
+    return (
+        layer.residual is None and not layer.signed_input and not layer.input_adaptive and layer.groups == 1
+        and out.max_pool is None and not out.global_pool and out.mode in ("uniform", "threshold", "accumulator")
+        and bool(np.all(layer.weight_scale > 0))
+    )  # fmt: skip
+
+
+def config_key(layer: IntegerLayer) -> tuple:
+    out_bits = layer.output.bits if runs_on_requantizer(layer) and layer.output.mode != "accumulator" else None
+    return layer.cfg, out_bits
+
+
+def array_configs(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256,
+                  max_n: int = 64) -> dict[tuple, ArrayConfig]:
+    """One accelerator configuration per (datapath, output bits) the network's layers need."""
+    groups: dict[tuple, list[IntegerLayer]] = {}
+    for layer in network.layers:
+        if layer.cfg.scheme not in PE_KIND_FOR_SCHEME:
+            raise UnknownSchemeError(f"layer {layer.name!r}: no PE kind runs {layer.cfg.scheme!r} weights")
+        groups.setdefault(config_key(layer), []).append(layer)
+    configs = {}
+    for (datapath, out_bits), layers in groups.items():
+        reduction = max(layer.reduction_length for layer in layers)
+        direct = [layer for layer in layers if runs_on_requantizer(layer)]
+        bias_bits = max([spec.accumulator_bits(datapath, reduction)]
+                        + [spec.signed_bits_for(*_bias_range(layer)) for layer in direct])
+        configs[(datapath, out_bits)] = ArrayConfig(
+            PE_KIND_FOR_SCHEME[datapath.scheme], rows, cols, datapath.weight.bits, datapath.act_bits,
+            frac_bits=datapath.frac_bits, levels=datapath.weight.levels, level_bits=datapath.weight.level_bits,
+            act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
+            max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
+            threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
+        )  # fmt: skip
+    return configs
+
+
+def _bias_range(layer: IntegerLayer) -> tuple[int, int]:
+    bias = layer.requant_params(np.array([layer.input_step])).bias
+    return min(int(bias.min()), 0), max(int(bias.max()), 0)
+
+
+# --------------------------------------------------------------------------- one layer
+
+
+def _gemm_operands(layer: IntegerLayer, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(activation matrix, weight matrix, output shape [N, C, ...]) of the layer's GEMM, lowered by golden."""
+    if layer.kind == "conv":
+        kernel = layer.weight_codes.shape[2:]
+        columns = im2col(codes, kernel, layer.stride, layer.padding, layer.dilation)
+        out_h, out_w = conv_output_size(codes.shape[2:], kernel, layer.stride, layer.padding, layer.dilation)
+        return columns, conv_weight_matrix(layer.weight_codes), (codes.shape[0], out_h, out_w)
+    return codes.reshape(codes.shape[0], -1), layer.weight_codes.T, (codes.shape[0],)
+
+
+def _to_channels_first(matrix: np.ndarray, shape: tuple) -> np.ndarray:
+    """GEMM output ``[N*H*W, C]`` back to ``[N, C, H, W]`` (or ``[N, C]``)."""
+    if len(shape) == 1:
+        return matrix
+    n, h, w = shape
+    return matrix.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+
+
+def forward_from_accumulators(layer: IntegerLayer, x: Codes, shortcut, acc: np.ndarray):
+    """golden's ``IntegerLayer.forward`` with its accumulation replaced by ``acc`` (from the RTL)."""
+    stand_in = copy.copy(layer)
+    object.__setattr__(stand_in, "accumulate", lambda _codes: acc)
+    return stand_in.forward(x, shortcut)
+
+
+class _LayerTally:
+    def __init__(self) -> None:
+        self.cycles = self.expected = self.program = self.runs = self.macs = 0
+
+    def add(self, outcome) -> None:
+        self.cycles += outcome.run_cycles
+        self.expected += sum(run.expected_cycles for run in outcome.runs)
+        self.program += outcome.program_cycles
+        self.runs += len(outcome.runs)
+        self.macs += sum(int(np.prod(run.run.shape)) for run in outcome.runs)
+
+
+async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, shortcut):
+    """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages."""
+    golden = layer.forward(x, shortcut)
+    tally = _LayerTally()
+    tables = {"weight_table": layer.weight_table, "act_table": layer.act_table} if layer.cfg.scheme == "lcq" else {}
+
+    async def gemm(codes: np.ndarray, **params) -> tuple[np.ndarray, tuple]:
+        act, weight, shape = _gemm_operands(layer, codes)
+        outcome = await run_gemm(session, driver, GemmJob(act, weight, **params, **tables))
+        tally.add(outcome)
+        return outcome.outputs, shape
+
+    if runs_on_requantizer(layer):
+        params = layer.requant_params(x.step)
+        if layer.output.mode == "uniform":
+            matrix, shape = await gemm(x.codes, mode=OutputMode.REQUANT, bias=params.bias[0],
+                                       mantissa=params.mantissa[0], shift=params.shift[0])
+        elif layer.output.mode == "threshold":
+            matrix, shape = await gemm(x.codes, mode=OutputMode.THRESHOLD, bias=params.bias[0],
+                                       thresholds=params.thresholds[0])
+        else:
+            matrix, shape = await gemm(x.codes, mode=OutputMode.RAW, bias=params.bias[0])
+        values = _to_channels_first(matrix, shape)
+        if isinstance(golden, Accumulators):
+            output = Accumulators(values, golden.unit)
+            expected = golden.values
+        else:
+            output = Codes(values, golden.step, golden.table)
+            expected = golden.codes
+        stage, mismatches = "codes", int(np.sum(values != expected))
+    else:
+        if layer.signed_input:  # two unsigned passes, as golden's accumulate defines it
+            positive, shape = await gemm(np.maximum(x.codes, 0), mode=OutputMode.RAW)
+            negative, _ = await gemm(np.maximum(-x.codes, 0), mode=OutputMode.RAW)
+            matrix = positive - negative
+        else:
+            matrix, shape = await gemm(x.codes, mode=OutputMode.RAW)
+        acc = _to_channels_first(matrix, shape)
+        output = forward_from_accumulators(layer, x, shortcut, acc)
+        mismatches = int(np.sum(acc != layer.accumulate(x)))
+        same = np.array_equal(output.values if isinstance(output, Accumulators) else output.codes,
+                              golden.values if isinstance(golden, Accumulators) else golden.codes)
+        stage, mismatches = "accumulators", mismatches + (0 if same else 1)
+    return output, LayerRun(layer.name, stage, mismatches == 0 and tally.cycles == tally.expected, mismatches,
+                            tally.cycles, tally.expected, tally.program, tally.runs, tally.macs, driver.cfg.name_hint)
+
+
+async def run_layers(sessions: dict, network: IntegerNetwork, indices: list[int], outputs: dict) -> list[LayerRun]:
+    """Layers ``indices`` in order; ``sessions[key] = (session, driver)``; ``outputs`` gains each result."""
+    runs = []
+    for index in indices:
+        layer = network.layers[index]
+        session, driver = sessions[config_key(layer)]
+        shortcut = None if layer.residual is None else outputs[layer.residual.source]
+        output, run = await run_layer(session, driver, layer, outputs[network.input_name(index)], shortcut)
+        outputs[layer.name] = output
+        runs.append(run)
+    return runs
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def _finish(network, backend, x_codes, outputs, layers, wall, build, sim=0.0) -> NetworkRun:
+    golden_outputs = network.run(x_codes)
+    last = network.layers[-1].name
+    rtl, ref = outputs[last], golden_outputs[last]
+    same = np.array_equal(rtl.values if isinstance(rtl, Accumulators) else rtl.codes,
+                          ref.values if isinstance(ref, Accumulators) else ref.codes)
+    failures = [f"{layer.name}: {layer.mismatches} mismatching {layer.stage}, cycles {layer.cycles} vs "
+                f"{layer.expected_cycles} expected" for layer in layers if not layer.bit_exact]
+    if not same:
+        failures.append(f"the RTL chain's {last} output differs from golden's run of the network")
+    return NetworkRun(backend, layers, outputs, same, wall, build, sim, failures)
+
+
+def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str = "verilator", rows: int = 8,
+                    cols: int = 8, workdir: Path | None = None, seed: int = 0) -> NetworkRun:
+    """Run ``network`` on input ``x`` (reals, quantized by the network's input stage, or Codes) through the RTL.
+
+    With ``"verilator"`` mismatches are reported in the returned :class:`NetworkRun` (``bit_exact``,
+    ``failures``); the cocotb backends raise :class:`~sim.simulators.SimulationError` on a mismatching
+    segment (with its waveform) like every testbench.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
+    x_codes = x if isinstance(x, Codes) else network.quantize_input(x)
+    configs = array_configs(network, rows, cols)
+    outputs = {"input": x_codes}
+    if backend == "verilator":
+        return _run_harness(network, x_codes, configs, outputs, workdir)
+    simulator = backend.split("-", 1)[1]
+    layers: list[LayerRun] = []
+    build_seconds = sim_seconds = 0.0
+    wall = time.perf_counter()
+    keys = [config_key(layer) for layer in network.layers]
+    start = 0
+    while start < len(keys):  # consecutive layers on one configuration share one simulator process
+        stop = start
+        while stop < len(keys) and keys[stop] == keys[start]:
+            stop += 1
+        cfg = configs[keys[start]]
+        design, layout = accelerator_design(cfg)
+        job = {"seed": seed, "cfg": cfg, "layout": layout, "network": network, "indices": list(range(start, stop)),
+               "outputs": outputs}
+        result = run_testbench(design, simulator, "sim.tb_network", "network_segment", job, label="network",
+                               optimize=True)
+        outputs.update(result.report["outputs"])
+        layers += result.report["layers"]
+        sim_seconds += result.report["sim_seconds"]
+        start = stop
+    return _finish(network, backend, x_codes, outputs, layers, time.perf_counter() - wall, build_seconds, sim_seconds)
+
+
+def _run_harness(network, x_codes, configs, outputs, workdir) -> NetworkRun:
+    build_start = time.perf_counter()
+    harnesses = {key: (build_harness(accelerator_design(cfg, internal_clock=False)[0]),
+                       accelerator_design(cfg, internal_clock=False)[1]) for key, cfg in configs.items()}
+    build_seconds = time.perf_counter() - build_start
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="lutmac-network-"))
+    wall = time.perf_counter()
+    sessions = {}
+    try:
+        for index, (key, (harness, layout)) in enumerate(harnesses.items()):
+            session = HarnessSession(harness, layout, root / f"array{index}")
+            sessions[key] = (session, AcceleratorDriver(configs[key], layout))
+        layers = asyncio.run(run_layers(sessions, network, list(range(len(network.layers))), outputs))
+    finally:
+        for session, _ in sessions.values():
+            session.close()
+    sim_seconds = sum(s.sim_seconds for s, _ in sessions.values())
+    return _finish(network, "verilator", x_codes, outputs, layers, time.perf_counter() - wall, build_seconds,
+                   sim_seconds)
+
+
+def check_network(run: NetworkRun) -> None:
+    """Raise :class:`SimulationError` listing every layer that was not bit-exact (or off in cycles)."""
+    if not run.bit_exact:
+        raise SimulationError("network run on the RTL is not bit-exact:\n  " + "\n  ".join(run.failures))
