@@ -38,12 +38,15 @@ def check_positive(name: str, value: torch.Tensor) -> None:
 
 
 def check_bits(bits: int, lo: int, hi: int, what: str) -> int:
+    """``bits`` itself if it is an int in ``lo..hi``, else UnsupportedBitsError."""
     if not isinstance(bits, int) or isinstance(bits, bool) or not lo <= bits <= hi:
         raise UnsupportedBitsError(f"{what} supports bits in {lo}..{hi}, got {bits!r}")
     return bits
 
 
 class _GradScale(torch.autograd.Function):
+    """Identity forward (a copy), gradient times ``factor``."""
+
     @staticmethod
     def forward(ctx, param: torch.Tensor, factor: float) -> torch.Tensor:
         ctx.factor = factor

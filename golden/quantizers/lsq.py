@@ -156,7 +156,7 @@ class UniformQuantizer(nn.Module):
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Integer codes ``v_bar = round(clip(x / s, -Qn, Qp))`` (int64, shape of ``x``)."""
-        rows, step = self._rows_and_step(x)
+        _, step = self._rows_and_step(x)
         return (as_rows(x, self.per_channel) / step).clamp_(-self.qn, self.qp).round_().to(torch.int64).view_as(x)
 
     @torch.no_grad()
