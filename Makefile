@@ -42,7 +42,7 @@ verilog: setup
 synth: setup
 	$(PY) -m hw.synth --out build/synth
 
-reports: setup
+reports: setup synth
 	$(PY) -m reports.cli report --out $(OUT)/reports
 
 bench: setup

@@ -154,7 +154,11 @@ class WeightFormat:
 
     def pack_power(self, sign: np.ndarray, exponent: np.ndarray) -> np.ndarray:
         """Code words from sign (0/1) and exponent fields (pot/post)."""
-        return (np.asarray(sign, dtype=np.int64) << self.exponent_bits) | np.asarray(exponent, dtype=np.int64)
+        sign = np.asarray(sign, dtype=np.int64)
+        exponent = np.asarray(exponent, dtype=np.int64)
+        if np.any((sign < 0) | (sign > 1)) or np.any((exponent < 0) | (exponent > self.zero_exponent)):
+            raise CodeRangeError(f"sign must be 0/1 and exponent fields must fit {self.exponent_bits} bits")
+        return (sign << self.exponent_bits) | exponent
 
     def unpack_power(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(negative, exponent, is_zero) of pot/post code words."""
@@ -244,7 +248,7 @@ class DatapathConfig:
         level_bits: int = DEFAULT_LEVEL_BITS,
         act_format: str | None = None,
         act_level_bits: int = DEFAULT_LEVEL_BITS,
-    ) -> "DatapathConfig":
+    ) -> DatapathConfig:
         """Config with the scheme's defaults: F=8 for pot/post, LCQ activations for lcq weights."""
         if frac_bits is None:
             frac_bits = DEFAULT_FRAC_BITS if scheme in SHIFT_SCHEMES else 0
@@ -316,7 +320,7 @@ def accumulator_bits(cfg: DatapathConfig, reduction_length: int) -> int:
     interval, so no partial sum — in any summation order — leaves the representable range.
     The bound is tight: ``K`` copies of the extreme product reach it.
     """
-    if not isinstance(reduction_length, (int, np.integer)) or reduction_length < 1:
+    if isinstance(reduction_length, bool) or not isinstance(reduction_length, (int, np.integer)) or reduction_length < 1:
         raise ConfigError(f"reduction length must be a positive int, got {reduction_length!r}")
     lo, hi = cfg.product_range()
     return signed_bits_for(reduction_length * lo, reduction_length * hi)

@@ -601,3 +601,19 @@ def test_requant_spec_widths_hold_the_extremes():
         prod_lo, prod_hi = spec.signed_range(widths.product_bits)
         mantissa_max = (1 << widths.multiplier_bits) - 1
         assert prod_lo <= (acc_lo + bias_lo) * mantissa_max and (acc_hi + bias_hi) * mantissa_max <= prod_hi
+
+
+def test_pack_power_rejects_fields_that_do_not_fit():
+    fmt = spec.WeightFormat("post", 4)
+    assert fmt.pack_power(1, fmt.zero_exponent) == (1 << fmt.exponent_bits) | fmt.zero_exponent
+    with pytest.raises(CodeRangeError):
+        fmt.pack_power(0, fmt.zero_exponent + 1)  # would spill into the sign bit
+    with pytest.raises(CodeRangeError):
+        fmt.pack_power(2, 0)
+    with pytest.raises(CodeRangeError):
+        fmt.pack_power(0, -1)
+
+
+def test_reduction_length_rejects_bool():
+    with pytest.raises(ConfigError):
+        spec.accumulator_bits(spec.DatapathConfig.make("int", 4, 4), True)
