@@ -19,13 +19,19 @@ or a :class:`sim.harness.HarnessSession`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
+import amaranth
 import numpy as np
 from amaranth.back import verilog
 
+import hw
+from golden import spec
 from golden.errors import ConfigError
 from hw.config import ArrayConfig
 from hw.cycles import gemm_cycles
@@ -34,7 +40,7 @@ from hw.layout import Region
 from hw.top import Accelerator
 
 from .host import HostLayout, HostProgram, HostResult, host_design
-from .simulators import HdlDesign
+from .simulators import HdlDesign, build_root
 
 PROGRAM_DEPTH = 1 << 15
 CAPTURE_DEPTH = 1 << 12
@@ -43,11 +49,29 @@ RESET_CYCLES = 2
 SLICE_REGIONS = {Region.WEIGHT, Region.CHANNEL, Region.WEIGHT_TABLE, Region.ACT_TABLE, Region.PRODUCT_TABLE}
 
 
+def _hw_fingerprint() -> str:
+    """Hash of everything the generated Verilog depends on: hw/'s sources, golden.spec and Amaranth's version."""
+    sources = sorted(Path(hw.__file__).parent.glob("*.py")) + [Path(spec.__file__)]
+    digest = hashlib.sha256(amaranth.__version__.encode())
+    for path in sources:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @lru_cache(maxsize=16)
 def accelerator_verilog(cfg: ArrayConfig) -> tuple[str, str]:
-    """``(module name, Verilog)`` of the accelerator for ``cfg``."""
+    """``(module name, Verilog)`` of the accelerator for ``cfg``, cached on disk (conversion takes seconds)."""
     name = f"lutmac_{cfg.name_hint}"
-    return name, verilog.convert(Accelerator(cfg), name=name, emit_src=False)
+    key = hashlib.sha256(f"{_hw_fingerprint()} {cfg!r}".encode()).hexdigest()[:16]
+    cached = build_root() / "verilog" / f"{name}-{key}.v"
+    if cached.is_file():
+        return name, cached.read_text()
+    text = verilog.convert(Accelerator(cfg), name=name, emit_src=False)
+    cached.parent.mkdir(exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(text)
+    partial.replace(cached)  # atomic: parallel workers never read half a file
+    return name, text
 
 
 @lru_cache(maxsize=16)

@@ -111,33 +111,40 @@ def runs_on_requantizer(layer: IntegerLayer) -> bool:
     )  # fmt: skip
 
 
-def config_key(layer: IntegerLayer) -> tuple:
-    out_bits = layer.output.bits if runs_on_requantizer(layer) and layer.output.mode != "accumulator" else None
-    return layer.cfg, out_bits
+def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256,
+                max_n: int = 64) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
+    """Accelerator configurations the network needs and which one runs each layer.
 
-
-def array_configs(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256,
-                  max_n: int = 64) -> dict[tuple, ArrayConfig]:
-    """One accelerator configuration per (datapath, output bits) the network's layers need."""
-    groups: dict[tuple, list[IntegerLayer]] = {}
+    One configuration per (datapath, output bits) of the layers that use the on-chip
+    requantizer; a layer finished by golden (RAW mode) joins a configuration of its datapath, so
+    consecutive layers share one accelerator.
+    """
     for layer in network.layers:
         if layer.cfg.scheme not in PE_KIND_FOR_SCHEME:
             raise UnknownSchemeError(f"layer {layer.name!r}: no PE kind runs {layer.cfg.scheme!r} weights")
-        groups.setdefault(config_key(layer), []).append(layer)
+    keys: dict[str, tuple] = {}
+    for layer in network.layers:
+        if runs_on_requantizer(layer):
+            keys[layer.name] = (layer.cfg, None if layer.output.mode == "accumulator" else layer.output.bits)
+    for layer in network.layers:
+        if layer.name not in keys:
+            keys[layer.name] = next((key for key in keys.values() if key[0] == layer.cfg), (layer.cfg, None))
     configs = {}
-    for (datapath, out_bits), layers in groups.items():
+    for key in dict.fromkeys(keys.values()):
+        datapath, out_bits = key
+        layers = [layer for layer in network.layers if keys[layer.name] == key]
         reduction = max(layer.reduction_length for layer in layers)
         direct = [layer for layer in layers if runs_on_requantizer(layer)]
         bias_bits = max([spec.accumulator_bits(datapath, reduction)]
                         + [spec.signed_bits_for(*_bias_range(layer)) for layer in direct])
-        configs[(datapath, out_bits)] = ArrayConfig(
+        configs[key] = ArrayConfig(
             PE_KIND_FOR_SCHEME[datapath.scheme], rows, cols, datapath.weight.bits, datapath.act_bits,
             frac_bits=datapath.frac_bits, levels=datapath.weight.levels, level_bits=datapath.weight.level_bits,
             act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
             max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
             threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
         )  # fmt: skip
-    return configs
+    return configs, keys
 
 
 def _bias_range(layer: IntegerLayer) -> tuple[int, int]:
@@ -232,12 +239,13 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
                             tally.cycles, tally.expected, tally.program, tally.runs, tally.macs, driver.cfg.name_hint)
 
 
-async def run_layers(sessions: dict, network: IntegerNetwork, indices: list[int], outputs: dict) -> list[LayerRun]:
-    """Layers ``indices`` in order; ``sessions[key] = (session, driver)``; ``outputs`` gains each result."""
+async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNetwork, indices: list[int],
+                     outputs: dict) -> list[LayerRun]:
+    """Layers ``indices`` in order on ``sessions[keys[name]] = (session, driver)``; ``outputs`` gains each result."""
     runs = []
     for index in indices:
         layer = network.layers[index]
-        session, driver = sessions[config_key(layer)]
+        session, driver = sessions[keys[layer.name]]
         shortcut = None if layer.residual is None else outputs[layer.residual.source]
         output, run = await run_layer(session, driver, layer, outputs[network.input_name(index)], shortcut)
         outputs[layer.name] = output
@@ -272,15 +280,15 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
     x_codes = x if isinstance(x, Codes) else network.quantize_input(x)
-    configs = array_configs(network, rows, cols)
+    configs, layer_keys = plan_arrays(network, rows, cols)
     outputs = {"input": x_codes}
     if backend == "verilator":
-        return _run_harness(network, x_codes, configs, outputs, workdir)
+        return _run_harness(network, x_codes, configs, layer_keys, outputs, workdir)
     simulator = backend.split("-", 1)[1]
     layers: list[LayerRun] = []
     build_seconds = sim_seconds = 0.0
     wall = time.perf_counter()
-    keys = [config_key(layer) for layer in network.layers]
+    keys = [layer_keys[layer.name] for layer in network.layers]
     start = 0
     while start < len(keys):  # consecutive layers on one configuration share one simulator process
         stop = start
@@ -289,7 +297,7 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
         cfg = configs[keys[start]]
         design, layout = accelerator_design(cfg)
         job = {"seed": seed, "cfg": cfg, "layout": layout, "network": network, "indices": list(range(start, stop)),
-               "outputs": outputs}
+               "outputs": outputs, "keys": layer_keys}
         result = run_testbench(design, simulator, "sim.tb_network", "network_segment", job, label="network",
                                optimize=True)
         outputs.update(result.report["outputs"])
@@ -299,7 +307,7 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     return _finish(network, backend, x_codes, outputs, layers, time.perf_counter() - wall, build_seconds, sim_seconds)
 
 
-def _run_harness(network, x_codes, configs, outputs, workdir) -> NetworkRun:
+def _run_harness(network, x_codes, configs, layer_keys, outputs, workdir) -> NetworkRun:
     build_start = time.perf_counter()
     harnesses = {key: (build_harness(accelerator_design(cfg, internal_clock=False)[0]),
                        accelerator_design(cfg, internal_clock=False)[1]) for key, cfg in configs.items()}
@@ -311,7 +319,7 @@ def _run_harness(network, x_codes, configs, outputs, workdir) -> NetworkRun:
         for index, (key, (harness, layout)) in enumerate(harnesses.items()):
             session = HarnessSession(harness, layout, root / f"array{index}")
             sessions[key] = (session, AcceleratorDriver(configs[key], layout))
-        layers = asyncio.run(run_layers(sessions, network, list(range(len(network.layers))), outputs))
+        layers = asyncio.run(run_layers(sessions, layer_keys, network, list(range(len(network.layers))), outputs))
     finally:
         for session, _ in sessions.values():
             session.close()

@@ -10,7 +10,7 @@ import cocotb
 
 from .accelerator import AcceleratorDriver
 from .cocotb_io import HostSession, load_job, write_report
-from .network import config_key, run_layers
+from .network import run_layers
 
 
 @cocotb.test()
@@ -19,9 +19,9 @@ async def network_segment(dut):
     network, outputs = job["network"], job["outputs"]
     session = HostSession(dut, job["layout"])
     driver = AcceleratorDriver(job["cfg"], job["layout"])
-    key = config_key(network.layers[job["indices"][0]])
+    key = job["keys"][network.layers[job["indices"][0]].name]
     start = time.perf_counter()
-    layers = await run_layers({key: (session, driver)}, network, job["indices"], outputs)
+    layers = await run_layers({key: (session, driver)}, job["keys"], network, job["indices"], outputs)
     produced = {network.layers[i].name: outputs[network.layers[i].name] for i in job["indices"]}
     write_report({"layers": layers, "outputs": produced, "sim_seconds": time.perf_counter() - start,
                   "failures": [f"{run.name}: {run.mismatches} mismatches" for run in layers if not run.bit_exact]})
