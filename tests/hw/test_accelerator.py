@@ -252,7 +252,7 @@ def tables_of(job: GemmJob) -> dict:
 def test_presets_on_large_tiles(name):
     cfg = preset(name)
     rng = np.random.default_rng(len(name))
-    jobs = [random_job(cfg, rng, 37, 300, 21), random_job(cfg, rng, 64, cfg.max_reduction, 64, OutputMode.RAW)]
+    jobs = [random_job(cfg, rng, 37, 300, 21), random_job(cfg, rng, 13, cfg.max_reduction, 11, OutputMode.RAW)]
     if cfg.threshold_bank:
         jobs.append(random_job(cfg, rng, 9, 77, 13, OutputMode.THRESHOLD,
                                thresholds=np.sort(rng.integers(-3000, 3000, (13, cfg.threshold_count)), axis=1)))
