@@ -62,7 +62,7 @@ from torch import nn
 from . import spec
 from .errors import CodeRangeError, ConfigError, UnknownSchemeError, UnsupportedBitsError
 from .integer import AsqAdapter, IntegerLayer, IntegerNetwork, OutputStage, Residual, gemm_accumulator_bits
-from .layers import QuantConv2d, QuantLinear
+from .layers import QuantConv2d, QuantLinear, QuantTracer
 from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
 
 AUTO_F_TARGET = 1 / 16
@@ -246,9 +246,9 @@ class _Shape:
     """A shape query (``x.size(0)``): only meaningful as an argument of a flattening view."""
 
 
-class _Tracer(fx.Tracer):
+class _Tracer(QuantTracer):
     LEAVES = (
-        QuantConv2d, QuantLinear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
+        nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
         nn.Flatten, nn.Dropout, nn.Identity,
     )
 

@@ -31,12 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointMismatchError, ConfigError, UnknownSchemeError, UnsupportedBitsError
 from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
-from .spec import MAX_BITS, MIN_BITS
+from .spec import DEFAULT_LEVEL_BITS, MAX_BITS, MIN_BITS
 
 SCHEMES = ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq")
 SCHEME_BITS = {scheme: (MIN_BITS, MAX_BITS) for scheme in SCHEMES} | {"apot": (2, 6)}
@@ -146,7 +147,11 @@ def _scheme_quantizers(scheme: str) -> QuantizerFactory:
         "post": lambda b, cin, cout: (post_weight(b, cout), UniformQuantizer(b)),
         "asq_post": lambda b, cin, cout: (post_weight(b, cout), ASQQuantizer(b, cin)),
         "apot": lambda b, cin, cout: (APoTQuantizer(b, signed=True), APoTQuantizer(b, signed=False)),
-        "lcq": lambda b, cin, cout: (LCQQuantizer(b, signed=True, lwn=True), LCQQuantizer(b, signed=False)),
+        # level_bits: train on the B-bit level tables the hardware stores, so export is exact
+        "lcq": lambda b, cin, cout: (
+            LCQQuantizer(b, signed=True, lwn=True, level_bits=DEFAULT_LEVEL_BITS),
+            LCQQuantizer(b, signed=False, level_bits=DEFAULT_LEVEL_BITS),
+        ),
     }
     return factories[scheme]
 
@@ -191,7 +196,41 @@ def quantize_model(model: nn.Module, scheme: str, bits: int, first_last_bits: in
             weight_q, act_q = make(bits, cin, cout)
         cls = QuantConv2d if conv else QuantLinear
         setattr(parent, name, cls.from_float(layer, weight_q, act_q.to(layer.weight.dtype)))
+    share_input_quantizers(model)
     return model
+
+
+class QuantTracer(fx.Tracer):
+    """An fx tracer that keeps quantized layers whole (their quantizers are not traced through)."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, _QuantLayer) or super().is_leaf_module(module, qualified_name)
+
+
+def share_input_quantizers(model: nn.Module) -> None:
+    """Give quantized layers that read the same tensor one activation quantizer between them.
+
+    A ResNet block's first conv and its downsample conv read the same input: the hardware
+    quantizes that tensor once, so the model must too — otherwise the two step sizes drift apart
+    in training and the export has no single code tensor to feed both.  The consumers are found
+    by tracing with torch.fx; a model fx cannot trace keeps separate quantizers (it cannot be
+    exported either, and :func:`golden.export.export_model` says so).
+    """
+    try:
+        graph = QuantTracer().trace(model)
+    except Exception:  # noqa: BLE001 - untraceable models simply keep their own quantizers
+        return
+    first_reader: dict[fx.Node, _QuantLayer] = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or not node.args:
+            continue
+        layer = model.get_submodule(node.target)
+        if not isinstance(layer, _QuantLayer):
+            continue
+        source = node.args[0]
+        owner = first_reader.setdefault(source, layer)
+        if owner is not layer and owner.act_quantizer.config() == layer.act_quantizer.config():
+            layer.act_quantizer = owner.act_quantizer
 
 
 def quant_layers(model: nn.Module) -> list[tuple[str, _QuantLayer]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -62,13 +64,16 @@ def digits(n: int = 96, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(images.astype(np.float32))[:, None]
 
 
-def build(scheme: str, bits: int = 4, seed: int = 0, lcq_level_bits: int | None = None) -> nn.Module:
+KEEP = "as quantize_model sets it"
+
+
+def build(scheme: str, bits: int = 4, seed: int = 0, lcq_level_bits: int | None | str = KEEP) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = SmallNet()
     randomize_batch_norm(model, generator)
     quantized = quantize_model(model, scheme, bits)
-    if lcq_level_bits is not None:
+    if lcq_level_bits != KEEP:
         for module in quantized.modules():
             if isinstance(module, LCQQuantizer):
                 module.level_bits = lcq_level_bits
@@ -226,7 +231,7 @@ def test_lcq_with_level_bits_is_exact_and_without_is_reported():
     magnitudes = quantizer.integer_levels().numpy()
     np.testing.assert_array_equal(layer.weight_table[quantizer.q :], np.concatenate([magnitudes, magnitudes[-1:]]))
     np.testing.assert_array_equal(layer.act_table, exact_model.features[3].act_quantizer.integer_levels().numpy())
-    _, loose_report = export_model(build("lcq"))
+    _, loose_report = export_model(build("lcq", lcq_level_bits=None))
     assert any("re-quantized" in note for note in loose_report.approximations)
 
 
@@ -317,10 +322,12 @@ def quantized_resnet(downsample: bool, tie: bool) -> nn.Module:
     quantized = quantize_model(model, "post", 4)
     calibrate(quantized, digits())
     if downsample:
-        if tie:
-            quantized.block2.downsample[0].act_quantizer = quantized.block2.conv1.act_quantizer
-        else:  # calibrated on the same tensor, the two steps agree: make them differ as training would
-            quantized.block2.downsample[0].act_quantizer.s.data *= 1.1
+        shared = quantized.block2.conv1.act_quantizer
+        assert quantized.block2.downsample[0].act_quantizer is shared  # quantize_model ties them
+        if not tie:  # a hand-built model with two quantizers whose steps drifted apart in training
+            separate = copy.deepcopy(shared)
+            separate.s.data *= 1.1
+            quantized.block2.downsample[0].act_quantizer = separate
     return quantized.eval()
 
 

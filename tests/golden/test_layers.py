@@ -230,3 +230,28 @@ def test_lazy_exports():
     assert "quantize_model" in dir(golden)
     with pytest.raises(AttributeError):
         golden.NoSuchThing  # noqa: B018
+
+
+class _DownsampleBlock(nn.Module):
+    """conv1 and the 1x1 downsample read the same tensor, as in a ResNet basic block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.down = nn.Conv2d(8, 16, 1, stride=2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.conv1(x) + self.down(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("scheme", ["lsq", "asq_post", "lcq"])
+def test_layers_reading_one_tensor_share_its_quantizer(scheme):
+    model = quantize_model(_DownsampleBlock(), scheme, 4)
+    assert model.conv1.act_quantizer is model.down.act_quantizer
+    assert model.stem.act_quantizer is not model.conv1.act_quantizer
+    calibrate(model, torch.rand(4, 1, 8, 8))
+    model(torch.rand(2, 1, 8, 8)).sum().backward()
