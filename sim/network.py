@@ -270,12 +270,13 @@ def _finish(network, backend, x_codes, outputs, layers, wall, build, sim=0.0) ->
 
 
 def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str = "verilator", rows: int = 8,
-                    cols: int = 8, workdir: Path | None = None, seed: int = 0) -> NetworkRun:
+                    cols: int = 8, workdir: Path | None = None, seed: int = 0, optimize: bool = True) -> NetworkRun:
     """Run ``network`` on input ``x`` (reals, quantized by the network's input stage, or Codes) through the RTL.
 
     With ``"verilator"`` mismatches are reported in the returned :class:`NetworkRun` (``bit_exact``,
     ``failures``); the cocotb backends raise :class:`~sim.simulators.SimulationError` on a mismatching
-    segment (with its waveform) like every testbench.
+    segment (with its waveform) like every testbench.  ``optimize=False`` builds the cocotb
+    Verilator models at -O0 (quicker to build, slower to run).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
@@ -299,7 +300,7 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
         job = {"seed": seed, "cfg": cfg, "layout": layout, "network": network, "indices": list(range(start, stop)),
                "outputs": outputs, "keys": layer_keys}
         result = run_testbench(design, simulator, "sim.tb_network", "network_segment", job, label="network",
-                               optimize=True)
+                               optimize=optimize)
         outputs.update(result.report["outputs"])
         layers += result.report["layers"]
         sim_seconds += result.report["sim_seconds"]
