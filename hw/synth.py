@@ -210,7 +210,8 @@ def post_comparison(units: list[dict]) -> list[str]:
     """Markdown lines comparing post_lut with post_shared per PE and per array."""
     by_key = {(u["unit"], u["pe_kind"], u["weight_bits"], u["rows"], u["cols"]): u for u in units}
     lines = ["| unit | bits | R x C | post_lut transistors | post_shared transistors | shared saves | "
-             "post_lut LUT4 | post_shared LUT4 | shared saves |", "|---|---|---|---|---|---|---|---|---|"]
+             "post_lut LUT4 | post_shared LUT4 | shared saves | post_lut DFFs | post_shared DFFs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (unit_type, kind, bits, rows, cols), lut in sorted(by_key.items()):
         if kind != "post_lut" or unit_type not in ("pe", "array"):
             continue
@@ -220,7 +221,8 @@ def post_comparison(units: list[dict]) -> list[str]:
         lines.append(
             f"| {unit_type} | {bits} | {rows}x{cols} | {lut['transistors']} | {shared['transistors']} | "
             f"{_percent_smaller(shared['transistors'], lut['transistors'])} | {lut['ice40_lut4']} | "
-            f"{shared['ice40_lut4']} | {_percent_smaller(shared['ice40_lut4'], lut['ice40_lut4'])} |"
+            f"{shared['ice40_lut4']} | {_percent_smaller(shared['ice40_lut4'], lut['ice40_lut4'])} | "
+            f"{lut['dffs']} | {shared['dffs']} |"
         )
     return lines
 
@@ -248,7 +250,11 @@ def markdown(report: dict) -> str:
     if len(comparison) > 2:
         lines += ["", "## POST: LUT in every PE vs. shared per row", "",
                   "post_shared moves the sqrt-2 ROM out of the PE to one prescaler per array row; "
-                  "the row then carries the activation and its pre-scaled value.", ""] + comparison
+                  "the row then carries the activation and its pre-scaled value, so every PE's row "
+                  "pipeline register grows from b_a to 2 b_a + F bits (the DFF columns). "
+                  "Negative savings mean post_lut is the cheaper one. With b-bit levels at 2 bits there "
+                  "is no odd exponent (the levels are 0 and +-1), so post_lut's ROM is optimized away.",
+                  ""] + comparison
     return "\n".join(lines) + "\n"
 
 

@@ -244,11 +244,21 @@ def tables_of(job: GemmJob) -> dict:
     return dict(weight_table=job.weight_table, act_table=job.act_table)
 
 
+PRESET_NAMES = ["default", "postlut4-4x4", "pot4-4x4", "int4-4x4", "int8-4x4", "lcq4-4x4", "lcqprod2-4x4", "post4-8x8"]
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_presets_on_a_moderate_tile(name):
+    cfg = preset(name)
+    rng = np.random.default_rng(len(name) + 1)
+    run_and_check(cfg, [random_job(cfg, rng, 9, 70, 10)])
+
+
 # ---- regression: the real presets on bigger tiles -------------------------------------------------
 
 
 @pytest.mark.regress
-@pytest.mark.parametrize("name", ["default", "postlut4-4x4", "pot4-4x4", "int4-4x4", "int8-4x4", "lcq4-4x4", "lcqprod2-4x4", "post4-8x8"])
+@pytest.mark.parametrize("name", PRESET_NAMES)
 def test_presets_on_large_tiles(name):
     cfg = preset(name)
     rng = np.random.default_rng(len(name))
