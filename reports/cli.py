@@ -47,7 +47,81 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable] = {"report": add_report}
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return int(text)
+
+
+def _rtl_options(parser) -> None:
+    from .demo import BACKENDS, DEFAULT_RTL_IMAGES
+
+    parser.add_argument("--array", type=_array, default=(8, 8), help="accelerator array RxC (default 8x8)")
+    parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="RTL simulator (default: the Verilator harness)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data split and the training (default 0)")
+    parser.add_argument("--rtl-images", type=_count, default=DEFAULT_RTL_IMAGES,
+                        help=f"test images run through the RTL, one at a time (default {DEFAULT_RTL_IMAGES})")
+
+
+def add_demo(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="train DigitsNet, quantize, export, run integer model and RTL, report")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out/; replaced atomically)")
+    parser.add_argument("--quick", action="store_true", help="lsq and post at 4 bits, fewer epochs (a few minutes)")
+    parser.add_argument("--schemes", nargs="+", default=None, help="quantization schemes (default: all)")
+    parser.add_argument("--bits", nargs="+", type=int, default=None, help="bit widths for every scheme (default: per scheme)")
+    parser.add_argument("--epochs", type=_positive, default=None, help="QAT epochs per model (the float baseline trains twice as long)")
+    parser.add_argument("--synth", type=Path, default=None, help="synthesis JSON of `make synth` (default build/synth/synth.json)")
+    _rtl_options(parser)
+    parser.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions, describe
+    from .demo import run_demo as demo
+
+    options = DemoOptions(out=args.out, schemes=tuple(args.schemes) if args.schemes else None,
+                          bits=tuple(args.bits) if args.bits else None, rows=args.array[0], cols=args.array[1],
+                          seed=args.seed, epochs=args.epochs, rtl_images=args.rtl_images, backend=args.backend,
+                          quick=args.quick, **({"synth": args.synth} if args.synth else {}))
+    result = demo(options)
+    print(describe(result))
+    if result.failures:
+        print("lutmac demo: checks failed:\n  " + "\n  ".join(result.failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_sim(subparsers) -> None:
+    parser = subparsers.add_parser("sim", help="run an exported network (default: the demo's) on the RTL, layer by layer")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--network", type=Path, help="exported integer network (.json/.npz, e.g. out/networks/post_w4.json)")
+    source.add_argument("--checkpoint", type=Path, help="a demo checkpoint (out/checkpoints/SCHEME_wBITS.pt) of --scheme/--bits")
+    parser.add_argument("--scheme", default="post", help="scheme of --checkpoint or of the demo model (default post)")
+    parser.add_argument("--bits", type=int, default=4, help="bits of --checkpoint or of the demo model (default 4)")
+    parser.add_argument("--from", dest="demo_out", type=Path, default=Path("out"),
+                        help="demo output folder holding networks/SCHEME_wBITS.json (default out/); "
+                             "without it the model is trained now (quick epochs)")
+    _rtl_options(parser)
+    parser.set_defaults(func=run_sim)
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    from .demo import simulate
+
+    report, bit_exact = simulate(network=args.network, checkpoint=args.checkpoint, scheme=args.scheme, bits=args.bits,
+                                 demo_out=args.demo_out, images=args.rtl_images, rows=args.array[0], cols=args.array[1],
+                                 backend=args.backend, seed=args.seed)
+    print(report)
+    return 0 if bit_exact else 1
+
+
+SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "demo": add_demo, "sim": add_sim}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,130 @@
+"""The demo's data and model: scikit-learn's handwritten digits and a small CNN, trained on the CPU.
+
+The digits (1797 greyscale 8×8 images, 10 classes) ship inside scikit-learn, so nothing is
+downloaded at run time.  The split is fixed and seeded; pixel values 0..16 are scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+from golden.errors import ConfigError
+
+TEST_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class DigitsData:
+    x_train: torch.Tensor  # (N, 1, 8, 8) float32 in [0, 1]
+    y_train: torch.Tensor  # (N,) int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def load_digits_split(seed: int = 0) -> DigitsData:
+    """The fixed, stratified train/test split of scikit-learn's digits."""
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None]
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        images, digits.target, test_size=TEST_FRACTION, random_state=seed, stratify=digits.target
+    )
+    return DigitsData(torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te))
+
+
+class DigitsNet(nn.Module):
+    """Three 3×3 conv + BN + ReLU stages (8×8 → 4×4 → 2×2) and a linear classifier."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(2 * width * 2 * 2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def train(
+    model: nn.Module,
+    data: DigitsData,
+    epochs: int,
+    lr: float,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress=None,
+    after_step: Callable[[nn.Module], object] | None = None,
+) -> list[float]:
+    """Adam with cosine decay; returns the mean training loss per epoch (deterministic for a seed).
+
+    ``after_step(model)`` runs after every optimizer step (QAT clamps its learned scales there).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * -(-len(data.y_train) // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(data.y_train), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            loss = nn.functional.cross_entropy(model(data.x_train[batch]), data.y_train[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step(model)
+            schedule.step()
+            total += loss.item() * len(batch)
+        losses.append(total / len(order))
+        if progress is not None:
+            progress.update(1)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return model(x).argmax(dim=1)
+
+
+def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((predictions == labels).float().mean())
+
+
+def segments(model: nn.Module) -> list[tuple[str, nn.Module, list[nn.Module], nn.Module | None]]:
+    """A quantized DigitsNet cut at its quantized layers, for layer-by-layer comparisons with the integer model.
+
+    Each entry is ``(layer name, quantized layer, the modules after it up to the next quantized
+    layer, the next layer's activation quantizer or None)``; the names are the export's.
+    """
+    found: list[list] = []
+    for index, module in enumerate(model.features):
+        if hasattr(module, "act_quantizer"):
+            found.append([f"features.{index}", module, []])
+        elif not found:
+            raise ConfigError("DigitsNet.features must start with a quantized layer")
+        else:
+            found[-1][2].append(module)
+    found[-1][2].append(nn.Flatten(1))
+    found.append(["classifier", model.classifier, []])
+    consumers = [entry[1].act_quantizer for entry in found[1:]] + [None]
+    return [(name, module, post, consumer) for (name, module, post), consumer in zip(found, consumers, strict=True)]
