@@ -442,4 +442,4 @@ def host_design(
     """
     layout = HostLayout.from_ports(dut, parse_ports(dut_verilog, dut), wait_output)
     verilog = host_top_verilog(dut_verilog, layout, program_depth, capture_depth, internal_clock)
-    return HdlDesign("lutmac_host", verilog, timing=internal_clock), layout
+    return HdlDesign("lutmac_host", verilog, timing=internal_clock, public_ports_only=True), layout

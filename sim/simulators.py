@@ -40,8 +40,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Amaranth emits width-mismatch idioms Verilator lints; they are not errors.
 VERILATOR_BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3")
-# cocotb's runner marks every signal public (--public-flat-rw); the testbenches touch only top-level
-# ports, and an all-public model is ~5x more C++ to compile and slower to run.
+# cocotb's runner marks every signal public (--public-flat-rw); host-sequencer tops expose only their
+# ports (HdlDesign.public_ports_only), and an all-public model is ~5x more C++ to compile and slower to run.
 COCOTB_VERILATOR_ARGS = ("--no-public-flat-rw",)
 # C++ optimization: tests run a few thousand cycles, so build time wins (-O0); benchmarks and
 # network runs take -O2 (the wheel's default -Os runs slower and builds no faster).
@@ -101,10 +101,14 @@ class HdlDesign:
     toplevel: str
     verilog: str
     timing: bool = False  # has delays (an HDL clock generator): Verilator needs --timing
+    # the top's ports carry ``verilator public_flat_rw`` comments and nothing else is touched through
+    # VPI, so the model need not make every signal public (smaller, faster; see COCOTB_VERILATOR_ARGS)
+    public_ports_only: bool = False
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(f"{self.toplevel}\n{self.timing}\n{self.verilog}".encode()).hexdigest()[:12]
+        text = f"{self.toplevel}\n{self.timing}\n{self.public_ports_only}\n{self.verilog}"
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,8 @@ def _build_args(design: HdlDesign, simulator: str, optimize: bool) -> list[str]:
         return []
     # Verilator writes VCD (cocotb passes --trace): its FST writer needs liblz4 headers the wheel does not ship.
     timing = ["--timing"] if design.timing else []
-    return [*VERILATOR_BUILD_ARGS, *COCOTB_VERILATOR_ARGS, *VERILATOR_CFLAGS[optimize], *timing]
+    public = list(COCOTB_VERILATOR_ARGS) if design.public_ports_only else []
+    return [*VERILATOR_BUILD_ARGS, *public, *VERILATOR_CFLAGS[optimize], *timing]
 
 
 @contextmanager
@@ -191,6 +196,9 @@ def build(design: HdlDesign, simulator: str, waves: bool = False, optimize: bool
                 return SimBuild(design, simulator, waves, build_dir, 0.0)
             source = build_dir / f"{design.toplevel}.v"
             source.write_text(design.verilog)
+            runtime = _runtime_cache(design, simulator, waves, optimize)
+            if runtime is not None:
+                _restore_runtime(runtime, build_dir)
             runner = get_runner(simulator)
             start = time.perf_counter()
             try:
@@ -209,10 +217,46 @@ def build(design: HdlDesign, simulator: str, waves: bool = False, optimize: bool
                 tail = _tail(build_dir / "build.log")
                 raise SimulationError(f"{simulator} build of {design.toplevel} failed ({error}):\n{tail}") from None
             seconds = time.perf_counter() - start
+            if runtime is not None:
+                _store_runtime(runtime, build_dir)
             stamp.write_text(fingerprint)
             return SimBuild(design, simulator, waves, build_dir, seconds)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# Verilator's runtime (verilated*.cpp) does not depend on the design, only on the flags: compiled
+# once per flag set and copied into new build directories.  make rebuilds objects older than the
+# Vtop.mk that verilator writes just before it, so the copies are dated a little in the future.
+RUNTIME_OBJECTS = "verilated*.[od]"
+
+
+def _runtime_cache(design: HdlDesign, simulator: str, waves: bool, optimize: bool) -> Path | None:
+    if simulator != "verilator":
+        return None
+    flags = repr((_build_args(design, simulator, optimize), waves, os.environ.get("VERILATOR_ROOT")))
+    return build_root() / "verilator-runtime" / hashlib.sha256(flags.encode()).hexdigest()[:12]
+
+
+def _restore_runtime(cache: Path, build_dir: Path) -> None:
+    now = time.time() + 600
+    for cached in cache.glob(RUNTIME_OBJECTS):
+        target = build_dir / cached.name
+        shutil.copyfile(cached, target)
+        os.utime(target, (now, now))
+
+
+def _store_runtime(cache: Path, build_dir: Path) -> None:
+    if cache.is_dir():
+        return
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    partial.mkdir(parents=True, exist_ok=True)
+    for built in build_dir.glob(RUNTIME_OBJECTS):
+        shutil.copyfile(built, partial / built.name)
+    try:
+        partial.rename(cache)  # atomic; a parallel worker may have stored it first
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 _run_counter = itertools.count()

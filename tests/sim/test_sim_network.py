@@ -1,6 +1,6 @@
 """Whole networks through the RTL: every layer of a CIFAR ResNet-20 bit-exact against golden, chained.
 
-Default: a smoke run of all 20 layers on an 8x8 input with 4x4 arrays.  ``-m regress``: the
+Default: a smoke run of all 20 layers on an 8x8 input with 2x2 arrays (small, quick to build).  ``-m regress``: the
 real 32x32 input on 8x8 arrays, on the plain Verilator harness (within 30 s wall) and cocotb.
 """
 
@@ -39,7 +39,7 @@ def test_resnet20_smoke_is_bit_exact_through_the_rtl(small_resnet, simulator):
     if simulator == "icarus":
         pytest.skip("a whole network is ~10^5 cycles: too slow on Icarus for the default suite")
     network, x = small_resnet
-    run = run_network_rtl(network, x, "cocotb-verilator", rows=4, cols=4, optimize=False)
+    run = run_network_rtl(network, x, "cocotb-verilator", rows=2, cols=2, optimize=False)
     print(_summary(run))
     check_network(run)
     assert [layer.name for layer in run.layers] == [layer.name for layer in network.layers]
