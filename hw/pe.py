@@ -204,7 +204,7 @@ def make_pe(
     level_bits: int = spec.DEFAULT_LEVEL_BITS,
     act_level_bits: int = spec.DEFAULT_LEVEL_BITS,
 ) -> ProcessingElement:
-    """The PE of a kind; parameters a kind does not use must keep their defaults."""
+    """The PE of a kind (validated first); parameters a kind does not use are ignored."""
     pe_datapath(pe_kind, weight_bits, act_bits, frac_bits, levels, level_bits, act_level_bits)  # validates
     if pe_kind == "int":
         return IntPE(weight_bits, act_bits)

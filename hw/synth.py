@@ -6,7 +6,8 @@ Amaranth for
 * every PE kind alone (the combinational product unit) at 2, 3, 4 and 8 bits (lcq_product at
   2 and 3 bits; its 4-bit table PE with ``--full``; 8 bits is not supported),
 * the MAC array core (:class:`hw.array.MacArray`: skew registers, edge units, PEs, accumulators
-  for K = 512; no buffers or controller) at 4 x 4: every kind at 3 and 4 bits (lcq_product at 2),
+  for K = 512; no buffers or controller) at 4 x 4: every kind at 3 and 4 bits (lcq_product at 2,
+  with lcq at 2 bits to compare),
   both POST variants at 8 bits; ``--full`` adds 8 x 8 int/POST arrays at 4 bits, 8-bit int/pot
   arrays and lcq_product arrays at 3 and 4 bits,
 * one requantizer lane with and without the LCQ threshold bank.
@@ -99,7 +100,7 @@ def default_units(full: bool = False) -> list[SynthUnit]:
             except LutmacError:
                 continue
     arrays = [(kind, bits, 4) for kind in PE_KINDS if kind != "lcq_product" for bits in ARRAY_BITS]
-    arrays += [("lcq_product", 2, 4)] + [(kind, 8, 4) for kind in ("post_lut", "post_shared")]
+    arrays += [("lcq", 2, 4), ("lcq_product", 2, 4)] + [(kind, 8, 4) for kind in ("post_lut", "post_shared")]
     if full:
         arrays += [("lcq_product", bits, 4) for bits in ARRAY_BITS]
         arrays += [(kind, 4, 8) for kind in ("int", "post_lut", "post_shared")]
