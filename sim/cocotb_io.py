@@ -15,7 +15,7 @@ from typing import Any
 
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, SimTimeoutError, Timer, with_timeout
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, SimTimeoutError, Timer
 
 from .host import PROGRAM_FILE, HostLayout, HostProgram, HostResult, clear_results, read_results
 from .simulators import CLOCK_PERIOD_NS, JOB_ENV, REPORT_ENV
@@ -59,13 +59,6 @@ class ClockedTB:
         """Advance ``cycles`` rising edges and return on the falling edge after (inputs are safe to change)."""
         await ClockCycles(self.dut.clk, cycles)
         await FallingEdge(self.dut.clk)
-
-    async def wait_high(self, signal: Any, timeout_cycles: int) -> int:
-        """Wait until ``signal`` is 1 at a rising edge; returns the rising edges waited (no Python per cycle)."""
-        start = self.now_cycles()
-        if not int(signal.value):
-            await with_timeout(RisingEdge(signal), timeout_cycles * CLOCK_PERIOD_NS, "ns")
-        return round(self.now_cycles() - start)
 
 
 class HostSession:

@@ -111,24 +111,18 @@ class HostProgram:
     """A host program under construction.  Entries are added in vectorized batches.
 
     ``drive(inputs, cycles, capture)`` adds one entry per row of the (broadcast) arrays in
-    ``inputs`` (a dict by port name); an input not named takes the program's idle value (0 unless
-    set by :meth:`set_idle`).  A port value is an int (any width) or, for a port made of ``lanes``
+    ``inputs`` (a dict by port name); an input not named is 0.  A port value is an int (any width) or, for a port made of ``lanes``
     equal fields, an ``(n, lanes)`` array whose column ``j`` lands at bits ``j * width/lanes``.
     """
 
     def __init__(self, layout: HostLayout) -> None:
         self.layout = layout
         self._offsets = layout.offsets(layout.inputs)
-        self._idle: dict[str, object] = {}
         self._chunks: list[np.ndarray] = []
         self.num_entries = 0
         self.num_captures = 0
         self.num_waits = 0
         self.ended = False
-
-    def set_idle(self, values: dict) -> None:
-        self._check_names(values)
-        self._idle.update(values)
 
     def _check_names(self, values: dict) -> None:
         unknown = sorted(set(values) - set(self._offsets))
@@ -139,8 +133,7 @@ class HostProgram:
         if self.ended:
             raise ConfigError("the program already ended")
         self._check_names(values)
-        merged = {**self._idle, **values}
-        arrays = {name: np.asarray(value) for name, value in merged.items()}
+        arrays = {name: np.asarray(value) for name, value in values.items()}
         lengths = {np.shape(count)[0] if np.ndim(count) else 1, np.shape(capture)[0] if np.ndim(capture) else 1}
         lengths |= {a.shape[0] for a in arrays.values() if a.ndim}
         lengths.discard(1)

@@ -135,7 +135,6 @@ def edge_workloads(cfg: ArrayConfig, rng: np.random.Generator) -> list[Workload]
     k_max = cfg.max_reduction
     m, n = rows + 1, cols + 1  # one full block and a ragged edge in each direction
     pool = weight_code_pool(datapath)
-    k_all = max(datapath.num_act_codes, pool.size)
     workloads = [
         _finish(cfg, "zero activations", np.zeros((m, 7), int), rng.choice(pool, (7, n)), rng, "raw", extreme),
         _finish(cfg, "zero weights", rng.integers(0, a_max + 1, (m, 7)),
@@ -147,10 +146,20 @@ def edge_workloads(cfg: ArrayConfig, rng: np.random.Generator) -> list[Workload]
                 np.full((k_max, cols), w_pos), rng, "raw", extreme, bias=0),
         _finish(cfg, f"worst-case negative accumulation K={k_max}", np.full((rows, k_max), a_max),
                 np.full((k_max, cols), w_neg), rng, "raw", extreme, bias=0),
-        # every activation code (LUT entry / level-table entry) meets every weight code
-        _finish(cfg, "every code pair", np.tile(np.arange(k_all) % datapath.num_act_codes, (m, 1)),
-                _all_weight_columns(pool, k_all, n), rng, "raw", _tables(cfg, rng)),
     ]
+    # every activation code (LUT entry / level-table entry) meets every weight code: k-block b
+    # walks all activation codes while column j holds weight code b * columns + j
+    acts = datapath.num_act_codes
+    columns = min(cfg.max_n, pool.size)
+    k_all = acts * -(-pool.size // columns)
+    k = np.arange(k_all)
+    act_all = np.tile(k % acts, (m, 1))
+    weight_all = pool[((k // acts)[:, None] * columns + np.arange(columns)[None, :]) % pool.size]
+    tables = _tables(cfg, rng)
+    for start in range(0, k_all, k_max):  # slices of at most max_reduction
+        stop = min(k_all, start + k_max)
+        workloads.append(_finish(cfg, "every code pair" + (f" k={start}.." if k_all > k_max else ""),
+                                 act_all[:, start:stop], weight_all[start:stop], rng, "raw", tables))
     return workloads
 
 
@@ -158,12 +167,6 @@ def _zero_code(datapath: spec.DatapathConfig) -> int:
     if datapath.scheme in spec.SHIFT_SCHEMES:
         return datapath.weight.zero_exponent
     return 0  # int: the value 0; lcq: the lowest level (not zero, but a legal code with a known product)
-
-
-def _all_weight_columns(pool: np.ndarray, k: int, n: int) -> np.ndarray:
-    """``(k, n)`` weight codes: column ``j`` is the pool rotated by ``j``, so every code meets every activation."""
-    index = (np.arange(k)[:, None] + np.arange(n)[None, :]) % pool.size
-    return pool[index]
 
 
 def conv_workload(cfg: ArrayConfig, rng: np.random.Generator, channels_in: int = 3, channels_out: int = 6,

@@ -17,7 +17,7 @@ from hw.layout import OutputMode
 from sim.accelerator import accelerator_design
 from sim.regression import check_array
 from sim.simulators import SimulationError, run_testbench
-from sim.stimulus import Workload, default_workloads, random_workload
+from sim.stimulus import Workload, default_workloads, output_modes, random_workload
 
 DEFAULT_CONFIGS = {
     "preset-default": preset("default"),
@@ -42,6 +42,10 @@ def _matrix():
 
 def _check(cfg, simulator, seed, waves, full):
     workloads = default_workloads(cfg, np.random.default_rng(seed), full=full)
+    if simulator == "icarus" and cfg.rows * cfg.cols > 16:
+        # Icarus runs the 8x8 netlists at tens of cycles per second: one small GEMM per output mode
+        rng = np.random.default_rng(seed)
+        workloads = [random_workload(cfg, rng, cfg.rows + 1, 9, cfg.cols + 1, mode) for mode in output_modes(cfg)]
     result = check_array(cfg, workloads, simulator, seed, waves=waves, check_reset_outputs=False)
     report = result.report
     print(f"{cfg.name_hint} on {simulator}: {report['outputs_checked']} outputs, {len(report['runs'])} runs, "
@@ -49,8 +53,9 @@ def _check(cfg, simulator, seed, waves, full):
     assert not report["failures"]
     assert report["outputs_checked"] == sum(np.prod(w.job.shape[::2]) for w in workloads)
     assert all(run["cycles"] == run["expected_cycles"] for run in report["runs"])
-    covered, possible = report["coverage"]["code_pairs"]
-    assert covered == possible  # the "every code pair" workload met every (weight, activation) code pair
+    if any(w.name.startswith("every code pair") for w in workloads):
+        covered, possible = report["coverage"]["code_pairs"]
+        assert covered == possible  # that workload met every (weight, activation) code pair
 
 
 @pytest.mark.parametrize("cfg", list(DEFAULT_CONFIGS.values()), ids=list(DEFAULT_CONFIGS))
