@@ -48,7 +48,7 @@ from hw.layout import OutputMode
 
 from .accelerator import AcceleratorDriver, accelerator_design, run_gemm
 from .harness import HarnessSession, build_harness
-from .simulators import SimulationError, run_testbench
+from .simulators import SimulationError, build, run_testbench, waves_requested
 
 BACKENDS = ("verilator", "cocotb-verilator", "cocotb-icarus")
 PE_KIND_FOR_SCHEME = {"int": "int", "pot": "pot", "post": "post_shared", "lcq": "lcq"}
@@ -287,7 +287,10 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
         return _run_harness(network, x_codes, configs, layer_keys, outputs, workdir)
     simulator = backend.split("-", 1)[1]
     layers: list[LayerRun] = []
-    build_seconds = sim_seconds = 0.0
+    build_start = time.perf_counter()
+    for cfg in configs.values():
+        build(accelerator_design(cfg)[0], simulator, waves_requested(), optimize)
+    build_seconds, sim_seconds = time.perf_counter() - build_start, 0.0
     wall = time.perf_counter()
     keys = [layer_keys[layer.name] for layer in network.layers]
     start = 0
