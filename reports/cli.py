@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LutmacError as error:
-        print(f"lutmac {args.command}: error: {error}", file=sys.stderr)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"lutmac {args.command}: error: {first_line}", file=sys.stderr)  # one line (torch's messages have many)
         return 2
 
 

@@ -60,7 +60,7 @@ from golden.layers import (
     quantize_model,
     save_checkpoint,
 )
-from golden.quantizers import ASQQuantizer, LCQQuantizer, UniformQuantizer
+from golden.quantizers import ASQQuantizer, UniformQuantizer
 
 from . import digits
 from .energy import DEFAULT_SYNTH_PATH, Synthesis, load_synthesis
@@ -170,20 +170,11 @@ def train_float(data: digits.DigitsData, seed: int, epochs: int, progress=None) 
     return model
 
 
-def quantized_model(float_model: nn.Module, scheme: str, bits: int) -> nn.Module:
-    """The fake-quant DigitsNet of one scheme; LCQ levels on an 8-bit integer grid so the export is exact."""
-    model = quantize_model(float_model, scheme, bits)
-    for module in model.modules():
-        if isinstance(module, LCQQuantizer):
-            module.level_bits = spec.DEFAULT_LEVEL_BITS
-    return model
-
-
 def train_quantized(float_model: nn.Module, data: digits.DigitsData, scheme: str, bits: int, seed: int, epochs: int,
                     progress=None) -> nn.Module:
     """QAT from the float weights: quantize, calibrate on training images, train with clamped scales."""
     torch.manual_seed(seed)
-    model = quantized_model(float_model, scheme, bits)
+    model = quantize_model(float_model, scheme, bits)
     calibrate(model, data.x_train[:CALIBRATION_IMAGES])
     digits.train(model, data, epochs, QAT_LR, seed=seed, progress=progress, after_step=clamp_scales_)
     return model
@@ -603,7 +594,9 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] | None = None) -> 
     total = options.float_epochs + len(runs) * (options.qat_epochs + 1 + (1 if options.rtl_images else 0))
     progress = _Progress(total, options.progress)
     synth = SynthesisCache(options.synth)
-    worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutmac-rtl")
+    # one thread builds and runs the RTL, one runs Yosys, while this one trains the next model
+    rtl_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutmac-rtl")
+    synth_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutmac-synth")
     seconds = {"train": 0.0, "integer": 0.0}
     try:
         with staged_report(options.out) as writer:
@@ -626,7 +619,7 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] | None = None) -> 
                 t0 = time.perf_counter()
                 seed = model_seed(options.seed, scheme, bits)
                 model = train_quantized(float_model, data, scheme, bits, seed, options.qat_epochs, progress)
-                model = reload(model, checkpoints / f"{name}.pt", quantized_model(float_model, scheme, bits))
+                model = reload(model, checkpoints / f"{name}.pt", quantize_model(float_model, scheme, bits))
                 seconds["train"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 network, report = export_model(model)
@@ -638,7 +631,9 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] | None = None) -> 
                 results.append(result)
                 seconds["integer"] += time.perf_counter() - t0
                 progress.update()
-                pending.append(worker.submit(_hardware_job, result, network, data, options, synth, progress))
+                pending.append(synth_worker.submit(synth.ensure, synth_keys(network, scheme, options.rows, options.cols)))
+                if options.rtl_images:
+                    pending.append(rtl_worker.submit(_rtl_job, result, network, data, options, progress))
             for future in pending:
                 future.result()
             progress.status("energy and report")
@@ -653,18 +648,16 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] | None = None) -> 
             write_report(writer, demo)
             demo.files = list(writer.files)
     finally:
-        worker.shutdown(wait=True, cancel_futures=True)
+        for worker in (rtl_worker, synth_worker):
+            worker.shutdown(wait=True, cancel_futures=True)
         progress.close()
         torch.set_num_threads(threads)
     return demo
 
 
-def _hardware_job(result: ModelResult, network: IntegerNetwork, data: digits.DigitsData, options: DemoOptions,
-                  synth: SynthesisCache, progress: _Progress) -> None:
-    """On the worker thread: synthesize the array cores the model needs, then run its RTL images."""
-    synth.ensure(synth_keys(network, result.scheme, options.rows, options.cols))
-    if not options.rtl_images:
-        return
+def _rtl_job(result: ModelResult, network: IntegerNetwork, data: digits.DigitsData, options: DemoOptions,
+             progress: _Progress) -> None:
+    """On the RTL thread: the model's first test images through the RTL, and golden's predictions for them."""
     progress.status(f"RTL {result.name}")
     x = network.quantize_input(data.x_test[: options.rtl_images].double().numpy())
     result.rtl = run_rtl(network, x, options.rows, options.cols, options.backend)
@@ -726,6 +719,7 @@ def energy_summary_rows(demo: DemoResult) -> list[dict]:
                          "macs": sum(r["macs"] for r in layers), "estimated_cycles": sum(r["cycles"] for r in layers),
                          "rtl_cycles": m.rtl.cycles_per_image if m.rtl and kind == PE_KINDS_OF_SCHEME[m.scheme][0] else None,
                          **{f"{part}_nj": sum(r[f"{part}_nj"] for r in layers) for part in ("mac", "register", "sram", "dram")},
+                         "compute_nj": sum(r["mac_nj"] + r["register_nj"] for r in layers),
                          "energy_nj": sum(r["energy_nj"] for r in layers)})
     return rows
 
@@ -752,23 +746,26 @@ def accuracy_figure(demo: DemoResult):
 
 
 def energy_figure(demo: DemoResult):
+    """Energy per inference by part (top) and the PE part alone, MAC + registers, where the kinds differ (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = energy_summary_rows(demo)
-    fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(rows) + 2), 4.5))
-    labels = [f"{r['model']}\n{r['pe_kind']}" for r in rows]
-    bottom = np.zeros(len(rows))
-    for part in ("mac", "register", "sram", "dram"):
-        values = np.array([r[f"{part}_nj"] for r in rows])
-        ax.bar(range(len(rows)), values, bottom=bottom, label=part)
-        bottom += values
-    ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=7)
-    ax.set_ylabel("energy per inference (nJ)")
-    ax.set_title(f"estimated energy per inference, {demo.options.rows}x{demo.options.cols} array")
-    ax.legend(fontsize=8)
+    fig, (total, compute) = plt.subplots(2, 1, sharex=True, figsize=(max(7, 0.45 * len(rows) + 2), 7))
+    for ax, parts in ((total, ("mac", "register", "sram", "dram")), (compute, ("mac", "register"))):
+        bottom = np.zeros(len(rows))
+        for part in parts:
+            values = np.array([r[f"{part}_nj"] for r in rows])
+            ax.bar(range(len(rows)), values, bottom=bottom, label=part)
+            bottom += values
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    total.set_ylabel("energy per inference (nJ)")
+    total.set_title(f"estimated energy per inference, {demo.options.rows}x{demo.options.cols} array, batch 1")
+    compute.set_ylabel("PE energy: MAC + registers (nJ)")
+    compute.set_xticks(range(len(rows)), [f"{r['model']}\n{r['pe_kind']}" for r in rows], rotation=90, fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -816,9 +813,11 @@ def summary_markdown(demo: DemoResult) -> str:
         "## Cycles and energy per inference",
         "",
         "Estimator (reports.estimator, own output-stationary array, batch 1) with each layer at its own precision; MAC "
-        "energies scaled from Yosys synthesis of 4x4 array cores relative to the 8-bit int array (Horowitz 45 nm anchor).",
+        "energies scaled from Yosys synthesis of 4x4 array cores relative to the 8-bit int array (Horowitz 45 nm anchor); "
+        "compute = MAC + PE registers, where the PE kinds differ; every weight is read from DRAM once per inference, "
+        "which dominates at batch 1.",
         "",
-        markdown_table(energy_summary_rows(demo), {**{f"{p}_nj": ".3f" for p in ("mac", "register", "sram", "dram", "energy")},
+        markdown_table(energy_summary_rows(demo), {**{f"{p}_nj": ".3f" for p in ("mac", "register", "sram", "dram", "compute", "energy")},
                                            "rtl_cycles": ".0f"}),
         "Per layer: `energy_layers.csv`.  Plots: `accuracy_vs_bits.png`, `energy_per_inference.png`.",
         "",
@@ -884,7 +883,7 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise ConfigError(f"checkpoint {checkpoint} not found")
-        model = load_checkpoint(quantized_model(digits.DigitsNet(), scheme, bits), checkpoint).eval()
+        model = load_checkpoint(quantize_model(digits.DigitsNet(), scheme, bits), checkpoint).eval()
         return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)"
     exported = Path(demo_out) / "networks" / f"{model_name(scheme, bits)}.json"
     if exported.is_file():

@@ -124,7 +124,6 @@ def segments(model: nn.Module) -> list[tuple[str, nn.Module, list[nn.Module], nn
             raise ConfigError("DigitsNet.features must start with a quantized layer")
         else:
             found[-1][2].append(module)
-    found[-1][2].append(nn.Flatten(1))
     found.append(["classifier", model.classifier, []])
     consumers = [entry[1].act_quantizer for entry in found[1:]] + [None]
     return [(name, module, post, consumer) for (name, module, post), consumer in zip(found, consumers, strict=True)]

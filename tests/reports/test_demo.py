@@ -1,0 +1,156 @@
+"""The demo's pieces without the RTL: options, training determinism, checkpoints, integer bounds, RTL planning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from golden.errors import CheckpointMismatchError, ConfigError, UnknownSchemeError, UnsupportedBitsError
+from golden.export import export_model
+from golden.integer import Codes
+from golden.layers import SCHEMES, quantize_model, save_checkpoint
+from reports import demo, digits
+from reports.demo import DemoOptions
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits.load_digits_split(0)
+
+
+@pytest.fixture(scope="module")
+def float_model(data):
+    torch.set_num_threads(1)
+    return demo.train_float(data, seed=0, epochs=4)
+
+
+def test_default_matrix_and_quick(tmp_path):
+    runs = DemoOptions(tmp_path).runs()
+    assert {scheme for scheme, _ in runs} == set(SCHEMES)
+    assert ("pot", 2) in runs and ("lcq", 2) in runs and ("post", 2) not in runs and ("asq_post", 2) not in runs
+    assert all((scheme, b) in runs for scheme in SCHEMES for b in (4, 3))
+    assert DemoOptions(tmp_path, quick=True).runs() == [("lsq", 4), ("post", 4)]
+    assert DemoOptions(tmp_path, schemes=("post",), bits=(2, 4)).runs() == [("post", 2), ("post", 4)]
+
+
+@pytest.mark.parametrize(("changes", "error"), [
+    ({"schemes": ("lsq", "nope")}, UnknownSchemeError),
+    ({"schemes": ("apot",), "bits": (7,)}, UnsupportedBitsError),
+    ({"bits": (9,)}, UnsupportedBitsError),
+    ({"backend": "modelsim"}, ConfigError),
+    ({"rtl_images": -1}, ConfigError),
+    ({"epochs": 0}, ConfigError),
+    ({"rows": 0}, ConfigError),
+])
+def test_bad_options_raise_before_any_work(tmp_path, changes, error):
+    with pytest.raises(error):
+        DemoOptions(tmp_path / "out", **changes).check()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_output_folder_must_be_writable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        demo.check_output_folder(blocker)
+    with pytest.raises(ConfigError, match="not writable"):
+        demo.check_output_folder(blocker / "out")
+    demo.check_output_folder(tmp_path / "new" / "out")
+    assert (tmp_path / "new" / "out").is_dir()
+
+
+def test_training_is_deterministic_for_a_seed(data, float_model):
+    again = demo.train_float(data, seed=0, epochs=4)
+    for key, value in float_model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    other = demo.train_float(data, seed=1, epochs=4)
+    assert not torch.equal(other.classifier.weight, float_model.classifier.weight)
+    assert digits.accuracy(digits.predict(float_model, data.x_test), data.y_test) > 0.8
+    assert demo.model_seed(0, "lsq", 4) == demo.model_seed(0, "lsq", 4) != demo.model_seed(0, "lsq", 3)
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path, data, float_model):
+    model = demo.train_quantized(float_model, data, "post", 3, seed=5, epochs=1)
+    reloaded = demo.reload(model, tmp_path / "post.pt", quantize_model(float_model, "post", 3))
+    assert torch.equal(digits.predict(model, data.x_test), digits.predict(reloaded, data.x_test))
+    with pytest.raises(CheckpointMismatchError):  # same network, other scheme
+        demo.reload(model, tmp_path / "post.pt", quantize_model(float_model, "pot", 3))
+    save_checkpoint(float_model, tmp_path / "float.pt")
+    with pytest.raises(CheckpointMismatchError):  # a float checkpoint is not a quantized model's
+        demo.load_or_train_network(None, tmp_path / "float.pt", "lsq", 4, tmp_path, 0)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_integer_model_within_bound_of_fake_quant(data, float_model, scheme):
+    bits = 2 if scheme in ("pot", "lcq") else 3
+    model = demo.train_quantized(float_model, data, scheme, bits, seed=1, epochs=1)
+    network, _ = export_model(model)
+    fake, integer, changed, layers = demo.evaluate_integer(model, network, data)
+    assert [row["layer"] for row in layers] == ["features.0", "features.3", "features.6", "classifier"]
+    assert all(row["within_bound"] for row in layers), layers
+    assert all(row["codes_differ"] <= row["near_boundary"] for row in layers)
+    assert all(row["max_code_diff"] <= 1 for row in layers)
+    assert layers[-1]["max_error_over_bound"] <= 1.0
+    assert abs(fake - integer) <= changed / len(data.y_test) + 1e-6  # accuracies are float32 means
+    assert integer > 0.5
+
+
+def test_apot_hardware_layer_accumulates_like_golden(data, float_model):
+    model = demo.train_quantized(float_model, data, "apot", 4, seed=2, epochs=1)
+    network, _ = export_model(model)
+    outputs = network.run(data.x_test[:8].double().numpy())
+    table_layers = [i for i, layer in enumerate(network.layers) if layer.cfg.act_format == "table"]
+    assert table_layers, "APoT activations are table activations"
+    for index in table_layers:
+        layer = network.layers[index]
+        hw_layer = demo.hardware_layer(layer)
+        x = outputs[network.input_name(index)]
+        hw_x = demo.hardware_input(hw_layer, x)
+        assert hw_layer.cfg.scheme == "int" and hw_layer.cfg.act_format == "uniform" and hw_layer.act_table is None
+        assert hw_x.table is None and np.array_equal(hw_x.codes, x.values())  # table values, not codes
+        np.testing.assert_array_equal(hw_layer.accumulate(hw_x), layer.accumulate(x))
+        got, want = hw_layer.forward(hw_x), layer.forward(x)
+        np.testing.assert_array_equal(got.codes, want.codes)
+    untouched = network.layers[0]
+    assert demo.hardware_layer(untouched) is untouched
+    assert demo.hardware_input(untouched, Codes(np.zeros((1, 1, 8, 8), dtype=np.int64), 1.0)).table is None
+
+
+def test_models_share_accelerator_designs(data, float_model):
+    """lsq and asq (and every model's 8-bit edge layers) plan identical accelerators, so they build once."""
+    plans = {}
+    for scheme in ("lsq", "asq", "post", "asq_post"):
+        model = quantize_model(float_model, scheme, 4)
+        demo.calibrate(model, data.x_train[:64])
+        network, _ = export_model(model)
+        configs, keys = demo.shared_array_configs([demo.hardware_layer(layer) for layer in network.layers], 8, 8)
+        assert set(keys) == {layer.name for layer in network.layers}
+        plans[scheme] = {repr(cfg.to_dict()) for cfg in configs.values()}
+        assert all(cfg.max_reduction == max(layer.reduction_length for layer in network.layers) for cfg in configs.values())
+    assert plans["asq"] <= plans["lsq"] and plans["asq_post"] <= plans["post"]
+    assert plans["lsq"] & plans["post"], "the 8-bit edge accelerator is the same for every scheme"
+
+
+def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_model):
+    from synth_fixture import synth_payload  # noqa: PLC0415  (tests/reports helper)
+
+    units = [("array", "int", 8, 8, 0, 4, 4, 2800, 40), ("array", "post_shared", 4, 4, 8, 4, 4, 650, 31),
+             ("array", "post_lut", 4, 4, 8, 4, 4, 900, 30)]
+    path = tmp_path / "synth.json"
+    path.write_text(demo.json_text(synth_payload(units)))
+    synthesis = demo.load_synthesis(path)
+    model = quantize_model(float_model, "post", 4)
+    demo.calibrate(model, data.x_train[:64])
+    network, _ = export_model(model)
+    assert demo.synth_keys(network, "post", 8, 8) == {("int", 8, 8, 0), ("post_shared", 4, 4, 8), ("post_lut", 4, 4, 8)}
+    rows = demo.energy_rows(network, "post", 4, 8, 8, synthesis)
+    shared = [r for r in rows if r["pe_kind"] == "post_shared"]
+    lut = [r for r in rows if r["pe_kind"] == "post_lut"]
+    assert [r["layer_pe"] for r in shared] == ["int", "post_shared", "post_shared", "int"]
+    assert [r["layer_pe"] for r in lut] == ["int", "post_lut", "post_lut", "int"]
+    assert shared[0]["macs"] == 2 * 16 * 9 * 64  # the signed input layer runs as two passes
+    assert sum(r["mac_nj"] for r in lut) > sum(r["mac_nj"] for r in shared)  # made-up figures: LUT PE costs more
+    assert all(r["energy_nj"] > 0 and r["cycles"] > 0 for r in rows)
+    cache = demo.SynthesisCache(path)
+    assert cache.missing({("int", 8, 8, 0), ("lcq", 4, 4, 0)}) == [("lcq", 4, 4, 0)]

@@ -1,0 +1,138 @@
+"""`lutmac demo` and `lutmac sim` end to end: quick mode through the RTL, bad input, atomic output."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from golden.errors import ConfigError
+from golden.layers import quantize_model, save_checkpoint
+from reports import demo, digits
+from reports.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+# the synthesis results of `make synth` if present; array cores the demo needs are cached beside them
+SYNTH = REPO / "build" / "synth" / "synth.json"
+QUICK_SECONDS = 180
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    start = time.perf_counter()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["demo", "--quick", "--out", str(out), "--synth", str(SYNTH)])
+    return out, status, time.perf_counter() - start, printed.getvalue()
+
+
+def test_quick_demo_end_to_end(quick_run):
+    out, status, seconds, printed = quick_run
+    assert status == 0
+    assert seconds < QUICK_SECONDS, f"quick demo took {seconds:.0f} s"
+    files = set(snapshot(out))
+    assert {"summary.md", "summary.json", "accuracy.csv", "accuracy.json", "integer_layers.csv", "rtl.csv",
+            "rtl_layers.csv", "energy.csv", "energy_layers.csv", "accuracy_vs_bits.png", "energy_per_inference.png",
+            "checkpoints/float.pt", "checkpoints/lsq_w4.pt", "checkpoints/post_w4.pt", "networks/lsq_w4.json",
+            "networks/post_w4.json"} <= files
+    assert not any(name.startswith(".") for name in files), "no staging leftovers"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failures"] == []
+    assert summary["float_accuracy"] > 0.9
+    models = {m["name"]: m for m in summary["models"]}
+    assert set(models) == {"lsq_w4", "post_w4"}
+    for model in models.values():
+        assert model["integer_accuracy"] > 0.85 and model["fake_quant_accuracy"] > 0.85
+        assert all(layer["within_bound"] for layer in model["layers"])
+        rtl = model["rtl"]
+        assert rtl["bit_exact"] and rtl["images"] == demo.DEFAULT_RTL_IMAGES
+        assert rtl["predictions"] == rtl["integer_predictions"]
+        for layer in rtl["layers"]:
+            assert layer["mismatches"] == 0 and layer["cycles_per_image"] == layer["expected_cycles_per_image"] > 0
+        kinds = {row["pe_kind"] for row in model["energy"]}
+        assert kinds == set(demo.PE_KINDS_OF_SCHEME[model["scheme"]])
+    # the estimator's own-array cycles for one image are the RTL's measured cycles
+    energy = {(r["model"], r["pe_kind"]): r for r in json.loads((out / "energy.json").read_text())["rows"]}
+    assert energy[("post_w4", "post_shared")]["rtl_cycles"] == energy[("post_w4", "post_shared")]["estimated_cycles"]
+    markdown = (out / "summary.md").read_text()
+    assert "2/2 models bit-exact at every layer on the RTL" in markdown
+    assert "| post_w4 | post | 4 | post_lut |" in markdown
+    assert (out / "accuracy_vs_bits.png").read_bytes().startswith(b"\x89PNG")
+    assert "RTL: 2/2 models bit-exact" in printed
+
+
+def test_sim_runs_an_exported_network(quick_run, capsys):
+    out = quick_run[0]
+    assert main(["sim", "--network", str(out / "networks" / "lsq_w4.json"), "--rtl-images", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "bit-exact at every layer; RTL predictions agree with golden on 2/2" in printed
+    assert "| features.3 | codes |" in printed
+    # the default model is the demo's post_w4 from --from
+    assert main(["sim", "--from", str(out), "--rtl-images", "1"]) == 0
+    assert str(out / "networks" / "post_w4.json") in capsys.readouterr().out
+
+
+def test_failed_run_leaves_earlier_results(quick_run, monkeypatch, capsys):
+    out = quick_run[0]
+    before = snapshot(out)
+
+    def broken(*args, **kwargs):
+        raise ConfigError("injected failure")
+
+    monkeypatch.setattr(demo, "evaluate_integer", broken)
+    assert main(["demo", "--quick", "--epochs", "1", "--out", str(out), "--synth", str(SYNTH)]) == 2
+    assert "injected failure" in capsys.readouterr().err
+    assert snapshot(out) == before
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".out.staging")]
+
+
+def expect_error(capsys, argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"lutmac {argv[0]}: error: ") and message in err, err
+
+
+def test_bad_input_is_one_line_and_keeps_results(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.md").write_text("earlier results")
+    expect_error(capsys, ["demo", "--out", str(out), "--schemes", "lsq", "nope"], "'nope' does not exist")
+    expect_error(capsys, ["demo", "--out", str(out), "--schemes", "apot", "--bits", "7"], "supports 2..6 bits")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    expect_error(capsys, ["demo", "--out", str(blocker / "out")], "is not writable")
+    assert (out / "summary.md").read_text() == "earlier results"
+    assert sorted(p.name for p in out.iterdir()) == ["summary.md"]
+
+
+def test_checkpoint_of_another_model_is_rejected(tmp_path, capsys):
+    path = tmp_path / "lsq_w4.pt"
+    save_checkpoint(quantize_model(digits.DigitsNet(), "lsq", 4), path)
+    expect_error(capsys, ["sim", "--checkpoint", str(path), "--scheme", "post", "--bits", "4"], "quantizer configuration differs")
+    save_checkpoint(digits.DigitsNet(width=8), tmp_path / "narrow.pt")
+    expect_error(capsys, ["sim", "--checkpoint", str(tmp_path / "narrow.pt"), "--scheme", "lsq", "--bits", "4"],
+                 "quantizer configuration differs")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    expect_error(capsys, ["sim", "--checkpoint", str(tmp_path / "junk.pt"), "--scheme", "lsq"], "not a loadable")
+    expect_error(capsys, ["sim", "--network", str(tmp_path / "missing.json")], "not found")
+
+
+@pytest.mark.regress
+def test_full_demo_all_schemes(tmp_path):
+    start = time.perf_counter()
+    assert main(["demo", "--out", str(tmp_path / "out"), "--synth", str(SYNTH)]) == 0
+    seconds = time.perf_counter() - start
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["models"]) == len(demo.DemoOptions(tmp_path).runs())
+    assert all(m["rtl"]["bit_exact"] for m in summary["models"])
+    assert seconds < 15 * 60 * 1.5, f"{seconds:.0f} s"  # 15 min on an idle 2-core machine; headroom for a loaded one
