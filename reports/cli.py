@@ -72,7 +72,7 @@ def _rtl_options(parser) -> None:
 def add_demo(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="train DigitsNet, quantize, export, run integer model and RTL, report")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out/; replaced atomically)")
-    parser.add_argument("--quick", action="store_true", help="lsq and post at 4 bits, fewer epochs (a few minutes)")
+    parser.add_argument("--quick", action="store_true", help="post at 4 bits, fewer epochs (2-3 minutes)")
     parser.add_argument("--schemes", nargs="+", default=None, help="quantization schemes (default: all)")
     parser.add_argument("--bits", nargs="+", type=int, default=None, help="bit widths for every scheme (default: per scheme)")
     parser.add_argument("--epochs", type=_positive, default=None, help="QAT epochs per model (the float baseline trains twice as long)")

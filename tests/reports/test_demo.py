@@ -30,7 +30,7 @@ def test_default_matrix_and_quick(tmp_path):
     assert {scheme for scheme, _ in runs} == set(SCHEMES)
     assert ("pot", 2) in runs and ("lcq", 2) in runs and ("post", 2) not in runs and ("asq_post", 2) not in runs
     assert all((scheme, b) in runs for scheme in SCHEMES for b in (4, 3))
-    assert DemoOptions(tmp_path, quick=True).runs() == [("lsq", 4), ("post", 4)]
+    assert DemoOptions(tmp_path, quick=True).runs() == [("post", 4)]
     assert DemoOptions(tmp_path, schemes=("post",), bits=(2, 4)).runs() == [("post", 2), ("post", 4)]
 
 

@@ -42,14 +42,13 @@ def test_quick_demo_end_to_end(quick_run):
     files = set(snapshot(out))
     assert {"summary.md", "summary.json", "accuracy.csv", "accuracy.json", "integer_layers.csv", "rtl.csv",
             "rtl_layers.csv", "energy.csv", "energy_layers.csv", "accuracy_vs_bits.png", "energy_per_inference.png",
-            "checkpoints/float.pt", "checkpoints/lsq_w4.pt", "checkpoints/post_w4.pt", "networks/lsq_w4.json",
-            "networks/post_w4.json"} <= files
+            "checkpoints/float.pt", "checkpoints/post_w4.pt", "networks/post_w4.json"} <= files
     assert not any(name.startswith(".") for name in files), "no staging leftovers"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failures"] == []
     assert summary["float_accuracy"] > 0.9
     models = {m["name"]: m for m in summary["models"]}
-    assert set(models) == {"lsq_w4", "post_w4"}
+    assert set(models) == {"post_w4"}
     for model in models.values():
         assert model["integer_accuracy"] > 0.85 and model["fake_quant_accuracy"] > 0.85
         assert all(layer["within_bound"] for layer in model["layers"])
@@ -64,21 +63,23 @@ def test_quick_demo_end_to_end(quick_run):
     energy = {(r["model"], r["pe_kind"]): r for r in json.loads((out / "energy.json").read_text())["rows"]}
     assert energy[("post_w4", "post_shared")]["rtl_cycles"] == energy[("post_w4", "post_shared")]["estimated_cycles"]
     markdown = (out / "summary.md").read_text()
-    assert "2/2 models bit-exact at every layer on the RTL" in markdown
+    assert "1/1 models bit-exact at every layer on the RTL" in markdown
     assert "| post_w4 | post | 4 | post_lut |" in markdown
     assert (out / "accuracy_vs_bits.png").read_bytes().startswith(b"\x89PNG")
-    assert "RTL: 2/2 models bit-exact" in printed
+    assert "RTL: 1/1 models bit-exact" in printed
 
 
-def test_sim_runs_an_exported_network(quick_run, capsys):
+def test_sim_runs_an_exported_network(quick_run, tmp_path, capsys):
     out = quick_run[0]
-    assert main(["sim", "--network", str(out / "networks" / "lsq_w4.json"), "--rtl-images", "2"]) == 0
+    assert main(["sim", "--network", str(out / "networks" / "post_w4.json"), "--rtl-images", "2"]) == 0
     printed = capsys.readouterr().out
     assert "bit-exact at every layer; RTL predictions agree with golden on 2/2" in printed
     assert "| features.3 | codes |" in printed
-    # the default model is the demo's post_w4 from --from
+    # the default model is the demo's post_w4 from --from; with none there it is trained now
     assert main(["sim", "--from", str(out), "--rtl-images", "1"]) == 0
-    assert str(out / "networks" / "post_w4.json") in capsys.readouterr().out
+    assert f"network: {out / 'networks' / 'post_w4.json'}" in capsys.readouterr().out
+    assert main(["sim", "--from", str(tmp_path), "--rtl-images", "1"]) == 0
+    assert "post_w4 trained now" in capsys.readouterr().out
 
 
 def test_failed_run_leaves_earlier_results(quick_run, monkeypatch, capsys):
@@ -136,3 +137,11 @@ def test_full_demo_all_schemes(tmp_path):
     assert len(summary["models"]) == len(demo.DemoOptions(tmp_path).runs())
     assert all(m["rtl"]["bit_exact"] for m in summary["models"])
     assert seconds < 15 * 60 * 1.5, f"{seconds:.0f} s"  # 15 min on an idle 2-core machine; headroom for a loaded one
+
+
+@pytest.mark.regress
+def test_sim_on_cocotb_verilator_matches(quick_run, capsys):
+    out = quick_run[0]
+    assert main(["sim", "--network", str(out / "networks" / "post_w4.json"), "--rtl-images", "1",
+                 "--backend", "cocotb-verilator"]) == 0
+    assert "bit-exact at every layer" in capsys.readouterr().out
