@@ -49,6 +49,13 @@ def test_bad_options_raise_before_any_work(tmp_path, changes, error):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_broken_synthesis_file_fails_before_training(tmp_path):
+    synth = tmp_path / "synth.json"
+    synth.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        DemoOptions(tmp_path / "out", synth=synth).check()
+
+
 def test_output_folder_must_be_writable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
