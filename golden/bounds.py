@@ -29,10 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import spec
 from .errors import ConfigError
 from .integer import Accumulators, Codes, IntegerLayer, conv_output_size, ideal_weight_levels, int_conv2d, int_linear
+from .layers import QuantConv2d
+from .quantizers import ASQQuantizer, UniformQuantizer
 
 FLOAT64_UNIT_ROUNDOFF = 2.0**-53
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
@@ -247,3 +250,44 @@ def _output_spatial(layer: IntegerLayer, x: Codes) -> tuple[int, int]:
 def codes_within_bound(integer_codes: np.ndarray, real_codes: np.ndarray, bound: LayerBound) -> bool:
     """The bound's claim: codes differ only near boundaries and by at most the boundaries nearby."""
     return bool(np.all(np.abs(integer_codes - real_codes) <= bound.boundaries_near))
+
+
+# ----------------------------------------------------------------------------------------------- the torch side
+
+
+def bias_magnitude(module: nn.Module, post: list[nn.Module]) -> np.ndarray:
+    """``|b g| + |mu g| + |beta|``: what the float32 bias / BatchNorm path adds, for :func:`float_path_error`."""
+    bias = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(module.weight.shape[0])
+    for bn in post:
+        if isinstance(bn, nn.BatchNorm2d):
+            gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+            mean, beta = bn.running_mean.double().numpy(), bn.bias.detach().double().numpy()
+            return np.abs(bias * gain) + np.abs(mean * gain) + np.abs(beta)
+    return np.abs(bias)
+
+
+@torch.no_grad()
+def fake_quant_segment(module: nn.Module, post: list[nn.Module], consumer: nn.Module | None, x: Codes) -> RealOutput:
+    """The fake-quant layer, then ``post`` (BatchNorm, ReLU, pooling) and the next quantizer ``consumer``.
+
+    It reads the integer model's (dequantized) input, bypassing the layer's own input quantizer, so the
+    two models are compared on the same input, layer by layer.
+    """
+    x_hat = torch.from_numpy(x.real()).float()
+    weight = module.quantized_weight()
+    if isinstance(module, QuantConv2d):
+        y = F.conv2d(x_hat, weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
+    else:
+        y = F.linear(x_hat.flatten(1), weight, module.bias)
+    for op in post:
+        y = op(y)
+    if consumer is None:
+        return RealOutput(y.double().numpy(), None, None)
+    codes = consumer.quantize_codes(y).numpy()
+    if isinstance(consumer, ASQQuantizer):
+        step = consumer.step(y).double().numpy()
+    elif isinstance(consumer, UniformQuantizer):
+        step = np.full(y.shape[0], float(consumer.s))
+    else:  # threshold quantizers (LCQ, APoT): the bank decides, there is no step
+        step = np.full(y.shape[0], np.nan)
+    return RealOutput(y.double().numpy(), codes, step)

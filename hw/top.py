@@ -189,10 +189,12 @@ class Accelerator(wiring.Component):
             with m.State("FLUSH1"):
                 m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
                 with m.If(self.start):
                     begin_run()
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))
+        # Driven outside the FSM so Yosys emits continuous assigns: Icarus does not run an FSM's
+        # always @* block until the state first changes, so `done` would read X after reset.
+        m.d.comb += [self.done.eq(fsm.ongoing("DONE")),
+                     self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
 
         # ---- drain: accumulator row -> requantizer lanes -> output buffer -------------------------
         accumulators = array.acc[drain_row]

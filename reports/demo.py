@@ -43,17 +43,22 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from golden import spec
-from golden.bounds import FLOAT32_UNIT_ROUNDOFF, RealOutput, codes_within_bound, float_path_error, layer_bound
+from golden.bounds import (
+    FLOAT32_UNIT_ROUNDOFF,
+    bias_magnitude,
+    codes_within_bound,
+    fake_quant_segment,
+    float_path_error,
+    layer_bound,
+)
 from golden.errors import ConfigError
 from golden.export import export_model
 from golden.integer import Accumulators, Codes, IntegerLayer, IntegerNetwork, gemm_accumulator_bits
 from golden.layers import (
     SCHEMES,
-    QuantConv2d,
     calibrate,
     check_scheme,
     clamp_scales_,
@@ -61,7 +66,6 @@ from golden.layers import (
     quantize_model,
     save_checkpoint,
 )
-from golden.quantizers import ASQQuantizer, UniformQuantizer
 
 from . import digits
 from .energy import DEFAULT_SYNTH_PATH, Synthesis, load_synthesis
@@ -190,39 +194,6 @@ def reload(model: nn.Module, path: Path, fresh: nn.Module) -> nn.Module:
 # ----------------------------------------------------------------------------------------------- integer vs fake-quant
 
 
-def _bias_magnitude(module: nn.Module, post: list[nn.Module]) -> np.ndarray:
-    """``|b g| + |mu g| + |beta|``: the magnitudes the float bias / BatchNorm path adds (for the float32 error)."""
-    bias = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(module.weight.shape[0])
-    for bn in post:
-        if isinstance(bn, nn.BatchNorm2d):
-            gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-            return np.abs(bias * gain) + np.abs(bn.running_mean.double().numpy() * gain) + np.abs(bn.bias.detach().double().numpy())
-    return np.abs(bias)
-
-
-@torch.no_grad()
-def _fake_quant_segment(module: nn.Module, post: list[nn.Module], consumer: nn.Module | None, x: Codes) -> RealOutput:
-    """The fake-quant layer (and what follows it up to the next quantizer) on the integer model's input."""
-    x_hat = torch.from_numpy(x.real()).float()
-    weight = module.quantized_weight()
-    if isinstance(module, QuantConv2d):
-        y = F.conv2d(x_hat, weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
-    else:
-        y = F.linear(x_hat.flatten(1), weight, module.bias)
-    for op in post:
-        y = op(y)
-    if consumer is None:
-        return RealOutput(y.double().numpy(), None, None)
-    codes = consumer.quantize_codes(y).numpy()
-    if isinstance(consumer, ASQQuantizer):
-        step = consumer.step(y).double().numpy()
-    elif isinstance(consumer, UniformQuantizer):
-        step = np.full(y.shape[0], float(consumer.s))
-    else:  # threshold quantizers (LCQ, APoT): the bank decides, there is no step
-        step = np.full(y.shape[0], np.nan)
-    return RealOutput(y.double().numpy(), codes, step)
-
-
 def layer_agreement(model: nn.Module, network: IntegerNetwork, outputs: dict) -> list[dict]:
     """Per layer: integer vs fake-quant on the integer model's own input, and the bound's verdict."""
     layers = {layer.name: (index, layer) for index, layer in enumerate(network.layers)}
@@ -230,8 +201,8 @@ def layer_agreement(model: nn.Module, network: IntegerNetwork, outputs: dict) ->
     for name, module, post, consumer in digits.segments(model):
         index, layer = layers[name]
         x = outputs[network.input_name(index)]
-        real = _fake_quant_segment(module, post, consumer, x)
-        extra = float_path_error(layer, x, _bias_magnitude(module, post))
+        real = fake_quant_segment(module, post, consumer, x)
+        extra = float_path_error(layer, x, bias_magnitude(module, post))
         out = outputs[name]
         bound = layer_bound(layer, x, out, real, extra, relative_slack=4 * FLOAT32_UNIT_ROUNDOFF)
         row = {"layer": name, "output": layer.output.mode, "values": int(np.size(real.value))}

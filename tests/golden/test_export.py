@@ -13,8 +13,9 @@ from torch import nn
 from golden import spec
 from golden.bounds import (
     FLOAT32_UNIT_ROUNDOFF,
-    RealOutput,
+    bias_magnitude,
     codes_within_bound,
+    fake_quant_segment,
     float_path_error,
     ideal_levels,
     layer_bound,
@@ -96,41 +97,6 @@ def segments(model: SmallNet):
     ]
 
 
-def bias_magnitude(module: nn.Module, post: list) -> np.ndarray:
-    """|b g| + |mu g| + |beta|: the magnitudes the float bias / BatchNorm path adds."""
-    channels = module.weight.shape[0]
-    bias = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(channels)
-    for bn in post:
-        if isinstance(bn, nn.BatchNorm2d):
-            gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-            mean, beta = bn.running_mean.double().numpy(), bn.bias.detach().double().numpy()
-            return np.abs(bias * gain) + np.abs(mean * gain) + np.abs(beta)
-    return np.abs(bias)
-
-
-@torch.no_grad()
-def torch_segment(module, post, consumer, x: Codes) -> RealOutput:
-    """The fake-quant layer on the integer model's (dequantized) input: bypassing its own input quantizer."""
-    x_hat = torch.from_numpy(x.real()).float()
-    weight = module.quantized_weight()
-    if isinstance(module, QuantConv2d):
-        y = F.conv2d(x_hat, weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
-    else:
-        y = F.linear(x_hat.flatten(1), weight, module.bias)
-    for op in post:
-        y = op(y)
-    if consumer is None:
-        return RealOutput(y.double().numpy(), None, None)
-    codes = consumer.quantize_codes(y).numpy()
-    if isinstance(consumer, ASQQuantizer):
-        step = consumer.step(y).double().numpy()
-    elif isinstance(consumer, UniformQuantizer):
-        step = np.full(y.shape[0], float(consumer.s))
-    else:  # threshold quantizers (LCQ, APoT): the bank decides, no step
-        step = np.full(y.shape[0], np.nan)
-    return RealOutput(y.double().numpy(), codes, step)
-
-
 def compare_layers(model: SmallNet, network: IntegerNetwork, x: torch.Tensor) -> dict:
     """Every layer on the integer model's own input: integer vs torch fake-quant, within the computed bound."""
     outputs = network.run(x.double().numpy())
@@ -139,7 +105,7 @@ def compare_layers(model: SmallNet, network: IntegerNetwork, x: torch.Tensor) ->
     for name, module, post, consumer in segments(model):
         layer = layers[name]
         x_int = outputs[network.input_name(network.layers.index(layer))]
-        real = torch_segment(module, post, consumer, x_int)
+        real = fake_quant_segment(module, post, consumer, x_int)
         extra = float_path_error(layer, x_int, bias_magnitude(module, post))
         out = outputs[name]
         bound = layer_bound(layer, x_int, out, real, extra, relative_slack=4 * FLOAT32_UNIT_ROUNDOFF)

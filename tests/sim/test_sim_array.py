@@ -69,10 +69,6 @@ def test_array_matrix_matches_golden(cfg, simulator, sim_seed, waves):
     _check(cfg, simulator, sim_seed, waves, full=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hw: `done` is assigned inside the FSM, which Yosys emits as an always @* block that Icarus does not "
-    "evaluate until the FSM state first changes, so `done` reads X after reset; driving it outside the FSM "
-    "(m.d.comb += done.eq(fsm.ongoing('DONE'))) gives a continuous assign. Remove this mark when fixed."))
 def test_outputs_are_known_after_reset(sim_seed):
     """Icarus is 4-state: every accelerator output must be 0/1 right after reset (Verilator cannot show X)."""
     cfg = DEFAULT_CONFIGS["int-w4a4-4x4"]
