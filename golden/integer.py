@@ -349,7 +349,7 @@ def rescale(values: np.ndarray, mantissa: np.ndarray | int, shift: np.ndarray | 
     shift = np.asarray(shift, dtype=np.int64)
     if np.any(mantissa < 0) or np.any(mantissa >= 1 << spec.MULTIPLIER_BITS) or np.any(shift < 0) or np.any(shift > spec.MAX_REQUANT_SHIFT):
         raise CodeRangeError(f"mantissa must be an unsigned {spec.MULTIPLIER_BITS}-bit int and shift in 0..{spec.MAX_REQUANT_SHIFT}")
-    if values.size and int(np.abs(values).max()) >= 1 << (62 - spec.MULTIPLIER_BITS):
+    if values.size and int(np.abs(values).max()) >= 1 << spec.MAX_SUM_BITS:
         raise AccumulatorOverflowError("value too wide to rescale exactly in 64 bits")
     rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
     return (values * mantissa + rounding) >> shift
@@ -767,7 +767,7 @@ class IntegerLayer:
             return RequantParams(sign, unit, bias, mantissa, shift)
         if out.mode == "threshold":
             thresholds = np.ceil(spatial * out.thresholds[None, None, :] / unit[:, :, None])
-            limit = float(1 << (62 - spec.MULTIPLIER_BITS))
+            limit = float(1 << spec.MAX_SUM_BITS)
             return RequantParams(sign, unit, bias, thresholds=np.clip(thresholds, -limit, limit).astype(np.int64))
         return RequantParams(sign, unit, bias)
 

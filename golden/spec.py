@@ -64,6 +64,8 @@ DEFAULT_FRAC_BITS = 8
 DEFAULT_LEVEL_BITS = 8
 MULTIPLIER_BITS = 16
 MAX_REQUANT_SHIFT = 62
+#: The requantizer computes ``(acc + bias) * mantissa`` in 64 bits, so ``|acc + bias| < 2^MAX_SUM_BITS``.
+MAX_SUM_BITS = 62 - MULTIPLIER_BITS
 # Integer results are computed in int64 (and GEMMs in float64, exact below 2**53).
 MAX_EXACT_BITS = 53
 
@@ -478,7 +480,7 @@ def requantize(
     if np.any(mantissa < 0) or np.any(mantissa >= (1 << MULTIPLIER_BITS)) or np.any(shift < 0) or np.any(shift > MAX_REQUANT_SHIFT):
         raise CodeRangeError(f"mantissa must be an unsigned {MULTIPLIER_BITS}-bit int and shift in 0..{MAX_REQUANT_SHIFT}")
     total = acc + np.asarray(bias, dtype=np.int64)
-    if total.size and int(np.abs(total).max()) >= (1 << (62 - MULTIPLIER_BITS)):
+    if total.size and int(np.abs(total).max()) >= (1 << MAX_SUM_BITS):
         raise AccumulatorOverflowError("accumulator + bias too wide to requantize exactly in 64 bits")
     product = total * mantissa
     rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)

@@ -31,8 +31,6 @@ PE_KINDS = tuple(PE_SCHEMES)
 MAX_PRODUCT_TABLE_BITS = 8
 MAX_ARRAY_DIM = 64
 MAX_HOST_LANES = 64
-#: ``requantize`` computes ``(acc + bias) * mantissa`` in int64 and demands ``|acc + bias| < 2^(62 - MULTIPLIER_BITS)``.
-MAX_SUM_BITS = 62 - spec.MULTIPLIER_BITS
 PRESETS_PATH = Path(__file__).with_name("presets.toml")
 
 
@@ -121,11 +119,11 @@ class ArrayConfig:
         if not isinstance(self.out_bits, int) or not spec.MIN_BITS <= self.out_bits <= spec.MAX_BITS:
             raise UnsupportedBitsError(f"out_bits={self.out_bits!r} is not supported (expected {spec.MIN_BITS}..{spec.MAX_BITS})")
         spec.check_accumulator(datapath, self.accumulator_width, self.max_reduction)
-        _check_int("bias_bits", self.bias_bits, 1, MAX_SUM_BITS)
-        if self.requant.sum_bits > MAX_SUM_BITS:
+        _check_int("bias_bits", self.bias_bits, 1, spec.MAX_SUM_BITS)
+        if self.requant.sum_bits > spec.MAX_SUM_BITS:
             raise ConfigError(
                 f"accumulator ({self.accumulator_width} bits) + bias ({self.bias_bits} bits) needs "
-                f"{self.requant.sum_bits} bits; the requantizer is exact up to {MAX_SUM_BITS}"
+                f"{self.requant.sum_bits} bits; the requantizer is exact up to {spec.MAX_SUM_BITS}"
             )
 
     @classmethod

@@ -80,21 +80,32 @@ class IntPE(ProcessingElement):
 
 
 class _ShiftPE(ProcessingElement):
-    """Shared decoding of a sign|exponent code (pot/post): sign, exponent field, zero flag."""
+    """pot/post: decode the sign|exponent code, take the kind's shifted magnitude, apply sign and zero."""
 
-    def _decode(self, m: Module):
-        weight = self.datapath.weight
-        exponent = self.weight[: weight.exponent_bits]
-        negative = self.weight[weight.exponent_bits]
-        is_zero = exponent > weight.max_exponent
-        return negative, exponent, is_zero
+    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
+        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
+        super().__init__(datapath, unsigned(datapath.weight.code_bits), self._act_shape(datapath))
 
-    def _signed_product(self, m: Module, magnitude, negative, is_zero) -> None:
-        m.d.comb += self.product.eq(Mux(is_zero, 0, Mux(negative, -magnitude, magnitude)))
+    def _act_shape(self, datapath: spec.DatapathConfig):
+        return unsigned(datapath.act_bits)
 
     def _scaled_act(self, value):
         """``a << F`` as a plain concatenation: no logic at all."""
         return Cat(Const(0, self.datapath.frac_bits), value) if self.datapath.frac_bits else value
+
+    def _magnitude(self, m: Module, exponent):
+        """``|a * base^-e|`` for a non-zero weight of exponent ``e``."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        weight = self.datapath.weight
+        exponent = self.weight[: weight.exponent_bits]
+        negative = self.weight[weight.exponent_bits]
+        is_zero = exponent > weight.max_exponent
+        magnitude = self._magnitude(m, exponent)
+        m.d.comb += self.product.eq(Mux(is_zero, 0, Mux(negative, -magnitude, magnitude)))
+        return m
 
 
 class PotPE(_ShiftPE):
@@ -102,15 +113,8 @@ class PotPE(_ShiftPE):
 
     kind = "pot"
 
-    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
-        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
-        super().__init__(datapath, unsigned(datapath.weight.code_bits), unsigned(act_bits))
-
-    def elaborate(self, platform):
-        m = Module()
-        negative, exponent, is_zero = self._decode(m)
-        self._signed_product(m, self._scaled_act(self.act) >> exponent, negative, is_zero)
-        return m
+    def _magnitude(self, m: Module, exponent):
+        return self._scaled_act(self.act) >> exponent
 
 
 class PostLutPE(_ShiftPE):
@@ -118,13 +122,7 @@ class PostLutPE(_ShiftPE):
 
     kind = "post_lut"
 
-    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
-        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
-        super().__init__(datapath, unsigned(datapath.weight.code_bits), unsigned(act_bits))
-
-    def elaborate(self, platform):
-        m = Module()
-        negative, exponent, is_zero = self._decode(m)
+    def _magnitude(self, m: Module, exponent):
         m.submodules.lut = lut = memory.Memory(
             shape=unsigned(self.datapath.act_bits + self.datapath.frac_bits),
             depth=self.datapath.num_act_codes,
@@ -132,9 +130,7 @@ class PostLutPE(_ShiftPE):
         )
         lut_read = lut.read_port(domain="comb")
         m.d.comb += lut_read.addr.eq(self.act)
-        base = Mux(exponent[0], lut_read.data, self._scaled_act(self.act))
-        self._signed_product(m, base >> exponent[1:], negative, is_zero)
-        return m
+        return Mux(exponent[0], lut_read.data, self._scaled_act(self.act)) >> exponent[1:]
 
 
 class PostSharedPE(_ShiftPE):
@@ -142,16 +138,11 @@ class PostSharedPE(_ShiftPE):
 
     kind = "post_shared"
 
-    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
-        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
-        super().__init__(datapath, unsigned(datapath.weight.code_bits), post_act_layout(datapath))
+    def _act_shape(self, datapath: spec.DatapathConfig):
+        return post_act_layout(datapath)
 
-    def elaborate(self, platform):
-        m = Module()
-        negative, exponent, is_zero = self._decode(m)
-        base = Mux(exponent[0], self.act.scaled, self._scaled_act(self.act.value))
-        self._signed_product(m, base >> exponent[1:], negative, is_zero)
-        return m
+    def _magnitude(self, m: Module, exponent):
+        return Mux(exponent[0], self.act.scaled, self._scaled_act(self.act.value)) >> exponent[1:]
 
 
 class LcqPE(ProcessingElement):

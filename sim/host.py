@@ -366,6 +366,11 @@ module lutmac_host (
   wire [{COUNT_BITS - 1}:0] count = entry[{in_bits + COUNT_BITS - 1}:{in_bits}];
   wire [{in_bits - 1}:0] dut_in = running ? entry[{in_bits - 1}:0] : {in_bits}'d0;
   wire [{out_bits - 1}:0] dut_out;
+  // A WAIT entry ends when the DUT raises its wait output (or times out after `count` cycles);
+  // any other entry ends after `count` cycles.
+  wire last_cycle = elapsed + 1 == count;
+  wire step_done = kind == 2'd{WAIT} ? {wait_bit} : last_cycle;
+  wire timed_out = kind == 2'd{WAIT} && !({wait_bit}) && last_cycle;
 
   {layout.dut} dut (
 {port_list}
@@ -390,28 +395,21 @@ module lutmac_host (
         if (num_waits != 0) $writememh("{WAITS_FILE}", waits, 0, num_waits - 1);
         running <= 1'b0;
         finished <= 1'b1;
-      end else if (kind == 2'd{WAIT} && {wait_bit}) begin
-        waits[num_waits] <= elapsed + 1;
-        num_waits <= num_waits + 1;
+      end else if (timed_out) begin
+        error <= 1'b1;
+        running <= 1'b0;
+        finished <= 1'b1;
+      end else if (step_done) begin
+        if (kind == 2'd{WAIT}) begin
+          waits[num_waits] <= elapsed + 1;
+          num_waits <= num_waits + 1;
+        end
         if (capture) begin
           captures[num_captures] <= dut_out;
           num_captures <= num_captures + 1;
         end
         pc <= pc + 1;
         elapsed <= 0;
-      end else if (elapsed + 1 == count) begin
-        if (kind == 2'd{WAIT}) begin
-          error <= 1'b1;
-          running <= 1'b0;
-          finished <= 1'b1;
-        end else begin
-          if (capture) begin
-            captures[num_captures] <= dut_out;
-            num_captures <= num_captures + 1;
-          end
-          pc <= pc + 1;
-          elapsed <= 0;
-        end
       end else begin
         elapsed <= elapsed + 1;
       end

@@ -455,7 +455,7 @@ def test_requantize_errors():
         with pytest.raises(CodeRangeError):
             spec.requantize(acc, 0, mantissa, shift, 4)
     with pytest.raises(AccumulatorOverflowError):
-        spec.requantize(np.array([1 << (62 - spec.MULTIPLIER_BITS)]), 0, 1, 0, 4)
+        spec.requantize(np.array([1 << spec.MAX_SUM_BITS]), 0, 1, 0, 4)
     with pytest.raises(AccumulatorOverflowError):
         spec.requantize(np.array([1 << 45]), 1 << 45, 1, 0, 4)
 

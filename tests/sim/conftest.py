@@ -1,4 +1,4 @@
-"""pytest options for the RTL testbenches: which simulator(s), waveforms, and the random seed.
+"""The RTL testbenches' options (declared in tests/conftest.py): simulator(s), waveforms, seed.
 
 ``--sim icarus|verilator|both`` (or ``$SIM``) picks the simulators every ``simulator``-using
 test is parametrized over; ``--waves`` (or ``$WAVES=1``) dumps an FST on every run (failing
@@ -21,13 +21,6 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 ensure_verilator_env()
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("lutmac-sim", "RTL simulation (tests/sim)")
-    group.addoption("--sim", default=None, help="icarus, verilator or both (default: $SIM or both)")
-    group.addoption("--waves", action="store_true", default=None, help="dump an FST on every run (default: $WAVES)")
-    group.addoption("--sim-seed", type=int, default=None, help="stimulus seed (default: $SIM_SEED or random)")
 
 
 def pytest_generate_tests(metafunc):
