@@ -42,6 +42,9 @@ pooling, flatten and dropout are leaves) and walks the graph in execution order.
   quantized value (the codes the next layer's quantizer made) or a BN-folded downsample conv
   exported with an ``accumulator`` output.  The fake-quant model adds the *unquantized* shortcut;
   the integer model adds its codes — an approximation the bound does not cover (measured).
+  The parameter-free option-A shortcut of CIFAR ResNets, ``F.pad(x[:, :, ::s, ::s], (0, 0, 0, 0,
+  before, after))``, becomes the :class:`~golden.integer.Residual`'s ``stride`` and
+  ``channel_pad``; any other slicing or padding raises ConfigError.
 
 LCQ without ``level_bits``: the fake-quant levels are real numbers; the export rounds them to
 ``lcq_level_bits`` (the integer model then differs from the fake-quant model by up to half a
@@ -246,6 +249,19 @@ class _Shape:
     """A shape query (``x.size(0)``): only meaningful as an argument of a flattening view."""
 
 
+@dataclass(frozen=True)
+class _Shortcut:
+    """A tensor subsampled (``x[:, :, ::stride, ::stride]``) and channel-padded on its way to a residual add."""
+
+    source: object
+    stride: int = 1
+    channel_pad: tuple[int, int] = (0, 0)
+
+
+SLICE_HELP = "only x[:, :, ::s, ::s] (both spatial dims of an NCHW tensor, one stride, from 0) feeds a residual add"
+PAD_HELP = "only zero channel padding of an NCHW tensor, F.pad(x, (0, 0, 0, 0, before, after)), feeds a residual add"
+
+
 class _Tracer(QuantTracer):
     LEAVES = (
         nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
@@ -278,6 +294,7 @@ class _Exporter:
             else:
                 _check_same_quantizer(self.input_quantizer, quantizer, "the network input", consumer)
             return "input", side
+        _reject_shortcut_view(value, consumer, "a quantized layer's input")
         if not isinstance(value, _Pending):
             raise ConfigError(f"{consumer}: its input is not a quantized layer's output or the network input")
         if value.layer is None:
@@ -397,6 +414,11 @@ class _Exporter:
             return args[0]
         if target in ("size", "dim") or target is getattr:
             return _Shape()
+        if target is operator.getitem:
+            return _Shape() if isinstance(args[0], _Shape) else self._slice(args[0], args[1], str(node))
+        if target is F.pad:
+            kwargs = dict(zip(("pad", "mode", "value"), args[1:], strict=False)) | node.kwargs
+            return self._pad(args[0], kwargs["pad"], kwargs.get("mode", "constant"), kwargs.get("value"), str(node))
         if target in ("view", "reshape") and len(args) == 3 and args[2] == -1 and isinstance(args[1], (int, _Shape)):
             return args[0]  # x.view(x.size(0), -1): a flatten
         if target in ADD_FUNCTIONS or target in ("add", "add_", "__add__", "__iadd__"):
@@ -414,6 +436,7 @@ class _Exporter:
     # -------------------------------------------------------------------- operations
     @staticmethod
     def _open(value, what: str, name: str) -> _Pending:
+        _reject_shortcut_view(value, name, what)
         if not isinstance(value, _Pending):
             raise ConfigError(f"{name}: {what} applies to a quantized layer's output here")
         if value.layer is not None:
@@ -456,6 +479,37 @@ class _Exporter:
         pending.global_pool = True
         return pending
 
+    def _slice(self, value, index, name: str) -> _Shortcut:
+        """``x[:, :, ::s, ::s]``: the subsampling of an option-A shortcut."""
+        if not (isinstance(index, tuple) and len(index) == 4 and all(isinstance(i, slice) for i in index)):
+            raise ConfigError(f"{name}: indexing with {index!r} cannot be represented; {SLICE_HELP}")
+        batch, channel, rows, cols = index
+        steps = {1 if s.step is None else s.step for s in (rows, cols)}
+        whole = batch == slice(None) and channel == slice(None)
+        from_zero = all(s.start in (None, 0) and s.stop is None for s in (rows, cols))
+        if not (whole and from_zero and len(steps) == 1 and all(isinstance(s, int) and s >= 1 for s in steps)):
+            raise ConfigError(f"{name}: slicing {index!r} cannot be represented; {SLICE_HELP}")
+        view = self._view(value, name)
+        return _Shortcut(view.source, view.stride * steps.pop(), view.channel_pad)
+
+    def _pad(self, value, pad, mode, fill, name: str) -> _Shortcut:
+        """``F.pad(x, (0, 0, 0, 0, before, after))``: the zero channels of an option-A shortcut."""
+        pad = tuple(pad) if isinstance(pad, (tuple, list)) else pad
+        exact = isinstance(pad, tuple) and len(pad) in (6, 8) and all(isinstance(p, int) and p >= 0 for p in pad)
+        if mode != "constant" or fill not in (None, 0) or not exact or any(pad[:4]) or any(pad[6:]):
+            raise ConfigError(f"{name}: F.pad({pad!r}, mode={mode!r}, value={fill!r}) cannot be represented; {PAD_HELP}")
+        view = self._view(value, name)
+        before, after = view.channel_pad
+        return _Shortcut(view.source, view.stride, (before + pad[4], after + pad[5]))
+
+    @staticmethod
+    def _view(value, name: str) -> _Shortcut:
+        if isinstance(value, _Shortcut):
+            return value
+        if not isinstance(value, _Pending):
+            raise ConfigError(f"{name}: slicing / padding applies to a quantized layer's output here")
+        return _Shortcut(value)
+
     def _add(self, left, right, name: str) -> _Pending:
         candidates = [v for v in (left, right) if isinstance(v, _Pending) and v.layer is None and v.residual is None]
         if not candidates:
@@ -464,19 +518,27 @@ class _Exporter:
         shortcut = right if main is left else left
         if main.relu or main.max_pool or main.global_pool:
             raise ConfigError(f"{name}: the add must come before ReLU / pooling of {main.name}")
-        if isinstance(shortcut, _Pending) and shortcut.layer is None:
-            if shortcut.relu or shortcut.max_pool or shortcut.global_pool or shortcut.residual is not None:
-                raise ConfigError(f"{name}: the shortcut {shortcut.name} must be a plain (BN-folded) layer output")
-            self._finalize(shortcut, OutputStage("accumulator"))
-            main.residual = Residual(shortcut.name, "accumulator")
-        elif isinstance(shortcut, _Pending) and shortcut.consumer_quantizer is not None:
-            main.residual = Residual(shortcut.name, "codes")
+        view = shortcut if isinstance(shortcut, _Shortcut) else _Shortcut(shortcut)
+        source = view.source
+        if isinstance(source, _Pending) and source.layer is None:
+            if source.relu or source.max_pool or source.global_pool or source.residual is not None:
+                raise ConfigError(f"{name}: the shortcut {source.name} must be a plain (BN-folded) layer output")
+            self._finalize(source, OutputStage("accumulator"))
+            mode = "accumulator"
+        elif isinstance(source, _Pending) and source.consumer_quantizer is not None:
+            mode = "codes"
             self.report.approximations.append(
-                f"{name}: the shortcut adds {shortcut.name}'s quantized codes; the fake-quant model adds the float value"
+                f"{name}: the shortcut adds {source.name}'s quantized codes; the fake-quant model adds the float value"
             )
         else:
             raise ConfigError(f"{name}: the shortcut must be a quantized tensor or a downsample layer")
+        main.residual = Residual(source.name, mode, view.stride, view.channel_pad)
         return main
+
+
+def _reject_shortcut_view(value, name: str, use: str) -> None:
+    if isinstance(value, _Shortcut):
+        raise ConfigError(f"{name}: a strided slice / channel padding can only feed a residual add, not {use}")
 
 
 def _square(value, name: str) -> int:

@@ -813,10 +813,12 @@ class IntegerLayer:
             values = values[:, :, :: residual.stride, :: residual.stride]
         before, after = residual.channel_pad
         values = np.pad(values, ((0, 0), (before, after)) + ((0, 0),) * (values.ndim - 2))
-        source_unit = np.pad(source_unit, ((0, 0), (before, after)), constant_values=1.0)
         if values.shape != shape:
             raise ConfigError(f"layer {self.name!r}: shortcut shape {values.shape} does not match the output {shape}")
-        mantissa, shift = spec.quantize_multiplier(source_unit / unit)
+        # zero-padded channels add nothing: their multiplier is 1 (any other could leave the mantissa's range)
+        ratio = np.ones(unit.shape)
+        ratio[:, before : shape[1] - after] = source_unit / unit[:, before : shape[1] - after]
+        mantissa, shift = spec.quantize_multiplier(ratio)
         return rescale(values, _channels(mantissa, values), _channels(shift, values))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -17,12 +18,16 @@ from golden.bounds import (
     codes_within_bound,
     fake_quant_segment,
     float_path_error,
+    gamma,
     ideal_levels,
     layer_bound,
+    real_linear_map,
+    real_weights,
+    shortcut_error,
 )
 from golden.errors import ConfigError, UnknownSchemeError
 from golden.export import apot_grid, export_model
-from golden.integer import Accumulators, Codes, IntegerNetwork
+from golden.integer import Accumulators, Codes, IntegerNetwork, Residual
 from golden.layers import QuantConv2d, QuantLinear, calibrate, quantize_model
 from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, UniformQuantizer
 
@@ -68,10 +73,12 @@ def digits(n: int = 96, seed: int = 0) -> torch.Tensor:
 KEEP = "as quantize_model sets it"
 
 
-def build(scheme: str, bits: int = 4, seed: int = 0, lcq_level_bits: int | None | str = KEEP) -> nn.Module:
+def build(
+    scheme: str, bits: int = 4, seed: int = 0, lcq_level_bits: int | None | str = KEEP, architecture=None
+) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = SmallNet()
+    model = (architecture or SmallNet)()
     randomize_batch_norm(model, generator)
     quantized = quantize_model(model, scheme, bits)
     if lcq_level_bits != KEEP:
@@ -97,16 +104,64 @@ def segments(model: SmallNet):
     ]
 
 
-def compare_layers(model: SmallNet, network: IntegerNetwork, x: torch.Tensor) -> dict:
+class AddShortcut:
+    """Marks where a residual segment adds its shortcut (:func:`compare_layers` fills in the tensor)."""
+
+    def __init__(self, shortcut_of):
+        self.shortcut_of = shortcut_of  # the model's own shortcut function (identity, option A, ...)
+
+
+def segment_terms(layer, x_int, outputs, module, post):
+    """The torch segment (with the integer model's shortcut codes added) and the float32 error it may carry.
+
+    Both models add the same dequantized shortcut codes, so the layers are compared on equal
+    inputs.  Extra error beyond :func:`float_path_error`: the integer side's shortcut alignment
+    (:func:`shortcut_error`); the float32 copy of the shortcut ``s`` and the add, one rounding
+    each (``2 u |s|`` and one more operation on the rest); a global average pool's float32 mean
+    of ``P`` positions (``gamma_P`` times the magnitude, averaged by :func:`layer_bound`).
+    """
+    marks = [op for op in post if isinstance(op, AddShortcut)]
+    bias = bias_magnitude(module, post)
+    extra = float_path_error(layer, x_int, bias, extra_operations=12 + len(marks))
+    magnitude = real_linear_map(layer, np.abs(x_int.real()), np.abs(real_weights(layer)))
+    magnitude = magnitude + bias.reshape((1, -1) + (1,) * (magnitude.ndim - 2))
+    if marks:
+        (mark,) = marks
+        source = outputs[layer.residual.source]
+        shortcut = mark.shortcut_of(torch.from_numpy(source.real()).float())
+        post = [(lambda y, s=shortcut: y + s) if op is mark else op for op in post]
+        unit = np.abs(layer.weight_scale)[None, :] * x_int.step[:, None]
+        shortcut_abs = np.abs(shortcut.double().numpy())
+        extra = extra + source_channels_error(layer, source, unit) + gamma(2, FLOAT32_UNIT_ROUNDOFF) * shortcut_abs
+        magnitude = magnitude + shortcut_abs
+    if layer.output.global_pool:
+        extra = extra + gamma(int(np.prod(magnitude.shape[2:])), FLOAT32_UNIT_ROUNDOFF) * magnitude
+    return post, extra
+
+
+def source_channels_error(layer, source, unit):
+    """:func:`shortcut_error` on the source's channels; zero-padded channels add exact zeros on both sides.
+
+    (``shortcut_error`` itself gives padded channels a unit of 1.0, whose multiplier ``1 / unit``
+    can leave the 16-bit mantissa's range; ``IntegerLayer`` uses 1 there.)
+    """
+    before, after = layer.residual.channel_pad
+    plain = dataclasses.replace(layer, residual=dataclasses.replace(layer.residual, channel_pad=(0, 0)))
+    error = shortcut_error(plain, source, unit[:, before : unit.shape[1] - after])
+    return np.pad(error, ((0, 0), (before, after)) + ((0, 0),) * (error.ndim - 2))
+
+
+def compare_layers(segments_: list, network: IntegerNetwork, x: torch.Tensor) -> dict:
     """Every layer on the integer model's own input: integer vs torch fake-quant, within the computed bound."""
     outputs = network.run(x.double().numpy())
     layers = {layer.name: layer for layer in network.layers}
+    assert set(layers) == {segment[0] for segment in segments_}
     stats = {"codes": 0, "differ": 0, "near": 0, "max_code_diff": 0}
-    for name, module, post, consumer in segments(model):
+    for name, module, post, consumer in segments_:
         layer = layers[name]
         x_int = outputs[network.input_name(network.layers.index(layer))]
+        post, extra = segment_terms(layer, x_int, outputs, module, post)
         real = fake_quant_segment(module, post, consumer, x_int)
-        extra = float_path_error(layer, x_int, bias_magnitude(module, post))
         out = outputs[name]
         bound = layer_bound(layer, x_int, out, real, extra, relative_slack=4 * FLOAT32_UNIT_ROUNDOFF)
         if isinstance(out, Accumulators):
@@ -128,7 +183,7 @@ def compare_layers(model: SmallNet, network: IntegerNetwork, x: torch.Tensor) ->
 def test_exported_layers_match_fake_quant_within_bound(scheme):
     model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)  # LCQ: exact only with level tables
     network, report = export_model(model)
-    stats = compare_layers(model, network, digits(64, seed=1))
+    stats = compare_layers(segments(model), network, digits(64, seed=1))
     assert stats["differ"] <= stats["near"] < 0.05 * stats["codes"], stats
     assert stats["max_code_diff"] <= 1
     assert set(report.accumulator_bits) == {layer.name for layer in network.layers}
@@ -216,7 +271,7 @@ def test_auto_frac_bits(scheme):
     network, report = export_model(model, frac_bits="auto")
     shift_layers = [layer for layer in network.layers if layer.cfg.scheme in spec.SHIFT_SCHEMES]
     assert shift_layers and all(report.frac_bits[layer.name] == layer.cfg.frac_bits for layer in shift_layers)
-    stats = compare_layers(model, network, digits(32, seed=2))
+    stats = compare_layers(segments(model), network, digits(32, seed=2))
     assert stats["differ"] <= stats["near"]
     fixed, _ = export_model(model, frac_bits=2)
     assert {layer.cfg.frac_bits for layer in fixed.layers if layer.cfg.scheme in spec.SHIFT_SCHEMES} == {2}
@@ -324,6 +379,167 @@ def test_downsample_shortcut_needs_one_quantizer():
     main = next(layer for layer in network.layers if layer.name == "block2.conv2")
     assert main.residual.source == "block2.downsample.0" and main.residual.mode == "accumulator"
     assert network.logits(digits(8).double().numpy()).shape == (8, 10)
+
+
+# --------------------------------------------------------------------------- option-A shortcuts (CIFAR ResNets)
+
+
+class OptionABlock(nn.Module):
+    """CIFAR basic block (He et al. 2016) with the parameter-free option-A shortcut: subsample, zero-pad channels."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.planes = stride, cout
+        self.identity = stride == 1 and cin == cout
+
+    def shortcut(self, x):
+        if self.identity:
+            return x
+        return F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.planes // 4, self.planes // 4))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarNet(nn.Module):
+    """Two CIFAR blocks, the second an option-A downsample (8 -> 16 channels, stride 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.block1 = OptionABlock(8, 8)
+        self.block2 = OptionABlock(8, 16, 2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.block2(self.block1(F.relu(self.bn(self.stem(x)))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def cifar_segments(model: CifarNet):
+    b1, b2, relu = model.block1, model.block2, nn.ReLU()
+    return [
+        ("stem", model.stem, [model.bn, relu], b1.conv1.act_quantizer),
+        ("block1.conv1", b1.conv1, [b1.bn1, relu], b1.conv2.act_quantizer),
+        ("block1.conv2", b1.conv2, [b1.bn2, AddShortcut(b1.shortcut), relu], b2.conv1.act_quantizer),
+        ("block2.conv1", b2.conv1, [b2.bn1, relu], b2.conv2.act_quantizer),
+        ("block2.conv2", b2.conv2, [b2.bn2, AddShortcut(b2.shortcut), relu, nn.AdaptiveAvgPool2d(1), nn.Flatten()],
+         model.fc.act_quantizer),
+        ("fc", model.fc, [], None),
+    ]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_option_a_network_matches_fake_quant_within_bound(scheme):
+    model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None, architecture=CifarNet)
+    network, report = export_model(model)
+    residuals = {layer.name: layer.residual for layer in network.layers if layer.residual is not None}
+    assert residuals == {
+        "block1.conv2": Residual("stem", "codes", 1, (0, 0)),
+        "block2.conv2": Residual("block1.conv2", "codes", 2, (4, 4)),
+    }
+    assert sum("shortcut" in note for note in report.approximations) == 2
+    stats = compare_layers(cifar_segments(model), network, digits(64, seed=1))
+    assert stats["differ"] <= stats["near"] < 0.05 * stats["codes"], stats
+    assert stats["max_code_diff"] <= 1
+
+
+def test_option_a_network_round_trips(tmp_path):
+    network, _ = export_model(build("post", architecture=CifarNet))
+    x = digits(16).double().numpy()
+    for suffix in (".npz", ".json"):
+        network.save(tmp_path / f"net{suffix}")
+        loaded = IntegerNetwork.load(tmp_path / f"net{suffix}")
+        assert [layer.residual for layer in loaded.layers] == [layer.residual for layer in network.layers]
+        np.testing.assert_array_equal(loaded.logits(x), network.logits(x))
+        assert loaded.to_dict() == network.to_dict()
+
+
+class ShortcutNet(nn.Module):
+    """A stem and one stride-2 conv (4 -> 8 channels) whose output adds ``shortcut(stem output)``."""
+
+    def __init__(self, shortcut):
+        super().__init__()
+        self.stem = QuantConv2d.from_float(nn.Conv2d(1, 4, 3, padding=1), *quantize_pair())
+        self.conv = QuantConv2d.from_float(nn.Conv2d(4, 8, 3, 2, 1), *quantize_pair())
+        self.fc = QuantLinear.from_float(nn.Linear(8, 3), *quantize_pair())
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        out = F.relu(self.conv(x) + self.shortcut(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def option_a(x):
+    return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
+
+
+def shortcut_net(shortcut) -> nn.Module:
+    """Calibrated with the option-A shortcut, then given ``shortcut`` (which torch itself may not run)."""
+    torch.manual_seed(5)
+    model = calibrate(ShortcutNet(option_a), digits(8)).eval()
+    model.shortcut = shortcut
+    return model
+
+
+@pytest.mark.parametrize("shortcut", [
+    option_a,
+    lambda x: F.pad(x, (0, 0, 0, 0, 1, 3), "constant", 0)[:, :, ::2, ::2],
+    lambda x: F.pad(F.pad(x[:, :, 0::2, 0::2], [0, 0, 0, 0, 0, 3]), (0, 0, 0, 0, 1, 0, 0, 0), value=0.0),
+])  # fmt: skip
+def test_option_a_spellings(shortcut):
+    network, _ = export_model(shortcut_net(shortcut))
+    residual = network.layers[1].residual
+    assert residual.source == "stem" and residual.mode == "codes" and residual.stride == 2
+    assert sum(residual.channel_pad) == 4
+    x = digits(4).double().numpy()
+    assert network.logits(x).shape == (4, 3)
+
+
+@pytest.mark.parametrize(("shortcut", "message"), [
+    (lambda x: F.pad(x[:, :, 1::2, 1::2], (0, 0, 0, 0, 2, 2)), "slicing .* cannot be represented"),
+    (lambda x: F.pad(x[:, :, :3:2, :3:2], (0, 0, 0, 0, 2, 2)), "slicing .* cannot be represented"),
+    (lambda x: F.pad(x[:, :, ::2, :], (0, 0, 0, 0, 2, 2)), "slicing .* cannot be represented"),
+    (lambda x: F.pad(x[:, :2, ::2, ::2], (0, 0, 0, 0, 3, 3)), "slicing .* cannot be represented"),
+    (lambda x: F.pad(x[..., ::2, ::2], (0, 0, 0, 0, 2, 2)), "indexing .* cannot be represented"),
+    (lambda x: torch.cat([x, x], 1)[:, :, ::2, ::2], "cat"),
+    (lambda x: F.pad(x[:, :, ::2, ::2], (1, 1, 0, 0, 2, 2)), r"F.pad.* cannot be represented"),
+    (lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 6, -2)), r"F.pad.* cannot be represented"),
+    (lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2), value=1.0), r"F.pad.* cannot be represented"),
+    (lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2), mode="replicate"), r"F.pad.* cannot be represented"),
+    (lambda x: F.pad(x[:, :, ::2, ::2], (2, 2)), r"F.pad.* cannot be represented"),
+])  # fmt: skip
+def test_unrepresentable_slicing_and_padding_is_rejected(shortcut, message):
+    with pytest.raises(ConfigError, match=message):
+        export_model(shortcut_net(shortcut))
+
+
+def test_sliced_tensors_only_feed_a_residual_add():
+    class SliceIntoConv(ShortcutNet):
+        def forward(self, x):
+            x = F.relu(self.stem(x))[:, :, ::2, ::2]
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.conv(x)), 1), 1))
+
+    class ReluOfSlice(ShortcutNet):
+        def forward(self, x):
+            x = self.stem(x)
+            out = self.conv(F.relu(x)) + F.relu(x[:, :, ::2, ::2])
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+    for net, use in ((SliceIntoConv, "a quantized layer's input"), (ReluOfSlice, "ReLU")):
+        model = net(None)
+        model.load_state_dict(shortcut_net(option_a).state_dict())
+        with pytest.raises(ConfigError, match=f"can only feed a residual add, not {use}"):
+            export_model(model.eval())
 
 
 # --------------------------------------------------------------------------- errors
