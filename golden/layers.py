@@ -306,19 +306,59 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     )
 
 
+LOAD_FAILURES = {
+    pickle.UnpicklingError: "torch.load(weights_only=True) refused it (not a file of tensors and plain containers)",
+    EOFError: "the file is empty or truncated",
+    RuntimeError: "the file is corrupt or not written by torch.save",
+    ValueError: "the file is corrupt or not written by torch.save",
+}
+
+
+def _first(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def _state_dict_mismatch(own: dict, state: dict) -> str | None:
+    """One line naming the missing, unexpected and reshaped entries (None when the state dict fits)."""
+    not_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        return f"non-tensor state dict entries ({_first(not_tensors)})"
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) ({_first(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) ({_first(unexpected)})")
+    if reshaped:
+        first = reshaped[0]
+        parts.append(f"{len(reshaped)} shape mismatch(es) (e.g. {first}: checkpoint {tuple(state[first].shape)}, "
+                     f"model {tuple(own[first].shape)})")
+    return "; ".join(parts) or None
+
+
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a :func:`save_checkpoint` file into ``model`` (``weights_only=True``: no code runs).
 
-    Raises CheckpointMismatchError when the file is not such a checkpoint, when a quantizer's
-    configuration (scheme, bits, signedness, level convention, ...) differs, or when the state
-    dict's keys or tensor shapes differ from the model's.  The model is untouched on error.
+    Raises CheckpointMismatchError, with a one-line message naming the file and what is wrong,
+    when the file is not such a checkpoint (torch's own error is kept as ``__cause__``), when a
+    quantizer's configuration (scheme, bits, signedness, level convention, ...) differs, or when
+    the state dict's keys or tensor shapes differ from the model's.  The model is untouched on error.
     """
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointMismatchError(f"{path} is not a loadable lutmac checkpoint: {exc}") from exc
+    except tuple(LOAD_FAILURES) as exc:
+        reason = next(text for kind, text in LOAD_FAILURES.items() if isinstance(exc, kind))
+        raise CheckpointMismatchError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint: {reason}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatchError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+        if not isinstance(payload, dict):
+            held = f"a {type(payload).__name__}"
+        elif "format" in payload:
+            held = f"format {payload['format']!r}"
+        else:
+            held = "a dict without a format tag (a bare state dict?)"
+        raise CheckpointMismatchError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint: it holds {held}")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointMismatchError(f"{path} has checkpoint version {payload.get('version')!r}, expected {CHECKPOINT_VERSION}")
     expected, found = quantizer_configs(model), payload.get("quantizers")
@@ -327,19 +367,14 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     if differing:
         first = differing[0]
         raise CheckpointMismatchError(
-            f"quantizer configuration differs at {len(differing)} module(s), e.g. {first!r}: "
-            f"checkpoint {found.get(first)}, model {expected.get(first)}"
+            f"{path} is from another model: quantizer configuration differs at {len(differing)} module(s), "
+            f"e.g. {first!r}: checkpoint {found.get(first)}, model {expected.get(first)}"
         )
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f"{path} has no state dict")
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    reshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or reshaped:
-        raise CheckpointMismatchError(
-            f"state dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"shape differs {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in reshaped[:5]]}"
-        )
+    mismatch = _state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CheckpointMismatchError(f"{path} does not fit the model: {mismatch}")
     model.load_state_dict(state)
     return model

@@ -212,6 +212,43 @@ def test_checkpoint_mismatches_raise_and_leave_the_model_untouched(net, tmp_path
         load_checkpoint(quantize_model(net, "lsq", 4), tmp_path / "junk.pt")
 
 
+def test_checkpoint_errors_are_one_line_naming_the_file(net, tmp_path):
+    model = quantize_model(net, "lsq", 4)
+    calibrate(model, torch.randn(3, 3, 8, 8))
+    good = tmp_path / "lsq4.pt"
+    save_checkpoint(model, good)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:300])
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    torch.save({"format": "lutmac-integer-network"}, tmp_path / "other.pt")
+    payload = torch.load(good, weights_only=True)
+    payload["state_dict"]["head.weight"] = torch.zeros(6, 8)
+    payload["state_dict"]["extra.bias"] = torch.zeros(1)
+    del payload["state_dict"]["bn.running_mean"]
+    torch.save(payload, tmp_path / "mixed.pt")
+    not_ours = "is not a lutmac-quantized-model checkpoint: "
+    cases = [
+        ("junk.pt", model, not_ours + r"torch.load\(weights_only=True\) refused it", pickle.UnpicklingError),
+        ("empty.pt", model, not_ours + "the file is empty or truncated", EOFError),
+        ("cut.pt", model, not_ours + "the file is corrupt or not written by torch.save", RuntimeError),
+        ("bare.pt", model, not_ours + r"it holds a dict without a format tag \(a bare state dict\?\)", None),
+        ("list.pt", model, not_ours + "it holds a list", None),
+        ("other.pt", model, not_ours + "it holds format 'lutmac-integer-network'", None),
+        ("lsq4.pt", quantize_model(net, "post", 4), "is from another model: quantizer configuration differs at", None),
+        ("mixed.pt", model, r"does not fit the model: 1 missing key\(s\) \(bn.running_mean\); 1 unexpected key\(s\) "
+         r"\(extra.bias\); 1 shape mismatch\(es\) \(e.g. head.weight: checkpoint \(6, 8\), model \(5, 8\)\)", None),
+    ]
+    for name, target, message, cause in cases:
+        with pytest.raises(CheckpointMismatchError) as info:
+            load_checkpoint(target, tmp_path / name)
+        text = str(info.value)
+        assert "\n" not in text and text.startswith(str(tmp_path / name)), text
+        assert info.match(message), text
+        assert type(info.value.__cause__) is cause if cause is not None else info.value.__cause__ is None
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("this must never run",))
