@@ -33,7 +33,16 @@ from torch import nn
 
 from . import spec
 from .errors import ConfigError
-from .integer import Accumulators, Codes, IntegerLayer, conv_output_size, ideal_weight_levels, int_conv2d, int_linear
+from .integer import (
+    Accumulators,
+    Codes,
+    IntegerLayer,
+    conv_output_size,
+    ideal_weight_levels,
+    int_conv2d,
+    int_linear,
+    shortcut_ratio,
+)
 from .layers import QuantConv2d
 from .quantizers import ASQQuantizer, UniformQuantizer
 
@@ -142,9 +151,7 @@ def shortcut_error(layer: IntegerLayer, shortcut: Codes | Accumulators, unit: np
         error = np.zeros(values.shape) if source_error is None else source_error
     values = real_shortcut(layer, values.astype(np.float64))
     error = real_shortcut(layer, error)
-    before, after = layer.residual.channel_pad
-    source_unit = np.pad(source_unit, ((0, 0), (before, after)), constant_values=1.0)
-    ratio = source_unit / unit
+    ratio = shortcut_ratio(source_unit, unit, layer.residual.channel_pad)
     mantissa, shift = spec.quantize_multiplier(ratio)
     multiplier_error = np.abs(mantissa * np.exp2(-shift.astype(np.float64)) - ratio)
     rounding = 0.5 + np.abs(values) * _channel_view(multiplier_error, values.ndim)

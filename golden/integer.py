@@ -815,11 +815,20 @@ class IntegerLayer:
         values = np.pad(values, ((0, 0), (before, after)) + ((0, 0),) * (values.ndim - 2))
         if values.shape != shape:
             raise ConfigError(f"layer {self.name!r}: shortcut shape {values.shape} does not match the output {shape}")
-        # zero-padded channels add nothing: their multiplier is 1 (any other could leave the mantissa's range)
-        ratio = np.ones(unit.shape)
-        ratio[:, before : shape[1] - after] = source_unit / unit[:, before : shape[1] - after]
-        mantissa, shift = spec.quantize_multiplier(ratio)
+        mantissa, shift = spec.quantize_multiplier(shortcut_ratio(source_unit, unit, residual.channel_pad))
         return rescale(values, _channels(mantissa, values), _channels(shift, values))
+
+
+def shortcut_ratio(source_unit: np.ndarray, unit: np.ndarray, channel_pad: tuple[int, int]) -> np.ndarray:
+    """``[N, C]`` real ratios the aligned shortcut is rescaled by: source unit over this layer's unit.
+
+    Zero-padded (option-A) channels carry exact zeros; their ratio is 1, since any other value
+    could leave the multiplier's mantissa range for nothing.
+    """
+    before, after = channel_pad
+    ratio = np.ones(unit.shape)
+    ratio[:, before : unit.shape[1] - after] = source_unit / unit[:, before : unit.shape[1] - after]
+    return ratio
 
 
 def _channels(param: np.ndarray, like: np.ndarray) -> np.ndarray:

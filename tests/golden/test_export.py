@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import numpy as np
 import pytest
@@ -132,23 +131,11 @@ def segment_terms(layer, x_int, outputs, module, post):
         post = [(lambda y, s=shortcut: y + s) if op is mark else op for op in post]
         unit = np.abs(layer.weight_scale)[None, :] * x_int.step[:, None]
         shortcut_abs = np.abs(shortcut.double().numpy())
-        extra = extra + source_channels_error(layer, source, unit) + gamma(2, FLOAT32_UNIT_ROUNDOFF) * shortcut_abs
+        extra = extra + shortcut_error(layer, source, unit) + gamma(2, FLOAT32_UNIT_ROUNDOFF) * shortcut_abs
         magnitude = magnitude + shortcut_abs
     if layer.output.global_pool:
         extra = extra + gamma(int(np.prod(magnitude.shape[2:])), FLOAT32_UNIT_ROUNDOFF) * magnitude
     return post, extra
-
-
-def source_channels_error(layer, source, unit):
-    """:func:`shortcut_error` on the source's channels; zero-padded channels add exact zeros on both sides.
-
-    (``shortcut_error`` itself gives padded channels a unit of 1.0, whose multiplier ``1 / unit``
-    can leave the 16-bit mantissa's range; ``IntegerLayer`` uses 1 there.)
-    """
-    before, after = layer.residual.channel_pad
-    plain = dataclasses.replace(layer, residual=dataclasses.replace(layer.residual, channel_pad=(0, 0)))
-    error = shortcut_error(plain, source, unit[:, before : unit.shape[1] - after])
-    return np.pad(error, ((0, 0), (before, after)) + ((0, 0),) * (error.ndim - 2))
 
 
 def compare_layers(segments_: list, network: IntegerNetwork, x: torch.Tensor) -> dict:
