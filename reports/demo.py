@@ -29,7 +29,6 @@ and its Yosys array cores).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import dataclasses
 import json
@@ -39,13 +38,11 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch import nn
 
-from golden import spec
 from golden.bounds import (
     FLOAT32_UNIT_ROUNDOFF,
     bias_magnitude,
@@ -56,7 +53,7 @@ from golden.bounds import (
 )
 from golden.errors import ConfigError
 from golden.export import export_model
-from golden.integer import Accumulators, Codes, IntegerLayer, IntegerNetwork, gemm_accumulator_bits
+from golden.integer import Accumulators, Codes, IntegerLayer, IntegerNetwork
 from golden.layers import (
     SCHEMES,
     calibrate,
@@ -66,6 +63,7 @@ from golden.layers import (
     quantize_model,
     save_checkpoint,
 )
+from sim.network import NetworkRun, array_datapath, run_network_rtl
 
 from . import digits
 from .energy import DEFAULT_SYNTH_PATH, Synthesis, load_synthesis
@@ -222,42 +220,14 @@ def layer_agreement(model: nn.Module, network: IntegerNetwork, outputs: dict) ->
 # ----------------------------------------------------------------------------------------------- RTL
 
 
-def hardware_layer(layer: IntegerLayer) -> IntegerLayer:
-    """The layer as the RTL runs it.
+def shared_reduction(network: IntegerNetwork) -> int:
+    """The reduction length every accelerator of a model is sized for: the network's longest.
 
-    ``int`` weights with table activations (APoT) have no PE kind with an activation level
-    table; the activation table lookup happens at the array edge and the int array multiplies
-    the looked-up values (``act_level_bits`` wide).  The accumulators, and so every output, are
-    the same integers as golden's.
+    ``sim.network.plan_arrays`` would size each accelerator for its own layers; one bound for all
+    makes the designs of different models identical (lsq/asq, post/asq_post, every model's 8-bit
+    edge layers), so they share Verilator builds.
     """
-    if layer.cfg.scheme != "int" or layer.cfg.act_format != "table":
-        return layer
-    cfg = spec.DatapathConfig.make("int", layer.cfg.weight.bits, layer.cfg.act_level_bits)
-    width = max(layer.accumulator_width, gemm_accumulator_bits(cfg, layer.reduction_length))
-    return dataclasses.replace(layer, cfg=cfg, act_table=None, accumulator_width=width)
-
-
-def hardware_input(layer: IntegerLayer, x: Codes) -> Codes:
-    return x if layer.cfg.act_format == "table" or x.table is None else Codes(x.values(), x.step)
-
-
-def shared_array_configs(layers: list[IntegerLayer], rows: int, cols: int) -> tuple[dict, dict]:
-    """``sim.network.plan_arrays`` with one reduction bound for all, so models share Verilator builds.
-
-    ``plan_arrays`` sizes each accelerator for its own layers' longest reduction and bias range;
-    sizing every one for the network's longest reduction makes the designs of different models
-    identical (lsq/asq, post/asq_post, every model's 8-bit edge layers), so they build once.
-    Returns ``(configs by key, key by layer name)``.
-    """
-    from sim.network import plan_arrays
-
-    reduction = max(layer.reduction_length for layer in layers)
-    configs, keys = plan_arrays(SimpleNamespace(layers=layers), rows, cols)
-    shared = {}
-    for key, cfg in configs.items():
-        bias_bits = max(cfg.bias_bits, spec.accumulator_bits(cfg.datapath, reduction))
-        shared[key] = cfg.replace(max_reduction=reduction, accumulator_width=None, bias_bits=bias_bits)
-    return shared, keys
+    return max(layer.reduction_length for layer in network.layers)
 
 
 @dataclass
@@ -281,111 +251,24 @@ class RtlResult:
         return float(sum(row["cycles_per_image"] for row in self.layers))
 
 
-def _outputs_equal(a, b) -> bool:
-    if isinstance(a, Accumulators) != isinstance(b, Accumulators):
-        return False
-    return bool(np.array_equal(a.values, b.values) if isinstance(a, Accumulators) else np.array_equal(a.codes, b.codes))
+def _layer_rows(run: NetworkRun, images: int) -> list[dict]:
+    """Per layer: the run's totals over ``images`` images as per-image figures."""
+    return [{
+        "layer": layer.name, "stage": layer.stage, "array": layer.array, "bit_exact": layer.bit_exact,
+        "mismatches": layer.mismatches, "cycles_per_image": layer.cycles / images,
+        "expected_cycles_per_image": layer.expected_cycles / images,
+        "program_cycles_per_image": layer.program_cycles / images,
+        "accelerator_runs": layer.runs // images, "macs_per_image": layer.macs // images,
+    } for layer in run.layers]  # fmt: skip
 
 
-def _layer_rows(network: IntegerNetwork, per_image: list[list]) -> list[dict]:
-    rows = []
-    for index, layer in enumerate(network.layers):
-        runs = [image_runs[index] for image_runs in per_image]
-        rows.append({
-            "layer": layer.name, "stage": runs[0].stage, "array": runs[0].array,
-            "bit_exact": all(run.bit_exact for run in runs), "mismatches": sum(run.mismatches for run in runs),
-            "cycles_per_image": float(np.mean([run.cycles for run in runs])),
-            "expected_cycles_per_image": float(np.mean([run.expected_cycles for run in runs])),
-            "program_cycles_per_image": float(np.mean([run.program_cycles for run in runs])),
-            "accelerator_runs": runs[0].runs, "macs_per_image": runs[0].macs,
-        })  # fmt: skip
-    return rows
-
-
-def run_rtl_harness(network: IntegerNetwork, x: Codes, rows: int, cols: int, workdir: Path) -> RtlResult:
-    """Every image alone through every layer on the Verilator harness (one live process per accelerator)."""
-    from sim.accelerator import AcceleratorDriver, accelerator_design
-    from sim.harness import HarnessSession, build_harness
-    from sim.network import run_layer
-
-    layers = [hardware_layer(layer) for layer in network.layers]
-    configs, keys = shared_array_configs(layers, rows, cols)
-    start = time.perf_counter()
-    designs = {key: accelerator_design(cfg, internal_clock=False) for key, cfg in configs.items()}
-    builds = {key: build_harness(design) for key, (design, _) in designs.items()}
-    build_seconds = time.perf_counter() - start
-    golden = network.run(x)
-    sessions: dict = {}
-    per_image, rtl_outputs = [], []
-    start = time.perf_counter()
-    try:
-        for index, key in enumerate(configs):
-            sessions[key] = (HarnessSession(builds[key], designs[key][1], workdir / f"array{index}"),
-                             AcceleratorDriver(configs[key], designs[key][1]))
-
-        async def chain(image: Codes) -> tuple[dict, list]:
-            outputs, runs = {"input": image}, []
-            for index, (layer, hw_layer) in enumerate(zip(network.layers, layers, strict=True)):
-                shortcut = None if layer.residual is None else outputs[layer.residual.source]
-                session, driver = sessions[keys[layer.name]]
-                source = hardware_input(hw_layer, outputs[network.input_name(index)])
-                outputs[layer.name], run = await run_layer(session, driver, hw_layer, source, shortcut)
-                runs.append(run)
-            return outputs, runs
-
-        for i in range(x.codes.shape[0]):
-            outputs, runs = asyncio.run(chain(Codes(x.codes[i : i + 1], x.step[i : i + 1])))
-            per_image.append(runs)
-            rtl_outputs.append(outputs)
-    finally:
-        for session, _ in sessions.values():
-            session.close()
-    sim_seconds = sum(session.sim_seconds for session, _ in sessions.values())
-    failures = []
-    for layer in network.layers:
-        for i, outputs in enumerate(rtl_outputs):
-            want = golden[layer.name]
-            want = Accumulators(want.values[i : i + 1], want.unit[i : i + 1]) if isinstance(want, Accumulators) \
-                else Codes(want.codes[i : i + 1], want.step[i : i + 1], want.table)
-            if not _outputs_equal(outputs[layer.name], want):
-                failures.append(f"{layer.name}: image {i} differs from golden's run of the network")
-    last = network.layers[-1].name
-    predictions = [int(np.argmax(outputs[last].real()[0])) for outputs in rtl_outputs]
-    rows_ = _layer_rows(network, per_image)
-    failures += [f"{row['layer']}: {row['mismatches']} mismatching {row['stage']}, cycles {row['cycles_per_image']} vs "
-                 f"{row['expected_cycles_per_image']} expected" for row in rows_ if not row["bit_exact"]]
-    return RtlResult("verilator", len(rtl_outputs), rows_, not failures, predictions, build_seconds, sim_seconds,
-                     time.perf_counter() - start, failures)
-
-
-def run_rtl_cocotb(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: str, workdir: Path) -> RtlResult:
-    """Every image alone through ``sim.network.run_network_rtl`` on a cocotb backend."""
-    from sim.network import run_network_rtl
-
-    if any(hardware_layer(layer) is not layer for layer in network.layers):
-        raise ConfigError(f"{backend}: int weights with table activations (apot) run on the verilator backend only")
-    per_image, predictions, failures = [], [], []
-    build = sim = wall = 0.0
-    for i in range(x.codes.shape[0]):
-        run = run_network_rtl(network, Codes(x.codes[i : i + 1], x.step[i : i + 1]), backend, rows, cols,
-                              workdir=workdir / f"image{i}")
-        per_image.append(run.layers)
-        predictions.append(int(np.argmax(run.outputs[network.layers[-1].name].real()[0])))
-        failures += [f"image {i}: {failure}" for failure in run.failures]
-        build, sim, wall = build + run.build_seconds, sim + run.sim_seconds, wall + run.wall_seconds
-    rows_ = _layer_rows(network, per_image)
-    return RtlResult(backend, len(predictions), rows_, not failures, predictions, build, sim, wall, failures)
-
-
-def run_rtl(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: str = "verilator",
-            workdir: Path | None = None) -> RtlResult:
-    """``x`` (codes of the network input, one image per pass) through the RTL; see the module docstring."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
-    with tempfile.TemporaryDirectory(prefix="lutmac-demo-rtl-", dir=workdir) as scratch:
-        if backend == "verilator":
-            return run_rtl_harness(network, x, rows, cols, Path(scratch))
-        return run_rtl_cocotb(network, x, rows, cols, backend, Path(scratch))
+def run_rtl(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: str = "verilator") -> RtlResult:
+    """``x`` (codes of the network input) through the RTL one image at a time; see the module docstring."""
+    run = run_network_rtl(network, x, backend, rows, cols, per_image=True, max_reduction=shared_reduction(network))
+    images = x.codes.shape[0]
+    predictions = [int(p) for p in run.outputs[network.layers[-1].name].real().argmax(axis=1)]
+    return RtlResult(backend, images, _layer_rows(run, images), run.matches_golden_run, predictions,
+                     run.build_seconds, run.sim_seconds, run.wall_seconds, run.failures)
 
 
 # ----------------------------------------------------------------------------------------------- energy
@@ -393,11 +276,10 @@ def run_rtl(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: st
 
 def layer_hardware(layer: IntegerLayer, rows: int, cols: int, middle_kind: str | None = None) -> HardwareConfig:
     """The estimator's design point for one exported layer (``middle_kind`` overrides a non-int PE kind)."""
-    hw_layer = hardware_layer(layer)
-    kind = PE_KIND_OF_DATAPATH[hw_layer.cfg.scheme]
+    cfg = array_datapath(layer.cfg)
+    kind = PE_KIND_OF_DATAPATH[cfg.scheme]
     if middle_kind is not None and kind != "int":
         kind = middle_kind
-    cfg = hw_layer.cfg
     return HardwareConfig(rows, cols, OWN_ARRAY, kind, cfg.weight.bits, cfg.act_bits, cfg.frac_bits)
 
 

@@ -14,16 +14,27 @@ would in silicon.  Two ways a layer runs:
   ``IntegerLayer.forward`` finishes it from the RTL accumulators (shortcut, pooling,
   requantization).  The accumulators are compared bit for bit too.
 
-Every layer is compared with golden's forward on the same input, and every accelerator run's
-measured cycles with :func:`hw.cycles.gemm_cycles`.  Backends: ``"verilator"`` (the plain C++
-harness, fastest), ``"cocotb-verilator"`` and ``"cocotb-icarus"`` (consecutive layers sharing an
-accelerator configuration run in one simulator process).
+A layer with int weights and table activations (APoT) has no PE kind of its own: the host looks
+each activation code up in the layer's table at the array edge and an int array
+``act_level_bits`` wide multiplies the values (:func:`array_datapath`), so the accumulators are
+golden's integers exactly.
+
+Every layer is compared with golden's forward on the same input, every layer's output with
+golden's own run of the network, and every accelerator run's measured cycles with
+:func:`hw.cycles.gemm_cycles`.  The input runs as one batch or, with ``per_image``, one image at a
+time through every layer (batch 1, as an accelerator serves requests).  Backends:
+``"verilator"`` (the plain C++ harness, fastest; one live process per accelerator),
+``"cocotb-verilator"`` and ``"cocotb-icarus"`` (consecutive layers sharing an accelerator
+configuration run in one simulator process, every image included).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import dataclasses
+import itertools
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import spec
-from golden.errors import ConfigError, UnknownSchemeError
+from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
 from golden.integer import (
     Accumulators,
     Codes,
@@ -56,11 +67,11 @@ PE_KIND_FOR_SCHEME = {"int": "int", "pot": "pot", "post": "post_shared", "lcq": 
 
 @dataclass
 class LayerRun:
-    """One layer's RTL result next to golden's."""
+    """One layer's RTL result next to golden's, totalled over the passes (the batch, or every image)."""
 
     name: str
     stage: str  # "codes" (on-chip requantizer / RAW output) or "accumulators" (golden finished the layer)
-    bit_exact: bool
+    bit_exact: bool  # every pass: no mismatch and measured cycles == expected
     mismatches: int
     cycles: int  # measured start..done cycles of the layer's accelerator runs
     expected_cycles: int  # hw.cycles.gemm_cycles summed over the same runs
@@ -74,8 +85,8 @@ class LayerRun:
 class NetworkRun:
     backend: str
     layers: list[LayerRun]
-    outputs: dict  # layer name -> Codes / Accumulators produced from the RTL
-    matches_golden_run: bool  # the RTL chain's last output equals golden's own run of the network
+    outputs: dict  # layer name -> Codes / Accumulators produced from the RTL (every image)
+    matches_golden_run: bool  # every layer's RTL-chain output equals golden's own run of the network
     wall_seconds: float  # everything after the builds
     build_seconds: float
     sim_seconds: float = 0.0
@@ -101,6 +112,26 @@ class NetworkRun:
 # --------------------------------------------------------------------------- planning
 
 
+def looks_up_at_array_edge(cfg: spec.DatapathConfig) -> bool:
+    """int weights with table activations (APoT): no PE kind has both, so the table is read before the array."""
+    return cfg.scheme == "int" and cfg.act_format == "table"
+
+
+def array_datapath(cfg: spec.DatapathConfig) -> spec.DatapathConfig:
+    """The datapath of the array that runs a layer of datapath ``cfg``.
+
+    For :func:`looks_up_at_array_edge` layers it is an int array whose activations are the table
+    values (``act_level_bits`` wide, at least the narrowest int): its products and accumulators are
+    the table datapath's integers, and its accumulator bound is the same.
+    """
+    if not looks_up_at_array_edge(cfg):
+        return cfg
+    if cfg.act_level_bits > spec.MAX_BITS:
+        raise UnsupportedBitsError(f"activation table values of {cfg.act_level_bits} bits need an int array wider than "
+                                   f"the {spec.MAX_BITS}-bit maximum")
+    return spec.DatapathConfig.make("int", cfg.weight.bits, max(cfg.act_level_bits, spec.MIN_BITS))
+
+
 def runs_on_requantizer(layer: IntegerLayer) -> bool:
     """Whether the layer's whole output comes from the accelerator's output stage."""
     out = layer.output
@@ -111,29 +142,35 @@ def runs_on_requantizer(layer: IntegerLayer) -> bool:
     )  # fmt: skip
 
 
-def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256,
-                max_n: int = 64) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
+def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256, max_n: int = 64,
+                max_reduction: int | None = None) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
     """Accelerator configurations the network needs and which one runs each layer.
 
-    One configuration per (datapath, output bits) of the layers that use the on-chip
+    One configuration per (array datapath, output bits) of the layers that use the on-chip
     requantizer; a layer finished by golden (RAW mode) joins a configuration of its datapath, so
-    consecutive layers share one accelerator.
+    consecutive layers share one accelerator.  Each is sized for the longest reduction of its
+    layers, or for ``max_reduction`` when given: one bound for every accelerator makes the
+    designs of networks with the same datapaths identical, so they share builds.
     """
     for layer in network.layers:
         if layer.cfg.scheme not in PE_KIND_FOR_SCHEME:
             raise UnknownSchemeError(f"layer {layer.name!r}: no PE kind runs {layer.cfg.scheme!r} weights")
+    longest = max(layer.reduction_length for layer in network.layers)
+    if max_reduction is not None and max_reduction < longest:
+        raise ConfigError(f"max_reduction={max_reduction} is shorter than the network's longest reduction ({longest})")
     keys: dict[str, tuple] = {}
     for layer in network.layers:
         if runs_on_requantizer(layer):
-            keys[layer.name] = (layer.cfg, None if layer.output.mode == "accumulator" else layer.output.bits)
+            keys[layer.name] = (array_datapath(layer.cfg), None if layer.output.mode == "accumulator" else layer.output.bits)
     for layer in network.layers:
         if layer.name not in keys:
-            keys[layer.name] = next((key for key in keys.values() if key[0] == layer.cfg), (layer.cfg, None))
+            datapath = array_datapath(layer.cfg)
+            keys[layer.name] = next((key for key in keys.values() if key[0] == datapath), (datapath, None))
     configs = {}
     for key in dict.fromkeys(keys.values()):
         datapath, out_bits = key
         layers = [layer for layer in network.layers if keys[layer.name] == key]
-        reduction = max(layer.reduction_length for layer in layers)
+        reduction = max_reduction or max(layer.reduction_length for layer in layers)
         direct = [layer for layer in layers if runs_on_requantizer(layer)]
         bias_bits = max([spec.accumulator_bits(datapath, reduction)]
                         + [spec.signed_bits_for(*_bias_range(layer)) for layer in direct])
@@ -173,6 +210,10 @@ def _to_channels_first(matrix: np.ndarray, shape: tuple) -> np.ndarray:
     return matrix.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
 
 
+def _integers(output: Codes | Accumulators) -> np.ndarray:
+    return output.values if isinstance(output, Accumulators) else output.codes
+
+
 def forward_from_accumulators(layer: IntegerLayer, x: Codes, shortcut, acc: np.ndarray):
     """golden's ``IntegerLayer.forward`` with its accumulation replaced by ``acc`` (from the RTL)."""
     stand_in = copy.copy(layer)
@@ -197,6 +238,7 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
     golden = layer.forward(x, shortcut)
     tally = _LayerTally()
     tables = {"weight_table": layer.weight_table, "act_table": layer.act_table} if layer.cfg.scheme == "lcq" else {}
+    array_input = x.values() if looks_up_at_array_edge(layer.cfg) else x.codes
 
     async def gemm(codes: np.ndarray, **params) -> tuple[np.ndarray, tuple]:
         act, weight, shape = _gemm_operands(layer, codes)
@@ -207,129 +249,158 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
     if runs_on_requantizer(layer):
         params = layer.requant_params(x.step)
         if layer.output.mode == "uniform":
-            matrix, shape = await gemm(x.codes, mode=OutputMode.REQUANT, bias=params.bias[0],
+            matrix, shape = await gemm(array_input, mode=OutputMode.REQUANT, bias=params.bias[0],
                                        mantissa=params.mantissa[0], shift=params.shift[0])
         elif layer.output.mode == "threshold":
-            matrix, shape = await gemm(x.codes, mode=OutputMode.THRESHOLD, bias=params.bias[0],
+            matrix, shape = await gemm(array_input, mode=OutputMode.THRESHOLD, bias=params.bias[0],
                                        thresholds=params.thresholds[0])
         else:
-            matrix, shape = await gemm(x.codes, mode=OutputMode.RAW, bias=params.bias[0])
+            matrix, shape = await gemm(array_input, mode=OutputMode.RAW, bias=params.bias[0])
         values = _to_channels_first(matrix, shape)
         if isinstance(golden, Accumulators):
             output = Accumulators(values, golden.unit)
-            expected = golden.values
         else:
             output = Codes(values, golden.step, golden.table)
-            expected = golden.codes
-        stage, mismatches = "codes", int(np.sum(values != expected))
+        stage, mismatches = "codes", int(np.sum(values != _integers(golden)))
     else:
         if layer.signed_input:  # two unsigned passes, as golden's accumulate defines it
-            positive, shape = await gemm(np.maximum(x.codes, 0), mode=OutputMode.RAW)
-            negative, _ = await gemm(np.maximum(-x.codes, 0), mode=OutputMode.RAW)
+            positive, shape = await gemm(np.maximum(array_input, 0), mode=OutputMode.RAW)
+            negative, _ = await gemm(np.maximum(-array_input, 0), mode=OutputMode.RAW)
             matrix = positive - negative
         else:
-            matrix, shape = await gemm(x.codes, mode=OutputMode.RAW)
+            matrix, shape = await gemm(array_input, mode=OutputMode.RAW)
         acc = _to_channels_first(matrix, shape)
         output = forward_from_accumulators(layer, x, shortcut, acc)
         mismatches = int(np.sum(acc != layer.accumulate(x)))
-        same = np.array_equal(output.values if isinstance(output, Accumulators) else output.codes,
-                              golden.values if isinstance(golden, Accumulators) else golden.codes)
+        same = np.array_equal(_integers(output), _integers(golden))
         stage, mismatches = "accumulators", mismatches + (0 if same else 1)
     return output, LayerRun(layer.name, stage, mismatches == 0 and tally.cycles == tally.expected, mismatches,
                             tally.cycles, tally.expected, tally.program, tally.runs, tally.macs, driver.cfg.name_hint)
 
 
 async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNetwork, indices: list[int],
-                     outputs: dict) -> list[LayerRun]:
-    """Layers ``indices`` in order on ``sessions[keys[name]] = (session, driver)``; ``outputs`` gains each result."""
-    runs = []
-    for index in indices:
-        layer = network.layers[index]
-        session, driver = sessions[keys[layer.name]]
-        shortcut = None if layer.residual is None else outputs[layer.residual.source]
-        output, run = await run_layer(session, driver, layer, outputs[network.input_name(index)], shortcut)
-        outputs[layer.name] = output
-        runs.append(run)
-    return runs
+                     passes: list[dict]) -> list[list[LayerRun]]:
+    """Layers ``indices`` in order on ``sessions[keys[name]] = (session, driver)``, for every pass.
+
+    A pass is the dict of outputs of one input (the batch, or one image): ``{"input": Codes}``
+    and the layers before ``indices``; it gains each layer's result.  Returns the runs per pass.
+    """
+    results = []
+    for outputs in passes:
+        runs = []
+        for index in indices:
+            layer = network.layers[index]
+            session, driver = sessions[keys[layer.name]]
+            shortcut = None if layer.residual is None else outputs[layer.residual.source]
+            output, run = await run_layer(session, driver, layer, outputs[network.input_name(index)], shortcut)
+            outputs[layer.name] = output
+            runs.append(run)
+        results.append(runs)
+    return results
 
 
 # --------------------------------------------------------------------------- backends
 
 
-def _finish(network, backend, x_codes, outputs, layers, wall, build, sim=0.0) -> NetworkRun:
-    golden_outputs = network.run(x_codes)
-    last = network.layers[-1].name
-    rtl, ref = outputs[last], golden_outputs[last]
-    same = np.array_equal(rtl.values if isinstance(rtl, Accumulators) else rtl.codes,
-                          ref.values if isinstance(ref, Accumulators) else ref.codes)
+def _image(x: Codes, index: int) -> Codes:
+    return Codes(x.codes[index : index + 1], x.step[index : index + 1], x.table)
+
+
+def _concatenate(parts: list[Codes | Accumulators]) -> Codes | Accumulators:
+    if isinstance(parts[0], Accumulators):
+        return Accumulators(np.concatenate([p.values for p in parts]), np.concatenate([p.unit for p in parts]))
+    return Codes(np.concatenate([p.codes for p in parts]), np.concatenate([p.step for p in parts]), parts[0].table)
+
+
+def _total(runs: list[LayerRun]) -> LayerRun:
+    """One layer's runs of every pass as one LayerRun (counts summed, bit-exact only if every pass was)."""
+    counts = ("mismatches", "cycles", "expected_cycles", "program_cycles", "runs", "macs")
+    return dataclasses.replace(runs[0], bit_exact=all(run.bit_exact for run in runs),
+                               **{name: sum(getattr(run, name) for run in runs) for name in counts})
+
+
+def _finish(network, backend, passes, runs_per_pass, wall, build, sim) -> NetworkRun:
+    outputs = {name: _concatenate([outputs[name] for outputs in passes]) for name in passes[0]}
+    layers = [_total(list(runs)) for runs in zip(*runs_per_pass, strict=True)]
     failures = [f"{layer.name}: {layer.mismatches} mismatching {layer.stage}, cycles {layer.cycles} vs "
                 f"{layer.expected_cycles} expected" for layer in layers if not layer.bit_exact]
-    if not same:
-        failures.append(f"the RTL chain's {last} output differs from golden's run of the network")
+    golden = network.run(outputs["input"])
+    same = True
+    for layer in network.layers:
+        rtl, ref = _integers(outputs[layer.name]), _integers(golden[layer.name])
+        differing = np.flatnonzero(np.any((rtl != ref).reshape(len(ref), -1), axis=1))
+        if differing.size:
+            same = False
+            failures.append(f"{layer.name}: the RTL chain's output of image(s) {differing.tolist()} differs from "
+                            "golden's run of the network")
     return NetworkRun(backend, layers, outputs, same, wall, build, sim, failures)
 
 
 def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str = "verilator", rows: int = 8,
-                    cols: int = 8, workdir: Path | None = None, seed: int = 0, optimize: bool = True) -> NetworkRun:
+                    cols: int = 8, workdir: Path | None = None, seed: int = 0, optimize: bool = True,
+                    per_image: bool = False, max_reduction: int | None = None) -> NetworkRun:
     """Run ``network`` on input ``x`` (reals, quantized by the network's input stage, or Codes) through the RTL.
 
+    ``per_image``: every image alone through every layer (the layers' counts are then totals over
+    the images); otherwise the batch in one pass.  ``max_reduction``: see :func:`plan_arrays`.
     With ``"verilator"`` mismatches are reported in the returned :class:`NetworkRun` (``bit_exact``,
-    ``failures``); the cocotb backends raise :class:`~sim.simulators.SimulationError` on a mismatching
+    ``failures``) and the harness works in ``workdir`` (default: a temporary folder, removed
+    after); the cocotb backends raise :class:`~sim.simulators.SimulationError` on a mismatching
     segment (with its waveform) like every testbench.  ``optimize=False`` builds the cocotb
     Verilator models at -O0 (quicker to build, slower to run).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
     x_codes = x if isinstance(x, Codes) else network.quantize_input(x)
-    configs, layer_keys = plan_arrays(network, rows, cols)
-    outputs = {"input": x_codes}
+    configs, layer_keys = plan_arrays(network, rows, cols, max_reduction=max_reduction)
+    images = [_image(x_codes, i) for i in range(x_codes.codes.shape[0])] if per_image else [x_codes]
+    passes = [{"input": image} for image in images]
     if backend == "verilator":
-        return _run_harness(network, x_codes, configs, layer_keys, outputs, workdir)
-    simulator = backend.split("-", 1)[1]
-    layers: list[LayerRun] = []
+        timings = _run_harness(network, configs, layer_keys, passes, workdir)
+    else:
+        timings = _run_cocotb(network, configs, layer_keys, passes, backend.split("-", 1)[1], seed, optimize)
+    return _finish(network, backend, passes, *timings)
+
+
+def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize) -> tuple:
+    """(runs per pass, wall, build, sim seconds); consecutive layers on one configuration share a simulator process."""
     build_start = time.perf_counter()
     for cfg in configs.values():
         build(accelerator_design(cfg)[0], simulator, waves_requested(), optimize)
     build_seconds, sim_seconds = time.perf_counter() - build_start, 0.0
     wall = time.perf_counter()
-    keys = [layer_keys[layer.name] for layer in network.layers]
-    start = 0
-    while start < len(keys):  # consecutive layers on one configuration share one simulator process
-        stop = start
-        while stop < len(keys) and keys[stop] == keys[start]:
-            stop += 1
-        cfg = configs[keys[start]]
-        design, layout = accelerator_design(cfg)
-        job = {"seed": seed, "cfg": cfg, "layout": layout, "network": network, "indices": list(range(start, stop)),
-               "outputs": outputs, "keys": layer_keys}
-        result = run_testbench(design, simulator, "sim.tb_network", "network_segment", job, label="network",
-                               optimize=optimize)
-        outputs.update(result.report["outputs"])
-        layers += result.report["layers"]
-        sim_seconds += result.report["sim_seconds"]
-        start = stop
-    return _finish(network, backend, x_codes, outputs, layers, time.perf_counter() - wall, build_seconds, sim_seconds)
+    runs_per_pass: list[list[LayerRun]] = [[] for _ in passes]
+    for key, segment in itertools.groupby(range(len(network.layers)), lambda i: layer_keys[network.layers[i].name]):
+        design, layout = accelerator_design(configs[key])
+        job = {"seed": seed, "cfg": configs[key], "layout": layout, "network": network, "indices": list(segment),
+               "passes": passes, "keys": layer_keys}
+        report = run_testbench(design, simulator, "sim.tb_network", "network_segment", job, label="network",
+                               optimize=optimize).report
+        for outputs, produced, runs, segment_runs in zip(passes, report["outputs"], runs_per_pass, report["layers"],
+                                                         strict=True):
+            outputs.update(produced)
+            runs += segment_runs
+        sim_seconds += report["sim_seconds"]
+    return runs_per_pass, time.perf_counter() - wall, build_seconds, sim_seconds
 
 
-def _run_harness(network, x_codes, configs, layer_keys, outputs, workdir) -> NetworkRun:
+def _run_harness(network, configs, layer_keys, passes, workdir) -> tuple:
+    """(runs per pass, wall, build, sim seconds); one live harness process per configuration."""
     build_start = time.perf_counter()
-    harnesses = {key: (build_harness(accelerator_design(cfg, internal_clock=False)[0]),
-                       accelerator_design(cfg, internal_clock=False)[1]) for key, cfg in configs.items()}
+    designs = {key: accelerator_design(cfg, internal_clock=False) for key, cfg in configs.items()}
+    harnesses = {key: build_harness(design) for key, (design, _) in designs.items()}
     build_seconds = time.perf_counter() - build_start
-    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="lutmac-network-"))
     wall = time.perf_counter()
-    sessions = {}
-    try:
-        for index, (key, (harness, layout)) in enumerate(harnesses.items()):
-            session = HarnessSession(harness, layout, root / f"array{index}")
+    with contextlib.ExitStack() as stack:
+        root = Path(workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="lutmac-network-")))
+        sessions = {}
+        for index, (key, (_, layout)) in enumerate(designs.items()):
+            session = stack.enter_context(HarnessSession(harnesses[key], layout, root / f"array{index}"))
             sessions[key] = (session, AcceleratorDriver(configs[key], layout))
-        layers = asyncio.run(run_layers(sessions, layer_keys, network, list(range(len(network.layers))), outputs))
-    finally:
-        for session, _ in sessions.values():
-            session.close()
-    sim_seconds = sum(s.sim_seconds for s, _ in sessions.values())
-    return _finish(network, "verilator", x_codes, outputs, layers, time.perf_counter() - wall, build_seconds,
-                   sim_seconds)
+        indices = list(range(len(network.layers)))
+        runs_per_pass = asyncio.run(run_layers(sessions, layer_keys, network, indices, passes))
+    sim_seconds = sum(session.sim_seconds for session, _ in sessions.values())
+    return runs_per_pass, time.perf_counter() - wall, build_seconds, sim_seconds
 
 
 def check_network(run: NetworkRun) -> None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from golden.errors import CheckpointMismatchError, ConfigError, UnknownSchemeError, UnsupportedBitsError
 from golden.export import export_model
-from golden.integer import Codes
 from golden.layers import SCHEMES, quantize_model, save_checkpoint
 from reports import demo, digits
 from reports.demo import DemoOptions
+from sim.network import plan_arrays
 
 
 @pytest.fixture(scope="module")
@@ -103,40 +102,32 @@ def test_integer_model_within_bound_of_fake_quant(data, float_model, scheme):
     assert integer > 0.5
 
 
-def test_apot_hardware_layer_accumulates_like_golden(data, float_model):
-    model = demo.train_quantized(float_model, data, "apot", 4, seed=2, epochs=1)
-    network, _ = export_model(model)
-    outputs = network.run(data.x_test[:8].double().numpy())
-    table_layers = [i for i, layer in enumerate(network.layers) if layer.cfg.act_format == "table"]
-    assert table_layers, "APoT activations are table activations"
-    for index in table_layers:
-        layer = network.layers[index]
-        hw_layer = demo.hardware_layer(layer)
-        x = outputs[network.input_name(index)]
-        hw_x = demo.hardware_input(hw_layer, x)
-        assert hw_layer.cfg.scheme == "int" and hw_layer.cfg.act_format == "uniform" and hw_layer.act_table is None
-        assert hw_x.table is None and np.array_equal(hw_x.codes, x.values())  # table values, not codes
-        np.testing.assert_array_equal(hw_layer.accumulate(hw_x), layer.accumulate(x))
-        got, want = hw_layer.forward(hw_x), layer.forward(x)
-        np.testing.assert_array_equal(got.codes, want.codes)
-    untouched = network.layers[0]
-    assert demo.hardware_layer(untouched) is untouched
-    assert demo.hardware_input(untouched, Codes(np.zeros((1, 1, 8, 8), dtype=np.int64), 1.0)).table is None
-
-
 def test_models_share_accelerator_designs(data, float_model):
     """lsq and asq (and every model's 8-bit edge layers) plan identical accelerators, so they build once."""
     plans = {}
-    for scheme in ("lsq", "asq", "post", "asq_post"):
+    for scheme in ("lsq", "asq", "post", "asq_post", "apot"):
         model = quantize_model(float_model, scheme, 4)
         demo.calibrate(model, data.x_train[:64])
         network, _ = export_model(model)
-        configs, keys = demo.shared_array_configs([demo.hardware_layer(layer) for layer in network.layers], 8, 8)
+        reduction = demo.shared_reduction(network)
+        assert reduction == max(layer.reduction_length for layer in network.layers)
+        configs, keys = plan_arrays(network, 8, 8, max_reduction=reduction)
         assert set(keys) == {layer.name for layer in network.layers}
         plans[scheme] = {repr(cfg.to_dict()) for cfg in configs.values()}
-        assert all(cfg.max_reduction == max(layer.reduction_length for layer in network.layers) for cfg in configs.values())
+        assert all(cfg.max_reduction == reduction for cfg in configs.values())
     assert plans["asq"] <= plans["lsq"] and plans["asq_post"] <= plans["post"]
-    assert plans["lsq"] & plans["post"], "the 8-bit edge accelerator is the same for every scheme"
+    assert plans["lsq"] & plans["post"] & plans["apot"], "the 8-bit edge accelerator is the same for every scheme"
+
+
+def test_apot_energy_prices_the_int_array_on_table_values(data, float_model):
+    model = quantize_model(float_model, "apot", 4)
+    demo.calibrate(model, data.x_train[:64])
+    network, _ = export_model(model)
+    middle = [layer for layer in network.layers if layer.cfg.act_format == "table"]
+    assert middle, "APoT activations are table activations"
+    for layer in middle:
+        config = demo.layer_hardware(layer, 8, 8)
+        assert (config.pe_kind, config.act_bits) == ("int", layer.cfg.act_level_bits)
 
 
 def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_model):

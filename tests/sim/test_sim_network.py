@@ -1,16 +1,36 @@
-"""Whole networks through the RTL: every layer of a CIFAR ResNet-20 bit-exact against golden, chained.
+"""Whole networks through the RTL: every layer bit-exact against golden, chained.
 
-Default: a smoke run of all 20 layers on an 8x8 input with 2x2 arrays (small, quick to build).  ``-m regress``: the
-real 32x32 input on 8x8 arrays, on the plain Verilator harness (within 30 s wall) and cocotb.
+Default: a smoke run of all 20 layers of a CIFAR ResNet-20 on an 8x8 input with 2x2 arrays (small, quick to
+build), and a small exported APoT network (int weights, table activations looked up at the array edge) on
+every backend, as a batch and one image at a time.  ``-m regress``: the real 32x32 ResNet-20 input on 8x8
+arrays, on the plain Verilator harness (within 30 s wall) and cocotb.
 """
+
+import tempfile
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from golden.errors import ConfigError
-from sim.network import LayerRun, NetworkRun, check_network, plan_arrays, run_network_rtl, runs_on_requantizer
+from golden import spec
+from golden.errors import ConfigError, UnsupportedBitsError
+from golden.export import export_model
+from golden.integer import int_conv2d
+from golden.layers import calibrate, quantize_model
+from sim.network import (
+    LayerRun,
+    NetworkRun,
+    array_datapath,
+    check_network,
+    plan_arrays,
+    run_network_rtl,
+    runs_on_requantizer,
+)
 from sim.resnet20 import random_resnet20
 from sim.simulators import SimulationError
+
+APOT_ARRAY = 4  # rows = cols of the arrays the APoT network runs on
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +42,112 @@ def small_resnet():
 def _summary(run: NetworkRun) -> str:
     return (f"{run.backend}: {len(run.layers)} layers, {run.program_cycles} cycles, {run.macs} MACs, "
             f"{run.wall_seconds:.1f} s wall ({run.sim_seconds:.2f} s simulating)")
+
+
+class ApotNet(nn.Module):
+    """Four convs and a classifier (8x8 input): the APoT middle layers run on the requantizer, after a max pool
+    and before a global pool, so table activations reach both stages."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        )  # fmt: skip
+        self.classifier = nn.Linear(width, 10)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+@pytest.fixture(scope="module")
+def apot_network():
+    """golden's export of a calibrated 4-bit APoT ApotNet, and three input images."""
+    torch.manual_seed(0)
+    model = quantize_model(ApotNet().eval(), "apot", 4)
+    calibrate(model, torch.randn(16, 1, 8, 8))
+    network, _ = export_model(model.eval())
+    return network, np.random.default_rng(0).normal(0, 1, (3, 1, 8, 8))
+
+
+def _table_layers(network) -> list[str]:
+    return [layer.name for layer in network.layers if layer.cfg.scheme == "int" and layer.cfg.act_format == "table"]
+
+
+def test_apot_layers_run_an_int_array_on_table_values(apot_network):
+    network, x = apot_network
+    outputs = network.run(x)
+    assert _table_layers(network) == ["features.3", "features.6", "features.10"]
+    for index, layer in enumerate(network.layers):
+        cfg = array_datapath(layer.cfg)
+        if layer.name not in _table_layers(network):
+            assert cfg is layer.cfg
+            continue
+        assert (cfg.scheme, cfg.act_format, cfg.act_bits) == ("int", "uniform", layer.cfg.act_level_bits)
+        assert spec.accumulator_bits(cfg, layer.reduction_length) == spec.accumulator_bits(layer.cfg, layer.reduction_length)
+        codes = outputs[network.input_name(index)]
+        assert codes.table is not None and not np.array_equal(codes.values(), codes.codes)
+        on_values = int_conv2d(cfg, codes.values(), layer.weight_codes, layer.stride, layer.padding)
+        np.testing.assert_array_equal(on_values, layer.accumulate(codes))
+    configs, keys = plan_arrays(network, APOT_ARRAY, APOT_ARRAY)
+    apot = configs[keys["features.3"]]
+    assert (apot.pe_kind, apot.act_bits, apot.threshold_bank) == ("int", network.layers[1].cfg.act_level_bits, True)
+    assert keys["features.6"] == keys["features.10"] == keys["features.3"]
+
+
+def test_array_datapath_of_wide_or_narrow_tables():
+    narrow = spec.DatapathConfig.make("int", 4, 2, act_format="table", act_level_bits=1)
+    assert array_datapath(narrow).act_bits == spec.MIN_BITS
+    lcq = spec.DatapathConfig.make("lcq", 4, 4)
+    assert array_datapath(lcq) is lcq
+    with pytest.raises(UnsupportedBitsError, match="9 bits need an int array wider"):
+        array_datapath(spec.DatapathConfig.make("int", 4, 4, act_format="table", act_level_bits=9))
+
+
+def test_apot_network_is_bit_exact_on_the_harness(apot_network, tmp_path, monkeypatch):
+    """Also: the harness's working folder is temporary and removed afterwards."""
+    network, x = apot_network
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    run = run_network_rtl(network, x, "verilator", APOT_ARRAY, APOT_ARRAY)
+    print(_summary(run))
+    check_network(run)
+    assert {layer.stage for layer in run.layers if layer.name in _table_layers(network)} == {"codes", "accumulators"}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_per_image_runs_every_image_alone(apot_network):
+    network, x = apot_network
+    run = run_network_rtl(network, x, "verilator", APOT_ARRAY, APOT_ARRAY, per_image=True)
+    check_network(run)
+    one = run_network_rtl(network, x[:1], "verilator", APOT_ARRAY, APOT_ARRAY)
+    check_network(one)
+    for layer, single in zip(run.layers, one.layers, strict=True):
+        assert [layer.runs, layer.cycles, layer.expected_cycles, layer.macs] == \
+            [len(x) * single.runs, len(x) * single.cycles, len(x) * single.expected_cycles, len(x) * single.macs]
+    golden = network.run(x)
+    for layer in network.layers:
+        assert np.array_equal(run.outputs[layer.name].real(), golden[layer.name].real()), layer.name
+
+
+def test_apot_network_under_cocotb(apot_network, simulator):
+    network, x = apot_network
+    run = run_network_rtl(network, x[:2], f"cocotb-{simulator}", APOT_ARRAY, APOT_ARRAY, optimize=False, per_image=True)
+    print(_summary(run))
+    check_network(run)
+    assert run.outputs["classifier"].values.shape[0] == 2
+
+
+def test_max_reduction_sizes_every_array(small_resnet):
+    network, _ = small_resnet
+    configs, _ = plan_arrays(network, 4, 4, max_reduction=2000)
+    assert {cfg.max_reduction for cfg in configs.values()} == {2000}
+    own, _ = plan_arrays(network, 4, 4)
+    for key, cfg in configs.items():
+        assert cfg.accumulator_width == spec.accumulator_bits(cfg.datapath, 2000) > own[key].accumulator_width
+    with pytest.raises(ConfigError, match="longest reduction"):
+        plan_arrays(network, 4, 4, max_reduction=575)
 
 
 def test_plan_shares_one_array_per_datapath(small_resnet):
