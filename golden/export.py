@@ -360,7 +360,9 @@ class _Exporter:
         graph = _Tracer().trace(self.model)
         values: dict[fx.Node, object] = {}
         result = None
+        order = {node: position for position, node in enumerate(graph.nodes)}
         for node in graph.nodes:
+            self._check_in_place(node, order)
             if node.op == "placeholder":
                 if any(isinstance(v, _Input) for v in values.values()):
                     raise ConfigError("models with more than one input are not supported")
@@ -382,6 +384,26 @@ class _Exporter:
         if self.input_stage is None:
             raise ConfigError("the model has no quantized layer reading its input")
         return IntegerNetwork(tuple(self.layers), self.input_stage)
+
+    def _check_in_place(self, node: fx.Node, order: dict[fx.Node, int]) -> None:
+        """Reject an in-place operation whose input is read again later: the graph (and so the export)
+        would see that later read as the old value, while PyTorch reads the modified one.  (``x += y``
+        on a traced tensor is recorded as an out-of-place add by ``torch.fx`` and cannot be seen here.)"""
+        if not node.args or not isinstance(node.args[0], fx.Node):
+            return
+        if node.op == "call_module":
+            in_place = getattr(self.modules[node.target], "inplace", False) is True
+        elif node.op == "call_method":
+            in_place = node.target.endswith("_") and not node.target.endswith("__") or node.target.startswith("__i")
+        else:
+            name = getattr(node.target, "__name__", "")
+            in_place = (node.kwargs.get("inplace") is True or node.target is operator.iadd or name.endswith("_")
+                        or (node.target in RELU_FUNCTIONS and len(node.args) > 1 and node.args[1] is True))
+        source = node.args[0]
+        later = [user for user in source.users if user is not node and order[user] > order[node]]
+        if in_place and later:
+            raise ConfigError(f"{node}: in-place {node.target} changes {source}, which {later[0]} reads afterwards; "
+                              "the export cannot tell the two values apart (use the out-of-place operation)")
 
     def _module(self, node: fx.Node, module: nn.Module, args: list):
         name = str(node.target)

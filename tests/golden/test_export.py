@@ -589,6 +589,46 @@ def test_export_errors():
         export_model(AsqWithoutRelu())
 
 
+@pytest.mark.parametrize("in_place", ["module", "function", "method"])
+def test_in_place_operation_on_a_reused_tensor_is_rejected(in_place):
+    """``y`` is modified in place and read again: the graph would hand the later read the old ``y``."""
+
+    class ReusedAfterInPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = QuantConv2d.from_float(nn.Conv2d(1, 4, 3, padding=1), *quantize_pair())
+            self.conv2 = QuantConv2d.from_float(nn.Conv2d(4, 4, 3, padding=1), *quantize_pair())
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            y = self.conv(x)
+            if in_place == "module":
+                z = self.relu(y)
+            elif in_place == "function":
+                z = F.relu(y, inplace=True)
+            else:
+                z = y.relu_()
+            return self.conv2(F.relu(z)) + y
+
+    with pytest.raises(ConfigError, match="in-place .* reads afterwards"):
+        export_model(ReusedAfterInPlace())
+
+
+def test_in_place_operation_on_a_tensor_read_only_there_exports():
+    class InPlaceRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = QuantConv2d.from_float(nn.Conv2d(1, 4, 3, padding=1), *quantize_pair())
+            self.conv2 = QuantConv2d.from_float(nn.Conv2d(4, 4, 3, padding=1), *quantize_pair())
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            return self.conv2(self.relu(self.conv(x)))
+
+    network, _ = export_model(InPlaceRelu())
+    assert len(network.layers) == 2
+
+
 def quantize_pair(asq: int | None = None):
     act = ASQQuantizer(4, asq) if asq else UniformQuantizer(4)
     return UniformQuantizer(4, signed=True), act
