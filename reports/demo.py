@@ -63,7 +63,7 @@ from golden.layers import (
     quantize_model,
     save_checkpoint,
 )
-from sim.network import NetworkRun, array_datapath, run_network_rtl
+from sim.network import BACKENDS, PE_KIND_FOR_SCHEME, NetworkRun, array_datapath, run_network_rtl
 
 from . import digits
 from .energy import DEFAULT_SYNTH_PATH, Synthesis, load_synthesis
@@ -79,12 +79,10 @@ QUICK_FLOAT_EPOCHS, QUICK_QAT_EPOCHS = 10, 4
 FLOAT_LR, QAT_LR = 3e-3, 1e-3
 CALIBRATION_IMAGES = 256
 DEFAULT_RTL_IMAGES = 4
-BACKENDS = ("verilator", "cocotb-verilator", "cocotb-icarus")
 #: The PE kind that runs each scheme's middle layers (the first/last layers are 8-bit ``int``);
 #: POST models are also priced on the per-PE-LUT variant for comparison.
 PE_KINDS_OF_SCHEME = {"lsq": ("int",), "asq": ("int",), "apot": ("int",), "pot": ("pot",),
                       "post": ("post_shared", "post_lut"), "asq_post": ("post_shared", "post_lut"), "lcq": ("lcq",)}
-PE_KIND_OF_DATAPATH = {"int": "int", "pot": "pot", "post": "post_shared", "lcq": "lcq"}
 SYNTH_ARRAY = 4  # array cores are synthesized at 4x4; energies are per PE relative to the int 8-bit anchor
 SYNTH_CACHE_NAME = "demo"
 
@@ -277,7 +275,7 @@ def run_rtl(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: st
 def layer_hardware(layer: IntegerLayer, rows: int, cols: int, middle_kind: str | None = None) -> HardwareConfig:
     """The estimator's design point for one exported layer (``middle_kind`` overrides a non-int PE kind)."""
     cfg = array_datapath(layer.cfg)
-    kind = PE_KIND_OF_DATAPATH[cfg.scheme]
+    kind = PE_KIND_FOR_SCHEME[cfg.scheme]
     if middle_kind is not None and kind != "int":
         kind = middle_kind
     return HardwareConfig(rows, cols, OWN_ARRAY, kind, cfg.weight.bits, cfg.act_bits, cfg.frac_bits)

@@ -124,7 +124,7 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path, capsys):
     expect_error(capsys, ["sim", "--checkpoint", str(tmp_path / "narrow.pt"), "--scheme", "lsq", "--bits", "4"],
                  "quantizer configuration differs")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    expect_error(capsys, ["sim", "--checkpoint", str(tmp_path / "junk.pt"), "--scheme", "lsq"], "not a loadable")
+    expect_error(capsys, ["sim", "--checkpoint", str(tmp_path / "junk.pt"), "--scheme", "lsq"], "is not a lutmac-quantized-model checkpoint")
     expect_error(capsys, ["sim", "--network", str(tmp_path / "missing.json")], "not found")
 
 
