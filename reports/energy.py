@@ -11,8 +11,8 @@ Defaults are Horowitz (ISSCC 2014), 45 nm, as restated in quantizers.md §6:
   about one MAC, Eyeriss' "RF access ~ MAC" ratio.
 * DRAM: 1.3-2.6 nJ per 64 bits; the default is the midpoint, 1.95 nJ.
 * MAC: an 8-bit integer multiply (0.2 pJ) plus an 8-bit add (0.03 pJ) anchors the synthesized
-  8x8 ``int`` MAC array; every other configuration costs
-  ``0.23 pJ * logic transistors per PE / logic transistors per PE of the int 8x8 array``, read
+  8-bit (w8a8) ``int`` MAC array; every other configuration costs
+  ``0.23 pJ * logic transistors per PE / logic transistors per PE of the int w8a8 array``, read
   from ``build/synth/synth.json`` (``make synth``), so INT/POT/POST/LCQ differ for measured
   reasons.  The units used are the synthesized MAC array cores (``"unit": "array"``: edge units
   such as the shared POST prescaler, PEs and accumulators) divided by their PE count; "logic"
@@ -198,16 +198,16 @@ class Synthesis:
         return min(matches, key=lambda unit: (abs(math.log(unit.pes / pes)), -unit.pes, unit.name))
 
     def anchor(self, rows: int | None = None, cols: int | None = None) -> SynthUnit:
-        """The 8x8 integer array that Horowitz's 8-bit multiply + add is pinned to."""
+        """The 8-bit (w8a8) integer array that Horowitz's 8-bit multiply + add is pinned to."""
         try:
             return self.unit("int", 8, 8, 0, rows, cols)
         except ConfigError:
-            raise ConfigError("synthesis results have no 8x8 'int' array unit (weight_bits=8, act_bits=8, frac_bits=0) "
-                              "to anchor energies to") from None
+            raise ConfigError("synthesis results have no 8-bit 'int' array unit (weight_bits=8, act_bits=8, "
+                              "frac_bits=0) to anchor energies to; re-run `make synth`") from None
 
     def mac_pj(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int, table: EnergyTable = DEFAULTS,
                rows: int | None = None, cols: int | None = None) -> float:
-        """Energy of one MAC: ``anchor_pj * logic transistors/PE / the int 8x8 array's`` (module docstring)."""
+        """Energy of one MAC: ``anchor_pj * logic transistors/PE / the int w8a8 array's`` (module docstring)."""
         unit = self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols)
         return table.mac_anchor_pj * unit.logic_transistors_per_pe / self.anchor(rows, cols).logic_transistors_per_pe
 

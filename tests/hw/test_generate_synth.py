@@ -73,6 +73,7 @@ def test_synth_matrix_covers_every_kind_at_3_and_4_bits():
     for kind in ("int", "pot", "post_lut", "post_shared", "lcq"):
         assert {(kind, 3), (kind, 4)} <= pes and {(kind, 3), (kind, 4)} <= arrays
     assert ("lcq_product", 3) in pes and ("lcq_product", 2) in arrays
+    assert ("int", 8) in arrays  # the energy anchor: `make reports` prices every PE relative to it
     full_pes = {(u.cfg.pe_kind, u.cfg.weight_bits) for u in synth.default_units(full=True) if u.unit == "pe"}
     assert ("lcq_product", 4) in full_pes
     assert len({u.name for u in units}) == len(units)

@@ -147,5 +147,5 @@ def test_unsynthesized_configuration_and_missing_anchor(tmp_path, synth_path):
         synthesis.unit("fp32", 8, 8, 0)
     path = tmp_path / "no_anchor.json"
     path.write_text(json.dumps(synth_payload([("array", "pot", 4, 4, 8, 2, 2, 600, 0)])))
-    with pytest.raises(ConfigError, match="no 8x8 'int' array unit"):
+    with pytest.raises(ConfigError, match="no 8-bit 'int' array unit"):
         load_synthesis(path).mac_pj("pot", 4, 4, 8)
