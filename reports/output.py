@@ -33,6 +33,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 
 
 def _cell(value) -> str:
+    if value is None:  # not applicable (e.g. the float model's integer accuracy)
+        return "—"
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
@@ -45,7 +47,7 @@ def csv_text(rows: Sequence[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
+    writer.writerows({key: "" if value is None else _cell(value) for key, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 

@@ -49,3 +49,9 @@ def test_tables():
     rows = [{"a": 1, "b": 0.123456789}, {"a": 2, "b": 3.0}]
     assert csv_text(rows) == "a,b\n1,0.123457\n2,3\n"
     assert markdown_table(rows, {"b": ".2f"}).splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.12 |", "| 2 | 3.00 |"]
+
+
+def test_missing_values_are_a_dash_in_markdown_and_empty_in_csv():
+    rows = [{"model": "float", "integer_accuracy": None}, {"model": "post_w4", "integer_accuracy": 0.98}]
+    assert markdown_table(rows).splitlines()[2] == "| float | — |"
+    assert csv_text(rows) == "model,integer_accuracy\nfloat,\npost_w4,0.98\n"
