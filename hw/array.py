@@ -23,7 +23,7 @@ row; lcq decodes weight codes once per column and activation codes once per row
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Array, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -63,16 +63,14 @@ class MacCell(wiring.Component):
         return m
 
 
-def accumulator_layout(cfg: ArrayConfig) -> data.ArrayLayout:
-    """All accumulators: ``acc[i][j]`` for array row ``i`` and column ``j``."""
-    return data.ArrayLayout(data.ArrayLayout(signed(cfg.accumulator_width), cfg.cols), cfg.rows)
-
-
 class MacArray(wiring.Component):
     """Skew registers, edge decoders and the ``rows x cols`` grid of :class:`MacCell`.
 
     Inputs per cycle: ``act_codes`` (one activation code per row, for the same ``k``) and
-    ``weight_codes`` (one weight code word per column).  LCQ kinds add table write ports.
+    ``weight_codes`` (one weight code word per column).  ``acc_row`` shows the accumulators of
+    array row ``drain_row``: one ``R:1`` mux per column, so no ``R*C``-accumulator bus leaves the
+    array (in an event-driven simulator such a bus is rebuilt whenever any one accumulator
+    changes; on Icarus that cost 20x in cycle rate).  LCQ kinds add table write ports.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -82,7 +80,8 @@ class MacArray(wiring.Component):
             "act_codes": In(data.ArrayLayout(unsigned(cfg.act_bits), cfg.rows)),
             "weight_codes": In(data.ArrayLayout(unsigned(cfg.weight_code_bits), cfg.cols)),
             "clear": In(1),
-            "acc": Out(accumulator_layout(cfg)),
+            "drain_row": In(range(cfg.rows)),
+            "acc_row": Out(data.ArrayLayout(signed(cfg.accumulator_width), cfg.cols)),
         }
         if cfg.pe_kind == "lcq":
             members["weight_table_write"] = In(table_write_signature(datapath.weight.num_codes, signed(cfg.level_bits)))
@@ -139,8 +138,10 @@ class MacArray(wiring.Component):
                 m.submodules[f"cell_{i}_{j}"] = cell = MacCell(cells[i][j], cfg.accumulator_width)
                 left = row_inputs[i] if j == 0 else m.submodules[f"cell_{i}_{j - 1}"].act_out
                 above = col_inputs[j] if i == 0 else m.submodules[f"cell_{i - 1}_{j}"].weight_out
-                m.d.comb += [cell.act_in.eq(left), cell.weight_in.eq(above), cell.clear.eq(self.clear),
-                             self.acc[i][j].eq(cell.acc)]
+                m.d.comb += [cell.act_in.eq(left), cell.weight_in.eq(above), cell.clear.eq(self.clear)]
                 if table is not None:
                     m.d.comb += cell.table.eq(table)
+        for j in range(cfg.cols):
+            column = Array(m.submodules[f"cell_{i}_{j}"].acc for i in range(cfg.rows))
+            m.d.comb += self.acc_row[j].eq(column[self.drain_row])
         return m

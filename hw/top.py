@@ -197,12 +197,12 @@ class Accelerator(wiring.Component):
                      self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
 
         # ---- drain: accumulator row -> requantizer lanes -> output buffer -------------------------
-        accumulators = array.acc[drain_row]
+        m.d.comb += array.drain_row.eq(drain_row)
         for column, lane_unit in enumerate(lanes):
             params = channel_read.data[column]
             m.d.comb += [
                 lane_unit.valid.eq(draining),
-                lane_unit.acc.eq(accumulators[column]),
+                lane_unit.acc.eq(array.acc_row[column]),
                 lane_unit.bias.eq(params.bias),
                 lane_unit.multiplier.eq(Mux(tile.row_multiplier, row_read.data[drain_row], params.multiplier)),
                 lane_unit.mode.eq(tile.mode),
