@@ -23,7 +23,7 @@ row; lcq decodes weight codes once per column and activation codes once per row
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Signal, signed, unsigned
+from amaranth import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -142,6 +142,8 @@ class MacArray(wiring.Component):
                 if table is not None:
                     m.d.comb += cell.table.eq(table)
         for j in range(cfg.cols):
-            column = Array(m.submodules[f"cell_{i}_{j}"].acc for i in range(cfg.rows))
-            m.d.comb += self.acc_row[j].eq(column[self.drain_row])
+            # a shift, not an Array (a case statement): Yosys writes it as a continuous assign,
+            # which Icarus evaluates at time 0 (an always @* block waits for an input to change)
+            column = Cat(m.submodules[f"cell_{i}_{j}"].acc for i in range(cfg.rows))
+            m.d.comb += self.acc_row[j].eq(column.word_select(self.drain_row, cfg.accumulator_width))
         return m

@@ -49,9 +49,9 @@ class ThresholdBank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        reached = Signal(self.count)
-        m.d.comb += [reached[k].eq(self.value >= self.thresholds[k]) for k in range(self.count)]
-        m.d.comb += self.code.eq(popcount(reached))
+        # the comparators feed the adder tree directly: a ``reached`` vector assigned bit by bit
+        # is one net with ``count`` drivers, which Icarus re-resolves whole for every bit change
+        m.d.comb += self.code.eq(popcount([self.value >= self.thresholds[k] for k in range(self.count)]))
         return m
 
 

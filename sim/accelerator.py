@@ -58,11 +58,17 @@ def _hw_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+# Taken once, when hw's modules are imported (just above): a long-running process keeps the hw
+# it imported, so hashing the files again later, after an edit, would file old Verilog under
+# the new sources' key and serve it to every later run.
+HW_FINGERPRINT = _hw_fingerprint()
+
+
 @lru_cache(maxsize=16)
 def accelerator_verilog(cfg: ArrayConfig) -> tuple[str, str]:
     """``(module name, Verilog)`` of the accelerator for ``cfg``, cached on disk (conversion takes seconds)."""
     name = f"lutmac_{cfg.name_hint}"
-    key = hashlib.sha256(f"{_hw_fingerprint()} {cfg!r}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{HW_FINGERPRINT} {cfg!r}".encode()).hexdigest()[:16]
     cached = build_root() / "verilog" / f"{name}-{key}.v"
     if cached.is_file():
         return name, cached.read_text()

@@ -162,10 +162,8 @@ def test_plan_shares_one_array_per_datapath(small_resnet):
 
 
 def test_resnet20_smoke_is_bit_exact_through_the_rtl(small_resnet, simulator):
-    if simulator == "icarus":
-        pytest.skip("a whole network is ~10^5 cycles: too slow on Icarus for the default suite")
     network, x = small_resnet
-    run = run_network_rtl(network, x, "cocotb-verilator", rows=2, cols=2, optimize=False)
+    run = run_network_rtl(network, x, f"cocotb-{simulator}", rows=2, cols=2, optimize=False)
     print(_summary(run))
     check_network(run)
     assert [layer.name for layer in run.layers] == [layer.name for layer in network.layers]
@@ -185,14 +183,14 @@ def test_check_network_names_the_failing_layer():
 
 
 @pytest.mark.regress
-def test_resnet20_on_the_harness_within_30_seconds():
+def test_resnet20_is_bit_exact_on_the_harness():
+    """The whole CIFAR ResNet-20 at 32x32; its wall time against the 30 s target is `python -m sim.bench`'s."""
     x = np.random.default_rng(0).normal(0, 1, (1, 3, 32, 32))
     network = random_resnet20(x)
     run = run_network_rtl(network, x, "verilator")
     print(_summary(run))
     check_network(run)
     assert run.macs > 40_000_000  # every layer's GEMM ran on the RTL
-    assert run.wall_seconds <= 30
 
 
 @pytest.mark.regress
