@@ -336,7 +336,11 @@ def host_top_verilog(
     in_offsets, out_offsets = layout.offsets(layout.inputs), layout.offsets(layout.outputs)
     connections = [f"    .{CLOCK_NAME}(clk)"] if layout.clocked else []
     connections += [f"    .{name}(dut_in[{lsb + width - 1}:{lsb}])" for name, (lsb, width) in in_offsets.items()]
-    connections += [f"    .{name}(dut_out[{lsb + width - 1}:{lsb}])" for name, (lsb, width) in out_offsets.items()]
+    # each output gets a wire of its own, concatenated once: port connections to slices of one
+    # net would give it several drivers, which Icarus re-resolves whole on every change
+    connections += [f"    .{name}(out_{name})" for name in out_offsets]
+    output_wires = "".join(f"  wire [{width - 1}:0] out_{name};\n" for name, (_, width) in out_offsets.items())
+    output_concat = ", ".join(f"out_{name}" for name in reversed(list(out_offsets)))
     wait_bit = f"dut_out[{out_offsets[layout.wait_output][0]}]" if layout.wait_output else "1'b0"
     pc_bits = max(1, (program_depth - 1).bit_length())
     cap_bits = max(1, capture_depth.bit_length())
@@ -365,7 +369,7 @@ module lutmac_host (
   wire capture = entry[{in_bits + COUNT_BITS}];
   wire [{COUNT_BITS - 1}:0] count = entry[{in_bits + COUNT_BITS - 1}:{in_bits}];
   wire [{in_bits - 1}:0] dut_in = running ? entry[{in_bits - 1}:0] : {in_bits}'d0;
-  wire [{out_bits - 1}:0] dut_out;
+{output_wires}  wire [{out_bits - 1}:0] dut_out = {{{output_concat}}};
   // A WAIT entry ends when the DUT raises its wait output (or times out after `count` cycles);
   // any other entry ends after `count` cycles.
   wire last_cycle = elapsed + 1 == count;
