@@ -68,9 +68,9 @@ class MacArray(wiring.Component):
 
     Inputs per cycle: ``act_codes`` (one activation code per row, for the same ``k``) and
     ``weight_codes`` (one weight code word per column).  ``acc_row`` shows the accumulators of
-    array row ``drain_row``: one ``R:1`` mux per column, so no ``R*C``-accumulator bus leaves the
-    array (in an event-driven simulator such a bus is rebuilt whenever any one accumulator
-    changes; on Icarus that cost 20x in cycle rate).  LCQ kinds add table write ports.
+    array row ``drain_row``: one ``R:1`` select per column, so no ``R*C``-accumulator bus leaves
+    the array (an event-driven simulator rebuilds such a bus whenever any one accumulator
+    changes; see hw/README.md).  LCQ kinds add table write ports.
     """
 
     def __init__(self, cfg: ArrayConfig):
