@@ -583,11 +583,17 @@ def accuracy_figure(demo: DemoResult):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for scheme in dict.fromkeys(m.scheme for m in demo.models):
+    schemes = list(dict.fromkeys(m.scheme for m in demo.models))
+    for index, scheme in enumerate(schemes):
         models = sorted((m for m in demo.models if m.scheme == scheme), key=lambda m: m.bits)
-        ax.plot([m.bits for m in models], [100 * m.integer_accuracy for m in models], marker="o", label=scheme)
+        # schemes often tie on a small test set: a small offset and a marker each keep every one visible
+        offset = 0.03 * (index - (len(schemes) - 1) / 2)
+        ax.plot([m.bits + offset for m in models], [100 * m.integer_accuracy for m in models],
+                marker="osv^DPX*"[index % 8], label=scheme)
     ax.axhline(100 * demo.float_accuracy, color="black", linestyle="--", linewidth=1, label="float")
-    ax.set_xlabel("weight / activation bits (middle layers; first and last layer 8-bit)")
+    test_images = demo.models[0].test_images if demo.models else 0
+    step = f"; one test image = {100 / test_images:.2f} %" if test_images else ""
+    ax.set_xlabel(f"weight / activation bits (middle layers; first and last layer 8-bit{step})")
     ax.set_ylabel("test accuracy of the integer model (%)")
     ax.set_xticks(sorted({m.bits for m in demo.models}))
     ax.set_title("DigitsNet on scikit-learn digits: accuracy vs bits")
