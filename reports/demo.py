@@ -63,11 +63,12 @@ from golden.layers import (
     quantize_model,
     save_checkpoint,
 )
+from golden.spec import accumulator_bits
 from sim.network import BACKENDS, PE_KIND_FOR_SCHEME, NetworkRun, array_datapath, run_network_rtl
 
 from . import digits
 from .energy import DEFAULT_SYNTH_PATH, Synthesis, load_synthesis
-from .estimator import OWN_ARRAY, HardwareConfig, estimate
+from .estimator import OWN_ARRAY, HardwareConfig, asq_stage_energy, estimate
 from .networks import trace
 from .output import json_text, markdown_table, staged_report
 
@@ -83,6 +84,7 @@ DEFAULT_RTL_IMAGES = 4
 #: POST models are also priced on the per-PE-LUT variant for comparison.
 PE_KINDS_OF_SCHEME = {"lsq": ("int",), "asq": ("int",), "apot": ("int",), "pot": ("pot",),
                       "post": ("post_shared", "post_lut"), "asq_post": ("post_shared", "post_lut"), "lcq": ("lcq",)}
+DEMO_ENERGY_PARTS = ("mac", "register", "sram", "dram", "asq")
 SYNTH_ARRAY = 4  # array cores are synthesized at 4x4; energies are per PE relative to the int 8-bit anchor
 SYNTH_CACHE_NAME = "demo"
 
@@ -346,14 +348,21 @@ def energy_rows(network: IntegerNetwork, scheme: str, bits: int, rows: int, cols
     for kind in PE_KINDS_OF_SCHEME[scheme]:
         for layer in network.layers:
             config = layer_hardware(layer, rows, cols, kind)
-            (row,), _ = estimate([shapes[layer.name]], config, synthesis)
+            shape = shapes[layer.name]
+            (row,), _ = estimate([shape], config, synthesis)
             passes = 2 if layer.signed_input else 1  # a signed input runs as two unsigned passes
+            adapter = layer.output.adapter
+            asq = {"compute": 0.0, "buffer": 0.0} if adapter is None else asq_stage_energy(
+                [w.shape for w in adapter.weights], shape.cout, shape.hout * shape.wout,
+                accumulator_bits(config.datapath, shape.k), config.ofmap_kb)
+            asq_nj = (asq["compute"] + asq["buffer"]) * 1e-3
             out.append({"model": model_name(scheme, bits), "scheme": scheme, "bits": bits, "pe_kind": kind,
                         "layer": layer.name, "layer_pe": config.pe_kind, "weight_bits": config.weight_bits,
                         "act_bits": config.act_bits, "frac_bits": config.frac_bits, "macs": row["macs"] * passes,
                         "cycles": row["cycles"] * passes, "mac_nj": row["mac_nj"] * passes,
                         "register_nj": row["register_nj"] * passes, "sram_nj": row["sram_nj"] * passes,
-                        "dram_nj": row["dram_nj"] * passes, "energy_nj": row["energy_nj"] * passes})
+                        "dram_nj": row["dram_nj"] * passes, "asq_nj": asq_nj,
+                        "energy_nj": row["energy_nj"] * passes + asq_nj})
     return out
 
 
@@ -570,7 +579,7 @@ def energy_summary_rows(demo: DemoResult) -> list[dict]:
             rows.append({"model": m.name, "scheme": m.scheme, "bits": m.bits, "pe_kind": kind,
                          "macs": sum(r["macs"] for r in layers), "estimated_cycles": sum(r["cycles"] for r in layers),
                          "rtl_cycles": m.rtl.cycles_per_image if m.rtl and kind == PE_KINDS_OF_SCHEME[m.scheme][0] else None,
-                         **{f"{part}_nj": sum(r[f"{part}_nj"] for r in layers) for part in ("mac", "register", "sram", "dram")},
+                         **{f"{part}_nj": sum(r[f"{part}_nj"] for r in layers) for part in DEMO_ENERGY_PARTS},
                          "compute_nj": sum(r["mac_nj"] + r["register_nj"] for r in layers),
                          "energy_nj": sum(r["energy_nj"] for r in layers)})
     return rows
@@ -612,7 +621,7 @@ def energy_figure(demo: DemoResult):
 
     rows = energy_summary_rows(demo)
     fig, (total, compute) = plt.subplots(2, 1, sharex=True, figsize=(max(7, 0.45 * len(rows) + 2), 7))
-    for ax, parts in ((total, ("mac", "register", "sram", "dram")), (compute, ("mac", "register"))):
+    for ax, parts in ((total, DEMO_ENERGY_PARTS), (compute, ("mac", "register"))):
         bottom = np.zeros(len(rows))
         for part in parts:
             values = np.array([r[f"{part}_nj"] for r in rows])
@@ -673,9 +682,10 @@ def summary_markdown(demo: DemoResult) -> str:
         "Estimator (reports.estimator, own output-stationary array, batch 1) with each layer at its own precision; MAC "
         "energies scaled from Yosys synthesis of 4x4 array cores relative to the 8-bit int array (Horowitz 45 nm anchor); "
         "compute = MAC + PE registers, where the PE kinds differ; every weight is read from DRAM once per inference, "
-        "which dominates at batch 1.",
+        "which dominates at batch 1.  asq = what an ASQ output stage adds (reports.estimator.asq_stage_energy): the "
+        "layer's accumulators wait in the output buffer until the host has pooled them and run the fp32 adapter.",
         "",
-        markdown_table(energy_summary_rows(demo), {**{f"{p}_nj": ".3f" for p in ("mac", "register", "sram", "dram", "compute", "energy")},
+        markdown_table(energy_summary_rows(demo), {**{f"{p}_nj": ".3f" for p in (*DEMO_ENERGY_PARTS, "compute", "energy")},
                                            "rtl_cycles": ".0f"}),
         "Per layer: `energy_layers.csv`.  Plots: `accuracy_vs_bits.png`, `energy_per_inference.png`.",
         "",

@@ -10,6 +10,8 @@ Defaults are Horowitz (ISSCC 2014), 45 nm, as restated in quantizers.md §6:
   adder switch comparable capacitance.  It makes one MAC's register traffic (~70 bits) cost
   about one MAC, Eyeriss' "RF access ~ MAC" ratio.
 * DRAM: 1.3-2.6 nJ per 64 bits; the default is the midpoint, 1.95 nJ.
+* Host-side arithmetic (the ASQ adapter, :func:`reports.estimator.asq_stage_energy`): fp32
+  multiply 3.7 pJ, fp32 add 0.9 pJ, 32-bit integer add 0.1 pJ.
 * MAC: an 8-bit integer multiply (0.2 pJ) plus an 8-bit add (0.03 pJ) anchors the synthesized
   8-bit (w8a8) ``int`` MAC array; every other configuration costs
   ``0.23 pJ * logic transistors per PE / logic transistors per PE of the int w8a8 array``, read
@@ -51,6 +53,9 @@ class EnergyTable:
     sram_1mb_pj_per_64b: float = 100.0
     dram_pj_per_64b: float = 1950.0
     register_pj_per_bit: float = 0.03 / 8
+    fp32_mult_pj: float = 3.7
+    fp32_add_pj: float = 0.9
+    int32_add_pj: float = 0.1
 
     def __post_init__(self) -> None:
         for field in fields(self):

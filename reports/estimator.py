@@ -265,6 +265,32 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
     return Evaluation(configs, shape, cycles, shape.macs / (rows * cols * cycles), energy, mac_pj, area, accesses)
 
 
+#: a per-sample ``1 / beta`` by two Newton-Raphson steps from a small seed table: 2 multiplies
+#: and 1 add per step
+RECIPROCAL_FP32_MULTS, RECIPROCAL_FP32_ADDS = 4, 2
+
+
+def asq_stage_energy(adapter_shapes: list[tuple[int, int]], channels: int, positions: int, acc_bits: int,
+                     ofmap_kb: float, table: EnergyTable = DEFAULTS) -> dict[str, float]:
+    """Energy (pJ) one sample's ASQ output stage adds to a layer, beyond the on-chip requantizer's.
+
+    ``beta`` depends on the whole output feature map (quantizers.md §2), so the layer cannot
+    requantize as it drains: its ``channels * positions`` accumulators (``acc_bits`` each) wait
+    in the output buffer (written and read back once: ``buffer``), the host pools them per
+    channel (``positions`` 32-bit adds per channel and one fp32 scale), runs the adapter MLP in
+    fp32 (``adapter_shapes``: ``(out, in)`` per linear layer; ``in * out`` multiply-adds and
+    ``out`` bias adds) and turns ``beta`` into the sample's requantization multiplier
+    (:data:`RECIPROCAL_FP32_MULTS` / ``_ADDS``): ``compute``.
+    """
+    macs = sum(out * inp for out, inp in adapter_shapes)
+    bias_adds = sum(out for out, _ in adapter_shapes)
+    compute = (channels * positions * table.int32_add_pj + channels * table.fp32_mult_pj
+               + macs * (table.fp32_mult_pj + table.fp32_add_pj) + bias_adds * table.fp32_add_pj
+               + RECIPROCAL_FP32_MULTS * table.fp32_mult_pj + RECIPROCAL_FP32_ADDS * table.fp32_add_pj)
+    buffer = 2 * channels * positions * acc_bits * float(table.sram_pj_per_bit(ofmap_kb))
+    return {"compute": float(compute), "buffer": buffer}
+
+
 def estimate(layers: list[Layer], config: HardwareConfig, synthesis: Synthesis, table: EnergyTable = DEFAULTS) -> tuple[list[dict], dict]:
     """Per-layer rows and the per-inference summary of one design point."""
     result = evaluate(layers, [config], synthesis, table)

@@ -150,5 +150,28 @@ def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_mo
     assert shared[0]["macs"] == 2 * 16 * 9 * 64  # the signed input layer runs as two passes
     assert sum(r["mac_nj"] for r in lut) > sum(r["mac_nj"] for r in shared)  # made-up figures: LUT PE costs more
     assert all(r["energy_nj"] > 0 and r["cycles"] > 0 for r in rows)
+    assert all(r["asq_nj"] == 0 for r in rows)  # no adapter, nothing added
     cache = demo.SynthesisCache(path)
     assert cache.missing({("int", 8, 8, 0), ("lcq", 4, 4, 0)}) == [("lcq", 4, 4, 0)]
+
+
+def test_energy_rows_add_the_asq_stage_where_a_layer_has_an_adapter(tmp_path, data, float_model):
+    from synth_fixture import synth_payload  # noqa: PLC0415  (tests/reports helper)
+
+    path = tmp_path / "synth.json"
+    path.write_text(demo.json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40),
+                                                  ("array", "int", 4, 4, 0, 4, 4, 1200, 25)])))
+    synthesis = demo.load_synthesis(path)
+    rows = {}
+    for scheme in ("lsq", "asq"):
+        model = quantize_model(float_model, scheme, 4)
+        demo.calibrate(model, data.x_train[:64])
+        network, _ = export_model(model)
+        rows[scheme] = demo.energy_rows(network, scheme, 4, 8, 8, synthesis)
+    with_adapter = [layer.name for layer in network.layers if layer.output.adapter is not None]
+    assert with_adapter, "ASQ quantizes some layer's output"
+    for lsq_row, asq_row in zip(rows["lsq"], rows["asq"], strict=True):
+        assert lsq_row["asq_nj"] == 0
+        assert (asq_row["asq_nj"] > 0) == (asq_row["layer"] in with_adapter)
+        assert asq_row["energy_nj"] == pytest.approx(asq_row["mac_nj"] + asq_row["register_nj"] + asq_row["sram_nj"]
+                                                     + asq_row["dram_nj"] + asq_row["asq_nj"])

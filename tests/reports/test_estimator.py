@@ -98,3 +98,20 @@ def test_unsynthesized_point_and_empty_inputs(synthesis):
         evaluate([], [HardwareConfig()], synthesis)
     with pytest.raises(ConfigError, match="no design points"):
         evaluate(one_layer(), [], synthesis)
+
+
+def test_asq_stage_energy_by_hand():
+    from reports.energy import EnergyTable
+    from reports.estimator import RECIPROCAL_FP32_ADDS, RECIPROCAL_FP32_MULTS, asq_stage_energy
+
+    table = EnergyTable(fp32_mult_pj=3.0, fp32_add_pj=2.0, int32_add_pj=0.5)
+    # adapter 16 -> 4 -> 1 on a 16-channel 5x5 output with 20-bit accumulators
+    parts = asq_stage_energy([(4, 16), (1, 4)], 16, 25, 20, 32, table)
+    macs, bias_adds = 4 * 16 + 1 * 4, 4 + 1
+    assert parts["compute"] == pytest.approx(16 * 25 * 0.5 + 16 * 3.0 + macs * (3.0 + 2.0) + bias_adds * 2.0
+                                             + RECIPROCAL_FP32_MULTS * 3.0 + RECIPROCAL_FP32_ADDS * 2.0)
+    # the accumulators written and read back once, at the 32 KB buffer's energy per bit (~20 pJ / 64 b)
+    assert parts["buffer"] == pytest.approx(2 * 16 * 25 * 20 * float(table.sram_pj_per_bit(32)))
+    assert 0.9 * 20 / 64 < float(table.sram_pj_per_bit(32)) < 1.1 * 20 / 64
+    wider = asq_stage_energy([(4, 16), (1, 4)], 16, 50, 20, 32, table)
+    assert wider["buffer"] == pytest.approx(2 * parts["buffer"])
