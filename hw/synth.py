@@ -43,6 +43,7 @@ from amaranth.back import verilog
 
 from golden.errors import ConfigError, LutmacError
 
+from . import SOURCE_FINGERPRINT
 from .array import MacArray
 from .config import PE_KINDS, ArrayConfig, load_presets
 from .generate import write_atomic
@@ -260,7 +261,7 @@ def markdown(report: dict) -> str:
 
 
 def write_reports(report: dict, out: Path) -> None:
-    """``synth.json``: ``{"yosys_version": str, "units": [{"name", "unit", "pe_kind", "weight_bits",
+    """``synth.json``: ``{"yosys_version": str, "hw_fingerprint": str (hw.SOURCE_FINGERPRINT), "units": [{"name", "unit", "pe_kind", "weight_bits",
     "act_bits", "frac_bits", "rows", "cols", "accumulator_width", "product_bits", "cells",
     "transistors", "dffs", "logic_depth", "ice40_lut4", "ice40_carry", "ice40_dff", "ice40_bram",
     "seconds"}]}`` and ``synth.md``."""
@@ -281,7 +282,7 @@ def run(units: list[SynthUnit], out: Path, jobs: int = 2) -> dict:
             print(f"{unit.name}: {record['transistors']} transistors, {record['ice40_lut4']} LUT4, "
                   f"depth {record['logic_depth']} ({record['seconds']} s)", flush=True)
             records.append(record)
-    report = {"yosys_version": version, "units": sorted(records, key=lambda r: r["name"])}
+    report = {"yosys_version": version, "hw_fingerprint": SOURCE_FINGERPRINT, "units": sorted(records, key=lambda r: r["name"])}
     write_reports(report, out)
     return report
 

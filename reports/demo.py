@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import hw
 from golden.bounds import (
     FLOAT32_UNIT_ROUNDOFF,
     bias_magnitude,
@@ -303,21 +304,29 @@ class SynthesisCache:
         self.lock = threading.Lock()
         self.seconds = 0.0
 
-    def _load(self, path: Path) -> Synthesis | None:
-        return load_synthesis(path) if path.is_file() else None
+    def _cached(self) -> Synthesis | None:
+        """The units synthesized here, unless missing, unreadable or made from other hw sources."""
+        try:
+            if json.loads(self.path.read_text()).get("hw_fingerprint") != hw.SOURCE_FINGERPRINT:
+                return None
+        except (OSError, ValueError, AttributeError):
+            return None
+        return load_synthesis(self.path)
+
+    def _loaded(self) -> list[Synthesis]:
+        """``make synth``'s results (a stale or broken file raises) and the units cached here."""
+        loaded = [load_synthesis(self.base)] if self.base.is_file() else []
+        cached = self._cached()
+        return loaded + ([cached] if cached is not None else [])
 
     def synthesis(self) -> Synthesis:
-        loaded = [s for s in (self._load(self.base), self._load(self.path)) if s is not None]
+        loaded = self._loaded()
         if not loaded:
             raise ConfigError(f"no synthesis results in {self.base} or {self.path}")
         return Synthesis(loaded[0].yosys_version, tuple(unit for s in loaded for unit in s.units))
 
     def missing(self, keys: set) -> list[tuple[str, int, int, int]]:
-        have = set()
-        for path in (self.base, self.path):
-            synthesis = self._load(path)
-            if synthesis is not None:
-                have |= {unit.key for unit in synthesis.arrays}
+        have = {unit.key for synthesis in self._loaded() for unit in synthesis.arrays}
         return sorted(set(keys) - have)
 
     def ensure(self, keys: set) -> None:
@@ -333,7 +342,8 @@ class SynthesisCache:
                 with tempfile.TemporaryDirectory(prefix="lutmac-demo-synth-") as work:
                     record = synthesize(SynthUnit(name, "array", cfg), Path(work))
                 self.seconds += time.perf_counter() - start
-                cached = json.loads(self.path.read_text()) if self.path.is_file() else {"yosys_version": yosys_version(), "units": []}
+                cached = json.loads(self.path.read_text()) if self._cached() is not None else {"units": []}
+                cached |= {"yosys_version": yosys_version(), "hw_fingerprint": hw.SOURCE_FINGERPRINT}
                 cached["units"] = [unit for unit in cached["units"] if unit["name"] != name] + [record]
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 from .output import write_atomic

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+import hw
 from golden.errors import ConfigError, UnknownSchemeError
 from hw.config import PE_KINDS
 
@@ -234,5 +235,8 @@ def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:
         raise ConfigError(f"synthesis results {path} must be an object with 'yosys_version' (str) and 'units' (list)")
     if not raw["units"]:
         raise ConfigError(f"synthesis results {path} list no units; re-run `make synth`")
+    if raw.get("hw_fingerprint") not in (None, hw.SOURCE_FINGERPRINT):  # unstamped files (hand-made) count
+        raise ConfigError(f"synthesis results {path} were made from other hw sources (hw_fingerprint "
+                          f"{raw['hw_fingerprint']}, now {hw.SOURCE_FINGERPRINT}); re-run `make synth`")
     units = tuple(_unit(unit, f"{path} unit {i}") for i, unit in enumerate(raw["units"]))
     return Synthesis(raw["yosys_version"], units)

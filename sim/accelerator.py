@@ -24,14 +24,11 @@ import itertools
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
-import amaranth
 import numpy as np
 from amaranth.back import verilog
 
 import hw
-from golden import spec
 from golden.errors import ConfigError
 from hw.config import ArrayConfig
 from hw.cycles import gemm_cycles
@@ -49,26 +46,11 @@ RESET_CYCLES = 2
 SLICE_REGIONS = {Region.WEIGHT, Region.CHANNEL, Region.WEIGHT_TABLE, Region.ACT_TABLE, Region.PRODUCT_TABLE}
 
 
-def _hw_fingerprint() -> str:
-    """Hash of everything the generated Verilog depends on: hw/'s sources, golden.spec and Amaranth's version."""
-    sources = sorted(Path(hw.__file__).parent.glob("*.py")) + [Path(spec.__file__)]
-    digest = hashlib.sha256(amaranth.__version__.encode())
-    for path in sources:
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-# Taken once, when hw's modules are imported (just above): a long-running process keeps the hw
-# it imported, so hashing the files again later, after an edit, would file old Verilog under
-# the new sources' key and serve it to every later run.
-HW_FINGERPRINT = _hw_fingerprint()
-
-
 @lru_cache(maxsize=16)
 def accelerator_verilog(cfg: ArrayConfig) -> tuple[str, str]:
     """``(module name, Verilog)`` of the accelerator for ``cfg``, cached on disk (conversion takes seconds)."""
     name = f"lutmac_{cfg.name_hint}"
-    key = hashlib.sha256(f"{HW_FINGERPRINT} {cfg!r}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{hw.SOURCE_FINGERPRINT} {cfg!r}".encode()).hexdigest()[:16]
     cached = build_root() / "verilog" / f"{name}-{key}.v"
     if cached.is_file():
         return name, cached.read_text()

@@ -175,3 +175,26 @@ def test_energy_rows_add_the_asq_stage_where_a_layer_has_an_adapter(tmp_path, da
         assert (asq_row["asq_nj"] > 0) == (asq_row["layer"] in with_adapter)
         assert asq_row["energy_nj"] == pytest.approx(asq_row["mac_nj"] + asq_row["register_nj"] + asq_row["sram_nj"]
                                                      + asq_row["dram_nj"] + asq_row["asq_nj"])
+
+
+def test_synthesis_from_other_hw_sources_is_not_used(tmp_path):
+    """The demo's own cache counts only when stamped with these hw sources; a stale `make synth` file is an error."""
+    from synth_fixture import synth_payload  # noqa: PLC0415  (tests/reports helper)
+
+    import hw
+
+    key = ("int", 8, 8, 0)
+    base = tmp_path / "synth.json"
+    cache = demo.SynthesisCache(base)
+    cache.path.parent.mkdir()
+    for stamp, usable in ((None, False), (hw.SOURCE_FINGERPRINT, True), ("0" * 16, False)):
+        payload = synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])
+        if stamp is not None:
+            payload["hw_fingerprint"] = stamp
+        cache.path.write_text(demo.json_text(payload))
+        assert cache.missing({key}) == ([] if usable else [key])
+    cache.path.write_text("not json")
+    assert cache.missing({key}) == [key]
+    base.write_text(demo.json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)]) | {"hw_fingerprint": "0" * 16}))
+    with pytest.raises(ConfigError, match="made from other hw sources"):
+        cache.missing({key})

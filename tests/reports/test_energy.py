@@ -121,6 +121,7 @@ def test_missing_synthesis_tells_to_run_make_synth(tmp_path):
         (lambda p: p["units"][0].update(rows=0), ConfigError, "rows must be positive"),
         (lambda p: p["units"][0].update(unit="adder"), ConfigError, "unit type 'adder'"),
         (lambda p: p["units"][0].update(dffs=10**6), ConfigError, "dffs=1000000"),
+        (lambda p: p.update(hw_fingerprint="0" * 16), ConfigError, "made from other hw sources.*re-run `make synth`"),
     ],
 )
 def test_malformed_synthesis(tmp_path, mutate, error, match):
