@@ -32,6 +32,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -303,19 +304,32 @@ class SynthesisCache:
         self.path = self.base.parent / SYNTH_CACHE_NAME / "synth.json"
         self.lock = threading.Lock()
         self.seconds = 0.0
+        self.warned = False
+
+    @staticmethod
+    def _stamped_here(path: Path) -> bool | None:
+        """Whether ``path`` is stamped with the hw sources imported now (None: missing, unreadable or unstamped)."""
+        try:
+            stamp = json.loads(path.read_text()).get("hw_fingerprint")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return None if stamp is None else stamp == hw.SOURCE_FINGERPRINT
 
     def _cached(self) -> Synthesis | None:
         """The units synthesized here, unless missing, unreadable or made from other hw sources."""
-        try:
-            if json.loads(self.path.read_text()).get("hw_fingerprint") != hw.SOURCE_FINGERPRINT:
-                return None
-        except (OSError, ValueError, AttributeError):
-            return None
-        return load_synthesis(self.path)
+        return load_synthesis(self.path) if self._stamped_here(self.path) else None
 
     def _loaded(self) -> list[Synthesis]:
-        """``make synth``'s results (a stale or broken file raises) and the units cached here."""
-        loaded = [load_synthesis(self.base)] if self.base.is_file() else []
+        """``make synth``'s results (a broken file raises; a stale one is passed over) and the units cached here."""
+        loaded = []
+        if self.base.is_file():
+            if self._stamped_here(self.base) is False:
+                if not self.warned:
+                    print(f"lutmac demo: {self.base} was synthesized from other hw sources: the array cores this run "
+                          "needs are synthesized now (`make synth` refreshes it)", file=sys.stderr)
+                    self.warned = True
+            else:
+                loaded.append(load_synthesis(self.base))
         cached = self._cached()
         return loaded + ([cached] if cached is not None else [])
 

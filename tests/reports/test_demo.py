@@ -177,8 +177,8 @@ def test_energy_rows_add_the_asq_stage_where_a_layer_has_an_adapter(tmp_path, da
                                                      + asq_row["dram_nj"] + asq_row["asq_nj"])
 
 
-def test_synthesis_from_other_hw_sources_is_not_used(tmp_path):
-    """The demo's own cache counts only when stamped with these hw sources; a stale `make synth` file is an error."""
+def test_synthesis_from_other_hw_sources_is_not_used(tmp_path, capsys):
+    """The demo's own cache counts only when stamped with these hw sources; a stale `make synth` file is passed over."""
     from synth_fixture import synth_payload  # noqa: PLC0415  (tests/reports helper)
 
     import hw
@@ -196,5 +196,7 @@ def test_synthesis_from_other_hw_sources_is_not_used(tmp_path):
     cache.path.write_text("not json")
     assert cache.missing({key}) == [key]
     base.write_text(demo.json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)]) | {"hw_fingerprint": "0" * 16}))
-    with pytest.raises(ConfigError, match="made from other hw sources"):
-        cache.missing({key})
+    assert cache.missing({key}) == [key]
+    assert "synthesized from other hw sources" in capsys.readouterr().err
+    base.write_text(demo.json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])))
+    assert cache.missing({key}) == []  # an unstamped (hand-made) file counts
