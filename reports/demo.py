@@ -376,10 +376,9 @@ def energy_rows(network: IntegerNetwork, scheme: str, bits: int, rows: int, cols
             (row,), _ = estimate([shape], config, synthesis)
             passes = 2 if layer.signed_input else 1  # a signed input runs as two unsigned passes
             adapter = layer.output.adapter
-            asq = {"compute": 0.0, "buffer": 0.0} if adapter is None else asq_stage_energy(
+            asq_nj = 0.0 if adapter is None else 1e-3 * sum(asq_stage_energy(
                 [w.shape for w in adapter.weights], shape.cout, shape.hout * shape.wout,
-                accumulator_bits(config.datapath, shape.k), config.ofmap_kb)
-            asq_nj = (asq["compute"] + asq["buffer"]) * 1e-3
+                accumulator_bits(config.datapath, shape.k), config.ofmap_kb).values())
             out.append({"model": model_name(scheme, bits), "scheme": scheme, "bits": bits, "pe_kind": kind,
                         "layer": layer.name, "layer_pe": config.pe_kind, "weight_bits": config.weight_bits,
                         "act_bits": config.act_bits, "frac_bits": config.frac_bits, "macs": row["macs"] * passes,
