@@ -69,7 +69,7 @@ from golden.spec import accumulator_bits
 from sim.network import BACKENDS, PE_KIND_FOR_SCHEME, NetworkRun, array_datapath, run_network_rtl
 
 from . import digits
-from .energy import DEFAULT_SYNTH_PATH, Synthesis, load_synthesis
+from .energy import DEFAULT_SYNTH_PATH, Synthesis, hw_stamp_matches, load_synthesis
 from .estimator import OWN_ARRAY, HardwareConfig, asq_stage_energy, estimate
 from .networks import trace
 from .output import json_text, markdown_table, staged_report
@@ -310,10 +310,9 @@ class SynthesisCache:
     def _stamped_here(path: Path) -> bool | None:
         """Whether ``path`` is stamped with the hw sources imported now (None: missing, unreadable or unstamped)."""
         try:
-            stamp = json.loads(path.read_text()).get("hw_fingerprint")
-        except (OSError, ValueError, AttributeError):
+            return hw_stamp_matches(json.loads(path.read_text()))
+        except (OSError, ValueError):
             return None
-        return None if stamp is None else stamp == hw.SOURCE_FINGERPRINT
 
     def _cached(self) -> Synthesis | None:
         """The units synthesized here, unless missing, unreadable or made from other hw sources."""

@@ -222,6 +222,12 @@ class Synthesis:
         return sorted({unit.key for unit in self.arrays})
 
 
+def hw_stamp_matches(raw) -> bool | None:
+    """Whether a synthesis JSON object was made from the hw sources imported now; None when unstamped (hand-made)."""
+    stamp = raw.get("hw_fingerprint") if isinstance(raw, dict) else None
+    return None if stamp is None else stamp == hw.SOURCE_FINGERPRINT
+
+
 def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:
     """Parse and validate the synthesis JSON written by ``make synth``."""
     path = Path(path)
@@ -235,7 +241,7 @@ def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:
         raise ConfigError(f"synthesis results {path} must be an object with 'yosys_version' (str) and 'units' (list)")
     if not raw["units"]:
         raise ConfigError(f"synthesis results {path} list no units; re-run `make synth`")
-    if raw.get("hw_fingerprint") not in (None, hw.SOURCE_FINGERPRINT):  # unstamped files (hand-made) count
+    if hw_stamp_matches(raw) is False:
         raise ConfigError(f"synthesis results {path} were made from other hw sources (hw_fingerprint "
                           f"{raw['hw_fingerprint']}, now {hw.SOURCE_FINGERPRINT}); re-run `make synth`")
     units = tuple(_unit(unit, f"{path} unit {i}") for i, unit in enumerate(raw["units"]))
