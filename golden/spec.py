@@ -197,6 +197,13 @@ class WeightFormat:
         """An lcq weight level table, validated: 2^b ints, in range, non-decreasing."""
         return _check_level_table(np.asarray(table), self.num_codes, *self.level_range, "weight")
 
+    def legal_codes(self) -> np.ndarray:
+        """Every legal weight code in code-word order (int: the two's complement values ``0 .. -1``)."""
+        index = np.arange(self.num_codes)
+        if self.scheme == "int":
+            return index - ((index >> (self.bits - 1)) & 1) * self.num_codes
+        return index
+
 
 def _check_level_table(table: np.ndarray, length: int, lo: int, hi: int, what: str) -> np.ndarray:
     if table.ndim != 1 or table.shape[0] != length:
@@ -286,6 +293,31 @@ class DatapathConfig:
         if table[0] != 0:
             raise LevelTableError("activation level table must map code 0 to 0 (zero padding relies on it)")
         return table
+
+    def random_tables(self, rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Random legal level tables of this datapath: ``(weight table or None, activation table or None)``.
+
+        Each is sorted draws over the whole legal range (the activation table's entry 0 forced to 0),
+        so it passes :meth:`WeightFormat.check_table` / :meth:`check_act_table`.
+        """
+        weight_table = act_table = None
+        if self.scheme == "lcq":
+            lo, hi = self.weight.level_range
+            weight_table = np.sort(rng.integers(lo, hi + 1, self.weight.num_codes))
+        if self.act_format == "table":
+            act_table = np.sort(rng.integers(0, self.act_value_max + 1, self.num_act_codes))
+            act_table[0] = 0
+        return weight_table, act_table
+
+    def extreme_tables(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Legal level tables spread evenly over the widest legal range: they reach :meth:`product_range`."""
+        weight_table = act_table = None
+        if self.scheme == "lcq":
+            lo, hi = self.weight.level_range
+            weight_table = np.linspace(lo, hi, self.weight.num_codes).round().astype(np.int64)
+        if self.act_format == "table":
+            act_table = np.linspace(0, self.act_value_max, self.num_act_codes).round().astype(np.int64)
+        return weight_table, act_table
 
     @cached_property
     def post_lut(self) -> np.ndarray:
@@ -395,8 +427,7 @@ def product_table(
     Weight codes are indexed as unsigned code words (int codes in two's complement order:
     index ``c & (2^b - 1)``), which is how a hardware table would be addressed.
     """
-    index = np.arange(cfg.weight.num_codes)
-    codes = index - ((index >> (cfg.weight.bits - 1)) & 1) * cfg.weight.num_codes if cfg.scheme == "int" else index
+    codes = cfg.weight.legal_codes()
     return pe_product(cfg, codes[:, None], np.arange(cfg.num_act_codes)[None, :], weight_table, act_table)
 
 
