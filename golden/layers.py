@@ -37,9 +37,12 @@ from torch import nn
 
 from .errors import CheckpointMismatchError, ConfigError, UnknownSchemeError, UnsupportedBitsError
 from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
-from .spec import DEFAULT_LEVEL_BITS, MAX_BITS, MIN_BITS
+from .spec import DEFAULT_LEVEL_BITS, MAX_BITS, MIN_BITS, WeightScheme
 
 SCHEMES = ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq")
+#: The integer weight format each scheme exports to (golden.export): what the hardware multiplies.
+SCHEME_WEIGHTS = {"lsq": WeightScheme.INT, "asq": WeightScheme.INT, "pot": WeightScheme.POT, "post": WeightScheme.POST,
+                  "asq_post": WeightScheme.POST, "apot": WeightScheme.INT, "lcq": WeightScheme.LCQ}
 SCHEME_BITS = {scheme: (MIN_BITS, MAX_BITS) for scheme in SCHEMES} | {"apot": (2, 6)}
 CHECKPOINT_FORMAT = "lutmac-quantized-model"
 CHECKPOINT_VERSION = 1

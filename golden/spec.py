@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
@@ -52,8 +53,18 @@ from .errors import (
     UnsupportedBitsError,
 )
 
-WEIGHT_SCHEMES = ("int", "pot", "post", "lcq")
-SHIFT_SCHEMES = ("pot", "post")
+
+class WeightScheme(StrEnum):
+    """How a weight code stands for its value (module docstring); members equal their plain names."""
+
+    INT = "int"
+    POT = "pot"
+    POST = "post"
+    LCQ = "lcq"
+
+
+WEIGHT_SCHEMES = tuple(WeightScheme)
+SHIFT_SCHEMES = (WeightScheme.POT, WeightScheme.POST)
 ACT_FORMATS = ("uniform", "table")
 POWER_LEVELS = ("bbit", "paper")
 

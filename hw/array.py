@@ -28,8 +28,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig
-from .edge import LevelTable, PostPrescaler, ProductTable, table_write_signature
-from .pe import ProcessingElement, pe_for_config, product_table_layout
+from .pe import ProcessingElement
 
 
 class MacCell(wiring.Component):
@@ -70,7 +69,7 @@ class MacArray(wiring.Component):
     ``weight_codes`` (one weight code word per column).  ``acc_row`` shows the accumulators of
     array row ``drain_row``: one ``R:1`` select per column, so no ``R*C``-accumulator bus leaves
     the array (an event-driven simulator rebuilds such a bus whenever any one accumulator
-    changes; see hw/README.md).  LCQ kinds add table write ports.
+    changes; see hw/README.md).  Kinds with tables add their write ports (``ArrayEdges.write_ports``).
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -83,12 +82,7 @@ class MacArray(wiring.Component):
             "drain_row": In(range(cfg.rows)),
             "acc_row": Out(data.ArrayLayout(signed(cfg.accumulator_width), cfg.cols)),
         }
-        if cfg.pe_kind == "lcq":
-            members["weight_table_write"] = In(table_write_signature(datapath.weight.num_codes, signed(cfg.level_bits)))
-            members["act_table_write"] = In(table_write_signature(datapath.num_act_codes, unsigned(cfg.act_level_bits)))
-        if cfg.pe_kind == "lcq_product":
-            table = product_table_layout(datapath)
-            members["product_table_write"] = In(table_write_signature(table.length, table.elem_shape))
+        members |= {name: In(signature) for name, (_, signature) in cfg.kind.edges.write_ports(datapath).items()}
         super().__init__(members)
 
     @staticmethod
@@ -105,33 +99,12 @@ class MacArray(wiring.Component):
         cfg = self.cfg
         rows = [self._skewed(m, f"act{i}", self.act_codes[i], i) for i in range(cfg.rows)]
         cols = [self._skewed(m, f"weight{j}", self.weight_codes[j], j) for j in range(cfg.cols)]
-        cells = [[pe_for_config(cfg) for _ in range(cfg.cols)] for _ in range(cfg.rows)]
+        cells = [[cfg.kind.pe(cfg.datapath) for _ in range(cfg.cols)] for _ in range(cfg.rows)]
         act_shape, weight_shape = cells[0][0].act_shape, cells[0][0].weight_shape
 
         row_inputs = [Signal(act_shape, name=f"row{i}_act") for i in range(cfg.rows)]
         col_inputs = [Signal(weight_shape, name=f"col{j}_weight") for j in range(cfg.cols)]
-        table = None
-        if cfg.pe_kind == "lcq":
-            m.submodules.act_levels = act_levels = LevelTable(cfg.datapath.num_act_codes, act_shape, cfg.rows)
-            m.submodules.weight_levels = weight_levels = LevelTable(cfg.datapath.weight.num_codes, weight_shape, cfg.cols)
-            wiring.connect(m, wiring.flipped(self.act_table_write), act_levels.write)
-            wiring.connect(m, wiring.flipped(self.weight_table_write), weight_levels.write)
-            m.d.comb += [act_levels.codes[i].eq(rows[i]) for i in range(cfg.rows)]
-            m.d.comb += [weight_levels.codes[j].eq(cols[j]) for j in range(cfg.cols)]
-            m.d.comb += [row_inputs[i].eq(act_levels.values[i]) for i in range(cfg.rows)]
-            m.d.comb += [col_inputs[j].eq(weight_levels.values[j]) for j in range(cfg.cols)]
-        else:
-            m.d.comb += [col_inputs[j].eq(cols[j]) for j in range(cfg.cols)]
-            if cfg.pe_kind == "post_shared":
-                for i in range(cfg.rows):
-                    m.submodules[f"prescaler{i}"] = prescaler = PostPrescaler(cfg.datapath)
-                    m.d.comb += [prescaler.code.eq(rows[i]), row_inputs[i].eq(prescaler.act)]
-            else:
-                m.d.comb += [row_inputs[i].eq(rows[i]) for i in range(cfg.rows)]
-            if cfg.pe_kind == "lcq_product":
-                m.submodules.product_table = product_table = ProductTable(cfg.datapath)
-                wiring.connect(m, wiring.flipped(self.product_table_write), product_table.write)
-                table = product_table.table
+        table = cfg.kind.edges.elaborate(m, self, rows, cols, row_inputs, col_inputs)
 
         for i in range(cfg.rows):
             for j in range(cfg.cols):

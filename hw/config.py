@@ -15,47 +15,13 @@ from functools import cached_property
 from pathlib import Path
 
 from golden import spec
-from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+from golden.errors import ConfigError, UnsupportedBitsError
 
-#: PE kind -> weight scheme of golden.spec.  sim/ and reports/ refer to these names.
-PE_SCHEMES = {
-    "int": "int",
-    "pot": "pot",
-    "post_lut": "post",
-    "post_shared": "post",
-    "lcq": "lcq",
-    "lcq_product": "lcq",
-}
-PE_KINDS = tuple(PE_SCHEMES)
-#: A product table holds 2^(weight code bits + activation bits) entries; beyond this it is never the cheap option.
-MAX_PRODUCT_TABLE_BITS = 8
+from . import kinds
+
 MAX_ARRAY_DIM = 64
 MAX_HOST_LANES = 64
 PRESETS_PATH = Path(__file__).with_name("presets.toml")
-
-
-def pe_datapath(
-    pe_kind: str,
-    weight_bits: int,
-    act_bits: int,
-    frac_bits: int | None = None,
-    levels: str = "bbit",
-    level_bits: int = spec.DEFAULT_LEVEL_BITS,
-    act_level_bits: int = spec.DEFAULT_LEVEL_BITS,
-) -> spec.DatapathConfig:
-    """The golden datapath a PE kind implements (LCQ kinds take table activations), validated by spec."""
-    if pe_kind not in PE_SCHEMES:
-        raise UnknownSchemeError(f"PE kind {pe_kind!r} does not exist; expected one of {PE_KINDS}")
-    datapath = spec.DatapathConfig.make(
-        PE_SCHEMES[pe_kind], weight_bits, act_bits, frac_bits, levels, level_bits, act_level_bits=act_level_bits
-    )
-    if pe_kind == "lcq_product" and datapath.weight.code_bits + act_bits > MAX_PRODUCT_TABLE_BITS:
-        raise UnsupportedBitsError(
-            f"lcq_product needs a 2^{datapath.weight.code_bits + act_bits}-entry product table for "
-            f"{weight_bits}-bit weights and {act_bits}-bit activations; at most 2^{MAX_PRODUCT_TABLE_BITS} is "
-            "supported (use pe_kind='lcq')"
-        )
-    return datapath
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
@@ -93,9 +59,7 @@ class ArrayConfig:
     threshold_bank: bool | None = None
 
     def __post_init__(self) -> None:
-        datapath = pe_datapath(
-            self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits, self.levels, self.level_bits, self.act_level_bits
-        )
+        datapath = self.datapath
         _check_int("rows", self.rows, 1, MAX_ARRAY_DIM)
         _check_int("cols", self.cols, 1, MAX_ARRAY_DIM)
         for name in ("max_reduction", "max_m", "max_n"):
@@ -107,7 +71,7 @@ class ArrayConfig:
             "frac_bits": datapath.frac_bits,
             "out_bits": self.act_bits,
             "accumulator_width": spec.accumulator_bits(datapath, self.max_reduction),
-            "threshold_bank": PE_SCHEMES[self.pe_kind] == "lcq",
+            "threshold_bank": datapath.act_format == "table",
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -147,13 +111,18 @@ class ArrayConfig:
     # ---- datapath (golden.spec) -------------------------------------------------------------------
     @cached_property
     def datapath(self) -> spec.DatapathConfig:
-        return pe_datapath(
-            self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits, self.levels, self.level_bits, self.act_level_bits
+        return kinds.pe_kind(self.pe_kind).datapath(
+            self.weight_bits, self.act_bits, self.frac_bits, self.levels, self.level_bits, self.act_level_bits
         )
 
     @property
+    def kind(self) -> kinds.PeKind:
+        """The PE kind's registry entry (:mod:`hw.kinds`)."""
+        return kinds.KINDS[self.pe_kind]
+
+    @property
     def scheme(self) -> str:
-        return PE_SCHEMES[self.pe_kind]
+        return self.kind.scheme
 
     @property
     def weight_code_bits(self) -> int:

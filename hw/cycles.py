@@ -50,12 +50,7 @@ def host_write_count(cfg: ArrayConfig, m: int, k: int, n: int, row_multipliers: 
     _check_dims(cfg, m, k, n)
     k_words = math.ceil(k / cfg.host_lanes)
     writes = (math.ceil(m / cfg.rows) + math.ceil(n / cfg.cols)) * k_words + n + (m if row_multipliers else 0)
-    datapath = cfg.datapath
-    if cfg.pe_kind == "lcq":
-        writes += datapath.weight.num_codes + datapath.num_act_codes
-    if cfg.pe_kind == "lcq_product":
-        writes += datapath.weight.num_codes * datapath.num_act_codes
-    return writes
+    return writes + sum(entries for entries, _ in cfg.kind.edges.table_regions(cfg.datapath).values())
 
 
 def mac_utilization(cfg: ArrayConfig, m: int, k: int, n: int) -> float:

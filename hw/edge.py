@@ -1,21 +1,29 @@
 """Array-edge units: what a PE kind moves out of the PE so that one copy serves a whole row/column/array.
 
+Units (Amaranth components):
+
 * :class:`PostPrescaler` — the sqrt-2 ROM of a post_shared row: ``a -> {a, post_lut[a]}``.
 * :class:`LevelTable` — an LCQ level table (weights or activations) written at configuration
   time, with one combinational lookup port per array column (weights) or row (activations).
 * :class:`ProductTable` — the lcq_product table, written at configuration time and read by
   every PE's own mux.
+
+Per kind, an :class:`ArrayEdges` (``hw.kinds`` picks one) declares which units the array builds,
+which host table regions load them, and the numpy model of what reaches the PEs.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Shape, Signal, unsigned
+import numpy as np
+from amaranth import Module, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden import spec
+from golden.errors import UnsupportedBitsError
 
+from .layout import Region
 from .pe import post_act_layout, product_table_layout
 
 
@@ -91,3 +99,164 @@ class ProductTable(wiring.Component):
             m.d.sync += entries.as_value().word_select(self.write.addr, width).eq(self.write.data)
         m.d.comb += self.table.eq(entries)
         return m
+
+
+# --------------------------------------------------------------------------- what each kind's edges do
+
+
+def _table_write_port(region: Region) -> str:
+    """Array port name of a table region's configuration write: ``Region.WEIGHT_TABLE`` -> ``weight_table_write``."""
+    return f"{region.name.lower()}_write"
+
+
+class ArrayEdges:
+    """The array edges of a PE kind, declared once: the RTL, the host tables, and what the PEs receive.
+
+    Codes enter the array one per row (activations) and per column (weights) after the skew
+    registers; a kind's edges turn them into the PE inputs.  The base passes codes through.
+    """
+
+    #: every PE reads one array-wide table (a wide ``table`` input)
+    shares_table = False
+
+    def check(self, datapath: spec.DatapathConfig) -> None:
+        """Raise for a datapath this kind cannot build (beyond what golden.spec checks)."""
+
+    def table_regions(self, datapath: spec.DatapathConfig) -> dict[Region, tuple[int, object]]:
+        """Host-written tables: ``{region: (entries, entry shape)}``, in host write order."""
+        return {}
+
+    def write_ports(self, datapath: spec.DatapathConfig) -> dict[str, tuple[Region, wiring.Signature]]:
+        """The array's configuration-time table write ports: ``{port name: (region, signature)}``."""
+        return {_table_write_port(region): (region, table_write_signature(depth, shape))
+                for region, (depth, shape) in self.table_regions(datapath).items()}
+
+    def table_words(self, datapath: spec.DatapathConfig, weight_table, act_table) -> dict[Region, np.ndarray]:
+        """The words the host writes into each table region, in address order (two's complement masked)."""
+        return {}
+
+    def elaborate(self, m: Module, array, rows: list, cols: list, row_inputs: list, col_inputs: list):
+        """Drive ``row_inputs``/``col_inputs`` (what PE column 0 / row 0 receive) from the skewed codes.
+
+        ``array`` is the :class:`hw.array.MacArray` (its table write ports); returns the shared
+        table every PE reads, or None.
+        """
+        m.d.comb += [col_inputs[j].eq(cols[j]) for j in range(len(cols))]
+        self._rows(m, array, rows, row_inputs)
+        return None
+
+    def _rows(self, m: Module, array, rows: list, row_inputs: list) -> None:
+        m.d.comb += [row_inputs[i].eq(rows[i]) for i in range(len(rows))]
+
+    def pe_inputs(self, datapath: spec.DatapathConfig, weight_codes, act_codes, weight_table=None,
+                  act_table=None) -> dict[str, np.ndarray | int]:
+        """What a PE receives for each (weight code, activation code) pair: ``{"weight", "act"[, "table"]}``.
+
+        The numpy model of :meth:`elaborate`; PE tests (Amaranth and the RTL bank) feed it.
+        Weights are code words (two's complement bit patterns for int).
+        """
+        weight = np.asarray(weight_codes, dtype=np.int64) & (datapath.weight.num_codes - 1)
+        return {"weight": weight, "act": np.asarray(act_codes, dtype=np.int64)}
+
+    def pe_test_tables(self, datapath: spec.DatapathConfig, rng: np.random.Generator) -> list[tuple]:
+        """``(weight table, act table)`` pairs under which an exhaustive PE test runs every code pair."""
+        return [(None, None)]
+
+
+class PrescaledRows(ArrayEdges):
+    """post_shared: one :class:`PostPrescaler` per row sends ``{a, post_lut[a]}`` along the row."""
+
+    def _rows(self, m: Module, array, rows: list, row_inputs: list) -> None:
+        for i, code in enumerate(rows):
+            m.submodules[f"prescaler{i}"] = prescaler = PostPrescaler(array.cfg.datapath)
+            m.d.comb += [prescaler.code.eq(code), row_inputs[i].eq(prescaler.act)]
+
+    def pe_inputs(self, datapath, weight_codes, act_codes, weight_table=None, act_table=None):
+        inputs = super().pe_inputs(datapath, weight_codes, act_codes)
+        inputs["act"] = inputs["act"] | datapath.post_lut[inputs["act"]] << datapath.act_bits  # value in the low bits
+        return inputs
+
+
+class DecodedLevels(ArrayEdges):
+    """lcq: one :class:`LevelTable` read per column (weights) and per row (activations); levels travel."""
+
+    def table_regions(self, datapath):
+        return {Region.WEIGHT_TABLE: (datapath.weight.num_codes, signed(datapath.weight.level_bits)),
+                Region.ACT_TABLE: (datapath.num_act_codes, unsigned(datapath.act_level_bits))}
+
+    def table_words(self, datapath, weight_table, act_table):
+        weight_table = np.asarray(weight_table, dtype=np.int64)
+        return {Region.WEIGHT_TABLE: weight_table & ((1 << datapath.weight.level_bits) - 1),
+                Region.ACT_TABLE: np.asarray(act_table, dtype=np.int64)}
+
+    def elaborate(self, m, array, rows, cols, row_inputs, col_inputs):
+        datapath = array.cfg.datapath
+        m.submodules.act_levels = act_levels = LevelTable(datapath.num_act_codes, row_inputs[0].shape(), len(rows))
+        m.submodules.weight_levels = weight_levels = LevelTable(datapath.weight.num_codes, col_inputs[0].shape(), len(cols))
+        wiring.connect(m, wiring.flipped(array.act_table_write), act_levels.write)
+        wiring.connect(m, wiring.flipped(array.weight_table_write), weight_levels.write)
+        m.d.comb += [act_levels.codes[i].eq(rows[i]) for i in range(len(rows))]
+        m.d.comb += [weight_levels.codes[j].eq(cols[j]) for j in range(len(cols))]
+        m.d.comb += [row_inputs[i].eq(act_levels.values[i]) for i in range(len(rows))]
+        m.d.comb += [col_inputs[j].eq(weight_levels.values[j]) for j in range(len(cols))]
+        return None
+
+    def pe_inputs(self, datapath, weight_codes, act_codes, weight_table=None, act_table=None):
+        return {"weight": datapath.weight.check_table(weight_table)[np.asarray(weight_codes)],
+                "act": spec.act_values(datapath, act_codes, act_table)}
+
+    def pe_test_tables(self, datapath, rng):
+        """Extreme and random tables, then tables whose consecutive entries walk every legal level value."""
+        lo, hi = datapath.weight.level_range
+        weight_levels = np.arange(lo, hi + 1)
+        act_levels = np.arange(1, datapath.act_value_max + 1)
+        w_per, a_per = datapath.weight.num_codes, datapath.num_act_codes - 1
+        w_tables = [np.resize(weight_levels[i : i + w_per], w_per) for i in range(0, weight_levels.size, w_per)]
+        a_tables = [np.concatenate([[0], np.resize(act_levels[i : i + a_per], a_per)])
+                    for i in range(0, act_levels.size, a_per)]
+        count = max(len(w_tables), len(a_tables))
+        sweep = [(np.sort(w_tables[i % len(w_tables)]), np.sort(a_tables[i % len(a_tables)])) for i in range(count)]
+        return [datapath.extreme_tables(), datapath.random_tables(rng)] + sweep
+
+
+#: A product table holds 2^(weight code bits + activation bits) entries; beyond this it is never the cheap option.
+MAX_PRODUCT_TABLE_BITS = 8
+
+
+class SharedProductTable(ArrayEdges):
+    """lcq_product: codes pass through; one :class:`ProductTable` per array, every PE muxes from it."""
+
+    shares_table = True
+
+    def check(self, datapath):
+        bits = datapath.weight.code_bits + datapath.act_bits
+        if bits > MAX_PRODUCT_TABLE_BITS:
+            raise UnsupportedBitsError(
+                f"a shared product table needs 2^{bits} entries for {datapath.weight.bits}-bit weights and "
+                f"{datapath.act_bits}-bit activations; at most 2^{MAX_PRODUCT_TABLE_BITS} is supported "
+                "(decode the levels at the edges instead)"
+            )
+
+    def table_regions(self, datapath):
+        layout = product_table_layout(datapath)
+        return {Region.PRODUCT_TABLE: (layout.length, layout.elem_shape)}
+
+    def table_words(self, datapath, weight_table, act_table):
+        products = spec.product_table(datapath, weight_table, act_table).ravel()
+        return {Region.PRODUCT_TABLE: products & ((1 << datapath.product_bits()) - 1)}
+
+    def elaborate(self, m, array, rows, cols, row_inputs, col_inputs):
+        super().elaborate(m, array, rows, cols, row_inputs, col_inputs)
+        m.submodules.product_table = product_table = ProductTable(array.cfg.datapath)
+        wiring.connect(m, wiring.flipped(array.product_table_write), product_table.write)
+        return product_table.table
+
+    def pe_inputs(self, datapath, weight_codes, act_codes, weight_table=None, act_table=None):
+        inputs = super().pe_inputs(datapath, weight_codes, act_codes)
+        words = self.table_words(datapath, weight_table, act_table)[Region.PRODUCT_TABLE]
+        bits = datapath.product_bits()
+        inputs["table"] = sum(int(word) << (index * bits) for index, word in enumerate(words))
+        return inputs
+
+    def pe_test_tables(self, datapath, rng):
+        return [datapath.extreme_tables(), datapath.random_tables(rng)]

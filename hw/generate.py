@@ -25,13 +25,12 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from golden.errors import LutmacError
-from golden.spec import SHIFT_SCHEMES
 
-from .config import PE_KINDS, PE_SCHEMES, ArrayConfig, load_presets
+from .config import ArrayConfig, load_presets
 from .cycles import RUN_OVERHEAD_CYCLES
 from .host import layout_leaves
+from .kinds import KINDS, PeKind
 from .layout import OutputMode, channel_layout, multiplier_layout, out_word_layout, region_geometry, tile_layout
-from .pe import make_pe
 from .top import Accelerator
 
 TOP_NAME = "lutmac_top"
@@ -82,14 +81,16 @@ def interface_description(cfg: ArrayConfig, top: Accelerator) -> dict:
     }
 
 
-def sibling_pe(cfg: ArrayConfig, kind: str):
+def sibling_pe(cfg: ArrayConfig, kind: PeKind):
     """The PE of ``kind`` at ``cfg``'s widths; fraction bits and level convention carry over between shift kinds."""
-    shift_kinds = [k for k in PE_KINDS if PE_SCHEMES[k] in SHIFT_SCHEMES]
-    same_family = (kind in shift_kinds) == (cfg.pe_kind in shift_kinds)
-    if kind in shift_kinds:
-        return make_pe(kind, cfg.weight_bits, cfg.act_bits, cfg.frac_bits if same_family else None,
-                       cfg.levels if same_family else "bbit")
-    return make_pe(kind, cfg.weight_bits, cfg.act_bits, level_bits=cfg.level_bits, act_level_bits=cfg.act_level_bits)
+    if kind.has_frac_bits:
+        same_family = cfg.kind.has_frac_bits
+        datapath = kind.datapath(cfg.weight_bits, cfg.act_bits, cfg.frac_bits if same_family else None,
+                                 cfg.levels if same_family else "bbit")
+    else:
+        datapath = kind.datapath(cfg.weight_bits, cfg.act_bits, level_bits=cfg.level_bits,
+                                 act_level_bits=cfg.act_level_bits)
+    return kind.pe(datapath)
 
 
 def generate(name: str, cfg: ArrayConfig, out_dir: Path) -> list[Path]:
@@ -103,14 +104,14 @@ def generate(name: str, cfg: ArrayConfig, out_dir: Path) -> list[Path]:
     path = target / f"{TOP_NAME}.v"
     write_atomic(path, verilog.convert(top, name=TOP_NAME))
     written.append(path)
-    for kind in PE_KINDS:
+    for kind in KINDS.values():
         try:
             pe = sibling_pe(cfg, kind)
         except LutmacError as error:
-            print(f"{name}: no pe_{kind}.v ({error})", file=sys.stderr)
+            print(f"{name}: no pe_{kind.name}.v ({error})", file=sys.stderr)
             continue
-        path = target / f"pe_{kind}.v"
-        write_atomic(path, verilog.convert(pe, name=f"pe_{kind}"))
+        path = target / f"pe_{kind.name}.v"
+        write_atomic(path, verilog.convert(pe, name=f"pe_{kind.name}"))
         written.append(path)
     return written
 

@@ -20,6 +20,8 @@ from amaranth.lib import data
 
 from golden import spec
 from golden.errors import CodeRangeError, ConfigError, LevelTableError
+from golden.integer import int_gemm
+from golden.spec import WeightScheme
 
 from .config import ArrayConfig
 from .layout import (
@@ -137,7 +139,7 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
         raise ConfigError(f"mode must be an OutputMode, got {job.mode!r}")
     if job.mode == OutputMode.THRESHOLD and not cfg.threshold_bank:
         raise ConfigError("THRESHOLD mode needs an array config with threshold_bank=True")
-    if cfg.scheme == "lcq":
+    if cfg.scheme == WeightScheme.LCQ:
         if job.weight_table is None or job.act_table is None:
             raise LevelTableError("lcq jobs need weight_table and act_table")
         cfg.datapath.weight.check_table(job.weight_table)
@@ -206,14 +208,8 @@ def job_writes(cfg: ArrayConfig, job: GemmJob) -> list[HostWrite]:
         row = np.arange(m)
         row_addr = (row // rows) << slot_bits(rows) | row % rows
         writes += _region_writes(Region.ROW_MULTIPLIER, row_addr, pack_words(multiplier_layout(cfg), np.stack([mantissa, shift], 1)))
-    if cfg.pe_kind == "lcq":
-        weight_table = np.asarray(job.weight_table, dtype=np.int64)
-        act_table = np.asarray(job.act_table, dtype=np.int64)
-        writes += _region_writes(Region.WEIGHT_TABLE, np.arange(weight_table.size), weight_table & ((1 << cfg.level_bits) - 1))
-        writes += _region_writes(Region.ACT_TABLE, np.arange(act_table.size), act_table)
-    if cfg.pe_kind == "lcq_product":
-        products = spec.product_table(cfg.datapath, job.weight_table, job.act_table).ravel()
-        writes += _region_writes(Region.PRODUCT_TABLE, np.arange(products.size), products & ((1 << cfg.product_bits) - 1))
+    for region, words in cfg.kind.edges.table_words(cfg.datapath, job.weight_table, job.act_table).items():
+        writes += _region_writes(region, np.arange(words.size), words)
     return writes
 
 
@@ -241,3 +237,19 @@ def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
         raise ConfigError(f"expected {m_blocks * n_blocks} output words for {m}x{n}, got {len(words)}")
     values = unpack_words(out_word_layout(cfg), words).reshape(m_blocks, n_blocks, cfg.rows, cfg.cols)
     return values.transpose(0, 2, 1, 3).reshape(m_blocks * cfg.rows, n_blocks * cfg.cols)[:m, :n]
+
+
+def golden_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
+    """What the accelerator must write for ``job``: golden's accumulators (``golden.integer.int_gemm``) and output stage."""
+    acc = int_gemm(cfg.datapath, job.act_codes, job.weight_codes, job.weight_table, job.act_table)
+    bias = np.asarray(job.bias, dtype=np.int64)
+    if job.mode == OutputMode.REQUANT:
+        if job.row_mantissa is not None:
+            mantissa, shift = np.asarray(job.row_mantissa)[:, None], np.asarray(job.row_shift)[:, None]
+        else:
+            mantissa, shift = job.mantissa, job.shift
+        return spec.requantize(acc, bias, mantissa, shift, cfg.out_bits)
+    if job.mode == OutputMode.THRESHOLD:
+        return spec.threshold_quantize(acc, bias, job.thresholds)
+    total = acc + bias  # RAW: the accumulator plus bias, as the requantizer's first stage forms it
+    return np.maximum(total, 0) if job.relu else total

@@ -7,15 +7,16 @@ with them and :mod:`hw.host` packs/unpacks Python integers from the same field o
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-from amaranth import signed, unsigned
+from amaranth import Shape, signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
 
 from golden import spec
 
-from .config import ArrayConfig
-from .pe import product_table_layout
+if TYPE_CHECKING:  # hw.config builds on the PE-kind registry, which uses Region
+    from .config import ArrayConfig
 
 
 class Region(IntEnum):
@@ -94,13 +95,8 @@ def region_geometry(cfg: ArrayConfig) -> dict[Region, tuple[int, int]]:
         Region.CHANNEL: (ceil_log2(cfg.n_blocks_max) + slot_bits(cfg.cols), channel_layout(cfg).size),
         Region.ROW_MULTIPLIER: (ceil_log2(cfg.m_blocks_max) + slot_bits(cfg.rows), multiplier_layout(cfg).size),
     }
-    datapath = cfg.datapath
-    if cfg.pe_kind == "lcq":
-        geometry[Region.WEIGHT_TABLE] = (datapath.weight.code_bits, cfg.level_bits)
-        geometry[Region.ACT_TABLE] = (cfg.act_bits, cfg.act_level_bits)
-    if cfg.pe_kind == "lcq_product":
-        table = product_table_layout(datapath)
-        geometry[Region.PRODUCT_TABLE] = (ceil_log2(table.length), cfg.product_bits)
+    for region, (depth, shape) in cfg.kind.edges.table_regions(cfg.datapath).items():
+        geometry[region] = (ceil_log2(depth), Shape.cast(shape).width)
     return geometry
 
 

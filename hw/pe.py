@@ -27,9 +27,6 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden import spec
-from golden.errors import LutmacError
-
-from .config import PE_KINDS, pe_datapath
 
 
 def post_act_layout(datapath: spec.DatapathConfig) -> data.StructLayout:
@@ -44,9 +41,7 @@ def product_table_layout(datapath: spec.DatapathConfig) -> data.ArrayLayout:
 
 
 class ProcessingElement(wiring.Component):
-    """Base of the PE kinds: holds the validated datapath and the travelling shapes."""
-
-    kind: str
+    """Base of the PE kinds: holds the validated datapath (``hw.kinds.PeKind.datapath``) and the travelling shapes."""
 
     def __init__(self, datapath: spec.DatapathConfig, weight_shape, act_shape, extra: dict | None = None):
         self.datapath = datapath
@@ -55,23 +50,12 @@ class ProcessingElement(wiring.Component):
         members = {"weight": In(weight_shape), "act": In(act_shape), "product": Out(signed(datapath.product_bits()))}
         super().__init__(members | (extra or {}))
 
-    def _datapath(self, *args, **kwargs) -> spec.DatapathConfig:
-        """``pe_datapath`` for this kind; a rejected PE is not reported as an unused elaboratable."""
-        try:
-            return pe_datapath(self.kind, *args, **kwargs)
-        except LutmacError:
-            self._MustUse__silence = True
-            raise
-
 
 class IntPE(ProcessingElement):
     """Signed ``b_w``-bit weight times unsigned ``b_a``-bit activation."""
 
-    kind = "int"
-
-    def __init__(self, weight_bits: int, act_bits: int):
-        datapath = self._datapath(weight_bits, act_bits)
-        super().__init__(datapath, signed(weight_bits), unsigned(act_bits))
+    def __init__(self, datapath: spec.DatapathConfig):
+        super().__init__(datapath, signed(datapath.weight.bits), unsigned(datapath.act_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -82,8 +66,7 @@ class IntPE(ProcessingElement):
 class _ShiftPE(ProcessingElement):
     """pot/post: decode the sign|exponent code, take the kind's shifted magnitude, apply sign and zero."""
 
-    def __init__(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit"):
-        datapath = self._datapath(weight_bits, act_bits, frac_bits, levels)
+    def __init__(self, datapath: spec.DatapathConfig):
         super().__init__(datapath, unsigned(datapath.weight.code_bits), self._act_shape(datapath))
 
     def _act_shape(self, datapath: spec.DatapathConfig):
@@ -111,16 +94,12 @@ class _ShiftPE(ProcessingElement):
 class PotPE(_ShiftPE):
     """``+-((a << F) >> e)``: a barrel shifter, no multiplier."""
 
-    kind = "pot"
-
     def _magnitude(self, m: Module, exponent):
         return self._scaled_act(self.act) >> exponent
 
 
 class PostLutPE(_ShiftPE):
     """POST with the ``round(a * 2^F / sqrt 2)`` ROM (``spec.DatapathConfig.post_lut``) inside the PE."""
-
-    kind = "post_lut"
 
     def _magnitude(self, m: Module, exponent):
         m.submodules.lut = lut = memory.Memory(
@@ -135,8 +114,6 @@ class PostLutPE(_ShiftPE):
 
 class PostSharedPE(_ShiftPE):
     """POST whose activation arrives pre-scaled from the row edge (:class:`hw.edge.PostPrescaler`): mux + shifter."""
-
-    kind = "post_shared"
 
     def _act_shape(self, datapath: spec.DatapathConfig):
         return post_act_layout(datapath)
@@ -153,12 +130,8 @@ class LcqPE(ProcessingElement):
     ``R + C`` table reads per cycle serve ``R * C`` PEs instead of two table copies in every PE.
     """
 
-    kind = "lcq"
-
-    def __init__(self, weight_bits: int, act_bits: int, level_bits: int = spec.DEFAULT_LEVEL_BITS,
-                 act_level_bits: int = spec.DEFAULT_LEVEL_BITS):
-        datapath = self._datapath(weight_bits, act_bits, level_bits=level_bits, act_level_bits=act_level_bits)
-        super().__init__(datapath, signed(level_bits), unsigned(act_level_bits))
+    def __init__(self, datapath: spec.DatapathConfig):
+        super().__init__(datapath, signed(datapath.weight.level_bits), unsigned(datapath.act_level_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -169,41 +142,11 @@ class LcqPE(ProcessingElement):
 class LcqProductPE(ProcessingElement):
     """Product-table PE: ``table[w_code << b_a | a_code]``, the table shared by the array (``table`` input)."""
 
-    kind = "lcq_product"
-
-    def __init__(self, weight_bits: int, act_bits: int, level_bits: int = spec.DEFAULT_LEVEL_BITS,
-                 act_level_bits: int = spec.DEFAULT_LEVEL_BITS):
-        datapath = self._datapath(weight_bits, act_bits, level_bits=level_bits, act_level_bits=act_level_bits)
-        super().__init__(datapath, unsigned(weight_bits), unsigned(act_bits), {"table": In(product_table_layout(datapath))})
+    def __init__(self, datapath: spec.DatapathConfig):
+        super().__init__(datapath, unsigned(datapath.weight.bits), unsigned(datapath.act_bits),
+                         {"table": In(product_table_layout(datapath))})
 
     def elaborate(self, platform):
         m = Module()
         m.d.comb += self.product.eq(self.table[Cat(self.act, self.weight)])
         return m
-
-
-PE_CLASSES = {cls.kind: cls for cls in (IntPE, PotPE, PostLutPE, PostSharedPE, LcqPE, LcqProductPE)}
-assert tuple(PE_CLASSES) == PE_KINDS
-
-
-def make_pe(
-    pe_kind: str,
-    weight_bits: int,
-    act_bits: int,
-    frac_bits: int | None = None,
-    levels: str = "bbit",
-    level_bits: int = spec.DEFAULT_LEVEL_BITS,
-    act_level_bits: int = spec.DEFAULT_LEVEL_BITS,
-) -> ProcessingElement:
-    """The PE of a kind (validated first); parameters a kind does not use are ignored."""
-    pe_datapath(pe_kind, weight_bits, act_bits, frac_bits, levels, level_bits, act_level_bits)  # validates
-    if pe_kind == "int":
-        return IntPE(weight_bits, act_bits)
-    if pe_kind in ("lcq", "lcq_product"):
-        return PE_CLASSES[pe_kind](weight_bits, act_bits, level_bits, act_level_bits)
-    return PE_CLASSES[pe_kind](weight_bits, act_bits, frac_bits, levels)
-
-
-def pe_for_config(cfg) -> ProcessingElement:
-    """The PE of an :class:`hw.config.ArrayConfig`."""
-    return make_pe(cfg.pe_kind, cfg.weight_bits, cfg.act_bits, cfg.frac_bits, cfg.levels, cfg.level_bits, cfg.act_level_bits)

@@ -30,7 +30,6 @@ atomically.  Units run in parallel (``--jobs``, default 2).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -41,47 +40,42 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from golden.errors import ConfigError, LutmacError
+from golden.errors import LutmacError
+from golden.spec import WeightScheme
 
 from . import SOURCE_FINGERPRINT
 from .array import MacArray
-from .config import PE_KINDS, ArrayConfig, load_presets
+from .config import ArrayConfig, load_presets
 from .generate import write_atomic
-from .pe import pe_for_config
+from .kinds import KINDS, kinds_of_scheme, network_kind
 from .requant import RequantLane
+from .synth_record import SynthRecord, SynthReport, UnitType
 
 YOSYS = "/usr/bin/yosys"
-PE_BITS = (2, 3, 4, 8)
-ARRAY_BITS = (3, 4)
 ARRAY_REDUCTION = 512
-#: lcq_product above this width synthesizes for minutes (a 2^(2b)-entry table and R*C muxes over it): --full only.
-LCQ_PRODUCT_QUICK_BITS = 3
 UNIT_TIMEOUT_SECONDS = 900
 
 
 @dataclass(frozen=True)
-class SynthUnit:
-    """One design to synthesize: ``unit`` is "pe", "array" or "requant"."""
+class SynthTarget:
+    """One design to synthesize: a PE, an array core or a requantizer lane of ``cfg``."""
 
     name: str
-    unit: str
+    unit: UnitType
     cfg: ArrayConfig
 
     def build(self):
-        if self.unit == "pe":
-            return pe_for_config(self.cfg)
-        if self.unit == "array":
-            return MacArray(self.cfg)
-        if self.unit == "requant":
-            return RequantLane(self.cfg)
-        raise ConfigError(f"unknown synthesis unit type {self.unit!r}")
-
-    def record(self) -> dict:
         cfg = self.cfg
-        rows, cols = (cfg.rows, cfg.cols) if self.unit == "array" else (1, 1)
+        return {UnitType.PE: lambda: cfg.kind.pe(cfg.datapath), UnitType.ARRAY: lambda: MacArray(cfg),
+                UnitType.REQUANT: lambda: RequantLane(cfg)}[self.unit]()
+
+    def fields(self) -> dict:
+        """The :class:`SynthRecord` fields known before synthesis."""
+        cfg = self.cfg
+        rows, cols = (cfg.rows, cfg.cols) if self.unit == UnitType.ARRAY else (1, 1)
         return {"name": self.name, "unit": self.unit, "pe_kind": cfg.pe_kind, "weight_bits": cfg.weight_bits,
                 "act_bits": cfg.act_bits, "frac_bits": cfg.frac_bits, "rows": rows, "cols": cols,
-                "accumulator_width": cfg.accumulator_width if self.unit != "pe" else None,
+                "accumulator_width": cfg.accumulator_width if self.unit != UnitType.PE else None,
                 "product_bits": cfg.product_bits}
 
 
@@ -89,47 +83,37 @@ def _config(kind: str, bits: int, rows: int = 1, cols: int = 1) -> ArrayConfig:
     return ArrayConfig(kind, rows, cols, bits, bits, max_reduction=ARRAY_REDUCTION)
 
 
-def default_units(full: bool = False) -> list[SynthUnit]:
-    """The matrix described in the module docstring; ``full`` adds the slow units (minutes each)."""
+def default_units(full: bool = False) -> list[SynthTarget]:
+    """Every kind's :class:`hw.kinds.SynthPlan` (``full`` adds the slow units, minutes each) and two requantizer lanes."""
     units = []
-    for kind in PE_KINDS:
-        for bits in PE_BITS:
-            if kind == "lcq_product" and bits > LCQ_PRODUCT_QUICK_BITS and not full:
-                continue
+    for kind in KINDS.values():
+        plan = kind.synthesis
+        for bits in plan.pe_bits + (plan.full_pe_bits if full else ()):
             try:
-                units.append(SynthUnit(f"pe_{kind}_w{bits}a{bits}", "pe", _config(kind, bits)))
+                units.append(SynthTarget(f"pe_{kind.name}_w{bits}a{bits}", UnitType.PE, _config(kind.name, bits)))
             except LutmacError:
                 continue
-    arrays = [(kind, bits, 4) for kind in PE_KINDS if kind != "lcq_product" for bits in ARRAY_BITS]
-    arrays += [("lcq", 2, 4), ("lcq_product", 2, 4)] + [(kind, 8, 4) for kind in ("int", "post_lut", "post_shared")]
-    if full:
-        arrays += [("lcq_product", bits, 4) for bits in ARRAY_BITS]
-        arrays += [(kind, 4, 8) for kind in ("int", "post_lut", "post_shared")]
-        arrays += [("pot", 8, 4)]
-    for kind, bits, size in arrays:
-        cfg = _config(kind, bits, size, size)
-        units.append(SynthUnit(f"array_{kind}_w{bits}a{bits}_{size}x{size}", "array", cfg))
-    units.append(SynthUnit("requant_int_w4a4", "requant", _config("int", 4)))
-    units.append(SynthUnit("requant_lcq_w4a4_thresholds", "requant", _config("lcq", 4)))
+    for kind in KINDS.values():
+        for bits, size in kind.synthesis.arrays + (kind.synthesis.full_arrays if full else ()):
+            cfg = _config(kind.name, bits, size, size)
+            units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}", UnitType.ARRAY, cfg))
+    for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
+        kind = network_kind(scheme).name
+        units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4)))
     return units
 
 
-def preset_units(name: str, cfg: ArrayConfig) -> list[SynthUnit]:
-    return [
-        SynthUnit(f"pe_{name}", "pe", cfg),
-        SynthUnit(f"array_{name}", "array", cfg),
-        SynthUnit(f"requant_{name}", "requant", cfg),
-    ]
+def preset_units(name: str, cfg: ArrayConfig) -> list[SynthTarget]:
+    return [SynthTarget(f"{unit}_{name}", unit, cfg) for unit in UnitType]
 
 
-def estimated_cost(unit: SynthUnit) -> float:
+def estimated_cost(unit: SynthTarget) -> float:
     """Rough relative Yosys run time, to start the slow units first (better use of parallel workers)."""
     cfg = unit.cfg
-    table_kind = {"post_lut": 4.0, "lcq": 4.0, "lcq_product": 16.0}.get(cfg.pe_kind, 1.0)
-    if unit.unit == "requant":
+    if unit.unit == UnitType.REQUANT:
         return 200.0 + cfg.threshold_count * 20
-    size = cfg.rows * cfg.cols if unit.unit == "array" else 1
-    return size * (cfg.weight_bits + cfg.act_bits) * table_kind * (1 << max(cfg.act_bits - 4, 0))
+    size = cfg.rows * cfg.cols if unit.unit == UnitType.ARRAY else 1
+    return size * (cfg.weight_bits + cfg.act_bits) * cfg.kind.synthesis.effort * (1 << max(cfg.act_bits - 4, 0))
 
 
 def yosys_version() -> str:
@@ -169,8 +153,8 @@ def _cell_counts(stat: str) -> dict[str, int]:
             if name.startswith(("$_", "SB_"))}
 
 
-def synthesize(unit: SynthUnit, work_root: Path) -> dict:
-    """Generate, synthesize and measure one unit; returns its synth.json record."""
+def synthesize(unit: SynthTarget, work_root: Path) -> SynthRecord:
+    """Generate, synthesize and measure one unit."""
     started = time.monotonic()
     work = work_root / unit.name
     work.mkdir(parents=True, exist_ok=True)
@@ -191,50 +175,53 @@ def synthesize(unit: SynthUnit, work_root: Path) -> dict:
     transistors = re.search(r"Estimated number of transistors:\s+(\d+)(\+?)", cmos)
     if not transistors or transistors.group(2):
         raise RuntimeError(f"{unit.name}: transistor estimate missing or incomplete (unknown cells) in {work}")
-    return unit.record() | {
-        "cells": _number(r"Number of cells:\s+(\d+)", cmos, "the cell count"),
-        "transistors": int(transistors.group(1)),
-        "dffs": cmos_cells.get("$_DFF_P_", 0),
-        "logic_depth": _number(r"length=(\d+)", (work / "ltp.txt").read_text(), "the longest path"),
-        "ice40_lut4": ice40_cells.get("SB_LUT4", 0),
-        "ice40_carry": ice40_cells.get("SB_CARRY", 0),
-        "ice40_dff": sum(count for name, count in ice40_cells.items() if name.startswith("SB_DFF")),
-        "ice40_bram": ice40_cells.get("SB_RAM40_4K", 0),
-        "seconds": round(time.monotonic() - started, 2),
-    }
+    return SynthRecord(
+        **unit.fields(),
+        cells=_number(r"Number of cells:\s+(\d+)", cmos, "the cell count"),
+        transistors=int(transistors.group(1)),
+        dffs=cmos_cells.get("$_DFF_P_", 0),
+        logic_depth=_number(r"length=(\d+)", (work / "ltp.txt").read_text(), "the longest path"),
+        ice40_lut4=ice40_cells.get("SB_LUT4", 0),
+        ice40_carry=ice40_cells.get("SB_CARRY", 0),
+        ice40_dff=sum(count for name, count in ice40_cells.items() if name.startswith("SB_DFF")),
+        ice40_bram=ice40_cells.get("SB_RAM40_4K", 0),
+        seconds=round(time.monotonic() - started, 2),
+    )
 
 
 def _percent_smaller(small: int, large: int) -> str:
     return f"{100.0 * (large - small) / large:.1f}%" if large else "n/a"
 
 
-def post_comparison(units: list[dict]) -> list[str]:
-    """Markdown lines comparing post_lut with post_shared per PE and per array."""
-    by_key = {(u["unit"], u["pe_kind"], u["weight_bits"], u["rows"], u["cols"]): u for u in units}
-    lines = ["| unit | bits | R x C | post_lut transistors | post_shared transistors | shared saves | "
-             "post_lut LUT4 | post_shared LUT4 | shared saves | post_lut DFFs | post_shared DFFs |",
+def post_comparison(units: list[SynthRecord]) -> list[str]:
+    """Markdown lines comparing POST's two kinds, the sqrt-2 ROM in every PE vs. one per row, per PE and per array."""
+    shared, lut_kind = (kind.name for kind in kinds_of_scheme(WeightScheme.POST))  # the row-shared one runs networks
+    by_key = {(u.unit, u.pe_kind, u.weight_bits, u.rows, u.cols): u for u in units}
+    lines = [f"| unit | bits | R x C | {lut_kind} transistors | {shared} transistors | shared saves | "
+             f"{lut_kind} LUT4 | {shared} LUT4 | shared saves | {lut_kind} DFFs | {shared} DFFs |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (unit_type, kind, bits, rows, cols), lut in sorted(by_key.items()):
-        if kind != "post_lut" or unit_type not in ("pe", "array"):
+        if kind != lut_kind or unit_type not in (UnitType.PE, UnitType.ARRAY):
             continue
-        shared = by_key.get((unit_type, "post_shared", bits, rows, cols))
-        if shared is None:
+        other = by_key.get((unit_type, shared, bits, rows, cols))
+        if other is None:
             continue
         lines.append(
-            f"| {unit_type} | {bits} | {rows}x{cols} | {lut['transistors']} | {shared['transistors']} | "
-            f"{_percent_smaller(shared['transistors'], lut['transistors'])} | {lut['ice40_lut4']} | "
-            f"{shared['ice40_lut4']} | {_percent_smaller(shared['ice40_lut4'], lut['ice40_lut4'])} | "
-            f"{lut['dffs']} | {shared['dffs']} |"
+            f"| {unit_type} | {bits} | {rows}x{cols} | {lut.transistors} | {other.transistors} | "
+            f"{_percent_smaller(other.transistors, lut.transistors)} | {lut.ice40_lut4} | "
+            f"{other.ice40_lut4} | {_percent_smaller(other.ice40_lut4, lut.ice40_lut4)} | "
+            f"{lut.dffs} | {other.dffs} |"
         )
     return lines
 
 
-def markdown(report: dict) -> str:
-    units = sorted(report["units"], key=lambda u: (u["unit"], u["pe_kind"], u["weight_bits"], u["rows"]))
+def markdown(report: SynthReport) -> str:
+    units = sorted(report.units, key=lambda u: (u.unit, u.pe_kind, u.weight_bits, u.rows))
+    shared, lut_kind = (kind.name for kind in kinds_of_scheme(WeightScheme.POST))
     lines = [
         "# Synthesis results",
         "",
-        f"{report['yosys_version']}; generic CMOS flow (`synth -flatten`, `dfflegalize`, `abc -g cmos`, "
+        f"{report.yosys_version}; generic CMOS flow (`synth -flatten`, `dfflegalize`, `abc -g cmos`, "
         "`stat -tech cmos`, `ltp -noff`) and `synth_ice40`. PE = combinational product unit alone; "
         "array = MAC array core (skew registers, edge units, PEs, accumulators sized for K = "
         f"{ARRAY_REDUCTION}); requant = one output lane.",
@@ -244,32 +231,29 @@ def markdown(report: dict) -> str:
     ]
     for u in units:
         lines.append(
-            f"| {u['name']} | {u['pe_kind']} | {u['weight_bits']}/{u['act_bits']} | {u['frac_bits']} | "
-            f"{u['rows']}x{u['cols']} | {u['accumulator_width'] or '-'} | {u['cells']} | {u['transistors']} | "
-            f"{u['dffs']} | {u['logic_depth']} | {u['ice40_lut4']} | {u['ice40_carry']} | {u['ice40_dff']} |"
+            f"| {u.name} | {u.pe_kind} | {u.weight_bits}/{u.act_bits} | {u.frac_bits} | "
+            f"{u.rows}x{u.cols} | {u.accumulator_width or '-'} | {u.cells} | {u.transistors} | "
+            f"{u.dffs} | {u.logic_depth} | {u.ice40_lut4} | {u.ice40_carry} | {u.ice40_dff} |"
         )
     comparison = post_comparison(units)
     if len(comparison) > 2:
         lines += ["", "## POST: LUT in every PE vs. shared per row", "",
-                  "post_shared moves the sqrt-2 ROM out of the PE to one prescaler per array row; "
+                  f"{shared} moves the sqrt-2 ROM out of the PE to one prescaler per array row; "
                   "the row then carries the activation and its pre-scaled value, so every PE's row "
                   "pipeline register grows from b_a to 2 b_a + F bits (the DFF columns). "
-                  "Negative savings mean post_lut is the cheaper one. With b-bit levels at 2 bits there "
-                  "is no odd exponent (the levels are 0 and +-1), so post_lut's ROM is optimized away.",
+                  f"Negative savings mean {lut_kind} is the cheaper one. With b-bit levels at 2 bits there "
+                  f"is no odd exponent (the levels are 0 and +-1), so {lut_kind}'s ROM is optimized away.",
                   ""] + comparison
     return "\n".join(lines) + "\n"
 
 
-def write_reports(report: dict, out: Path) -> None:
-    """``synth.json``: ``{"yosys_version": str, "hw_fingerprint": str (hw.SOURCE_FINGERPRINT), "units": [{"name", "unit", "pe_kind", "weight_bits",
-    "act_bits", "frac_bits", "rows", "cols", "accumulator_width", "product_bits", "cells",
-    "transistors", "dffs", "logic_depth", "ice40_lut4", "ice40_carry", "ice40_dff", "ice40_bram",
-    "seconds"}]}`` and ``synth.md``."""
-    write_atomic(out / "synth.json", json.dumps(report, indent=2) + "\n")
+def write_reports(report: SynthReport, out: Path) -> None:
+    """``synth.json`` (schema: :mod:`hw.synth_record`) and ``synth.md``."""
+    write_atomic(out / "synth.json", report.text())
     write_atomic(out / "synth.md", markdown(report))
 
 
-def run(units: list[SynthUnit], out: Path, jobs: int = 2) -> dict:
+def run(units: list[SynthTarget], out: Path, jobs: int = 2) -> SynthReport:
     """Synthesize ``units`` (longest first, ``jobs`` in parallel) and write the reports."""
     version = yosys_version()
     work = out / "work"
@@ -279,10 +263,10 @@ def run(units: list[SynthUnit], out: Path, jobs: int = 2) -> dict:
         records = []
         for unit, future in futures:
             record = future.result()
-            print(f"{unit.name}: {record['transistors']} transistors, {record['ice40_lut4']} LUT4, "
-                  f"depth {record['logic_depth']} ({record['seconds']} s)", flush=True)
+            print(f"{unit.name}: {record.transistors} transistors, {record.ice40_lut4} LUT4, "
+                  f"depth {record.logic_depth} ({record.seconds} s)", flush=True)
             records.append(record)
-    report = {"yosys_version": version, "hw_fingerprint": SOURCE_FINGERPRINT, "units": sorted(records, key=lambda r: r["name"])}
+    report = SynthReport(version, tuple(sorted(records, key=lambda r: r.name)), SOURCE_FINGERPRINT)
     write_reports(report, out)
     return report
 

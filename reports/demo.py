@@ -13,7 +13,7 @@
 5. **RTL**: the first ``rtl_images`` test images, one image per pass, through every layer on
    the accelerator RTL (Verilator harness by default), bit-exact against golden at every
    layer; measured cycles per layer and image next to ``hw.cycles.gemm_cycles``.  Energy per
-   inference from :mod:`reports.estimator` (PE kind per scheme, :data:`PE_KINDS_OF_SCHEME`),
+   inference from :mod:`reports.estimator` (PE kind per scheme, :func:`priced_kinds`),
    priced from Yosys synthesis of the array cores the models need (synthesized on demand).
 6. **Report**: ``summary.md``, tables as Markdown/CSV/JSON, plots, checkpoints and exported
    networks, staged and moved into the output folder only when the run succeeded.
@@ -57,6 +57,7 @@ from golden.errors import ConfigError
 from golden.export import export_model
 from golden.integer import Accumulators, Codes, IntegerLayer, IntegerNetwork
 from golden.layers import (
+    SCHEME_WEIGHTS,
     SCHEMES,
     calibrate,
     check_scheme,
@@ -65,8 +66,9 @@ from golden.layers import (
     quantize_model,
     save_checkpoint,
 )
-from golden.spec import accumulator_bits
-from sim.network import BACKENDS, PE_KIND_FOR_SCHEME, NetworkRun, array_datapath, run_network_rtl
+from golden.spec import WeightScheme, accumulator_bits
+from hw.kinds import kinds_of_scheme, network_kind
+from sim.network import BACKENDS, NetworkRun, array_datapath, run_network_rtl
 
 from . import digits
 from .energy import DEFAULT_SYNTH_PATH, Synthesis, hw_stamp_matches, load_synthesis
@@ -84,8 +86,6 @@ CALIBRATION_IMAGES = 256
 DEFAULT_RTL_IMAGES = 4
 #: The PE kind that runs each scheme's middle layers (the first/last layers are 8-bit ``int``);
 #: POST models are also priced on the per-PE-LUT variant for comparison.
-PE_KINDS_OF_SCHEME = {"lsq": ("int",), "asq": ("int",), "apot": ("int",), "pot": ("pot",),
-                      "post": ("post_shared", "post_lut"), "asq_post": ("post_shared", "post_lut"), "lcq": ("lcq",)}
 DEMO_ENERGY_PARTS = ("mac", "register", "sram", "dram", "asq")
 SYNTH_ARRAY = 4  # array cores are synthesized at 4x4; energies are per PE relative to the int 8-bit anchor
 SYNTH_CACHE_NAME = "demo"
@@ -154,6 +154,11 @@ def check_output_folder(out: Path) -> None:
                 pass
     except OSError as error:
         raise ConfigError(f"output folder {out} is not writable: {error.strerror or error}") from None
+
+
+def priced_kinds(scheme: str) -> tuple[str, ...]:
+    """The PE kinds the demo prices a scheme's models on, the one the RTL runs first."""
+    return tuple(kind.name for kind in kinds_of_scheme(SCHEME_WEIGHTS[scheme]) if kind.priced_by_default)
 
 
 def model_name(scheme: str, bits: int) -> str:
@@ -279,15 +284,15 @@ def run_rtl(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: st
 def layer_hardware(layer: IntegerLayer, rows: int, cols: int, middle_kind: str | None = None) -> HardwareConfig:
     """The estimator's design point for one exported layer (``middle_kind`` overrides a non-int PE kind)."""
     cfg = array_datapath(layer.cfg)
-    kind = PE_KIND_FOR_SCHEME[cfg.scheme]
-    if middle_kind is not None and kind != "int":
+    kind = network_kind(cfg.scheme).name
+    if middle_kind is not None and cfg.scheme != WeightScheme.INT:
         kind = middle_kind
     return HardwareConfig(rows, cols, OWN_ARRAY, kind, cfg.weight.bits, cfg.act_bits, cfg.frac_bits)
 
 
 def synth_keys(network: IntegerNetwork, scheme: str, rows: int, cols: int) -> set[tuple[str, int, int, int]]:
-    keys = {("int", 8, 8, 0)}  # the energy anchor
-    for kind in PE_KINDS_OF_SCHEME[scheme]:
+    keys = {(network_kind(WeightScheme.INT).name, 8, 8, 0)}  # the energy anchor
+    for kind in priced_kinds(scheme):
         keys |= {layer_hardware(layer, rows, cols, kind).synth_key for layer in network.layers}
     return keys
 
@@ -345,7 +350,8 @@ class SynthesisCache:
     def ensure(self, keys: set) -> None:
         """Synthesize the array cores of ``keys`` that neither file has (one at a time, cached as they finish)."""
         from hw.config import ArrayConfig
-        from hw.synth import ARRAY_REDUCTION, SynthUnit, synthesize, yosys_version
+        from hw.synth import ARRAY_REDUCTION, SynthTarget, synthesize, yosys_version
+        from hw.synth_record import UnitType
 
         with self.lock:
             for kind, w, a, f in self.missing(keys):
@@ -353,7 +359,7 @@ class SynthesisCache:
                 name = f"array_{kind}_w{w}a{a}f{f}_{SYNTH_ARRAY}x{SYNTH_ARRAY}"
                 start = time.perf_counter()
                 with tempfile.TemporaryDirectory(prefix="lutmac-demo-synth-") as work:
-                    record = synthesize(SynthUnit(name, "array", cfg), Path(work))
+                    record = synthesize(SynthTarget(name, UnitType.ARRAY, cfg), Path(work)).to_json()
                 self.seconds += time.perf_counter() - start
                 cached = json.loads(self.path.read_text()) if self._cached() is not None else {"units": []}
                 cached |= {"yosys_version": yosys_version(), "hw_fingerprint": hw.SOURCE_FINGERPRINT}
@@ -368,7 +374,7 @@ def energy_rows(network: IntegerNetwork, scheme: str, bits: int, rows: int, cols
     """Per (PE kind variant, layer): the estimator's cycles and energy of one inference (batch 1)."""
     shapes = {layer.name: layer for layer in trace(digits.DigitsNet(), (1, 1, 8, 8))}
     out = []
-    for kind in PE_KINDS_OF_SCHEME[scheme]:
+    for kind in priced_kinds(scheme):
         for layer in network.layers:
             config = layer_hardware(layer, rows, cols, kind)
             shape = shapes[layer.name]
@@ -571,7 +577,7 @@ def rtl_rows(demo: DemoResult) -> list[dict]:
     for m in demo.models:
         if m.rtl is None:
             continue
-        estimated = {row["layer"]: row["cycles"] for row in m.energy if row["pe_kind"] == PE_KINDS_OF_SCHEME[m.scheme][0]}
+        estimated = {row["layer"]: row["cycles"] for row in m.energy if row["pe_kind"] == priced_kinds(m.scheme)[0]}
         for row in m.rtl.layers:
             rows.append({"model": m.name, **row, "estimator_cycles": estimated.get(row["layer"])})
     return rows
@@ -596,11 +602,11 @@ def rtl_summary_rows(demo: DemoResult) -> list[dict]:
 def energy_summary_rows(demo: DemoResult) -> list[dict]:
     rows = []
     for m in demo.models:
-        for kind in PE_KINDS_OF_SCHEME[m.scheme]:
+        for kind in priced_kinds(m.scheme):
             layers = [row for row in m.energy if row["pe_kind"] == kind]
             rows.append({"model": m.name, "scheme": m.scheme, "bits": m.bits, "pe_kind": kind,
                          "macs": sum(r["macs"] for r in layers), "estimated_cycles": sum(r["cycles"] for r in layers),
-                         "rtl_cycles": m.rtl.cycles_per_image if m.rtl and kind == PE_KINDS_OF_SCHEME[m.scheme][0] else None,
+                         "rtl_cycles": m.rtl.cycles_per_image if m.rtl and kind == priced_kinds(m.scheme)[0] else None,
                          **{f"{part}_nj": sum(r[f"{part}_nj"] for r in layers) for part in DEMO_ENERGY_PARTS},
                          "compute_nj": sum(r["mac_nj"] + r["register_nj"] for r in layers),
                          "energy_nj": sum(r["energy_nj"] for r in layers)})

@@ -39,8 +39,10 @@ from pathlib import Path
 import numpy as np
 
 import hw
-from golden.errors import ConfigError, UnknownSchemeError
-from hw.config import PE_KINDS
+from golden.errors import ConfigError
+from golden.spec import WeightScheme
+from hw import kinds
+from hw.synth_record import SynthRecord, SynthReport, UnitType
 
 
 @dataclass(frozen=True)
@@ -110,72 +112,7 @@ def load_energy_table(path: str | Path | None) -> EnergyTable:
 
 # --- synthesis figures -------------------------------------------------------------------------
 
-SYNTH_UNIT_FIELDS = {
-    "name": str, "pe_kind": str, "weight_bits": int, "act_bits": int, "frac_bits": int,
-    "rows": int, "cols": int, "cells": int, "transistors": int, "ice40_lut4": int, "logic_depth": int,
-}
-# optional fields written by hw.synth: which block a unit is, and its flip-flop count
-UNIT_TYPES = ("array", "pe", "requant")
-DFF_TRANSISTORS = 16  # Yosys `stat -tech cmos` cost of one $_DFF_P_
 DEFAULT_SYNTH_PATH = Path("build/synth/synth.json")
-
-
-@dataclass(frozen=True)
-class SynthUnit:
-    name: str
-    pe_kind: str
-    weight_bits: int
-    act_bits: int
-    frac_bits: int
-    rows: int
-    cols: int
-    cells: int
-    transistors: int
-    ice40_lut4: int
-    logic_depth: int
-    unit: str = "array"
-    dffs: int = 0
-
-    @property
-    def pes(self) -> int:
-        return self.rows * self.cols
-
-    @property
-    def transistors_per_pe(self) -> float:
-        """All transistors of the unit shared out over its PEs (a shared per-row LUT is amortized)."""
-        return self.transistors / self.pes
-
-    @property
-    def logic_transistors_per_pe(self) -> float:
-        """Transistors per PE without the flip-flops (those are priced as register accesses)."""
-        return (self.transistors - DFF_TRANSISTORS * self.dffs) / self.pes
-
-    @property
-    def key(self) -> tuple[str, int, int, int]:
-        return self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits
-
-
-def _unit(raw: dict, where: str) -> SynthUnit:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: a unit must be an object")
-    missing = sorted(set(SYNTH_UNIT_FIELDS) - set(raw))
-    if missing:
-        raise ConfigError(f"{where}: missing field(s) {missing}")
-    for name, kind in SYNTH_UNIT_FIELDS.items():
-        value = raw[name]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"{where}: field {name!r} must be {kind.__name__}, got {value!r}")
-    if raw["pe_kind"] not in PE_KINDS:
-        raise UnknownSchemeError(f"{where}: PE kind {raw['pe_kind']!r} does not exist; expected one of {PE_KINDS}")
-    for name in ("rows", "cols", "transistors", "cells"):
-        if raw[name] < 1:
-            raise ConfigError(f"{where}: {name} must be positive, got {raw[name]}")
-    unit_type, dffs = raw.get("unit", "array"), raw.get("dffs", 0)
-    if unit_type not in UNIT_TYPES:
-        raise ConfigError(f"{where}: unit type {unit_type!r} is not one of {UNIT_TYPES}")
-    if not isinstance(dffs, int) or isinstance(dffs, bool) or not 0 <= DFF_TRANSISTORS * dffs < raw["transistors"]:
-        raise ConfigError(f"{where}: dffs={dffs!r} must be an int whose flip-flops leave some logic transistors")
-    return SynthUnit(**{name: raw[name] for name in SYNTH_UNIT_FIELDS}, unit=unit_type, dffs=dffs)
 
 
 @dataclass(frozen=True)
@@ -183,18 +120,17 @@ class Synthesis:
     """Synthesized units from ``make synth`` and the PE energies scaled from them."""
 
     yosys_version: str
-    units: tuple[SynthUnit, ...]
+    units: tuple[SynthRecord, ...]
 
     @property
-    def arrays(self) -> tuple[SynthUnit, ...]:
+    def arrays(self) -> tuple[SynthRecord, ...]:
         """The MAC array cores: the units PE energies are scaled from."""
-        return tuple(unit for unit in self.units if unit.unit == "array")
+        return tuple(unit for unit in self.units if unit.unit == UnitType.ARRAY)
 
     def unit(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int,
-             rows: int | None = None, cols: int | None = None) -> SynthUnit:
+             rows: int | None = None, cols: int | None = None) -> SynthRecord:
         """The array unit of one PE configuration; of several sizes, the nearest in PE count (ties: larger)."""
-        if pe_kind not in PE_KINDS:
-            raise UnknownSchemeError(f"PE kind {pe_kind!r} does not exist; expected one of {PE_KINDS}")
+        kinds.pe_kind(pe_kind)
         key = (pe_kind, weight_bits, act_bits, frac_bits)
         matches = [unit for unit in self.arrays if unit.key == key]
         if not matches:
@@ -203,12 +139,13 @@ class Synthesis:
         pes = (rows or 1) * (cols or 1) if rows or cols else max(unit.pes for unit in matches)
         return min(matches, key=lambda unit: (abs(math.log(unit.pes / pes)), -unit.pes, unit.name))
 
-    def anchor(self, rows: int | None = None, cols: int | None = None) -> SynthUnit:
+    def anchor(self, rows: int | None = None, cols: int | None = None) -> SynthRecord:
         """The 8-bit (w8a8) integer array that Horowitz's 8-bit multiply + add is pinned to."""
+        kind = kinds.network_kind(WeightScheme.INT).name
         try:
-            return self.unit("int", 8, 8, 0, rows, cols)
+            return self.unit(kind, 8, 8, 0, rows, cols)
         except ConfigError:
-            raise ConfigError("synthesis results have no 8-bit 'int' array unit (weight_bits=8, act_bits=8, "
+            raise ConfigError(f"synthesis results have no 8-bit {kind!r} array unit (weight_bits=8, act_bits=8, "
                               "frac_bits=0) to anchor energies to; re-run `make synth`") from None
 
     def mac_pj(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int, table: EnergyTable = DEFAULTS,
@@ -229,20 +166,9 @@ def hw_stamp_matches(raw) -> bool | None:
 
 
 def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:
-    """Parse and validate the synthesis JSON written by ``make synth``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"synthesis results {path} not found: run `make synth` first (it writes build/synth/synth.json)")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"synthesis results {path} are not valid JSON: {error}; re-run `make synth`") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("units"), list) or not isinstance(raw.get("yosys_version"), str):
-        raise ConfigError(f"synthesis results {path} must be an object with 'yosys_version' (str) and 'units' (list)")
-    if not raw["units"]:
-        raise ConfigError(f"synthesis results {path} list no units; re-run `make synth`")
-    if hw_stamp_matches(raw) is False:
+    """Parse and validate the synthesis JSON written by ``make synth`` (schema: :mod:`hw.synth_record`)."""
+    report = SynthReport.read(Path(path))
+    if report.hw_fingerprint not in (None, hw.SOURCE_FINGERPRINT):
         raise ConfigError(f"synthesis results {path} were made from other hw sources (hw_fingerprint "
-                          f"{raw['hw_fingerprint']}, now {hw.SOURCE_FINGERPRINT}); re-run `make synth`")
-    units = tuple(_unit(unit, f"{path} unit {i}") for i, unit in enumerate(raw["units"]))
-    return Synthesis(raw["yosys_version"], units)
+                          f"{report.hw_fingerprint}, now {hw.SOURCE_FINGERPRINT}); re-run `make synth`")
+    return Synthesis(report.yosys_version, report.units)

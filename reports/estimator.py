@@ -29,9 +29,10 @@ from functools import cache, cached_property
 import numpy as np
 
 from golden.errors import ConfigError, UnknownSchemeError
-from golden.spec import SHIFT_SCHEMES, DatapathConfig, accumulator_bits
-from hw.config import PE_KINDS, PE_SCHEMES, ArrayConfig, pe_datapath
+from golden.spec import DatapathConfig, WeightScheme, accumulator_bits
+from hw.config import ArrayConfig
 from hw.cycles import gemm_cycles
+from hw.kinds import network_kind, pe_kind
 
 from . import dataflow
 from .dataflow import DATAFLOWS, check_array, sram_accesses, systolic_cycles
@@ -51,7 +52,7 @@ class HardwareConfig:
     rows: int = 16
     cols: int = 16
     dataflow: str = "os"
-    pe_kind: str = "int"
+    pe_kind: str = network_kind(WeightScheme.INT).name
     weight_bits: int = 8
     act_bits: int = 8
     frac_bits: int | None = None  # None: golden.spec's default for the scheme (8 for pot/post, else 0)
@@ -65,13 +66,11 @@ class HardwareConfig:
         check_array(self.rows, self.cols)
         if self.dataflow not in FLOWS:
             raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {FLOWS}")
-        if self.pe_kind not in PE_KINDS:
-            raise UnknownSchemeError(f"PE kind {self.pe_kind!r} does not exist; expected one of {PE_KINDS}")
         for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
-        datapath = pe_datapath(self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits)
+        datapath = pe_kind(self.pe_kind).datapath(self.weight_bits, self.act_bits, self.frac_bits)
         object.__setattr__(self, "datapath", datapath)
         object.__setattr__(self, "frac_bits", datapath.frac_bits)
         if self.dataflow == OWN_ARRAY:  # the RTL's limits (array size) apply
@@ -92,11 +91,6 @@ class HardwareConfig:
 
     def as_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items() if key != "datapath"}
-
-
-def frac_bits_options(pe_kind: str, values: tuple[int, ...]) -> tuple[int, ...]:
-    """The F values a PE kind takes: the sweep's list for pot/post, 0 otherwise."""
-    return tuple(values) if PE_SCHEMES[pe_kind] in SHIFT_SCHEMES else (0,)
 
 
 @dataclass(frozen=True)

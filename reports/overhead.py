@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.spec import MULTIPLIER_BITS, DatapathConfig, accumulator_bits, post_lut
+from golden.spec import MULTIPLIER_BITS, DatapathConfig, WeightScheme, accumulator_bits, post_lut
+from hw.kinds import kinds_of_scheme
 
 from .networks import Layer
 
@@ -90,14 +91,14 @@ class AsqOverhead:
 
     def buffer_bits(self, bits: int) -> int:
         """Barrier buffer: the largest adapted input map at the accumulator width for ``bits``-bit codes."""
-        return self.buffer_elements * accumulator_bits(DatapathConfig.make("int", bits, bits), self.reduction_max)
+        return self.buffer_elements * accumulator_bits(DatapathConfig.make(WeightScheme.INT, bits, bits), self.reduction_max)
 
     def row(self, bits: int) -> dict:
         model_bits = self.model_params * bits
         paper_storage = self.extra_params * PAPER_EXTRA_BITS
         paper_ops = self.adapter_ops * PAPER_EXTRA_BITS / REFERENCE_BITS
         model_ops = self.model_ops * bits / REFERENCE_BITS
-        acc_bits = accumulator_bits(DatapathConfig.make("int", bits, bits), self.reduction_max)
+        acc_bits = accumulator_bits(DatapathConfig.make(WeightScheme.INT, bits, bits), self.reduction_max)
         built_ops = paper_ops + (self.gap_adds * acc_bits + self.requant_ops * MULTIPLIER_BITS) / REFERENCE_BITS
         return {
             "network": self.network,
@@ -168,7 +169,7 @@ def post_lut_rows(layers: list[Layer], rows: int, cols: int, frac_bits: int, bit
         entry_bits = post_lut_entry_bits(bits, frac_bits)
         lut_bits = entries * entry_bits
         model_bits = int((params * edge_bits(layers, bits)).sum())
-        copies = {"single_table": 1, "post_shared": rows, "post_lut": rows * cols}
+        copies = {"single_table": 1} | {kind.name: kind.rom_copies(rows, cols) for kind in kinds_of_scheme(WeightScheme.POST)}
         row = {"act_bits": bits, "frac_bits": frac_bits, "entries": entries, "entry_bits": entry_bits,
                "lut_bits": lut_bits, "model_bits": model_bits,
                "entries_pct_of_params": _pct(entries, int(params.sum()))}

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from hw.config import PE_KINDS  # noqa: E402
+from hw.kinds import PE_KINDS  # noqa: E402
 
 from .estimator import ENERGY_PARTS, FLOWS  # noqa: E402
 from .sweep import SweepResult  # noqa: E402

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from golden.errors import ConfigError, UnknownSchemeError
 from hw.config import MAX_ARRAY_DIM
+from hw.kinds import pe_kind
 
 from .dataflow import check_array
 from .energy import DEFAULTS, EnergyTable, Synthesis
@@ -57,7 +58,7 @@ def design_points(spec: SweepSpec, synthesis: Synthesis) -> list[HardwareConfig]
         key for key in synthesis.configurations()
         if (spec.pe_kinds is None or key[0] in spec.pe_kinds)
         and (spec.bits is None or key[1:3] in spec.bits)
-        and (spec.frac_bits is None or key[0] not in ("pot", "post_lut", "post_shared") or key[3] in spec.frac_bits)
+        and (spec.frac_bits is None or not pe_kind(key[0]).has_frac_bits or key[3] in spec.frac_bits)
     ]
     if not configurations:
         raise ConfigError(f"no synthesized PE configuration matches the sweep (synthesized: {synthesis.configurations()})")

@@ -52,10 +52,8 @@ class BenchRow:
 
 def bench_job(cfg: ArrayConfig, m: int, k: int, n: int, seed: int = 0) -> GemmJob:
     rng = np.random.default_rng(seed)
-    from .stimulus import weight_code_pool
-
     act = rng.integers(0, cfg.datapath.num_act_codes, (m, k))
-    weight = rng.choice(weight_code_pool(cfg.datapath), (k, n))
+    weight = rng.choice(cfg.kind.weight_code_pool(cfg.datapath), (k, n))
     return GemmJob(act, weight, OutputMode.RAW, bias=0)
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import spec
-from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+from golden.errors import ConfigError, UnsupportedBitsError
 from golden.integer import (
     Accumulators,
     Codes,
@@ -53,8 +53,10 @@ from golden.integer import (
     conv_weight_matrix,
     im2col,
 )
+from golden.spec import WeightScheme
 from hw.config import ArrayConfig
 from hw.host import GemmJob
+from hw.kinds import network_kind
 from hw.layout import OutputMode
 
 from .accelerator import AcceleratorDriver, accelerator_design, run_gemm
@@ -62,7 +64,6 @@ from .harness import HarnessSession, build_harness
 from .simulators import SimulationError, build, run_testbench, waves_requested
 
 BACKENDS = ("verilator", "cocotb-verilator", "cocotb-icarus")
-PE_KIND_FOR_SCHEME = {"int": "int", "pot": "pot", "post": "post_shared", "lcq": "lcq"}
 
 
 @dataclass
@@ -114,7 +115,7 @@ class NetworkRun:
 
 def looks_up_at_array_edge(cfg: spec.DatapathConfig) -> bool:
     """int weights with table activations (APoT): no PE kind has both, so the table is read before the array."""
-    return cfg.scheme == "int" and cfg.act_format == "table"
+    return cfg.scheme == WeightScheme.INT and cfg.act_format == "table"
 
 
 def array_datapath(cfg: spec.DatapathConfig) -> spec.DatapathConfig:
@@ -129,7 +130,7 @@ def array_datapath(cfg: spec.DatapathConfig) -> spec.DatapathConfig:
     if cfg.act_level_bits > spec.MAX_BITS:
         raise UnsupportedBitsError(f"activation table values of {cfg.act_level_bits} bits need an int array wider than "
                                    f"the {spec.MAX_BITS}-bit maximum")
-    return spec.DatapathConfig.make("int", cfg.weight.bits, max(cfg.act_level_bits, spec.MIN_BITS))
+    return spec.DatapathConfig.make(WeightScheme.INT, cfg.weight.bits, max(cfg.act_level_bits, spec.MIN_BITS))
 
 
 def runs_on_requantizer(layer: IntegerLayer) -> bool:
@@ -153,8 +154,7 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
     designs of networks with the same datapaths identical, so they share builds.
     """
     for layer in network.layers:
-        if layer.cfg.scheme not in PE_KIND_FOR_SCHEME:
-            raise UnknownSchemeError(f"layer {layer.name!r}: no PE kind runs {layer.cfg.scheme!r} weights")
+        network_kind(layer.cfg.scheme)  # an UnknownSchemeError when no PE kind runs the layer's weights
     longest = max(layer.reduction_length for layer in network.layers)
     if max_reduction is not None and max_reduction < longest:
         raise ConfigError(f"max_reduction={max_reduction} is shorter than the network's longest reduction ({longest})")
@@ -175,7 +175,7 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
         bias_bits = max([spec.accumulator_bits(datapath, reduction)]
                         + [spec.signed_bits_for(*_bias_range(layer)) for layer in direct])
         configs[key] = ArrayConfig(
-            PE_KIND_FOR_SCHEME[datapath.scheme], rows, cols, datapath.weight.bits, datapath.act_bits,
+            network_kind(datapath.scheme).name, rows, cols, datapath.weight.bits, datapath.act_bits,
             frac_bits=datapath.frac_bits, levels=datapath.weight.levels, level_bits=datapath.weight.level_bits,
             act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
             max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
@@ -237,7 +237,7 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
     """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages."""
     golden = layer.forward(x, shortcut)
     tally = _LayerTally()
-    tables = {"weight_table": layer.weight_table, "act_table": layer.act_table} if layer.cfg.scheme == "lcq" else {}
+    tables = {"weight_table": layer.weight_table, "act_table": layer.act_table} if layer.cfg.scheme == WeightScheme.LCQ else {}
     array_input = x.values() if looks_up_at_array_edge(layer.cfg) else x.codes
 
     async def gemm(codes: np.ndarray, **params) -> tuple[np.ndarray, tuple]:

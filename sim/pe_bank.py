@@ -20,19 +20,17 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden import spec
-from hw.config import pe_datapath
-from hw.pe import make_pe
+from hw.kinds import pe_kind
 
 from .host import Captures, HostLayout, HostProgram, host_design
 from .simulators import HdlDesign
-from .stimulus import extreme_tables, random_tables
 
 
 class PeBank(wiring.Component):
     """One PE per kind, each with its own ports (a test fixture, not part of the accelerator)."""
 
     def __init__(self, kinds: tuple[str, ...], weight_bits: int, act_bits: int):
-        self.pes = {kind: make_pe(kind, weight_bits, act_bits) for kind in kinds}
+        self.pes = {kind: pe_kind(kind).pe(pe_kind(kind).datapath(weight_bits, act_bits)) for kind in kinds}
         members = {}
         for kind, pe in self.pes.items():
             for name, member in pe.signature.members.items():
@@ -73,56 +71,20 @@ class PeCase:
         return self.weight_codes.size
 
 
-def _all_pairs(datapath: spec.DatapathConfig) -> tuple[np.ndarray, np.ndarray]:
-    weights = np.arange(datapath.weight.num_codes)
-    if datapath.scheme == "int":
-        weights = weights - ((weights >> (datapath.weight.bits - 1)) & 1) * datapath.weight.num_codes
-    acts = np.arange(datapath.num_act_codes)
-    return np.repeat(weights, acts.size), np.tile(acts, weights.size)
-
-
 def pe_cases(kind: str, weight_bits: int, act_bits: int, rng: np.random.Generator) -> list[PeCase]:
-    """Every code pair; for the LCQ kinds under several tables so that every legal level value is used."""
-    datapath = pe_datapath(kind, weight_bits, act_bits)
-    weights, acts = _all_pairs(datapath)
-    if datapath.scheme != "lcq":
-        return [PeCase(kind, datapath, weights, acts)]
-    tables = [extreme_tables(datapath), random_tables(datapath, rng)]
-    if kind == "lcq":  # the PE multiplies levels: sweep consecutive runs of every level value
-        lo, hi = datapath.weight.level_range
-        weight_levels = np.arange(lo, hi + 1)
-        act_levels = np.arange(1, datapath.act_value_max + 1)
-        w_per, a_per = datapath.weight.num_codes, datapath.num_act_codes - 1
-        w_tables = [np.resize(weight_levels[i : i + w_per], w_per) for i in range(0, weight_levels.size, w_per)]
-        a_tables = [np.concatenate([[0], np.resize(act_levels[i : i + a_per], a_per)])
-                    for i in range(0, act_levels.size, a_per)]
-        count = max(len(w_tables), len(a_tables))
-        tables += [(np.sort(w_tables[i % len(w_tables)]), np.sort(a_tables[i % len(a_tables)])) for i in range(count)]
-    return [PeCase(kind, datapath, weights, acts, w, a) for w, a in tables]
+    """Every code pair under each of the kind's test tables (``hw.kinds.PeKind.pe_test_cases``)."""
+    entry = pe_kind(kind)
+    datapath = entry.datapath(weight_bits, act_bits)
+    return [PeCase(kind, datapath, *case) for case in entry.pe_test_cases(datapath, rng)]
 
 
 def pe_inputs(case: PeCase) -> dict[str, np.ndarray]:
-    """The bank's input values for ``case`` (what the array edges would deliver to the PE)."""
-    datapath, kind = case.datapath, case.kind
-    if kind == "lcq":
-        return {f"{kind}_weight": datapath.weight.check_table(case.weight_table)[case.weight_codes],
-                f"{kind}_act": spec.act_values(datapath, case.act_codes, case.act_table)}
-    weight = case.weight_codes & (datapath.weight.num_codes - 1)  # the code word (two's complement for int)
-    inputs = {f"{kind}_weight": weight}
-    if kind == "post_shared":  # {value, scaled} with value in the low bits (hw.pe.post_act_layout)
-        inputs[f"{kind}_act"] = case.act_codes | datapath.post_lut[case.act_codes] << datapath.act_bits
-    else:
-        inputs[f"{kind}_act"] = case.act_codes
-    if kind == "lcq_product":
-        table = spec.product_table(datapath, case.weight_table, case.act_table).ravel()
-        inputs[f"{kind}_table"] = np.array(_pack_table(table, datapath.product_bits()), dtype=object)
-    return inputs
-
-
-def _pack_table(values: np.ndarray, bits: int) -> int:
-    """The product table as one integer, entry ``i`` at bits ``i * bits`` (two's complement)."""
-    mask = (1 << bits) - 1
-    return sum((int(v) & mask) << (i * bits) for i, v in enumerate(values))
+    """The bank's input values for ``case``: what the kind's array edges deliver to the PE."""
+    inputs = pe_kind(case.kind).edges.pe_inputs(case.datapath, case.weight_codes, case.act_codes,
+                                                case.weight_table, case.act_table)
+    if "table" in inputs:  # one integer wider than int64
+        inputs["table"] = np.array(inputs["table"], dtype=object)
+    return {f"{case.kind}_{name}": value for name, value in inputs.items()}
 
 
 def expected_products(case: PeCase) -> np.ndarray:

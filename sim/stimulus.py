@@ -13,6 +13,7 @@ import numpy as np
 
 from golden import spec
 from golden.integer import im2col, int_gemm
+from golden.spec import WeightScheme
 from hw.config import ArrayConfig
 from hw.host import GemmJob
 from hw.layout import OutputMode
@@ -29,46 +30,21 @@ class Workload:
 # --------------------------------------------------------------------------- codes and tables
 
 
-def weight_code_pool(datapath: spec.DatapathConfig) -> np.ndarray:
-    """Every valid weight code (two's complement values for int, code words otherwise)."""
-    if datapath.scheme == "int":
-        lo, hi = spec.signed_range(datapath.weight.bits)
-        return np.arange(lo, hi + 1)
-    return np.arange(datapath.weight.num_codes)
-
-
 def extreme_weight_codes(datapath: spec.DatapathConfig) -> tuple[int, int]:
     """``(code of the most negative product, code of the most positive)`` with the largest activation."""
-    if datapath.scheme == "int":
+    if datapath.scheme == WeightScheme.INT:
         lo, hi = spec.signed_range(datapath.weight.bits)
         return lo, hi
-    if datapath.scheme == "lcq":  # with extreme_tables: code 0 holds the lowest level, the last code the highest
+    if datapath.scheme == WeightScheme.LCQ:  # with extreme tables: code 0 holds the lowest level, the last the highest
         return 0, datapath.weight.num_codes - 1
     negative, positive = datapath.weight.power_code_from_level(np.array([1, 0]), np.array([0, 0]))
     return int(negative), int(positive)
 
 
-def random_tables(datapath: spec.DatapathConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Legal lcq level tables (sorted; the activation table starts at 0)."""
-    lo, hi = datapath.weight.level_range
-    weight_table = np.sort(rng.integers(lo, hi + 1, datapath.weight.num_codes))
-    act_table = np.sort(rng.integers(0, datapath.act_value_max + 1, datapath.num_act_codes))
-    act_table[0] = 0
-    return weight_table, act_table
-
-
-def extreme_tables(datapath: spec.DatapathConfig) -> tuple[np.ndarray, np.ndarray]:
-    """lcq tables reaching the widest legal levels: the product range of ``spec.product_range``."""
-    lo, hi = datapath.weight.level_range
-    weight_table = np.linspace(lo, hi, datapath.weight.num_codes).round().astype(np.int64)
-    act_table = np.linspace(0, datapath.act_value_max, datapath.num_act_codes).round().astype(np.int64)
-    return weight_table, act_table
-
-
 def _tables(cfg: ArrayConfig, rng: np.random.Generator, extreme: bool = False) -> dict:
-    if cfg.scheme != "lcq":
+    if cfg.scheme != WeightScheme.LCQ:
         return {}
-    weight_table, act_table = extreme_tables(cfg.datapath) if extreme else random_tables(cfg.datapath, rng)
+    weight_table, act_table = cfg.datapath.extreme_tables() if extreme else cfg.datapath.random_tables(rng)
     return {"weight_table": weight_table, "act_table": act_table}
 
 
@@ -121,7 +97,7 @@ def output_modes(cfg: ArrayConfig) -> tuple[str, ...]:
 def random_workload(cfg: ArrayConfig, rng: np.random.Generator, m: int, k: int, n: int, mode: str) -> Workload:
     tables = _tables(cfg, rng)
     act = rng.integers(0, cfg.datapath.num_act_codes, (m, k))
-    weight = rng.choice(weight_code_pool(cfg.datapath), (k, n))
+    weight = rng.choice(cfg.kind.weight_code_pool(cfg.datapath), (k, n))
     return _finish(cfg, f"random {m}x{k}x{n} {mode}", act, weight, rng, mode, tables)
 
 
@@ -134,7 +110,7 @@ def edge_workloads(cfg: ArrayConfig, rng: np.random.Generator) -> list[Workload]
     extreme = _tables(cfg, rng, extreme=True)
     k_max = cfg.max_reduction
     m, n = rows + 1, cols + 1  # one full block and a ragged edge in each direction
-    pool = weight_code_pool(datapath)
+    pool = cfg.kind.weight_code_pool(datapath)
     workloads = [
         _finish(cfg, "zero activations", np.zeros((m, 7), int), rng.choice(pool, (7, n)), rng, "raw", extreme),
         _finish(cfg, "zero weights", rng.integers(0, a_max + 1, (m, 7)),
@@ -174,7 +150,7 @@ def conv_workload(cfg: ArrayConfig, rng: np.random.Generator, channels_in: int =
     """A 3x3 convolution with padding 1 lowered by golden's ``im2col`` (one image)."""
     x = rng.integers(0, cfg.datapath.num_act_codes, (1, channels_in, size, size))
     columns = im2col(x, 3, stride=1, padding=1)
-    weight = rng.choice(weight_code_pool(cfg.datapath), (columns.shape[1], channels_out))
+    weight = rng.choice(cfg.kind.weight_code_pool(cfg.datapath), (columns.shape[1], channels_out))
     return _finish(cfg, f"conv3x3 {channels_in}->{channels_out} on {size}x{size}", columns, weight, rng, mode,
                    _tables(cfg, rng))
 

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from hwtest import all_weight_codes, golden_outputs, random_act_table, random_weight_table
 
 from golden import spec
 from golden.errors import ConfigError, LevelTableError
-from hw.config import PE_KINDS, ArrayConfig, preset
+from hw.config import ArrayConfig, preset
 from hw.cycles import gemm_cycles
-from hw.host import GemmJob, HostWrite, decode_outputs, job_writes, output_word_count, tile_descriptor
+from hw.host import GemmJob, HostWrite, decode_outputs, golden_outputs, job_writes, output_word_count, tile_descriptor
+from hw.kinds import PE_KINDS
 from hw.layout import OutputMode, Region
 from hw.testbench import read_outputs, simulate_jobs, start_and_wait, write_bus
 from hw.top import Accelerator
@@ -33,10 +33,10 @@ def small_config(kind: str, **changes) -> ArrayConfig:
 def random_job(cfg: ArrayConfig, rng, m: int, k: int, n: int, mode=OutputMode.REQUANT, **extra) -> GemmJob:
     datapath = cfg.datapath
     act = rng.integers(0, datapath.num_act_codes, (m, k))
-    weight = rng.choice(all_weight_codes(datapath), (k, n))
+    weight = rng.choice(datapath.weight.legal_codes(), (k, n))
     tables = {}
     if cfg.scheme == "lcq":
-        tables = dict(weight_table=random_weight_table(datapath, rng), act_table=random_act_table(datapath, rng))
+        tables = dict(zip(("weight_table", "act_table"), datapath.random_tables(rng), strict=True))
     acc_scale = float(max(abs(v) for v in datapath.product_range())) * np.sqrt(k)
     mantissa, shift = spec.quantize_multiplier(rng.uniform(0.5, 4.0, n) * (1 << cfg.out_bits) / acc_scale)
     bias = rng.integers(-int(acc_scale), int(acc_scale) + 1, n)
@@ -94,11 +94,11 @@ def extreme_codes(cfg: ArrayConfig, rng, largest: bool):
     datapath = cfg.datapath
     tables = {}
     if cfg.scheme == "lcq":
-        tables = dict(weight_table=random_weight_table(datapath, rng, True), act_table=random_act_table(datapath, rng, True))
+        tables = dict(zip(("weight_table", "act_table"), datapath.extreme_tables(), strict=True))
     products = spec.product_table(datapath, tables.get("weight_table"), tables.get("act_table"))
     index = np.argmax(products) if largest else np.argmin(products)
     weight_index, act_code = np.unravel_index(index, products.shape)
-    weight_code = all_weight_codes(datapath)[weight_index] if cfg.scheme != "int" else (
+    weight_code = datapath.weight.legal_codes()[weight_index] if cfg.scheme != "int" else (
         weight_index - (1 << datapath.weight.bits) * (weight_index >> (datapath.weight.bits - 1)))
     return int(weight_code), int(act_code), tables
 
@@ -129,8 +129,8 @@ def test_all_max_codes_zeros_and_alternating_signs(kind):
     rng = np.random.default_rng(2)
     tables = {}
     if cfg.scheme == "lcq":
-        tables = dict(weight_table=random_weight_table(datapath, rng, True), act_table=random_act_table(datapath, rng, True))
-    codes = all_weight_codes(datapath)
+        tables = dict(zip(("weight_table", "act_table"), datapath.extreme_tables(), strict=True))
+    codes = datapath.weight.legal_codes()
     k = 16
     all_max = GemmJob(np.full((4, k), datapath.num_act_codes - 1), np.full((k, 5), codes.max()), OutputMode.RAW, **tables)
     zeros = GemmJob(np.zeros((5, k), int), rng.choice(codes, (k, 4)), OutputMode.RAW, bias=np.arange(4) - 2, **tables)

@@ -17,9 +17,10 @@ from golden.errors import (
     UnknownSchemeError,
     UnsupportedBitsError,
 )
-from hw.config import PE_KINDS, ArrayConfig, load_presets, preset
+from hw.config import ArrayConfig, load_presets, preset
 from hw.cycles import block_cycles, gemm_cycles, host_write_count, mac_utilization
 from hw.host import GemmJob, job_writes, layout_leaves, pack_words, unpack_words
+from hw.kinds import PE_KINDS
 from hw.layout import host_bus_widths, region_geometry
 
 

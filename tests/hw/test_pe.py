@@ -4,75 +4,83 @@ import numpy as np
 import pytest
 from amaranth import Value, signed
 from amaranth.sim import Simulator
-from hwtest import all_weight_codes, random_act_table, random_weight_table, simulate_pe
+from hwtest import simulate_pe
 
 from golden import spec
 from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
-from hw.config import PE_KINDS
 from hw.edge import LevelTable, PostPrescaler, ProductTable
 from hw.host import unpack_words
-from hw.pe import PE_CLASSES, make_pe, product_table_layout
+from hw.kinds import KINDS, PE_KINDS, kinds_of_scheme, network_kind, pe_kind
+from hw.pe import product_table_layout
 
 SMALL_BITS = [(2, 2), (2, 4), (3, 3), (3, 4), (4, 2), (4, 3), (4, 4)]
 
 
-def tables_for(pe, rng, extreme=False):
-    if pe.datapath.scheme != "lcq":
-        return None, None
-    return random_weight_table(pe.datapath, rng, extreme), random_act_table(pe.datapath, rng, extreme)
+SHIFT_KINDS = [kind for kind in PE_KINDS if KINDS[kind].has_frac_bits]
 
 
-def check_all_pairs(pe, rng, extreme=False):
-    weight_codes = all_weight_codes(pe.datapath)
-    act_codes = np.arange(pe.datapath.num_act_codes)
-    w, a = (grid.ravel() for grid in np.meshgrid(weight_codes, act_codes, indexing="ij"))
-    weight_table, act_table = tables_for(pe, rng, extreme)
-    got = simulate_pe(pe, w, a, weight_table, act_table)
-    expected = spec.pe_product(pe.datapath, w, a, weight_table, act_table)
-    np.testing.assert_array_equal(got, expected)
-    return expected
+def make_pe(kind: str, *args, **kwargs):
+    entry = pe_kind(kind)
+    return entry, entry.pe(entry.datapath(*args, **kwargs))
+
+
+def check_all_pairs(kind, pe, rng):
+    """Every code pair under each of the kind's test tables (extreme, random, level sweeps); the products seen."""
+    seen = []
+    for w, a, weight_table, act_table in kind.pe_test_cases(pe.datapath, rng):
+        got = simulate_pe(kind, pe, w, a, weight_table, act_table)
+        expected = spec.pe_product(pe.datapath, w, a, weight_table, act_table)
+        np.testing.assert_array_equal(got, expected)
+        seen.append(expected)
+    return np.concatenate(seen)
 
 
 @pytest.mark.parametrize("kind", PE_KINDS)
 @pytest.mark.parametrize("weight_bits,act_bits", SMALL_BITS)
 def test_pe_exhaustive_small_bits(kind, weight_bits, act_bits):
     rng = np.random.default_rng(weight_bits * 10 + act_bits)
-    pe = make_pe(kind, weight_bits, act_bits)
-    expected = check_all_pairs(pe, rng, extreme=True)
-    # the product port is exactly as wide as spec says, and the extremes are reached for int/pot/post
+    entry, pe = make_pe(kind, weight_bits, act_bits)
+    expected = check_all_pairs(entry, pe, rng)
+    # the product port is exactly as wide as spec says, and the extremes are reached (lcq: by the extreme tables)
     assert pe.product.shape().width == pe.datapath.product_bits()
-    if kind not in ("lcq", "lcq_product"):
-        assert (expected.min(), expected.max()) == pe.datapath.product_range()
+    assert (expected.min(), expected.max()) == pe.datapath.product_range()
 
 
-@pytest.mark.parametrize("kind", ["pot", "post_lut", "post_shared"])
+@pytest.mark.parametrize("kind", SHIFT_KINDS)
 @pytest.mark.parametrize("frac_bits", [0, 1, 3, 16])
 @pytest.mark.parametrize("levels", ["bbit", "paper"])
 def test_shift_pe_fraction_bits_and_level_conventions(kind, frac_bits, levels):
-    pe = make_pe(kind, 4, 4, frac_bits=frac_bits, levels=levels)
-    check_all_pairs(pe, np.random.default_rng(frac_bits))
+    check_all_pairs(*make_pe(kind, 4, 4, frac_bits=frac_bits, levels=levels), np.random.default_rng(frac_bits))
 
 
 @pytest.mark.parametrize("kind", PE_KINDS)
 def test_pe_random_8_bits(kind):
     rng = np.random.default_rng(8)
-    weight_bits, act_bits = (4, 4) if kind == "lcq_product" else (8, 8)  # product tables stop at 2^8 entries
-    pe = make_pe(kind, weight_bits, act_bits)
-    weight_codes = all_weight_codes(pe.datapath)
+    bits = 8 if kind_supports(kind, 8) else 4  # a shared product table stops at 2^8 entries
+    entry, pe = make_pe(kind, bits, bits)
+    weight_codes = entry.weight_code_pool(pe.datapath)
     w = rng.choice(weight_codes, 1500)
     a = rng.integers(0, pe.datapath.num_act_codes, 1500)
     # include the corners
     w = np.concatenate([w, weight_codes[[0, 0, -1, -1]]])
     a = np.concatenate([a, [0, pe.datapath.num_act_codes - 1] * 2])
-    weight_table, act_table = tables_for(pe, rng, extreme=True)
-    got = simulate_pe(pe, w, a, weight_table, act_table)
+    weight_table, act_table = pe.datapath.extreme_tables()
+    got = simulate_pe(entry, pe, w, a, weight_table, act_table)
     np.testing.assert_array_equal(got, spec.pe_product(pe.datapath, w, a, weight_table, act_table))
 
 
+def kind_supports(kind: str, bits: int) -> bool:
+    try:
+        pe_kind(kind).datapath(bits, bits)
+    except UnsupportedBitsError:
+        return False
+    return True
+
+
 @pytest.mark.regress
-@pytest.mark.parametrize("kind", ["int", "pot", "post_lut", "post_shared", "lcq"])
+@pytest.mark.parametrize("kind", [kind for kind in PE_KINDS if kind_supports(kind, 8)])
 def test_pe_exhaustive_8_bits(kind):
-    check_all_pairs(make_pe(kind, 8, 8), np.random.default_rng(88), extreme=True)
+    check_all_pairs(*make_pe(kind, 8, 8), np.random.default_rng(88))
 
 
 def test_post_prescaler_is_the_spec_lut():
@@ -122,7 +130,7 @@ def test_level_table_write_then_lookup():
 def test_product_table_registers_hold_what_was_written():
     datapath = spec.DatapathConfig.make("lcq", 2, 3)
     rng = np.random.default_rng(5)
-    weight_table, act_table = random_weight_table(datapath, rng), random_act_table(datapath, rng)
+    weight_table, act_table = datapath.random_tables(rng)
     products = spec.product_table(datapath, weight_table, act_table).ravel()
     unit = ProductTable(datapath)
     layout = product_table_layout(datapath)
@@ -143,9 +151,14 @@ def test_product_table_registers_hold_what_was_written():
     np.testing.assert_array_equal(unpack_words(layout, seen)[0], products)
 
 
-def test_pe_classes_cover_every_kind():
-    assert tuple(PE_CLASSES) == PE_KINDS
-    assert all(PE_CLASSES[kind].kind == kind for kind in PE_KINDS)
+def test_registry_names_and_scheme_lookups():
+    assert all(KINDS[name].name == name for name in PE_KINDS)
+    assert all(kind.pe_class.__name__.endswith("PE") for kind in KINDS.values())
+    for scheme in spec.WEIGHT_SCHEMES:  # exactly one kind per scheme runs networks, and it comes first
+        kinds = kinds_of_scheme(scheme)
+        assert [kind.runs_networks for kind in kinds].count(True) == 1 and network_kind(scheme) is kinds[0]
+    with pytest.raises(UnknownSchemeError, match="PE kind 'fp8' does not exist"):
+        pe_kind("fp8")
 
 
 @pytest.mark.parametrize(
@@ -166,8 +179,6 @@ def test_unsupported_pe_parameters_raise(args, error):
         make_pe(*args)
 
 
-def test_pe_class_constructors_validate_too():
-    with pytest.raises(UnsupportedBitsError, match="product table"):
-        PE_CLASSES["lcq_product"](4, 8)
-    with pytest.raises(UnsupportedBitsError):
-        PE_CLASSES["post_lut"](4, 4, frac_bits=20)
+def test_product_table_limit_is_named():
+    with pytest.raises(UnsupportedBitsError, match="shared product table needs 2\\^12 entries"):
+        pe_kind("lcq_product").datapath(4, 8)

@@ -54,7 +54,7 @@ def test_quick_demo_end_to_end(quick_run):
         for layer in rtl["layers"]:
             assert layer["mismatches"] == 0 and layer["cycles_per_image"] == layer["expected_cycles_per_image"] > 0
         kinds = {row["pe_kind"] for row in model["energy"]}
-        assert kinds == set(demo.PE_KINDS_OF_SCHEME[model["scheme"]])
+        assert kinds == set(demo.priced_kinds(model["scheme"]))
     # the estimator's own-array cycles for one image are the RTL's measured cycles
     energy = {(r["model"], r["pe_kind"]): r for r in json.loads((out / "energy.json").read_text())["rows"]}
     assert energy[("post_w4", "post_shared")]["rtl_cycles"] == energy[("post_w4", "post_shared")]["estimated_cycles"]

@@ -93,7 +93,7 @@ def test_yosys_dff_cost(tmp_path):
     import shutil
     import subprocess
 
-    from reports.energy import DFF_TRANSISTORS
+    from hw.synth_record import DFF_TRANSISTORS
 
     yosys = shutil.which("yosys", path="/usr/bin") or shutil.which("yosys")
     if yosys is None:

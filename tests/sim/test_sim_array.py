@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from golden.errors import ConfigError, UnsupportedBitsError
-from hw.config import PE_KINDS, ArrayConfig, preset
+from hw.config import ArrayConfig, preset
 from hw.host import GemmJob
+from hw.kinds import PE_KINDS
 from hw.layout import OutputMode
 from sim.accelerator import accelerator_design
 from sim.regression import check_array

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from golden.errors import UnsupportedBitsError
-from hw.config import PE_KINDS, pe_datapath
+from hw.kinds import KINDS, PE_KINDS, pe_kind
 from sim.host import Captures
 from sim.pe_bank import bank_design, check_case, expected_products, pe_cases
 from sim.regression import check_pes
 
-TABLE_KINDS = ("lcq_product",)  # its product-table port is wide: a bank of its own
+TABLE_KINDS = tuple(kind for kind in PE_KINDS if KINDS[kind].edges.shares_table)  # a wide table port: a bank of its own
 BANKED_KINDS = tuple(kind for kind in PE_KINDS if kind not in TABLE_KINDS)
 
 
@@ -17,7 +17,7 @@ def _kinds_for(bits: int, kinds: tuple[str, ...]) -> tuple[str, ...]:
     usable = []
     for kind in kinds:
         try:
-            pe_datapath(kind, bits, bits)
+            pe_kind(kind).datapath(bits, bits)
         except UnsupportedBitsError:
             continue
         usable.append(kind)
@@ -30,7 +30,7 @@ def _check(kinds, bits, simulator, seed, waves):
     print(f"PEs w{bits}a{bits} on {simulator}: {checked}")
     assert not result.report["failures"]
     for kind in kinds:
-        assert checked[kind] >= (1 << (pe_datapath(kind, bits, bits).weight.code_bits + bits))
+        assert checked[kind] >= (1 << (pe_kind(kind).datapath(bits, bits).weight.code_bits + bits))
 
 
 @pytest.mark.parametrize("kinds", [BANKED_KINDS, TABLE_KINDS], ids=["banked", "lcq_product"])

@@ -1,0 +1,149 @@
+"""The ``synth.json`` schema, defined once: :mod:`hw.synth` writes it, the estimator and the demo read it.
+
+``{"yosys_version": str, "hw_fingerprint": str, "units": [SynthRecord, ...]}``; the fingerprint is
+:data:`hw.SOURCE_FINGERPRINT` of the sources the units were made from (absent in hand-made files).
+Reading validates every field's type, so a file from another version fails with the field named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from golden.errors import ConfigError
+
+from .kinds import pe_kind
+
+#: Yosys ``stat -tech cmos`` counts one ``$_DFF_P_`` flip-flop as 16 transistors.
+DFF_TRANSISTORS = 16
+
+
+class UnitType(StrEnum):
+    """What a synthesized unit is: a PE's product unit, a MAC array core or one requantizer lane."""
+
+    PE = "pe"
+    ARRAY = "array"
+    REQUANT = "requant"
+
+
+@dataclass(frozen=True)
+class SynthRecord:
+    """One synthesized unit's figures (``rows``/``cols`` are 1 for PEs and lanes).
+
+    The fields with defaults may be absent from a hand-made file (the estimator's minimal schema:
+    an array unit with no flip-flops counted); ``hw.synth`` writes every field.
+    """
+
+    name: str
+    pe_kind: str
+    weight_bits: int
+    act_bits: int
+    frac_bits: int
+    rows: int
+    cols: int
+    cells: int
+    transistors: int
+    ice40_lut4: int
+    logic_depth: int
+    unit: UnitType = UnitType.ARRAY
+    dffs: int = 0
+    accumulator_width: int | None = None
+    product_bits: int | None = None
+    ice40_carry: int = 0
+    ice40_dff: int = 0
+    ice40_bram: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def from_json(cls, raw, where: str) -> SynthRecord:
+        """A record from its JSON object; a missing, extra or mistyped field is a :class:`ConfigError` naming it."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: a unit must be an object")
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        required = {name for name, field in fields.items() if field.default is dataclasses.MISSING}
+        missing, extra = sorted(required - set(raw)), sorted(set(raw) - set(fields))
+        if missing or extra:
+            raise ConfigError(f"{where}: " + "; ".join(
+                part for part in (f"missing field(s) {missing}" if missing else "",
+                                  f"unknown field(s) {extra}" if extra else "") if part) + " (re-run `make synth`)")
+        hints = typing.get_type_hints(cls)
+        for name, value in raw.items():
+            accepted = {float: (int, float), UnitType: str}.get(hints[name], hints[name])
+            if not isinstance(value, accepted) or isinstance(value, bool):
+                raise ConfigError(f"{where}: field {name!r} must be {getattr(hints[name], '__name__', hints[name])}, "
+                                  f"got {value!r}")
+        record = cls(**raw)
+        if record.unit not in tuple(UnitType):
+            raise ConfigError(f"{where}: unit type {record.unit!r} is not one of {[str(u) for u in UnitType]}")
+        pe_kind(record.pe_kind)
+        for name in ("rows", "cols", "transistors", "cells"):
+            if getattr(record, name) < 1:
+                raise ConfigError(f"{where}: {name} must be positive, got {getattr(record, name)}")
+        if not 0 <= DFF_TRANSISTORS * record.dffs < record.transistors:
+            raise ConfigError(f"{where}: dffs={record.dffs} must leave some logic transistors")
+        return dataclasses.replace(record, unit=UnitType(record.unit))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self) | {"unit": str(self.unit)}
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def key(self) -> tuple[str, int, int, int]:
+        """The PE configuration: ``(pe_kind, weight_bits, act_bits, frac_bits)``."""
+        return self.pe_kind, self.weight_bits, self.act_bits, self.frac_bits
+
+    @property
+    def transistors_per_pe(self) -> float:
+        """All transistors of the unit shared out over its PEs (a shared per-row LUT is amortized)."""
+        return self.transistors / self.pes
+
+    @property
+    def logic_transistors_per_pe(self) -> float:
+        """Transistors per PE without the flip-flops (those are priced as register accesses)."""
+        return (self.transistors - DFF_TRANSISTORS * self.dffs) / self.pes
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    """A whole ``synth.json``."""
+
+    yosys_version: str
+    units: tuple[SynthRecord, ...]
+    hw_fingerprint: str | None = None
+
+    def to_json(self) -> dict:
+        stamp = {} if self.hw_fingerprint is None else {"hw_fingerprint": self.hw_fingerprint}
+        return {"yosys_version": self.yosys_version} | stamp | {"units": [unit.to_json() for unit in self.units]}
+
+    def text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, raw, where: str) -> SynthReport:
+        if not isinstance(raw, dict) or not isinstance(raw.get("units"), list) or not isinstance(raw.get("yosys_version"), str):
+            raise ConfigError(f"synthesis results {where} must be an object with 'yosys_version' (str) and 'units' (list)")
+        if not raw["units"]:
+            raise ConfigError(f"synthesis results {where} list no units; re-run `make synth`")
+        stamp = raw.get("hw_fingerprint")
+        if stamp is not None and not isinstance(stamp, str):
+            raise ConfigError(f"synthesis results {where}: hw_fingerprint must be a string, got {stamp!r}")
+        units = tuple(SynthRecord.from_json(unit, f"{where} unit {i}") for i, unit in enumerate(raw["units"]))
+        return cls(raw["yosys_version"], units, stamp)
+
+    @classmethod
+    def read(cls, path: Path) -> SynthReport:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"synthesis results {path} not found: run `make synth` first (it writes build/synth/synth.json)")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"synthesis results {path} are not valid JSON: {error}; re-run `make synth`") from None
+        return cls.from_json(raw, str(path))
