@@ -8,6 +8,8 @@ coordinates, expected and actual values; the testbench adds the seed and wavefor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from golden import spec
@@ -20,6 +22,18 @@ from .accelerator import GemmOutcome
 from .stimulus import Workload
 
 MAX_REPORTED = 8
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    """One accelerator run the scoreboard saw: where it sits in its workload and its cycles."""
+
+    workload: str
+    m0: int
+    n0: int
+    shape: tuple[int, int, int]
+    cycles: int  # measured
+    expected_cycles: int  # hw.cycles.gemm_cycles
 
 
 def expected_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
@@ -76,7 +90,7 @@ class Scoreboard:
         self.coverage = Coverage(cfg)
         self.outputs_checked = 0
         self.macs = 0
-        self.runs: list[dict] = []
+        self.runs: list[RunCheck] = []
 
     def check(self, workload: Workload, outcome: GemmOutcome) -> bool:
         cfg, job = self.cfg, workload.job
@@ -88,8 +102,7 @@ class Scoreboard:
         ok = True
         for run in outcome.runs:
             rm, rk, rn = run.run.shape
-            self.runs.append({"workload": workload.name, "m0": run.run.m0, "n0": run.run.n0, "shape": (rm, rk, rn),
-                              "cycles": run.cycles, "expected_cycles": run.expected_cycles})
+            self.runs.append(RunCheck(workload.name, run.run.m0, run.run.n0, (rm, rk, rn), run.cycles, run.expected_cycles))
             if run.cycles != run.expected_cycles:
                 ok = False
                 self.failures.append(f"{workload.name}: run at rows {run.run.m0}.. cols {run.run.n0}.. ({rm}x{rk}x{rn}) "
@@ -109,12 +122,3 @@ class Scoreboard:
             if len(bad) > MAX_REPORTED:
                 self.failures.append(f"{workload.name}: ... {len(bad)} mismatching outputs of {expected.size}")
         return ok
-
-    def report(self) -> dict:
-        return {
-            "failures": self.failures,
-            "outputs_checked": self.outputs_checked,
-            "macs": self.macs,
-            "runs": self.runs,
-            "coverage": self.coverage.summary(),
-        }
