@@ -123,8 +123,8 @@ class DemoOptions:
             if value is not None and (not isinstance(value, int) or value < (0 if name == "rtl_images" else 1)):
                 raise ConfigError(f"{name} must be a {'non-negative' if name == 'rtl_images' else 'positive'} int, got {value!r}")
         HardwareConfig(self.rows, self.cols, OWN_ARRAY)  # the RTL's array limits
-        SynthesisCache(self.synth).missing(set())  # a broken synthesis file fails now, not after training
         check_output_folder(self.out)
+        SynthesisCache(self.synth).missing(set())  # a broken synthesis file fails now, not after training
 
 
 def check_output_folder(out: Path) -> None:
