@@ -33,18 +33,11 @@ from torch import nn
 
 from . import spec
 from .errors import ConfigError
-from .integer import (
-    Accumulators,
-    Codes,
-    IntegerLayer,
-    conv_output_size,
-    ideal_weight_levels,
-    int_conv2d,
-    int_linear,
-    shortcut_ratio,
-)
+from .gemm import conv_output_size, ideal_weight_levels, int_conv2d, int_linear
+from .integer import IntegerLayer, shortcut_ratio
 from .layers import QuantConv2d
-from .quantizers import ASQQuantizer, UniformQuantizer
+from .quantizers import ASQQuantizer, LSQQuantizer
+from .stages import Accumulators, Codes
 
 FLOAT64_UNIT_ROUNDOFF = 2.0**-53
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
@@ -293,7 +286,7 @@ def fake_quant_segment(module: nn.Module, post: list[nn.Module], consumer: nn.Mo
     codes = consumer.quantize_codes(y).numpy()
     if isinstance(consumer, ASQQuantizer):
         step = consumer.step(y).double().numpy()
-    elif isinstance(consumer, UniformQuantizer):
+    elif isinstance(consumer, LSQQuantizer):
         step = np.full(y.shape[0], float(consumer.s))
     else:  # threshold quantizers (LCQ, APoT): the bank decides, there is no step
         step = np.full(y.shape[0], np.nan)

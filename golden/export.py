@@ -64,9 +64,11 @@ from torch import nn
 
 from . import spec
 from .errors import CodeRangeError, ConfigError, UnknownSchemeError, UnsupportedBitsError
-from .integer import AsqAdapter, IntegerLayer, IntegerNetwork, OutputStage, Residual, gemm_accumulator_bits
+from .gemm import gemm_accumulator_bits
+from .integer import IntegerLayer, IntegerNetwork
 from .layers import QuantConv2d, QuantLinear, QuantTracer
-from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
+from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer, PowerQuantizer
+from .stages import AsqAdapter, OutputStage, Residual
 
 AUTO_F_TARGET = 1 / 16
 MAX_APOT_GRID = 1 << 12
@@ -132,7 +134,7 @@ def input_side(quantizer: nn.Module, name: str, report: ExportReport, lcq_level_
         adapter = AsqAdapter(tuple(_np(m.weight) for m in linears), tuple(_np(m.bias) for m in linears), quantizer.beta_floor)
         step = float(quantizer.s.detach())
         return InputSide(OutputStage("asq", quantizer.bits, step, adapter=adapter), quantizer.bits, adaptive=True)
-    if isinstance(quantizer, UniformQuantizer):
+    if isinstance(quantizer, LSQQuantizer):
         if quantizer.per_channel:
             raise ConfigError(f"{name}: per-channel activation steps are not supported by the requantizer")
         step = float(quantizer.s.detach())
@@ -174,7 +176,7 @@ class WeightSide:
 def weight_side(quantizer: nn.Module, weight: torch.Tensor, name: str, report: ExportReport, lcq_level_bits: int) -> WeightSide:
     """Weight codes in the spec format and the per-channel scale of one level unit."""
     channels = weight.shape[0]
-    if isinstance(quantizer, UniformQuantizer):
+    if isinstance(quantizer, LSQQuantizer):
         if not quantizer.signed:
             raise ConfigError(f"{name}: weights need a signed LSQ quantizer")
         codes = quantizer.quantize_codes(weight).numpy()

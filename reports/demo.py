@@ -55,7 +55,7 @@ from golden.bounds import (
 )
 from golden.errors import ConfigError
 from golden.export import export_model
-from golden.integer import Accumulators, Codes, IntegerLayer, IntegerNetwork
+from golden.integer import IntegerLayer, IntegerNetwork
 from golden.layers import (
     SCHEMES,
     calibrate,
@@ -66,6 +66,7 @@ from golden.layers import (
     save_checkpoint,
 )
 from golden.spec import accumulator_bits
+from golden.stages import Accumulators, Codes
 from sim.network import BACKENDS, PE_KIND_FOR_SCHEME, NetworkRun, array_datapath, run_network_rtl
 
 from . import digits

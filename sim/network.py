@@ -44,15 +44,9 @@ import numpy as np
 
 from golden import spec
 from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
-from golden.integer import (
-    Accumulators,
-    Codes,
-    IntegerLayer,
-    IntegerNetwork,
-    conv_output_size,
-    conv_weight_matrix,
-    im2col,
-)
+from golden.gemm import conv_output_size, conv_weight_matrix, im2col
+from golden.integer import IntegerLayer, IntegerNetwork
+from golden.stages import Accumulators, Codes
 from hw.config import ArrayConfig
 from hw.host import GemmJob
 from hw.layout import OutputMode

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from golden import spec
-from golden.integer import int_gemm
+from golden.gemm import int_gemm
 from hw.config import ArrayConfig
 from hw.host import GemmJob
 from hw.layout import OutputMode

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..spec import MAX_BITS, MIN_BITS
+from ..spec import MAX_BITS, MIN_BITS, TrainingScheme
 from ._common import as_rows, check_bits, check_input, check_positive, grad_scale
 from .lsq import LSQFakeQuant, lsq_range
 
@@ -92,7 +92,7 @@ class ASQQuantizer(nn.Module):
         self.adapter = make_adapter(channels)
 
     def config(self) -> dict:
-        return {"type": "asq", "bits": self.bits, "channels": self.channels, "beta_floor": self.beta_floor}
+        return {"type": TrainingScheme.ASQ.value, "bits": self.bits, "channels": self.channels, "beta_floor": self.beta_floor}
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, channels={self.channels}, beta_floor={self.beta_floor}"

@@ -7,7 +7,7 @@ from amaranth import Value
 from amaranth.sim import Simulator
 
 from golden import spec
-from golden.integer import int_gemm
+from golden.gemm import int_gemm
 from hw.config import ArrayConfig
 from hw.host import GemmJob, pack_words
 from hw.layout import OutputMode
