@@ -39,6 +39,6 @@ _LAZY_EXPORTS.update(
     {name: "golden.stages" for name in ("Codes", "Accumulators", "AsqAdapter", "OutputStage", "Residual")}
     | {name: "golden.integer" for name in ("IntegerLayer", "IntegerNetwork", "requantize_channels", "threshold_channels")}
     | {name: "golden.gemm" for name in ("int_gemm", "int_gemm_reference", "int_conv2d", "int_linear", "im2col")}
-    | {"export_model": "golden.export", "ExportReport": "golden.export", "layer_bound": "golden.bounds", "real_forward": "golden.bounds"}
+    | {"export_model": "golden.export", "ExportReport": "golden.quantizer_export", "layer_bound": "golden.bounds", "real_forward": "golden.bounds"}
 )
 # --- end of integer-model exports ------------------------------------------------------------

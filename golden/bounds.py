@@ -235,7 +235,7 @@ def float_path_error(
 
 def _nonzero_product_count(layer: IntegerLayer, x: Codes, weight_mask: np.ndarray) -> np.ndarray:
     """Per output, products with a non-zero activation and weight (counted exactly on the integer path)."""
-    counter = spec.DatapathConfig.make("int", 2, 2)
+    counter = spec.DatapathConfig.make(spec.WeightScheme.INT, 2, 2)
     active = (x.values() != 0).astype(np.int64)
     mask = weight_mask.astype(np.int64)
     if layer.kind == "conv":

@@ -25,9 +25,10 @@ from golden.bounds import (
     shortcut_error,
 )
 from golden.errors import ConfigError, UnknownSchemeError
-from golden.export import apot_grid, export_model
+from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import QuantConv2d, QuantLinear, calibrate, quantize_model
+from golden.quantizer_export import apot_grid
 from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer
 from golden.stages import Accumulators, Codes, Residual
 
