@@ -1,4 +1,4 @@
-"""The integer datapath contract: the one spec golden, hw, sim and reports share (golden/README.md, "The integer datapath").
+"""The integer datapath contract (golden/README.md#datapath): the one spec golden, hw, sim and reports share.
 
 Everything the hardware computes is defined here once, as plain Python/numpy on integers:
 

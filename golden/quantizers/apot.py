@@ -1,4 +1,4 @@
-"""APoT: additive powers-of-two quantization (Li, Dong, Wang, ICLR 2020) — the peer baseline.
+"""APoT: additive powers-of-two quantization (Li, Dong, Wang, ICLR 2020; golden/README.md#apot) — the peer baseline.
 
 **Levels.**  Each level is a sum of one term from each of two or three small sets of powers of
 two, normalized so the largest level is 1 (``build_power_value`` of the authors' code).  For

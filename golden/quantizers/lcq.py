@@ -1,4 +1,4 @@
-"""LCQ: learnable companding quantization (Yamamoto, CVPR 2021; quantizers.md §4).
+"""LCQ: learnable companding quantization (Yamamoto, CVPR 2021; golden/README.md#lcq).
 
 Clip, compress, round, expand, with a learnable piecewise-linear compander ``g`` of ``K``
 equal-width intervals on ``[0, 1]``::

@@ -1,4 +1,4 @@
-"""LSQ: uniform quantization with a learned step size (Esser et al., ICLR 2020; quantizers.md §1).
+"""LSQ: uniform quantization with a learned step size (Esser et al., ICLR 2020; golden/README.md#lsq).
 
     v_bar = round(clip(v / s, -Qn, Qp))        integer code (round half to even)
     v_hat = v_bar * s

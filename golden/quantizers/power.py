@@ -1,4 +1,4 @@
-"""POT and POST: weights on powers of 2 or of sqrt 2 with a learned clip ``alpha`` (quantizers.md §3).
+"""POT and POST: weights on powers of 2 or of sqrt 2 with a learned clip ``alpha`` (golden/README.md#pot-post).
 
     levels = alpha * ({0} U {+-base^-e : e = 0 .. max_exponent})     base 2 (POT) or sqrt 2 (POST)
 
