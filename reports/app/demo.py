@@ -49,6 +49,7 @@ from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import SCHEMES, check_scheme, quantize_model
 from golden.models import DigitsNet
+from golden.spec import TrainingScheme
 from sim.network import BACKENDS
 
 from .. import digits
@@ -72,8 +73,8 @@ from .training import (
     train_quantized,
 )
 
-DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {"pot": (4, 3, 2)}
-QUICK_SCHEMES = ("post",)
+DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {TrainingScheme.POT: (4, 3, 2)}
+QUICK_SCHEMES = (TrainingScheme.POST,)
 QUICK_BITS = (4,)
 
 
