@@ -12,6 +12,7 @@ from golden.errors import (
     UnknownSchemeError,
 )
 from golden.integer import IntegerNetwork
+from golden.spec import WeightScheme
 from golden.stages import Codes
 
 
@@ -74,3 +75,12 @@ def test_malformed_network_files(tmp_path):
         net.save(tmp_path / "net.pkl")
     with pytest.raises(ConfigError, match="file type"):
         IntegerNetwork.load(tmp_path / "net.pkl")
+
+
+def test_files_hold_plain_scheme_names(tmp_path):
+    net = residual_network(np.random.default_rng(20), "post")
+    assert all(type(layer["cfg"]["scheme"]) is str for layer in net.to_dict()["layers"])
+    net.save(tmp_path / "net.json")
+    text = (tmp_path / "net.json").read_text()
+    assert '"scheme": "post"' in text and "WeightScheme" not in text
+    assert IntegerNetwork.load(tmp_path / "net.json").layers[0].cfg.scheme is WeightScheme.POST
