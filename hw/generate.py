@@ -8,16 +8,14 @@ For each named preset writes ``DIR/NAME/``:
 * ``interface.json`` — the host interface: ports and widths, region numbers with address/data
   widths, the bit fields of ``tile``, the output word and the cycle formula constants.
 
-Files are written atomically (temporary file + ``os.replace``).
+Files are written atomically (:func:`golden.files.write_atomic`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from amaranth import Shape
@@ -25,6 +23,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from golden.errors import LutmacError
+from golden.files import write_atomic
 
 from .config import ArrayConfig, load_presets
 from .cycles import RUN_OVERHEAD_CYCLES
@@ -34,19 +33,6 @@ from .layout import OutputMode, channel_layout, multiplier_layout, out_word_layo
 from .top import Accelerator
 
 TOP_NAME = "lutmac_top"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
 
 
 def _fields(layout) -> list[dict]:

@@ -1,6 +1,6 @@
 """Host side of the accelerator: validate a GEMM job and pack it into bus writes; unpack the results.
 
-Pure Python/numpy (no simulator): the Amaranth testbench (:mod:`hw.testbench`) and the cocotb
+Pure Python/numpy (no simulator): the Amaranth-simulator driver (:mod:`hw.pysim_driver`) and the cocotb
 drivers in ``sim/`` both use it, so the word formats exist once (:mod:`hw.layout`).
 
 A job is ``M x K`` activation codes times ``K x N`` weight codes plus the requantizer parameters.

@@ -41,12 +41,12 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from golden.errors import LutmacError
+from golden.files import write_atomic
 from golden.spec import WeightScheme
 
 from . import SOURCE_FINGERPRINT
 from .array import MacArray
 from .config import ArrayConfig, load_presets
-from .generate import write_atomic
 from .kinds import KINDS, kinds_of_scheme, network_kind
 from .requant import RequantLane
 from .synth_record import SynthRecord, SynthReport, UnitType

@@ -3,8 +3,9 @@
 One run computes ``OUT = requant(A @ W)`` for ``A`` (``M x K`` activation codes) and ``W``
 (``K x N`` weight codes) held in on-chip buffers, block by block: ``m_blocks = ceil(M / R)`` times
 ``n_blocks = ceil(N / C)`` output blocks of ``R x C``, each over the full ``K`` (see
-:mod:`hw.array` for the dataflow).  The host interface is documented in ``hw/README.md``;
-:mod:`hw.host` packs every word, :mod:`hw.cycles` gives the exact cycle count.
+:mod:`hw.array` for the dataflow).  The host interface is :class:`hw.bus.HostBus`
+(documented in ``hw/README.md``), driven by :func:`hw.bus.gemm_steps`; :mod:`hw.host` packs
+every word, :mod:`hw.cycles` gives the exact cycle count.
 
 Controller, per block (``mb`` outer, ``nb`` inner):
 
@@ -23,18 +24,16 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .array import MacArray
+from .bus import HostBus
 from .config import ArrayConfig
 from .cycles import min_block_period
 from .layout import (
-    REGION_BITS,
     Region,
     act_word_layout,
     channel_layout,
-    host_bus_widths,
     multiplier_layout,
     out_word_layout,
     slot_bits,
@@ -49,19 +48,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
-        addr_bits, data_bits = host_bus_widths(cfg)
-        super().__init__({
-            "wr_en": In(1),
-            "wr_region": In(REGION_BITS),
-            "wr_addr": In(addr_bits),
-            "wr_data": In(data_bits),
-            "start": In(1),
-            "tile": In(tile_layout(cfg)),
-            "busy": Out(1),
-            "done": Out(1),
-            "rd_addr": In(max(ceil_log2(cfg.out_depth), 1)),
-            "rd_data": Out(out_word_layout(cfg)),
-        })
+        super().__init__(HostBus(cfg))
 
     def elaborate(self, platform):
         m = Module()
@@ -111,15 +98,9 @@ class Accelerator(wiring.Component):
 
         # ---- array and its configuration-time tables ------------------------------------------
         m.submodules.array = array = MacArray(cfg)
-        table_regions = {
-            "weight_table_write": Region.WEIGHT_TABLE,
-            "act_table_write": Region.ACT_TABLE,
-            "product_table_write": Region.PRODUCT_TABLE,
-        }
-        for name, region in table_regions.items():
-            if name in array.signature.members:
-                port = getattr(array, name)
-                m.d.comb += [port.en.eq(region_write(region)), port.addr.eq(self.wr_addr), port.data.eq(self.wr_data)]
+        for name, (region, _) in cfg.kind.edges.write_ports(cfg.datapath).items():
+            port = getattr(array, name)
+            m.d.comb += [port.en.eq(region_write(region)), port.addr.eq(self.wr_addr), port.data.eq(self.wr_data)]
 
         lanes = []
         for column in range(cols):

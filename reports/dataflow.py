@@ -35,7 +35,7 @@ def check_dataflow(dataflow: str) -> str:
     return dataflow
 
 
-def check_array(rows, cols) -> None:
+def check_array_shape(rows, cols) -> None:
     """Reject zero-sized, negative or non-integer array dimensions."""
     for name, value in (("rows", rows), ("cols", cols)):
         array = np.asarray(value)
@@ -54,7 +54,7 @@ def spatio_temporal(dataflow: str, m, k, n) -> tuple:
 
 def folds(dataflow: str, rows, cols, m, k, n) -> tuple[np.ndarray, np.ndarray]:
     """``(row folds, column folds)``."""
-    check_array(rows, cols)
+    check_array_shape(rows, cols)
     sr, sc, _ = spatio_temporal(dataflow, m, k, n)
     return _ceil_div(sr, rows), _ceil_div(sc, cols)
 

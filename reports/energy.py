@@ -159,12 +159,6 @@ class Synthesis:
         return sorted({unit.key for unit in self.arrays})
 
 
-def hw_stamp_matches(raw) -> bool | None:
-    """Whether a synthesis JSON object was made from the hw sources imported now; None when unstamped (hand-made)."""
-    stamp = raw.get("hw_fingerprint") if isinstance(raw, dict) else None
-    return None if stamp is None else stamp == hw.SOURCE_FINGERPRINT
-
-
 def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:
     """Parse and validate the synthesis JSON written by ``make synth`` (schema: :mod:`hw.synth_record`)."""
     report = SynthReport.read(Path(path))

@@ -35,7 +35,7 @@ from hw.cycles import gemm_cycles
 from hw.kinds import network_kind, pe_kind
 
 from . import dataflow
-from .dataflow import DATAFLOWS, check_array, sram_accesses, systolic_cycles
+from .dataflow import DATAFLOWS, check_array_shape, sram_accesses, systolic_cycles
 from .energy import DEFAULTS, EnergyTable, Synthesis
 from .networks import Layer
 
@@ -63,7 +63,7 @@ class HardwareConfig:
     datapath: DatapathConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_array(self.rows, self.cols)
+        check_array_shape(self.rows, self.cols)
         if self.dataflow not in FLOWS:
             raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {FLOWS}")
         for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz"):

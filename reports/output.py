@@ -1,8 +1,8 @@
-"""Writing report files: atomically, deterministically, as Markdown + CSV + JSON.
+"""Writing report files: deterministically, as Markdown + CSV + JSON, all or nothing.
 
 A report run stages every file in a temporary sibling directory and only then moves each file
 into place with ``os.replace`` (atomic on one filesystem), so a run that fails part-way leaves
-the previous results untouched.
+the previous results untouched.  A single file is written with :func:`golden.files.write_atomic`.
 """
 
 from __future__ import annotations
@@ -16,20 +16,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cell(value) -> str:

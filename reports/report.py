@@ -36,18 +36,20 @@ class ReportOptions:
 
 
 @dataclass(frozen=True)
-class Workload:
+class ReportedNetwork:
+    """One network the report covers: a built-in one (:data:`reports.networks.NETWORKS`) or a topology file."""
+
     name: str
     layers: list
     params: int  # every parameter (torch count) or, for a topology file, conv/linear weights
 
 
-def _workloads(options: ReportOptions) -> list[Workload]:
-    loads = [Workload(name, network_layers(name), count_parameters(build(name))) for name in options.networks]
+def _reported_networks(options: ReportOptions) -> list[ReportedNetwork]:
+    networks = [ReportedNetwork(name, network_layers(name), count_parameters(build(name))) for name in options.networks]
     for path in options.topologies:
         layers = read_topology(path)
-        loads.append(Workload(Path(path).stem, layers, sum(layer.params for layer in layers)))
-    return loads
+        networks.append(ReportedNetwork(Path(path).stem, layers, sum(layer.params for layer in layers)))
+    return networks
 
 
 def _reference_points(options: ReportOptions, synthesis: Synthesis) -> list[HardwareConfig]:
@@ -56,10 +58,10 @@ def _reference_points(options: ReportOptions, synthesis: Synthesis) -> list[Hard
             for kind, wb, ab, frac in synthesis.configurations()]
 
 
-def _table1(writer: ReportWriter, workloads: list[Workload]) -> list[dict]:
+def _table1(writer: ReportWriter, networks: list[ReportedNetwork]) -> list[dict]:
     rows = []
-    for load in workloads:
-        rows += overhead.table1_rows(overhead.asq_overhead(load.name, load.layers, load.params))
+    for net in networks:
+        rows += overhead.table1_rows(overhead.asq_overhead(net.name, net.layers, net.params))
     shown = [{"network": r["network"], "precision": r["bits"], "Param(%)": r["param_pct"], "Compute(%)": r["compute_pct"],
               "Param as built (%)": r["param_pct_as_built"], "Compute as built (%)": r["compute_pct_as_built"]} for r in rows]
     writer.table("table1_asq_overhead", shown, "ASQ adapter overhead (paper Table 1) and as built",
@@ -77,14 +79,14 @@ def _convention_search(writer: ReportWriter) -> None:
     writer.table("asq_convention_search_compute", result.compute_hits, "Table 1 convention search: Compute% hits", notes=notes)
 
 
-def _ops_and_luts(writer: ReportWriter, workloads: list[Workload], options: ReportOptions) -> None:
+def _ops_and_luts(writer: ReportWriter, networks: list[ReportedNetwork], options: ReportOptions) -> None:
     frac = preset("default").frac_bits
     lut_rows = []
-    for load in workloads:
-        writer.table(f"ops_storage_{load.name}", overhead.ops_storage_rows(load.layers),
-                     f"{load.name}: params, MACs, storage bits (Eq. 14) and bit-weighted OPS (Eq. 15-16)",
+    for net in networks:
+        writer.table(f"ops_storage_{net.name}", overhead.ops_storage_rows(net.layers),
+                     f"{net.name}: params, MACs, storage bits (Eq. 14) and bit-weighted OPS (Eq. 15-16)",
                      notes="First and last layer at 8 bits; `ops_wB` = MACs x b / 32.")
-        lut_rows += [{"network": load.name, **row} for row in overhead.post_lut_rows(load.layers, options.rows, options.cols, frac)]
+        lut_rows += [{"network": net.name, **row} for row in overhead.post_lut_rows(net.layers, options.rows, options.cols, frac)]
     writer.table("post_lut_overhead", lut_rows, f"POST LUT overhead, {options.rows}x{options.cols} array, F={frac}",
                  notes="LUT = 2^b_a entries x the widest golden.spec.post_lut entry. `single_table`: one table for the "
                        "model (the authors' count); `post_shared`: one per array row; `post_lut`: one per PE. "
@@ -92,33 +94,33 @@ def _ops_and_luts(writer: ReportWriter, workloads: list[Workload], options: Repo
                  formats={c: ".6f" for c in lut_rows[0] if c.endswith("_pct")})
 
 
-def _estimates(writer: ReportWriter, workloads: list[Workload], options: ReportOptions, synthesis: Synthesis,
+def _estimates(writer: ReportWriter, networks: list[ReportedNetwork], options: ReportOptions, synthesis: Synthesis,
                table: EnergyTable) -> None:
     points = _reference_points(options, synthesis)
     reference = preset("default")
     summary = []
-    for load in workloads:
-        result = evaluate(load.layers, points, synthesis, table)
-        summary += [{"network": load.name, **result.summary(i)} for i in range(len(points))]
+    for net in networks:
+        result = evaluate(net.layers, points, synthesis, table)
+        summary += [{"network": net.name, **result.summary(i)} for i in range(len(points))]
         index = next((i for i, p in enumerate(points) if p.synth_key == (reference.pe_kind, reference.weight_bits,
                       reference.act_bits, reference.frac_bits)), 0)
         point = points[index]
-        writer.table(f"estimate_{load.name}", result.layer_rows(index),
-                     f"{load.name} per layer: {point.pe_kind} w{point.weight_bits}a{point.act_bits} F={point.frac_bits}, "
+        writer.table(f"estimate_{net.name}", result.layer_rows(index),
+                     f"{net.name} per layer: {point.pe_kind} w{point.weight_bits}a{point.act_bits} F={point.frac_bits}, "
                      f"{point.rows}x{point.cols} {point.dataflow}",
                      payload={"summary": result.summary(index)})
     writer.table("estimate_summary", summary, f"Per inference, every synthesized PE on {options.rows}x{options.cols} "
                  f"{options.dataflow}", formats={"latency_ms": ".3f", "energy_uj": ".1f", "utilization": ".3f"})
 
 
-def _sweep(writer: ReportWriter, load: Workload, options: ReportOptions, synthesis: Synthesis, table: EnergyTable) -> dict:
+def _sweep(writer: ReportWriter, net: ReportedNetwork, options: ReportOptions, synthesis: Synthesis, table: EnergyTable) -> dict:
     points = design_points(options.sweep, synthesis)
-    result = run_sweep(load.layers, points, synthesis, table)
-    writer.table(f"sweep_{load.name}", result.rows(), f"{load.name}: design-space sweep ({len(points)} points)")
-    for name, figure in _figures(result, load.name).items():
-        writer.figure(f"{name}_{load.name}.png", figure)
+    result = run_sweep(net.layers, points, synthesis, table)
+    writer.table(f"sweep_{net.name}", result.rows(), f"{net.name}: design-space sweep ({len(points)} points)")
+    for name, figure in _figures(result, net.name).items():
+        writer.figure(f"{name}_{net.name}.png", figure)
         plt.close(figure)
-    return {"network": load.name, "points": len(points), "pareto_points": int(result.pareto().sum())}
+    return {"network": net.name, "points": len(points), "pareto_points": int(result.pareto().sum())}
 
 
 def _figures(result: SweepResult, network: str) -> dict:
@@ -169,15 +171,15 @@ def generate(options: ReportOptions) -> list[str]:
     """Write the report; returns the files written (relative to ``options.out``)."""
     synthesis = load_synthesis(options.synth)
     table = load_energy_table(options.energy_config)
-    workloads = _workloads(options)
+    networks = _reported_networks(options)
     with staged_report(options.out) as writer:
-        table1 = _table1(writer, workloads)
+        table1 = _table1(writer, networks)
         _convention_search(writer)
-        _ops_and_luts(writer, workloads, options)
-        _estimates(writer, workloads, options, synthesis, table)
-        sweeps = [_sweep(writer, load, options, synthesis, table) for load in workloads]
-        for load in workloads:
-            if all(layer.groups == 1 or layer.type == "depthwise" for layer in load.layers):
-                writer.text(f"topology_{load.name}.csv", topology_csv(load.layers))
+        _ops_and_luts(writer, networks, options)
+        _estimates(writer, networks, options, synthesis, table)
+        sweeps = [_sweep(writer, net, options, synthesis, table) for net in networks]
+        for net in networks:
+            if all(layer.groups == 1 or layer.type == "depthwise" for layer in net.layers):
+                writer.text(f"topology_{net.name}.csv", topology_csv(net.layers))
         writer.text("README.md", _index(options, synthesis, table, table1, sweeps))
     return sorted(writer.files)

@@ -17,7 +17,7 @@ from golden.errors import ConfigError, UnknownSchemeError
 from hw.config import MAX_ARRAY_DIM
 from hw.kinds import pe_kind
 
-from .dataflow import check_array
+from .dataflow import check_array_shape
 from .energy import DEFAULTS, EnergyTable, Synthesis
 from .estimator import ENERGY_PARTS, FLOWS, OWN_ARRAY, Evaluation, HardwareConfig, evaluate
 from .networks import Layer
@@ -42,7 +42,7 @@ class SweepSpec:
         if not self.arrays or not self.dataflows:
             raise ConfigError("a sweep needs at least one array size and one dataflow")
         for rows, cols in self.arrays:
-            check_array(rows, cols)
+            check_array_shape(rows, cols)
         unknown = sorted(set(self.dataflows) - set(FLOWS))
         if unknown:
             raise UnknownSchemeError(f"dataflow(s) {unknown} do not exist; expected some of {FLOWS}")

@@ -1,19 +1,20 @@
 """Driving :class:`hw.top.Accelerator` through the host sequencer: any GEMM, tiled into accelerator runs.
 
-Word formats come from :mod:`hw.host` (``job_writes``, ``tile_descriptor``, ``decode_outputs``);
-this module only schedules them as host-program entries, one bus write per cycle:
+The ports come from the accelerator's signature (:class:`hw.bus.HostBus`), each run's bus
+steps from :func:`hw.bus.gemm_steps` (the protocol Amaranth's simulator runs too, edge for
+edge) and the word formats from :mod:`hw.host`; this module only turns the steps into
+host-program entries:
 
 * a GEMM of any ``M`` and ``N`` (``K <= max_reduction``, so the requantizer sees whole sums) is
   split into runs of at most ``max_m x max_n``; weights, channel parameters and level tables are
   written once per ``N`` slice (the buffers keep them between runs), activations every run;
-* per run: the writes, one ``start`` cycle, a WAIT on ``done`` (its edge count is the run's
-  measured cycle count, :func:`hw.cycles.gemm_cycles`'s convention), then the output words read
-  one per cycle (the read port is synchronous, so each is captured one entry later);
+* a step becomes one batch of entries; its wait for ``done`` becomes a WAIT entry, whose edge
+  count is the run's measured cycle count (:func:`hw.cycles.gemm_cycles`'s convention);
 * runs are packed into as few programs as the program and capture memories allow, so a whole
   layer is one simulator round trip.
 
 Every function here is simulator-agnostic: ``session`` is a :class:`sim.cocotb_io.HostSession`
-or a :class:`sim.harness.HarnessSession`.
+or a :class:`sim.harness.HarnessSession`, running the same programs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,14 +30,18 @@ from amaranth.back import verilog
 
 import hw
 from golden.errors import ConfigError
+from golden.files import write_atomic
+from hw.bus import BusStep, HostBus, gemm_steps
 from hw.config import ArrayConfig
 from hw.cycles import gemm_cycles
-from hw.host import GemmJob, HostWrite, decode_outputs, job_writes, output_word_count, tile_descriptor
+from hw.host import GemmJob, HostWrite, decode_outputs, job_writes, output_word_count
 from hw.layout import Region
 from hw.top import Accelerator
 
-from .host import HostLayout, HostProgram, HostResult, host_design
-from .simulators import HdlDesign, build_root
+from .build_cache import HdlDesign
+from .program import RESET_NAME, HostLayout, HostProgram, signature_ports
+from .sequencer import HostResult, host_design
+from .toolchain import build_root
 
 PROGRAM_DEPTH = 1 << 15
 CAPTURE_DEPTH = 1 << 12
@@ -55,10 +59,7 @@ def accelerator_verilog(cfg: ArrayConfig) -> tuple[str, str]:
     if cached.is_file():
         return name, cached.read_text()
     text = verilog.convert(Accelerator(cfg), name=name, emit_src=False)
-    cached.parent.mkdir(exist_ok=True)
-    partial = cached.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(text)
-    partial.replace(cached)  # atomic: parallel workers never read half a file
+    write_atomic(cached, text)  # parallel workers never read half a file
     return name, text
 
 
@@ -66,7 +67,8 @@ def accelerator_verilog(cfg: ArrayConfig) -> tuple[str, str]:
 def accelerator_design(cfg: ArrayConfig, internal_clock: bool = True) -> tuple[HdlDesign, HostLayout]:
     """The host-sequencer top around the accelerator (``internal_clock=False`` for the C++ harness)."""
     name, text = accelerator_verilog(cfg)
-    return host_design(text, name, "done", PROGRAM_DEPTH, CAPTURE_DEPTH, internal_clock)
+    ports = signature_ports(HostBus(cfg), clocked=True)
+    return host_design(text, name, ports, "done", PROGRAM_DEPTH, CAPTURE_DEPTH, internal_clock)
 
 
 @dataclass(frozen=True)
@@ -157,31 +159,15 @@ class AcceleratorDriver:
         self._loaded_slice = (gemm_id, run.n0)
         return writes
 
-    def _append_run(self, program: HostProgram, run: Run, writes: list[HostWrite]) -> None:
-        cfg = self.cfg
-        if writes:
-            program.drive({
-                "wr_en": 1,
-                "wr_region": np.array([int(w.region) for w in writes]),
-                "wr_addr": np.array([w.addr for w in writes]),
-                "wr_data": np.array([w.data for w in writes], dtype=object),
-            })  # fmt: skip
-        m, k, n = run.shape
-        program.drive({"start": 1, "tile": np.array(tile_descriptor(cfg, run.job), dtype=object)})
-        program.wait(4 * gemm_cycles(cfg, m, k, n) + 64)
-        words = output_word_count(cfg, m, n)
-        program.drive({"rd_addr": np.arange(words + 1) % words}, capture=np.arange(words + 1) > 0)
-
     def programs(self, runs: list[Run]) -> list[tuple[HostProgram, list[Run]]]:
         """The runs of one GEMM packed into programs that fit the program and capture memories."""
         gemm_id = next(self._gemm_ids)
         packed: list[tuple[HostProgram, list[Run]]] = []
         program, members, entries, captures = None, [], 0, 0
         for run in runs:
-            writes = self._writes(run, gemm_id)
-            m, _, n = run.shape
-            words = output_word_count(self.cfg, m, n)
-            needed = len(writes) + 2 + words + 1
+            steps = gemm_steps(self.cfg, run.job, self._writes(run, gemm_id))
+            needed = sum(step.rows for step in steps)
+            words = sum(step.captures for step in steps)
             if needed + RESET_CYCLES + 3 > PROGRAM_DEPTH or words + 2 > CAPTURE_DEPTH:
                 raise ConfigError(f"one run needs {needed} program entries and {words} captures; the memories "
                                   f"hold {PROGRAM_DEPTH} and {CAPTURE_DEPTH}")
@@ -192,13 +178,13 @@ class AcceleratorDriver:
             if program is None:
                 program, members, entries, captures = HostProgram(self.layout), [], 0, 0
                 if not self.reset_done:
-                    program.drive({"rst": 1}, cycles=RESET_CYCLES)
+                    program.drive({RESET_NAME: 1}, cycles=RESET_CYCLES)
                     entries = RESET_CYCLES
                     if self.check_reset_outputs:
                         program.drive(capture=True)  # every output right after reset: an X/Z bit is an error
                         entries, captures = entries + 1, 1
                     self.reset_done = True
-            self._append_run(program, run, writes)
+            append_steps(program, steps)
             members.append(run)
             entries += needed
             captures += words
@@ -218,6 +204,15 @@ class AcceleratorDriver:
             offset += count
             outcomes.append(RunOutcome(run, outputs, int(cycles), gemm_cycles(self.cfg, m, k, n)))
         return outcomes
+
+
+def append_steps(program: HostProgram, steps: list[BusStep]) -> None:
+    """The host protocol's steps as program entries: one batch each, a wait step as a WAIT on ``done``."""
+    for step in steps:
+        if step.wait_limit is None:
+            program.drive(dict(step.inputs), step.edges, step.capture)
+        else:
+            program.wait(step.wait_limit, dict(step.inputs), step.capture)
 
 
 async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob) -> GemmOutcome:

@@ -2,12 +2,12 @@
 
 One accelerator configuration and one GEMM workload on four simulators:
 
-* Amaranth's Python simulator (``hw.testbench``, the hw engineer's own driver);
+* Amaranth's Python simulator (``hw.pysim_driver``, the hw engineer's own driver);
 * cocotb + Icarus and cocotb + Verilator (the host sequencer: no Python per cycle);
 * the plain Verilator C++ harness (same Verilog, no Python, no VPI).
 
-Cycle rates count simulated clock cycles (bus writes, runs and output reads) over the time the
-simulator spent on them; MAC rates count the GEMM's useful multiply-accumulates.  Builds go to a
+All four run the same bus steps (:func:`hw.bus.gemm_steps`).  Cycle rates count simulated
+clock cycles (bus writes, runs and output reads) over the time the simulator spent on them; MAC rates count the GEMM's useful multiply-accumulates.  Builds go to a
 fresh directory unless ``--reuse-builds``, so the build column is a real build.  A second table
 runs a whole CIFAR ResNet-20 (random weights, golden's integer model) through the RTL and checks
 every layer bit for bit.
@@ -25,7 +25,7 @@ import numpy as np
 
 from hw.config import ArrayConfig, preset
 from hw.cycles import gemm_cycles
-from hw.host import GemmJob, job_writes, output_word_count
+from hw.host import GemmJob
 from hw.layout import OutputMode
 
 RATIO_TARGET = 0.25
@@ -60,7 +60,7 @@ def bench_job(cfg: ArrayConfig, m: int, k: int, n: int, seed: int = 0) -> GemmJo
 def _amaranth(cfg: ArrayConfig, job: GemmJob, expected: np.ndarray, repeats: int) -> BenchRow:
     from amaranth.sim import Simulator  # noqa: F401  (import cost outside the timed region)
 
-    from hw.testbench import simulate_jobs
+    from hw.pysim_driver import simulate_jobs
 
     m, k, n = job.shape
     start = time.perf_counter()
@@ -69,14 +69,16 @@ def _amaranth(cfg: ArrayConfig, job: GemmJob, expected: np.ndarray, repeats: int
     start = time.perf_counter()
     results = simulate_jobs(cfg, [job] * repeats)
     seconds = time.perf_counter() - start - build_seconds
-    cycles = repeats * (len(job_writes(cfg, job)) + output_word_count(cfg, m, n)) + sum(r.cycles for r in results)
+    cycles = sum(result.edges for result in results)
     exact = all(np.array_equal(result.outputs, expected) for result in results)
     return BenchRow("Amaranth Python sim", build_seconds, seconds, cycles, repeats * m * k * n, exact)
 
 
 def _cocotb(cfg: ArrayConfig, job: GemmJob, expected: np.ndarray, simulator: str, repeats: int) -> BenchRow:
     from .accelerator import accelerator_design
-    from .simulators import build, run_testbench
+    from .build_cache import build
+    from .jobs import AcceleratorJob
+    from .runner import run_testbench
     from .stimulus import Workload
 
     design, layout = accelerator_design(cfg)
@@ -84,13 +86,11 @@ def _cocotb(cfg: ArrayConfig, job: GemmJob, expected: np.ndarray, simulator: str
     built = build(design, simulator, optimize=True)
     build_seconds = built.build_seconds or time.perf_counter() - start
     workloads = [Workload(f"bench {i}", job) for i in range(repeats)]
-    result = run_testbench(design, simulator, "sim.tb_accelerator", "gemm_workloads",
-                           {"seed": 0, "cfg": cfg, "layout": layout, "workloads": workloads,
-                            "check_reset_outputs": False}, optimize=True, label="bench")
-    report = result.report
+    bench = AcceleratorJob(seed=0, cfg=cfg, layout=layout, workloads=workloads, check_reset_outputs=False)
+    report = run_testbench(design, simulator, bench, optimize=True, label="bench").report
     m, k, n = job.shape
-    return BenchRow(f"cocotb + {simulator.capitalize()}", build_seconds, report["sim_seconds"], report["program_cycles"],
-                    repeats * m * k * n, not report["failures"])
+    return BenchRow(f"cocotb + {simulator.capitalize()}", build_seconds, report.sim_seconds, report.program_cycles,
+                    repeats * m * k * n, not report.failures)
 
 
 def _harness(cfg: ArrayConfig, job: GemmJob, expected: np.ndarray, repeats: int) -> BenchRow:
@@ -113,10 +113,10 @@ def _harness(cfg: ArrayConfig, job: GemmJob, expected: np.ndarray, repeats: int)
 
 
 def gemm_table(cfg: ArrayConfig, m: int, k: int, n: int, repeats: int, slow_repeats: int) -> list[BenchRow]:
-    from .scoreboard import expected_outputs
+    from hw.host import golden_outputs
 
     job = bench_job(cfg, m, k, n)
-    expected = expected_outputs(cfg, job)
+    expected = golden_outputs(cfg, job)
     return [
         _amaranth(cfg, job, expected, slow_repeats),
         _cocotb(cfg, job, expected, "icarus", slow_repeats),

@@ -2,7 +2,9 @@
 
 It is the speed reference of ``python -m sim.bench`` and the fast backend of
 :func:`sim.network.run_network_rtl`.  Programs and results travel through the same files as under
-cocotb (:mod:`sim.host`); the process stays alive between programs, so the DUT keeps its state.
+cocotb (:mod:`sim.sequencer`); the process stays alive between programs, so the DUT keeps its
+state.  The harness names the top's ports through a header generated from
+:data:`sim.sequencer.CONTROL_PORTS` (:func:`sim.sequencer.control_header`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .host import PROGRAM_FILE, HostLayout, HostProgram, HostResult, clear_results, read_results
-from .simulators import (
+from .build_cache import HdlDesign
+from .failures import SimulationError
+from .program import HostLayout, HostProgram
+from .sequencer import (
+    CONTROL_HEADER,
+    HOST_TOP,
+    PROGRAM_FILE,
+    HostResult,
+    clear_results,
+    control_header,
+    read_results,
+)
+from .toolchain import (
     VERILATOR_BUILD_ARGS,
     VERILATOR_CFLAGS,
     VERILATOR_MAKE_VARIABLES,
-    HdlDesign,
-    SimulationError,
     build_root,
     ensure_verilator_env,
 )
@@ -38,12 +49,13 @@ class HarnessBuild:
 
 
 def build_harness(design: HdlDesign) -> HarnessBuild:
-    """Compile ``design`` (a ``lutmac_host`` top with an external clock) with the C++ harness, once."""
-    if design.toplevel != "lutmac_host":
-        raise SimulationError(f"the harness drives a lutmac_host top, not {design.toplevel!r}")
+    """Compile ``design`` (a host-sequencer top with an external clock) with the C++ harness, once."""
+    if design.toplevel != HOST_TOP:
+        raise SimulationError(f"the harness drives a {HOST_TOP} top, not {design.toplevel!r}")
     root = ensure_verilator_env()
-    source = HARNESS_SOURCE.read_text()
-    key = hashlib.sha256((design.key + source + repr(VERILATOR_BUILD_ARGS + VERILATOR_CFLAGS[True])).encode()).hexdigest()[:12]
+    source, header = HARNESS_SOURCE.read_text(), control_header()
+    flags = repr(VERILATOR_BUILD_ARGS + VERILATOR_CFLAGS[True])
+    key = hashlib.sha256((design.key + source + header + flags).encode()).hexdigest()[:12]
     build_dir = build_root() / f"harness-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     binary = build_dir / HARNESS_BINARY
@@ -53,10 +65,11 @@ def build_harness(design: HdlDesign) -> HarnessBuild:
             return HarnessBuild(design, binary, 0.0)
         (build_dir / "design.v").write_text(design.verilog)
         (build_dir / "harness_main.cpp").write_text(source)
+        (build_dir / CONTROL_HEADER).write_text(header)
         command = [
             str(root / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", "2",
-            *VERILATOR_BUILD_ARGS, *VERILATOR_CFLAGS[True],
-            "--top-module", "lutmac_host", "-Mdir", str(build_dir / "obj"), "-o", str(binary),
+            *VERILATOR_BUILD_ARGS, *VERILATOR_CFLAGS[True], "-CFLAGS", f"-I{build_dir}",
+            "--top-module", HOST_TOP, "-Mdir", str(build_dir / "obj"), "-o", str(binary),
             "harness_main.cpp", "design.v",
         ]  # fmt: skip
         start = time.perf_counter()

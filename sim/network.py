@@ -39,6 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -60,8 +61,13 @@ from hw.kinds import network_kind
 from hw.layout import OutputMode
 
 from .accelerator import AcceleratorDriver, accelerator_design, run_gemm
+from .build_cache import build
+from .failures import SimulationError
 from .harness import HarnessSession, build_harness
-from .simulators import SimulationError, build, run_testbench, waves_requested
+from .jobs import SimJob, SimReport
+from .program import HostLayout
+from .runner import run_testbench
+from .toolchain import waves_requested
 
 BACKENDS = ("verilator", "cocotb-verilator", "cocotb-icarus")
 
@@ -345,7 +351,7 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     the images); otherwise the batch in one pass.  ``max_reduction``: see :func:`plan_arrays`.
     With ``"verilator"`` mismatches are reported in the returned :class:`NetworkRun` (``bit_exact``,
     ``failures``) and the harness works in ``workdir`` (default: a temporary folder, removed
-    after); the cocotb backends raise :class:`~sim.simulators.SimulationError` on a mismatching
+    after); the cocotb backends raise :class:`~sim.failures.SimulationError` on a mismatching
     segment (with its waveform) like every testbench.  ``optimize=False`` builds the cocotb
     Verilator models at -O0 (quicker to build, slower to run).
     """
@@ -362,6 +368,29 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     return _finish(network, backend, passes, *timings)
 
 
+@dataclass(frozen=True, kw_only=True)
+class NetworkReport(SimReport):
+    layers: list[list[LayerRun]]  # per pass, the segment's layers
+    outputs: list[dict[str, Codes | Accumulators]]  # per pass, the segment's layer outputs from the RTL
+    sim_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkJob(SimJob):
+    """Consecutive layers on one accelerator configuration, every pass (:mod:`sim.tb_network`)."""
+
+    testbench: ClassVar[str] = "sim.tb_network"
+    testcase: ClassVar[str] = "network_segment"
+    report_type: ClassVar[type[SimReport]] = NetworkReport
+
+    cfg: ArrayConfig
+    layout: HostLayout
+    network: IntegerNetwork
+    indices: list[int]  # the segment's layers
+    passes: list[dict[str, Codes | Accumulators]]  # per pass, the outputs so far ("input" and earlier layers)
+    keys: dict[str, tuple]  # layer name -> its accelerator key (plan_arrays)
+
+
 def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize) -> tuple:
     """(runs per pass, wall, build, sim seconds); consecutive layers on one configuration share a simulator process."""
     build_start = time.perf_counter()
@@ -372,15 +401,14 @@ def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize)
     runs_per_pass: list[list[LayerRun]] = [[] for _ in passes]
     for key, segment in itertools.groupby(range(len(network.layers)), lambda i: layer_keys[network.layers[i].name]):
         design, layout = accelerator_design(configs[key])
-        job = {"seed": seed, "cfg": configs[key], "layout": layout, "network": network, "indices": list(segment),
-               "passes": passes, "keys": layer_keys}
-        report = run_testbench(design, simulator, "sim.tb_network", "network_segment", job, label="network",
-                               optimize=optimize).report
-        for outputs, produced, runs, segment_runs in zip(passes, report["outputs"], runs_per_pass, report["layers"],
+        job = NetworkJob(seed=seed, cfg=configs[key], layout=layout, network=network, indices=list(segment),
+                         passes=passes, keys=layer_keys)
+        report = run_testbench(design, simulator, job, label="network", optimize=optimize).report
+        for outputs, produced, runs, segment_runs in zip(passes, report.outputs, runs_per_pass, report.layers,
                                                          strict=True):
             outputs.update(produced)
             runs += segment_runs
-        sim_seconds += report["sim_seconds"]
+        sim_seconds += report.sim_seconds
     return runs_per_pass, time.perf_counter() - wall, build_seconds, sim_seconds
 
 

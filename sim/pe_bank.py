@@ -22,8 +22,9 @@ from amaranth.lib.wiring import In, Out
 from golden import spec
 from hw.kinds import pe_kind
 
-from .host import Captures, HostLayout, HostProgram, host_design
-from .simulators import HdlDesign
+from .build_cache import HdlDesign
+from .program import Captures, HostLayout, HostProgram, signature_ports
+from .sequencer import host_design
 
 
 class PeBank(wiring.Component):
@@ -52,8 +53,10 @@ class PeBank(wiring.Component):
 
 def bank_design(kinds: tuple[str, ...], weight_bits: int, act_bits: int, depth: int) -> tuple[HdlDesign, HostLayout]:
     name = f"pe_bank_w{weight_bits}a{act_bits}_" + "_".join(kinds)
-    text = verilog.convert(PeBank(kinds, weight_bits, act_bits), name=name, emit_src=False)
-    return host_design(text, name, wait_output=None, program_depth=depth + 4, capture_depth=depth)
+    bank = PeBank(kinds, weight_bits, act_bits)
+    text = verilog.convert(bank, name=name, emit_src=False)
+    ports = signature_ports(bank.signature, clocked=False)  # the PEs are combinational
+    return host_design(text, name, ports, wait_output=None, program_depth=depth + 4, capture_depth=depth)
 
 
 @dataclass(frozen=True)

@@ -7,21 +7,22 @@ import numpy as np
 from hw.config import ArrayConfig
 
 from .accelerator import accelerator_design
+from .jobs import AcceleratorJob, PeJob
 from .pe_bank import bank_design, pe_cases
-from .simulators import SimRun, run_testbench
+from .runner import SimRun, run_testbench
 from .stimulus import Workload
 
 
 def check_array(cfg: ArrayConfig, workloads: list[Workload], simulator: str, seed: int,
                 waves: bool | None = None, check_reset_outputs: bool = True) -> SimRun:
-    """Run ``workloads`` on the accelerator RTL; raises :class:`sim.simulators.SimulationError` on any mismatch.
+    """Run ``workloads`` on the accelerator RTL; raises :class:`sim.failures.SimulationError` on any mismatch.
 
     ``check_reset_outputs``: capture every output right after reset, where an X/Z bit (Icarus) fails.
     """
     design, layout = accelerator_design(cfg)
-    job = {"seed": seed, "cfg": cfg, "layout": layout, "workloads": workloads, "check_reset_outputs": check_reset_outputs}
-    return run_testbench(design, simulator, "sim.tb_accelerator", "gemm_workloads", job, waves=waves,
-                         label=f"array-{cfg.name_hint}")
+    job = AcceleratorJob(seed=seed, cfg=cfg, layout=layout, workloads=list(workloads),
+                         check_reset_outputs=check_reset_outputs)
+    return run_testbench(design, simulator, job, waves=waves, label=f"array-{cfg.name_hint}")
 
 
 def check_pes(kinds: tuple[str, ...], bits: int, simulator: str, seed: int, waves: bool | None = None) -> SimRun:
@@ -29,6 +30,5 @@ def check_pes(kinds: tuple[str, ...], bits: int, simulator: str, seed: int, wave
     rng = np.random.default_rng(seed)
     cases = [case for kind in kinds for case in pe_cases(kind, bits, bits, rng)]
     design, layout = bank_design(tuple(kinds), bits, bits, max(len(case) for case in cases))
-    job = {"seed": seed, "layout": layout, "cases": cases}
-    return run_testbench(design, simulator, "sim.tb_pe", "pe_products", job, waves=waves,
+    return run_testbench(design, simulator, PeJob(seed=seed, layout=layout, cases=cases), waves=waves,
                          label=f"pe-w{bits}-{'-'.join(kinds)}")

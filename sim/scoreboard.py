@@ -1,6 +1,6 @@
 """Scoreboard: RTL results against golden's integer model, bit for bit, plus measured cycles and coverage.
 
-Expected values come only from golden (``golden.integer.int_gemm`` for the accumulators,
+Expected values come only from golden, through ``hw.host.golden_outputs`` (``golden.integer.int_gemm`` for the accumulators,
 ``golden.spec.requantize`` / ``threshold_quantize`` for the output stage).  A mismatch names the
 workload, the accelerator run (its first output row/column), the ``R x C`` block, the output
 coordinates, expected and actual values; the testbench adds the seed and waveform path.
@@ -8,12 +8,12 @@ coordinates, expected and actual values; the testbench adds the seed and wavefor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from golden import spec
-from golden.integer import int_gemm
 from hw.config import ArrayConfig
-from hw.host import GemmJob
+from hw.host import GemmJob, golden_outputs
 from hw.layout import OutputMode
 
 from .accelerator import GemmOutcome
@@ -22,20 +22,16 @@ from .stimulus import Workload
 MAX_REPORTED = 8
 
 
-def expected_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
-    """What the accelerator must write for ``job``, from golden."""
-    acc = int_gemm(cfg.datapath, job.act_codes, job.weight_codes, job.weight_table, job.act_table)
-    bias = np.asarray(job.bias, dtype=np.int64)
-    if job.mode == OutputMode.REQUANT:
-        if job.row_mantissa is not None:
-            mantissa, shift = np.asarray(job.row_mantissa)[:, None], np.asarray(job.row_shift)[:, None]
-        else:
-            mantissa, shift = job.mantissa, job.shift
-        return spec.requantize(acc, bias, mantissa, shift, cfg.out_bits)
-    if job.mode == OutputMode.THRESHOLD:
-        return spec.threshold_quantize(acc, bias, job.thresholds)
-    total = acc + bias  # RAW: the accumulator plus bias, as the requantizer's first stage forms it
-    return np.maximum(total, 0) if job.relu else total
+@dataclass(frozen=True)
+class RunCheck:
+    """One accelerator run the scoreboard saw: where it sits in its workload and its cycles."""
+
+    workload: str
+    m0: int
+    n0: int
+    shape: tuple[int, int, int]
+    cycles: int  # measured
+    expected_cycles: int  # hw.cycles.gemm_cycles
 
 
 class Coverage:
@@ -76,11 +72,11 @@ class Scoreboard:
         self.coverage = Coverage(cfg)
         self.outputs_checked = 0
         self.macs = 0
-        self.runs: list[dict] = []
+        self.runs: list[RunCheck] = []
 
     def check(self, workload: Workload, outcome: GemmOutcome) -> bool:
         cfg, job = self.cfg, workload.job
-        expected = expected_outputs(cfg, job)
+        expected = golden_outputs(cfg, job)
         self.coverage.add(job, outcome.outputs)
         m, k, n = job.shape
         self.outputs_checked += expected.size
@@ -88,8 +84,7 @@ class Scoreboard:
         ok = True
         for run in outcome.runs:
             rm, rk, rn = run.run.shape
-            self.runs.append({"workload": workload.name, "m0": run.run.m0, "n0": run.run.n0, "shape": (rm, rk, rn),
-                              "cycles": run.cycles, "expected_cycles": run.expected_cycles})
+            self.runs.append(RunCheck(workload.name, run.run.m0, run.run.n0, (rm, rk, rn), run.cycles, run.expected_cycles))
             if run.cycles != run.expected_cycles:
                 ok = False
                 self.failures.append(f"{workload.name}: run at rows {run.run.m0}.. cols {run.run.n0}.. ({rm}x{rk}x{rn}) "
@@ -109,12 +104,3 @@ class Scoreboard:
             if len(bad) > MAX_REPORTED:
                 self.failures.append(f"{workload.name}: ... {len(bad)} mismatching outputs of {expected.size}")
         return ok
-
-    def report(self) -> dict:
-        return {
-            "failures": self.failures,
-            "outputs_checked": self.outputs_checked,
-            "macs": self.macs,
-            "runs": self.runs,
-            "coverage": self.coverage.summary(),
-        }

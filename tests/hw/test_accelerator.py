@@ -2,17 +2,16 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from golden import spec
 from golden.errors import ConfigError, LevelTableError
+from hw.bus import BusStep, gemm_steps, read_step, start_step, wait_step, write_step
 from hw.config import ArrayConfig, preset
 from hw.cycles import gemm_cycles
-from hw.host import GemmJob, HostWrite, decode_outputs, golden_outputs, job_writes, output_word_count, tile_descriptor
+from hw.host import GemmJob, HostWrite, decode_outputs, golden_outputs, job_writes, output_word_count
 from hw.kinds import PE_KINDS
 from hw.layout import OutputMode, Region
-from hw.testbench import read_outputs, simulate_jobs, start_and_wait, write_bus
-from hw.top import Accelerator
+from hw.pysim_driver import simulate_jobs, simulate_steps
 
 # small arrays with odd shapes so padding, skew and lane selection are all exercised
 SMALL = {
@@ -169,26 +168,13 @@ def test_host_writes_are_ignored_while_busy():
     cfg = small_config("int")
     rng = np.random.default_rng(9)
     job = random_job(cfg, rng, 4, 10, 5, OutputMode.RAW)
-    dut = Accelerator(cfg)
-    words = []
-
-    async def bench(ctx):
-        await write_bus(ctx, dut, job_writes(cfg, job))
-        ctx.set(dut.tile.as_value(), tile_descriptor(cfg, job))
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        # garbage into every activation and weight word while the run is going
-        garbage = [HostWrite(Region.ACT, a, -1 % (1 << 60)) for a in range(4)] + [HostWrite(Region.WEIGHT, a, 0) for a in range(4)]
-        await write_bus(ctx, dut, garbage)
-        while not ctx.get(dut.done):
-            await ctx.tick()
-        words.extend(await read_outputs(ctx, dut, output_word_count(cfg, 4, 5)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    # garbage into every activation and weight word while the run is going
+    garbage = [HostWrite(Region.ACT, a, -1 % (1 << 60)) for a in range(4)] + [HostWrite(Region.WEIGHT, a, 0) for a in range(4)]
+    steps = [write_step(job_writes(cfg, job)), start_step(cfg, job), write_step(garbage), wait_step(cfg, 4, 10, 5),
+             read_step(cfg, 4, 5)]
+    result = simulate_steps(cfg, steps)
+    assert result.waits == [gemm_cycles(cfg, 4, 10, 5) - len(garbage)]
+    words = result.field("rd_data")[-output_word_count(cfg, 4, 5):]
     np.testing.assert_array_equal(decode_outputs(cfg, words, 4, 5), golden_outputs(cfg, job))
 
 
@@ -196,23 +182,28 @@ def test_done_stays_high_until_next_start_and_cycles_are_exact():
     cfg = small_config("pot")
     rng = np.random.default_rng(4)
     job = random_job(cfg, rng, 7, 3, 7)
-    dut = Accelerator(cfg)
-    observed = {}
+    idle = BusStep(capture=True)  # one edge between the writes and the start
+    after = BusStep(capture=np.ones(5, bool))  # five edges after done
+    result = simulate_steps(cfg, [write_step(job_writes(cfg, job)), idle, start_step(cfg, job), wait_step(cfg, 7, 3, 7),
+                                  after])
+    before, *later = result.captures
+    assert (before["busy"], before["done"]) == (0, 0)
+    assert [(c["busy"], c["done"]) for c in later] == [(0, 1)] * 5
+    assert result.busy_while_waiting == [True]
+    assert result.waits == [gemm_cycles(cfg, 7, 3, 7)] == [3 * 4 * max(3, 3 + 1, 2) + 2 + 3 + 4]  # K < R + 1: padded
 
-    async def bench(ctx):
-        await write_bus(ctx, dut, job_writes(cfg, job))
-        assert not ctx.get(dut.busy) and not ctx.get(dut.done)
-        observed["cycles"], observed["busy"] = await start_and_wait(ctx, dut, tile_descriptor(cfg, job))
-        for _ in range(5):
-            await ctx.tick()
-            assert ctx.get(dut.done) and not ctx.get(dut.busy)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert observed["busy"]
-    assert observed["cycles"] == gemm_cycles(cfg, 7, 3, 7) == 3 * 4 * max(3, 3 + 1, 2) + 2 + 3 + 4  # K < R + 1: padded
+def test_a_run_is_write_start_wait_read():
+    """The host protocol of one run (hw.bus.gemm_steps), which every driver executes."""
+    cfg = small_config("int")
+    job = random_job(cfg, np.random.default_rng(3), 5, 4, 4)
+    writes, start, wait, read = gemm_steps(cfg, job)
+    assert writes.rows == len(job_writes(cfg, job)) and writes.captures == 0
+    assert (start.rows, start.value("start", 0), start.wait_limit) == (1, 1, None)
+    assert wait.wait_limit >= gemm_cycles(cfg, 5, 4, 4) and wait.inputs == {}
+    words = output_word_count(cfg, 5, 4)
+    assert [read.value("rd_addr", row) for row in range(read.rows)] == [*range(words), 0]
+    assert [read.captured(row) for row in range(read.rows)] == [False] + [True] * words
 
 
 # ---- job validation (host side) -------------------------------------------------------------------

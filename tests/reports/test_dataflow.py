@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from systolic_sim import simulate
 
 from golden.errors import ConfigError, UnknownSchemeError
 from hw.config import ArrayConfig
 from hw.cycles import gemm_cycles
 from reports.dataflow import DATAFLOWS, dram_bits, folds, sram_accesses, systolic_cycles, utilization
-from reports.systolic_sim import simulate
 
 
 def test_hand_computed_output_stationary():

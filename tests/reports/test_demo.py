@@ -7,9 +7,17 @@ import torch
 
 from golden.errors import CheckpointMismatchError, ConfigError, UnknownSchemeError, UnsupportedBitsError
 from golden.export import export_model
-from golden.layers import SCHEMES, quantize_model, save_checkpoint
-from reports import demo, digits
-from reports.demo import DemoOptions
+from golden.layers import SCHEMES, calibrate, quantize_model, save_checkpoint
+from reports import digits
+from reports.app.agreement import evaluate_integer
+from reports.app.demo import DemoOptions, check_output_folder
+from reports.app.pricing import energy_rows, layer_hardware, synth_keys
+from reports.app.rtl import shared_reduction
+from reports.app.simulate import load_or_train_network
+from reports.app.synth_cache import SynthesisCache
+from reports.app.training import model_seed, reload, train_float, train_quantized
+from reports.energy import load_synthesis
+from reports.output import json_text
 from sim.network import plan_arrays
 
 
@@ -21,7 +29,7 @@ def data():
 @pytest.fixture(scope="module")
 def float_model(data):
     torch.set_num_threads(1)
-    return demo.train_float(data, seed=0, epochs=4)
+    return train_float(data, seed=0, epochs=4)
 
 
 def test_default_matrix_and_quick(tmp_path):
@@ -59,40 +67,40 @@ def test_output_folder_must_be_writable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="exists and is not a folder"):
-        demo.check_output_folder(blocker)
+        check_output_folder(blocker)
     with pytest.raises(ConfigError, match="not writable"):
-        demo.check_output_folder(blocker / "out")
-    demo.check_output_folder(tmp_path / "new" / "out")
+        check_output_folder(blocker / "out")
+    check_output_folder(tmp_path / "new" / "out")
     assert (tmp_path / "new" / "out").is_dir()
 
 
 def test_training_is_deterministic_for_a_seed(data, float_model):
-    again = demo.train_float(data, seed=0, epochs=4)
+    again = train_float(data, seed=0, epochs=4)
     for key, value in float_model.state_dict().items():
         assert torch.equal(value, again.state_dict()[key]), key
-    other = demo.train_float(data, seed=1, epochs=4)
+    other = train_float(data, seed=1, epochs=4)
     assert not torch.equal(other.classifier.weight, float_model.classifier.weight)
     assert digits.accuracy(digits.predict(float_model, data.x_test), data.y_test) > 0.8
-    assert demo.model_seed(0, "lsq", 4) == demo.model_seed(0, "lsq", 4) != demo.model_seed(0, "lsq", 3)
+    assert model_seed(0, "lsq", 4) == model_seed(0, "lsq", 4) != model_seed(0, "lsq", 3)
 
 
 def test_checkpoint_round_trip_and_mismatch(tmp_path, data, float_model):
-    model = demo.train_quantized(float_model, data, "post", 3, seed=5, epochs=1)
-    reloaded = demo.reload(model, tmp_path / "post.pt", quantize_model(float_model, "post", 3))
+    model = train_quantized(float_model, data, "post", 3, seed=5, epochs=1)
+    reloaded = reload(model, tmp_path / "post.pt", quantize_model(float_model, "post", 3))
     assert torch.equal(digits.predict(model, data.x_test), digits.predict(reloaded, data.x_test))
     with pytest.raises(CheckpointMismatchError):  # same network, other scheme
-        demo.reload(model, tmp_path / "post.pt", quantize_model(float_model, "pot", 3))
+        reload(model, tmp_path / "post.pt", quantize_model(float_model, "pot", 3))
     save_checkpoint(float_model, tmp_path / "float.pt")
     with pytest.raises(CheckpointMismatchError):  # a float checkpoint is not a quantized model's
-        demo.load_or_train_network(None, tmp_path / "float.pt", "lsq", 4, tmp_path, 0)
+        load_or_train_network(None, tmp_path / "float.pt", "lsq", 4, tmp_path, 0)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_integer_model_within_bound_of_fake_quant(data, float_model, scheme):
     bits = 2 if scheme in ("pot", "lcq") else 3
-    model = demo.train_quantized(float_model, data, scheme, bits, seed=1, epochs=1)
+    model = train_quantized(float_model, data, scheme, bits, seed=1, epochs=1)
     network, _ = export_model(model)
-    fake, integer, changed, layers = demo.evaluate_integer(model, network, data)
+    fake, integer, changed, layers = evaluate_integer(model, network, data)
     assert [row["layer"] for row in layers] == ["features.0", "features.3", "features.6", "classifier"]
     assert all(row["within_bound"] for row in layers), layers
     assert all(row["codes_differ"] <= row["near_boundary"] for row in layers)
@@ -107,9 +115,9 @@ def test_models_share_accelerator_designs(data, float_model):
     plans = {}
     for scheme in ("lsq", "asq", "post", "asq_post", "apot"):
         model = quantize_model(float_model, scheme, 4)
-        demo.calibrate(model, data.x_train[:64])
+        calibrate(model, data.x_train[:64])
         network, _ = export_model(model)
-        reduction = demo.shared_reduction(network)
+        reduction = shared_reduction(network)
         assert reduction == max(layer.reduction_length for layer in network.layers)
         configs, keys = plan_arrays(network, 8, 8, max_reduction=reduction)
         assert set(keys) == {layer.name for layer in network.layers}
@@ -121,12 +129,12 @@ def test_models_share_accelerator_designs(data, float_model):
 
 def test_apot_energy_prices_the_int_array_on_table_values(data, float_model):
     model = quantize_model(float_model, "apot", 4)
-    demo.calibrate(model, data.x_train[:64])
+    calibrate(model, data.x_train[:64])
     network, _ = export_model(model)
     middle = [layer for layer in network.layers if layer.cfg.act_format == "table"]
     assert middle, "APoT activations are table activations"
     for layer in middle:
-        config = demo.layer_hardware(layer, 8, 8)
+        config = layer_hardware(layer, 8, 8)
         assert (config.pe_kind, config.act_bits) == ("int", layer.cfg.act_level_bits)
 
 
@@ -136,13 +144,13 @@ def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_mo
     units = [("array", "int", 8, 8, 0, 4, 4, 2800, 40), ("array", "post_shared", 4, 4, 8, 4, 4, 650, 31),
              ("array", "post_lut", 4, 4, 8, 4, 4, 900, 30)]
     path = tmp_path / "synth.json"
-    path.write_text(demo.json_text(synth_payload(units)))
-    synthesis = demo.load_synthesis(path)
+    path.write_text(json_text(synth_payload(units)))
+    synthesis = load_synthesis(path)
     model = quantize_model(float_model, "post", 4)
-    demo.calibrate(model, data.x_train[:64])
+    calibrate(model, data.x_train[:64])
     network, _ = export_model(model)
-    assert demo.synth_keys(network, "post", 8, 8) == {("int", 8, 8, 0), ("post_shared", 4, 4, 8), ("post_lut", 4, 4, 8)}
-    rows = demo.energy_rows(network, "post", 4, 8, 8, synthesis)
+    assert synth_keys(network, "post", 8, 8) == {("int", 8, 8, 0), ("post_shared", 4, 4, 8), ("post_lut", 4, 4, 8)}
+    rows = energy_rows(network, "post", 4, 8, 8, synthesis)
     shared = [r for r in rows if r["pe_kind"] == "post_shared"]
     lut = [r for r in rows if r["pe_kind"] == "post_lut"]
     assert [r["layer_pe"] for r in shared] == ["int", "post_shared", "post_shared", "int"]
@@ -151,7 +159,7 @@ def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_mo
     assert sum(r["mac_nj"] for r in lut) > sum(r["mac_nj"] for r in shared)  # made-up figures: LUT PE costs more
     assert all(r["energy_nj"] > 0 and r["cycles"] > 0 for r in rows)
     assert all(r["asq_nj"] == 0 for r in rows)  # no adapter, nothing added
-    cache = demo.SynthesisCache(path)
+    cache = SynthesisCache(path)
     assert cache.missing({("int", 8, 8, 0), ("lcq", 4, 4, 0)}) == [("lcq", 4, 4, 0)]
 
 
@@ -159,15 +167,15 @@ def test_energy_rows_add_the_asq_stage_where_a_layer_has_an_adapter(tmp_path, da
     from synth_fixture import synth_payload  # noqa: PLC0415  (tests/reports helper)
 
     path = tmp_path / "synth.json"
-    path.write_text(demo.json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40),
+    path.write_text(json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40),
                                                   ("array", "int", 4, 4, 0, 4, 4, 1200, 25)])))
-    synthesis = demo.load_synthesis(path)
+    synthesis = load_synthesis(path)
     rows = {}
     for scheme in ("lsq", "asq"):
         model = quantize_model(float_model, scheme, 4)
-        demo.calibrate(model, data.x_train[:64])
+        calibrate(model, data.x_train[:64])
         network, _ = export_model(model)
-        rows[scheme] = demo.energy_rows(network, scheme, 4, 8, 8, synthesis)
+        rows[scheme] = energy_rows(network, scheme, 4, 8, 8, synthesis)
     with_adapter = [layer.name for layer in network.layers if layer.output.adapter is not None]
     assert with_adapter, "ASQ quantizes some layer's output"
     for lsq_row, asq_row in zip(rows["lsq"], rows["asq"], strict=True):
@@ -185,18 +193,18 @@ def test_synthesis_from_other_hw_sources_is_not_used(tmp_path, capsys):
 
     key = ("int", 8, 8, 0)
     base = tmp_path / "synth.json"
-    cache = demo.SynthesisCache(base)
+    cache = SynthesisCache(base)
     cache.path.parent.mkdir()
     for stamp, usable in ((None, False), (hw.SOURCE_FINGERPRINT, True), ("0" * 16, False)):
         payload = synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])
         if stamp is not None:
             payload["hw_fingerprint"] = stamp
-        cache.path.write_text(demo.json_text(payload))
+        cache.path.write_text(json_text(payload))
         assert cache.missing({key}) == ([] if usable else [key])
     cache.path.write_text("not json")
     assert cache.missing({key}) == [key]
-    base.write_text(demo.json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)]) | {"hw_fingerprint": "0" * 16}))
+    base.write_text(json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)]) | {"hw_fingerprint": "0" * 16}))
     assert cache.missing({key}) == [key]
     assert "synthesized from other hw sources" in capsys.readouterr().err
-    base.write_text(demo.json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])))
+    base.write_text(json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])))
     assert cache.missing({key}) == []  # an unstamped (hand-made) file counts

@@ -11,8 +11,11 @@ import pytest
 
 from golden.errors import ConfigError
 from golden.layers import quantize_model, save_checkpoint
-from reports import demo, digits
-from reports.cli import main
+from reports import digits
+from reports.app import demo
+from reports.app.cli import main
+from reports.app.pricing import priced_kinds
+from reports.app.rtl import DEFAULT_RTL_IMAGES
 
 REPO = Path(__file__).resolve().parents[2]
 # the synthesis results of `make synth` if present; array cores the demo needs are cached beside them
@@ -49,12 +52,12 @@ def test_quick_demo_end_to_end(quick_run):
         assert model["integer_accuracy"] > 0.85 and model["fake_quant_accuracy"] > 0.85
         assert all(layer["within_bound"] for layer in model["layers"])
         rtl = model["rtl"]
-        assert rtl["bit_exact"] and rtl["images"] == demo.DEFAULT_RTL_IMAGES
+        assert rtl["bit_exact"] and rtl["images"] == DEFAULT_RTL_IMAGES
         assert rtl["predictions"] == rtl["integer_predictions"]
         for layer in rtl["layers"]:
             assert layer["mismatches"] == 0 and layer["cycles_per_image"] == layer["expected_cycles_per_image"] > 0
         kinds = {row["pe_kind"] for row in model["energy"]}
-        assert kinds == set(demo.priced_kinds(model["scheme"]))
+        assert kinds == set(priced_kinds(model["scheme"]))
     # the estimator's own-array cycles for one image are the RTL's measured cycles
     energy = {(r["model"], r["pe_kind"]): r for r in json.loads((out / "energy.json").read_text())["rows"]}
     assert energy[("post_w4", "post_shared")]["rtl_cycles"] == energy[("post_w4", "post_shared")]["estimated_cycles"]

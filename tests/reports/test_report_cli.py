@@ -3,7 +3,7 @@
 import pytest
 
 from reports import report
-from reports.cli import main
+from reports.app.cli import main
 from reports.report import ReportOptions, generate
 from reports.sweep import SweepSpec
 

@@ -1,32 +1,10 @@
-"""Atomic, staged report writing."""
+"""Staged (all-or-nothing) report writing and the table formats."""
 
 import json
 
 import pytest
 
-from reports.output import csv_text, markdown_table, staged_report, write_atomic
-
-
-def test_write_atomic_replaces_and_leaves_no_temp(tmp_path):
-    path = tmp_path / "sub" / "x.txt"
-    write_atomic(path, "one")
-    write_atomic(path, b"two")
-    assert path.read_text() == "two"
-    assert [p.name for p in path.parent.iterdir()] == ["x.txt"]
-
-
-def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
-    path = tmp_path / "x.txt"
-    write_atomic(path, "old")
-
-    def broken_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr("reports.output.os.replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        write_atomic(path, "new")
-    assert path.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+from reports.output import csv_text, markdown_table, staged_report
 
 
 def test_staged_report_is_all_or_nothing(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.simulators import ensure_verilator_env, selected_simulators, waves_requested
+from sim.toolchain import ensure_verilator_env, selected_simulators, waves_requested
 
 # The cocotb testbenches of this directory are imported by name inside the simulator process,
 # which inherits sys.path through PYTHONPATH.

@@ -17,8 +17,10 @@ from hw.host import GemmJob
 from hw.kinds import PE_KINDS
 from hw.layout import OutputMode
 from sim.accelerator import accelerator_design
+from sim.failures import SimulationError
+from sim.jobs import AcceleratorJob
 from sim.regression import check_array
-from sim.simulators import SimulationError, run_testbench
+from sim.runner import run_testbench
 from sim.stimulus import Workload, default_workloads
 
 DEFAULT_CONFIGS = {
@@ -46,13 +48,13 @@ def _check(cfg, simulator, seed, waves, full):
     workloads = default_workloads(cfg, np.random.default_rng(seed), full=full)
     result = check_array(cfg, workloads, simulator, seed, waves=waves)
     report = result.report
-    print(f"{cfg.name_hint} on {simulator}: {report['outputs_checked']} outputs, {len(report['runs'])} runs, "
-          f"{report['program_cycles']} cycles in {report['sim_seconds']:.2f} s, coverage {report['coverage']}")
-    assert not report["failures"]
-    assert report["outputs_checked"] == sum(np.prod(w.job.shape[::2]) for w in workloads)
-    assert all(run["cycles"] == run["expected_cycles"] for run in report["runs"])
+    print(f"{cfg.name_hint} on {simulator}: {report.outputs_checked} outputs, {len(report.runs)} runs, "
+          f"{report.program_cycles} cycles in {report.sim_seconds:.2f} s, coverage {report.coverage}")
+    assert not report.failures
+    assert report.outputs_checked == sum(np.prod(w.job.shape[::2]) for w in workloads)
+    assert all(run.cycles == run.expected_cycles for run in report.runs)
     if any(w.name.startswith("every code pair") for w in workloads):
-        covered, possible = report["coverage"]["code_pairs"]
+        covered, possible = report.coverage["code_pairs"]
         assert covered == possible  # that workload met every (weight, activation) code pair
 
 
@@ -79,9 +81,8 @@ def test_a_mismatch_is_reported_with_coordinates_seed_and_waveform(simulator, si
     rng = np.random.default_rng(sim_seed)
     job = GemmJob(rng.integers(1, 16, (6, 5)), rng.integers(1, 8, (5, 6)), OutputMode.REQUANT, 0, 1, 0)
     with pytest.raises(SimulationError) as failure:
-        run_testbench(design, simulator, "sim.tb_accelerator", "gemm_workloads",
-                      {"seed": sim_seed, "cfg": claimed_cfg, "layout": layout, "check_reset_outputs": False,
-                       "workloads": [Workload("clipped", job)]})
+        run_testbench(design, simulator, AcceleratorJob(seed=sim_seed, cfg=claimed_cfg, layout=layout,
+                                                        workloads=[Workload("clipped", job)], check_reset_outputs=False))
     message = str(failure.value)
     assert "clipped: output [0, 0] (run at rows 0.. cols 0.., block (0, 0), PE (0, 0)): expected 7, got 15" in message
     assert "clipped: output [0, 5] (run at rows 0.. cols 0.., block (0, 1), PE (0, 1))" in message

@@ -1,5 +1,7 @@
-"""The host sequencer (sim/host.py) on a small DUT: the same program on cocotb+Icarus, cocotb+Verilator
+"""The host sequencer (sim/sequencer.py) on a small DUT: the same program on cocotb+Icarus, cocotb+Verilator
 and the plain Verilator harness gives the captures and cycle counts the sequencer's contract defines."""
+
+import re
 
 import numpy as np
 import pytest
@@ -9,9 +11,14 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.errors import CodeRangeError, ConfigError
+from hw.bus import HostBus
+from hw.config import preset
+from sim.accelerator import accelerator_verilog
 from sim.harness import HarnessSession, build_harness
-from sim.host import Captures, HostLayout, HostProgram, host_design, parse_ports, read_hex, write_hex
-from sim.simulators import run_testbench
+from sim.jobs import ProgramsJob
+from sim.program import Captures, HostLayout, HostProgram, Port, read_hex, signature_ports, write_hex
+from sim.runner import run_testbench
+from sim.sequencer import CONTROL_PORTS, HOST_TOP, control_header, host_design
 
 
 class Countdown(wiring.Component):
@@ -42,8 +49,14 @@ class Countdown(wiring.Component):
 
 
 @pytest.fixture(scope="module")
-def countdown_verilog() -> str:
-    return verilog.convert(Countdown(), name="countdown")
+def countdown() -> tuple[str, list[Port]]:
+    """The Countdown's Verilog and its ports, from its signature."""
+    dut = Countdown()
+    return verilog.convert(dut, name="countdown"), signature_ports(dut.signature, clocked=True)
+
+
+def countdown_design(countdown, **options):
+    return host_design(countdown[0], "countdown", countdown[1], **options)
 
 
 def make_program(layout: HostLayout, seed: int):
@@ -75,17 +88,17 @@ def check_results(words, waits, cycles, layout, a, b, counts):
     assert cycles == 2 + 301 + 3 + int((1 + counts + 1).sum()) + 7 + 1
 
 
-def test_program_runs_bit_exactly_under_cocotb(countdown_verilog, simulator, sim_seed, waves):
-    design, layout = host_design(countdown_verilog, "countdown", capture_depth=512)
+def test_program_runs_bit_exactly_under_cocotb(countdown, simulator, sim_seed, waves):
+    design, layout = countdown_design(countdown, capture_depth=512)
     program, a, b, counts = make_program(layout, sim_seed)
-    result = run_testbench(design, simulator, "sim.tb_host", "run_programs",
-                           {"seed": sim_seed, "layout": layout, "programs": [program, program]}, waves=waves)
-    for run in result.report["results"]:  # the second run reuses the live design
-        check_results(run["words"], run["waits"], run["cycles"], layout, a, b, counts)
+    job = ProgramsJob(seed=sim_seed, layout=layout, programs=[program, program])
+    result = run_testbench(design, simulator, job, waves=waves)
+    for run in result.report.results:  # the second run reuses the live design
+        check_results(run.captures.words, run.waits, run.cycles, layout, a, b, counts)
 
 
-def test_program_runs_bit_exactly_in_the_plain_harness(countdown_verilog, sim_seed, tmp_path):
-    design, layout = host_design(countdown_verilog, "countdown", capture_depth=512, internal_clock=False)
+def test_program_runs_bit_exactly_in_the_plain_harness(countdown, sim_seed, tmp_path):
+    design, layout = countdown_design(countdown, capture_depth=512, internal_clock=False)
     program, a, b, counts = make_program(layout, sim_seed)
     with HarnessSession(build_harness(design), layout, tmp_path) as session:
         for _ in range(2):
@@ -93,13 +106,43 @@ def test_program_runs_bit_exactly_in_the_plain_harness(countdown_verilog, sim_se
             check_results(result.captures.words, result.waits, result.cycles, layout, a, b, counts)
 
 
-def test_ports_are_parsed_from_amaranth_verilog(countdown_verilog):
-    ports = {p.name: (p.width, p.direction) for p in parse_ports(countdown_verilog, "countdown")}
-    assert ports == {"a": (8, "input"), "b": (32, "input"), "start": (1, "input"), "count": (8, "input"),
-                     "clk": (1, "input"), "rst": (1, "input"), "s": (11, "output"), "wide": (70, "output"),
-                     "done": (1, "output")}
+def verilog_ports(text: str, module: str) -> set[Port]:
+    """The port declarations of ``module`` in generated Verilog (a test-side cross-check of the signature)."""
+    body = re.search(rf"^module {module}\b.*?^endmodule", text, re.S | re.M).group(0)
+    declarations = re.findall(r"^\s*(input|output)\s+(?:reg\s+)?(?:\[(\d+):0\]\s*)?\\?(\w+)", body, re.M)
+    return {Port(name, int(msb) + 1 if msb else 1, direction) for direction, msb, name in declarations}
+
+
+def test_ports_come_from_the_signature_and_match_the_verilog(countdown):
+    countdown_verilog, ports = countdown
+    assert {p.name: (p.width, p.direction) for p in ports} == {
+        "a": (8, "input"), "b": (32, "input"), "start": (1, "input"), "count": (8, "input"), "clk": (1, "input"),
+        "rst": (1, "input"), "s": (11, "output"), "wide": (70, "output"), "done": (1, "output")}  # fmt: skip
+    assert set(ports) == verilog_ports(countdown_verilog, "countdown")
     with pytest.raises(ConfigError, match="no output 'finished' to wait on"):
-        HostLayout.from_ports("countdown", parse_ports(countdown_verilog, "countdown"), "finished")
+        HostLayout.from_ports("countdown", ports, "finished")
+
+
+def test_the_accelerator_ports_are_its_host_bus():
+    cfg = preset("default")
+    name, text = accelerator_verilog(cfg)
+    assert set(signature_ports(HostBus(cfg), clocked=True)) == verilog_ports(text, name)
+
+
+def test_nested_and_array_members_get_amaranth_port_names():
+    signature = wiring.Signature({"bus": In(wiring.Signature({"x": Out(3), "y": In(2)})), "lanes": Out(4).array(2)})
+    assert signature_ports(signature, clocked=False) == [
+        Port("bus__x", 3, "input"), Port("bus__y", 2, "output"), Port("lanes__0", 4, "output"),
+        Port("lanes__1", 4, "output")]  # fmt: skip
+
+
+def test_the_control_ports_are_declared_once(countdown):
+    """The sequencer top and the C++ harness's header both take them from sim.sequencer.CONTROL_PORTS."""
+    design, _ = countdown_design(countdown, internal_clock=False)
+    assert verilog_ports(design.verilog, HOST_TOP) == {*CONTROL_PORTS, Port("clk", 1, "input")}
+    header = control_header()
+    for port in CONTROL_PORTS:
+        assert f"#define HOST_{port.name.upper()} {port.name}\n" in header
 
 
 def test_hex_files_round_trip_and_reject_unknown_bits(tmp_path):
@@ -112,8 +155,8 @@ def test_hex_files_round_trip_and_reject_unknown_bits(tmp_path):
         read_hex(tmp_path / "x.hex", 8)
 
 
-def test_program_rejects_bad_entries(countdown_verilog):
-    _, layout = host_design(countdown_verilog, "countdown")
+def test_program_rejects_bad_entries(countdown):
+    _, layout = countdown_design(countdown)
     program = HostProgram(layout)
     with pytest.raises(ConfigError, match="no inputs"):
         program.drive({"bogus": 1})

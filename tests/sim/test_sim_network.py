@@ -18,6 +18,7 @@ from golden.errors import ConfigError, UnsupportedBitsError
 from golden.export import export_model
 from golden.integer import int_conv2d
 from golden.layers import calibrate, quantize_model
+from sim.failures import SimulationError
 from sim.network import (
     LayerRun,
     NetworkRun,
@@ -28,7 +29,6 @@ from sim.network import (
     runs_on_requantizer,
 )
 from sim.resnet20 import random_resnet20
-from sim.simulators import SimulationError
 
 APOT_ARRAY = 4  # rows = cols of the arrays the APoT network runs on
 

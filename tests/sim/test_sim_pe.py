@@ -5,8 +5,8 @@ import pytest
 
 from golden.errors import UnsupportedBitsError
 from hw.kinds import KINDS, PE_KINDS, pe_kind
-from sim.host import Captures
 from sim.pe_bank import bank_design, check_case, expected_products, pe_cases
+from sim.program import Captures
 from sim.regression import check_pes
 
 TABLE_KINDS = tuple(kind for kind in PE_KINDS if KINDS[kind].edges.shares_table)  # a wide table port: a bank of its own
@@ -26,9 +26,9 @@ def _kinds_for(bits: int, kinds: tuple[str, ...]) -> tuple[str, ...]:
 
 def _check(kinds, bits, simulator, seed, waves):
     result = check_pes(kinds, bits, simulator, seed, waves=waves)
-    checked = result.report["products_checked"]
+    checked = result.report.products_checked
     print(f"PEs w{bits}a{bits} on {simulator}: {checked}")
-    assert not result.report["failures"]
+    assert not result.report.failures
     for kind in kinds:
         assert checked[kind] >= (1 << (pe_kind(kind).datapath(bits, bits).weight.code_bits + bits))
 

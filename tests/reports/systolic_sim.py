@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataflow import check_array, check_dataflow
+from reports.dataflow import check_array_shape, check_dataflow
 
 
 def _os_fold(a: np.ndarray, b: np.ndarray, rows: int, cols: int) -> tuple[int, np.ndarray]:
@@ -87,7 +87,7 @@ def _ws_fold(x: np.ndarray, w: np.ndarray, rows: int, cols: int) -> tuple[int, n
 def simulate(dataflow: str, rows: int, cols: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
     """Cycles and result of ``a @ b`` (``a``: M x K, ``b``: K x N) on an ``rows x cols`` array."""
     check_dataflow(dataflow)
-    check_array(rows, cols)
+    check_array_shape(rows, cols)
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     if dataflow == "is":  # input stationary is weight stationary on the transposed product
         cycles, out_t = simulate("ws", rows, cols, b.T, a.T)

@@ -1,4 +1,4 @@
-"""The ``lutmac`` command line (``python -m reports.cli`` or the ``lutmac`` console script).
+"""The ``lutmac`` command line (``python -m reports.app.cli`` or the ``lutmac`` console script).
 
 Subcommands register themselves in :data:`SUBCOMMANDS` (name -> function adding the parser);
 each parser sets ``func`` to the function that runs it.  Errors of :mod:`golden.errors` end
@@ -35,8 +35,8 @@ def add_report(subparsers) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .networks import NETWORKS
-    from .report import ReportOptions, generate
+    from ..networks import NETWORKS
+    from ..report import ReportOptions, generate
 
     options = ReportOptions(out=args.out, energy_config=args.energy_config, topologies=tuple(args.topology),
                             rows=args.array[0], cols=args.array[1], dataflow=args.dataflow,
@@ -60,7 +60,9 @@ def _count(text: str) -> int:
 
 
 def _rtl_options(parser) -> None:
-    from .demo import BACKENDS, DEFAULT_RTL_IMAGES
+    from sim.network import BACKENDS
+
+    from .rtl import DEFAULT_RTL_IMAGES
 
     parser.add_argument("--array", type=_array, default=(8, 8), help="accelerator array RxC (default 8x8)")
     parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="RTL simulator (default: the Verilator harness)")
@@ -82,8 +84,9 @@ def add_demo(subparsers) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoOptions, describe
+    from .demo import DemoOptions
     from .demo import run_demo as demo
+    from .demo_report import describe
 
     options = DemoOptions(out=args.out, schemes=tuple(args.schemes) if args.schemes else None,
                           bits=tuple(args.bits) if args.bits else None, rows=args.array[0], cols=args.array[1],
@@ -112,7 +115,7 @@ def add_sim(subparsers) -> None:
 
 
 def run_sim(args: argparse.Namespace) -> int:
-    from .demo import simulate
+    from .simulate import simulate
 
     report, bit_exact = simulate(network=args.network, checkpoint=args.checkpoint, scheme=args.scheme, bits=args.bits,
                                  demo_out=args.demo_out, images=args.rtl_images, rows=args.array[0], cols=args.array[1],

@@ -1,4 +1,4 @@
-"""A host sequencer in Verilog, so no Python runs per clock cycle in any simulator.
+"""Host programs: what the host sequencer (:mod:`sim.sequencer`) runs, encoded, and what it returns, decoded.
 
 A *host program* is a list of entries, each holding one value for every DUT input (all of them,
 packed) plus a control part:
@@ -12,34 +12,27 @@ packed) plus a control part:
 An entry with the *capture* flag stores every DUT output, sampled just before its last rising
 edge (what a host would read while presenting those inputs), in the *captures* file.
 
-:func:`host_top_verilog` wraps a DUT in a top level that holds the program memory: a pulse on
-``load`` reads ``lutmac_program.hex`` from the working directory and runs it;
-``lutmac_captures.hex`` and ``lutmac_waits.hex`` are written before ``finished`` rises.  The same
-Verilog runs under cocotb (Icarus, Verilator; the clock is generated inside so the simulator, not
-Python, toggles it) and under the plain Verilator C++ harness (:mod:`sim.harness`), which is
-what makes their cycle rates comparable.  The Amaranth simulator runs the same programs through
-:func:`iter_cycles`.
+Where each port sits in an entry and in a capture word (:class:`HostLayout`) comes from the
+DUT's Amaranth signature (:func:`signature_ports`), never from its Verilog text.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from amaranth import Shape
+from amaranth.lib import wiring
 
 from golden.errors import CodeRangeError, ConfigError
-
-from .simulators import CLOCK_PERIOD_NS, HdlDesign
 
 DRIVE, WAIT, END = 0, 1, 2
 COUNT_BITS = 32
 CONTROL_BITS = 2 + 1 + COUNT_BITS  # kind, capture, count
-PROGRAM_FILE = "lutmac_program.hex"
-CAPTURES_FILE = "lutmac_captures.hex"
-WAITS_FILE = "lutmac_waits.hex"
-CLOCK_NAME, RESET_NAME = "clk", "rst"
+CLOCK_NAME, RESET_NAME = "clk", "rst"  # Amaranth's sync domain
 
 
 @dataclass(frozen=True)
@@ -49,20 +42,21 @@ class Port:
     direction: str  # "input" or "output"
 
 
-def parse_ports(verilog: str, module: str) -> list[Port]:
-    """The ports of ``module`` in Yosys/Amaranth-generated Verilog (``input [W-1:0] name;`` style)."""
-    match = re.search(rf"^module\s+{re.escape(module)}\s*\((.*?)\);(.*?)^endmodule", verilog, re.S | re.M)
-    if match is None:
-        raise ConfigError(f"module {module!r} not found in the Verilog")
-    ports = []
-    for direction, msb, lsb, name in re.findall(
-        r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?\\?([\w$.]+)\s*;", match.group(2), re.M
-    ):
-        if lsb not in ("", "0"):
-            raise ConfigError(f"port {name} of {module} does not start at bit 0")
-        ports.append(Port(name, int(msb) + 1 if msb else 1, direction))
-    if not ports:
-        raise ConfigError(f"module {module!r} declares no ports")
+def signature_ports(signature: wiring.Signature, clocked: bool) -> list[Port]:
+    """The Verilog ports Amaranth gives a component with ``signature``.
+
+    One port per member (nested signatures and array elements joined by ``__``, as Amaranth
+    names them), ``lib.data`` layouts flattened to their width; a ``clocked`` design (one that
+    uses the ``sync`` domain) also has ``clk`` and ``rst``.
+    """
+    ports = [Port(CLOCK_NAME, 1, "input"), Port(RESET_NAME, 1, "input")] if clocked else []
+    for path, member in signature.members.flatten():
+        if member.is_signature:
+            continue  # its own members follow
+        width = Shape.cast(member.shape).width
+        direction = "input" if member.flow == wiring.In else "output"
+        for index in itertools.product(*(range(size) for size in member.dimensions)):
+            ports.append(Port("__".join(map(str, (*path, *index))), width, direction))
     return ports
 
 
@@ -252,35 +246,6 @@ def read_hex(path: Path, bits: int) -> np.ndarray:
     return data[:, ::-1].astype(np.uint32)
 
 
-@dataclass
-class HostResult:
-    """What one program run returned."""
-
-    captures: Captures
-    waits: np.ndarray  # edges each WAIT entry took, in program order
-    cycles: int  # rising edges that executed the program's entries, END included
-    seconds: float  # wall time the simulator spent on it
-
-
-def read_results(workdir: Path, program: HostProgram) -> tuple[Captures, np.ndarray]:
-    """The captures and waits a finished run wrote to ``workdir``, checked against the program."""
-    layout = program.layout
-    workdir = Path(workdir)
-    words = read_hex(workdir / CAPTURES_FILE, layout.output_bits) if program.num_captures else np.zeros((0, 1), np.uint32)
-    waits = read_hex(workdir / WAITS_FILE, COUNT_BITS)[:, 0].astype(np.int64) if program.num_waits else np.zeros(0, np.int64)
-    if words.shape[0] != program.num_captures or waits.shape[0] != program.num_waits:
-        raise CodeRangeError(
-            f"the run returned {words.shape[0]} captures and {waits.shape[0]} waits; the program has "
-            f"{program.num_captures} and {program.num_waits}"
-        )
-    return Captures(layout, words), waits
-
-
-def clear_results(workdir: Path) -> None:
-    for name in (CAPTURES_FILE, WAITS_FILE):
-        (Path(workdir) / name).unlink(missing_ok=True)
-
-
 class Captures:
     """Decoded capture rows: ``captures[name]`` is the port's value per row (lanes on request)."""
 
@@ -319,122 +284,3 @@ class Captures:
         if signed:
             out = np.where(out >= 1 << (lane_bits - 1), out - (1 << lane_bits), out)
         return out[:, 0] if lanes == 1 else out
-
-
-def host_top_verilog(
-    dut_verilog: str, layout: HostLayout, program_depth: int, capture_depth: int, internal_clock: bool
-) -> str:
-    """The DUT's Verilog plus a ``lutmac_host`` top holding the sequencer (see the module docstring)."""
-    if program_depth < 2 or capture_depth < 1:
-        raise ConfigError("program_depth must be >= 2 and capture_depth >= 1")
-    in_bits, out_bits, entry_bits = layout.input_bits, layout.output_bits, layout.entry_bits
-    kind_lsb = in_bits + COUNT_BITS + 1
-    clock_port = "" if internal_clock else "  input clk /*verilator public_flat_rw*/,\n"
-    clock_gen = (
-        f"  reg clk = 1'b0;\n  always #{CLOCK_PERIOD_NS // 2} clk = ~clk;\n" if internal_clock else ""
-    )
-    in_offsets, out_offsets = layout.offsets(layout.inputs), layout.offsets(layout.outputs)
-    connections = [f"    .{CLOCK_NAME}(clk)"] if layout.clocked else []
-    connections += [f"    .{name}(dut_in[{lsb + width - 1}:{lsb}])" for name, (lsb, width) in in_offsets.items()]
-    # each output gets a wire of its own, concatenated once: port connections to slices of one
-    # net would give it several drivers, which Icarus re-resolves whole on every change
-    connections += [f"    .{name}(out_{name})" for name in out_offsets]
-    output_wires = "".join(f"  wire [{width - 1}:0] out_{name};\n" for name, (_, width) in out_offsets.items())
-    output_concat = ", ".join(f"out_{name}" for name in reversed(list(out_offsets)))
-    wait_bit = f"dut_out[{out_offsets[layout.wait_output][0]}]" if layout.wait_output else "1'b0"
-    pc_bits = max(1, (program_depth - 1).bit_length())
-    cap_bits = max(1, capture_depth.bit_length())
-    port_list = ",\n".join(connections)
-    return f"""{dut_verilog}
-
-// Host sequencer generated by sim/host.py: runs {PROGRAM_FILE} on a pulse of `load`.
-module lutmac_host (
-{clock_port}  input load /*verilator public_flat_rw*/,
-  output reg running /*verilator public_flat_rw*/ = 1'b0,
-  output reg finished /*verilator public_flat_rw*/ = 1'b0,
-  output reg error /*verilator public_flat_rw*/ = 1'b0,
-  output reg [63:0] run_cycles /*verilator public_flat_rw*/ = 64'd0
-);
-  /*verilator public_module*/
-{clock_gen}  reg [{entry_bits - 1}:0] program_mem [0:{program_depth - 1}];
-  reg [{out_bits - 1}:0] captures [0:{capture_depth - 1}];
-  reg [{COUNT_BITS - 1}:0] waits [0:{capture_depth - 1}];
-  reg [{pc_bits - 1}:0] pc = 0;
-  reg [{COUNT_BITS - 1}:0] elapsed = 0;
-  reg [{cap_bits - 1}:0] num_captures = 0;
-  reg [{cap_bits - 1}:0] num_waits = 0;
-  reg load_q = 1'b0;
-  wire [{entry_bits - 1}:0] entry = program_mem[pc];
-  wire [1:0] kind = entry[{kind_lsb + 1}:{kind_lsb}];
-  wire capture = entry[{in_bits + COUNT_BITS}];
-  wire [{COUNT_BITS - 1}:0] count = entry[{in_bits + COUNT_BITS - 1}:{in_bits}];
-  wire [{in_bits - 1}:0] dut_in = running ? entry[{in_bits - 1}:0] : {in_bits}'d0;
-{output_wires}  wire [{out_bits - 1}:0] dut_out = {{{output_concat}}};
-  // A WAIT entry ends when the DUT raises its wait output (or times out after `count` cycles);
-  // any other entry ends after `count` cycles.
-  wire last_cycle = elapsed + 1 == count;
-  wire step_done = kind == 2'd{WAIT} ? {wait_bit} : last_cycle;
-  wire timed_out = kind == 2'd{WAIT} && !({wait_bit}) && last_cycle;
-
-  {layout.dut} dut (
-{port_list}
-  );
-
-  always @(posedge clk) begin
-    load_q <= load;
-    if (running) run_cycles <= run_cycles + 64'd1;
-    if (load && !load_q && !running) begin
-      $readmemh("{PROGRAM_FILE}", program_mem);
-      pc <= 0;
-      run_cycles <= 64'd0;
-      elapsed <= 0;
-      num_captures <= 0;
-      num_waits <= 0;
-      finished <= 1'b0;
-      error <= 1'b0;
-      running <= 1'b1;
-    end else if (running) begin
-      if (kind == 2'd{END}) begin
-        if (num_captures != 0) $writememh("{CAPTURES_FILE}", captures, 0, num_captures - 1);
-        if (num_waits != 0) $writememh("{WAITS_FILE}", waits, 0, num_waits - 1);
-        running <= 1'b0;
-        finished <= 1'b1;
-      end else if (timed_out) begin
-        error <= 1'b1;
-        running <= 1'b0;
-        finished <= 1'b1;
-      end else if (step_done) begin
-        if (kind == 2'd{WAIT}) begin
-          waits[num_waits] <= elapsed + 1;
-          num_waits <= num_waits + 1;
-        end
-        if (capture) begin
-          captures[num_captures] <= dut_out;
-          num_captures <= num_captures + 1;
-        end
-        pc <= pc + 1;
-        elapsed <= 0;
-      end else begin
-        elapsed <= elapsed + 1;
-      end
-    end
-  end
-endmodule
-"""
-
-
-def host_design(
-    dut_verilog: str,
-    dut: str,
-    wait_output: str | None = "done",
-    program_depth: int = 1 << 16,
-    capture_depth: int = 1 << 16,
-    internal_clock: bool = True,
-) -> tuple[HdlDesign, HostLayout]:
-    """The ``lutmac_host`` design around ``dut`` and its layout.
-
-    ``internal_clock=True`` for cocotb (the HDL toggles the clock), ``False`` for the C++ harness.
-    """
-    layout = HostLayout.from_ports(dut, parse_ports(dut_verilog, dut), wait_output)
-    verilog = host_top_verilog(dut_verilog, layout, program_depth, capture_depth, internal_clock)
-    return HdlDesign("lutmac_host", verilog, timing=internal_clock, public_ports_only=True), layout

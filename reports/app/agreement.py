@@ -1,0 +1,57 @@
+"""The integer model against the fake-quant model it was exported from, on the whole test set.
+
+Per layer, every layer runs on the integer model's own input, and its codes may differ from the
+fake-quant layer's only where a rounding boundary lies within the bound ``golden.bounds`` computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from golden.bounds import (
+    FLOAT32_UNIT_ROUNDOFF,
+    bias_magnitude,
+    codes_within_bound,
+    fake_quant_segment,
+    float_path_error,
+    layer_bound,
+)
+from golden.integer import Accumulators, IntegerNetwork
+
+from .. import digits
+
+
+def layer_agreement(model: nn.Module, network: IntegerNetwork, outputs: dict) -> list[dict]:
+    """Per layer: integer vs fake-quant on the integer model's own input, and the bound's verdict."""
+    layers = {layer.name: (index, layer) for index, layer in enumerate(network.layers)}
+    rows = []
+    for name, module, post, consumer in digits.segments(model):
+        index, layer = layers[name]
+        x = outputs[network.input_name(index)]
+        real = fake_quant_segment(module, post, consumer, x)
+        extra = float_path_error(layer, x, bias_magnitude(module, post))
+        out = outputs[name]
+        bound = layer_bound(layer, x, out, real, extra, relative_slack=4 * FLOAT32_UNIT_ROUNDOFF)
+        row = {"layer": name, "output": layer.output.mode, "values": int(np.size(real.value))}
+        if isinstance(out, Accumulators):
+            error = np.abs(out.real() - real.value)
+            row |= {"codes_differ": 0, "near_boundary": 0, "max_code_diff": 0,
+                    "max_error_over_bound": float(np.max(error / bound.value)), "within_bound": bool(np.all(error <= bound.value))}
+        else:
+            diff = np.abs(out.codes - real.codes)
+            row |= {"codes_differ": int(np.count_nonzero(diff)), "near_boundary": int(np.count_nonzero(bound.boundaries_near)),
+                    "max_code_diff": int(diff.max()), "max_error_over_bound": None,
+                    "within_bound": codes_within_bound(out.codes, real.codes, bound)}
+        rows.append(row)
+    return rows
+
+
+def evaluate_integer(model: nn.Module, network: IntegerNetwork, data: digits.DigitsData) -> tuple[float, float, int, list[dict]]:
+    """(fake-quant accuracy, integer accuracy, changed predictions, per-layer agreement) on the whole test set."""
+    fake = digits.predict(model, data.x_test)
+    outputs = network.run(data.x_test.double().numpy())
+    integer = torch.from_numpy(outputs[network.layers[-1].name].real().argmax(axis=1))
+    return (digits.accuracy(fake, data.y_test), digits.accuracy(integer, data.y_test),
+            int((fake != integer).sum()), layer_agreement(model, network, outputs))

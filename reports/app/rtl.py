@@ -1,0 +1,65 @@
+"""Test images through the accelerator RTL, one image per pass, bit-exact against golden at every layer.
+
+What the demo's RTL thread and ``lutmac sim`` run: :func:`sim.network.run_network_rtl` with one
+reduction bound for the whole model (:func:`shared_reduction`), reduced to per-image figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from golden.integer import Codes, IntegerNetwork
+from sim.network import NetworkRun, run_network_rtl
+
+DEFAULT_RTL_IMAGES = 4
+
+
+def shared_reduction(network: IntegerNetwork) -> int:
+    """The reduction length every accelerator of a model is sized for: the network's longest.
+
+    ``sim.network.plan_arrays`` would size each accelerator for its own layers; one bound for all
+    makes the designs of different models identical (lsq/asq, post/asq_post, every model's 8-bit
+    edge layers), so they share Verilator builds.
+    """
+    return max(layer.reduction_length for layer in network.layers)
+
+
+@dataclass
+class RtlResult:
+    backend: str
+    images: int
+    layers: list[dict]  # per layer: stage, bit_exact, mismatches, cycles per image, expected, macs, array
+    agrees: bool  # every layer's RTL output equals golden's run of the network, image by image
+    predictions: list[int]
+    build_seconds: float
+    sim_seconds: float
+    wall_seconds: float
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.agrees and all(row["bit_exact"] for row in self.layers)
+
+    @property
+    def cycles_per_image(self) -> float:
+        return float(sum(row["cycles_per_image"] for row in self.layers))
+
+
+def _layer_rows(run: NetworkRun, images: int) -> list[dict]:
+    """Per layer: the run's totals over ``images`` images as per-image figures."""
+    return [{
+        "layer": layer.name, "stage": layer.stage, "array": layer.array, "bit_exact": layer.bit_exact,
+        "mismatches": layer.mismatches, "cycles_per_image": layer.cycles / images,
+        "expected_cycles_per_image": layer.expected_cycles / images,
+        "program_cycles_per_image": layer.program_cycles / images,
+        "accelerator_runs": layer.runs // images, "macs_per_image": layer.macs // images,
+    } for layer in run.layers]  # fmt: skip
+
+
+def run_rtl(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: str = "verilator") -> RtlResult:
+    """``x`` (codes of the network input) through the RTL one image at a time; see the module docstring."""
+    run = run_network_rtl(network, x, backend, rows, cols, per_image=True, max_reduction=shared_reduction(network))
+    images = x.codes.shape[0]
+    predictions = [int(p) for p in run.outputs[network.layers[-1].name].real().argmax(axis=1)]
+    return RtlResult(backend, images, _layer_rows(run, images), run.matches_golden_run, predictions,
+                     run.build_seconds, run.sim_seconds, run.wall_seconds, run.failures)

@@ -1,0 +1,80 @@
+"""``lutmac sim``: an exported network (by default the demo's) through the RTL, layer by layer.
+
+The network comes from a file, a demo checkpoint, the demo's output folder, or is trained now
+with the quick epochs; the first test images run one at a time, bit-exact against golden.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from golden.errors import ConfigError
+from golden.export import export_model
+from golden.integer import IntegerNetwork
+from golden.layers import check_scheme, load_checkpoint, quantize_model
+
+from .. import digits
+from ..estimator import OWN_ARRAY, HardwareConfig
+from ..output import markdown_table
+from .rtl import DEFAULT_RTL_IMAGES, run_rtl
+from .training import QUICK_FLOAT_EPOCHS, QUICK_QAT_EPOCHS, model_name, model_seed, train_float, train_quantized
+
+
+def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme: str, bits: int, demo_out: Path,
+                          seed: int) -> tuple[IntegerNetwork, str]:
+    """The network ``lutmac sim`` runs and where it came from: a file, a checkpoint, the demo's, or trained now."""
+    if network is not None:
+        if not Path(network).is_file():
+            raise ConfigError(f"network file {network} not found")
+        return IntegerNetwork.load(network), str(network)
+    check_scheme(scheme, bits)
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise ConfigError(f"checkpoint {checkpoint} not found")
+        model = load_checkpoint(quantize_model(digits.DigitsNet(), scheme, bits), checkpoint).eval()
+        return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)"
+    exported = Path(demo_out) / "networks" / f"{model_name(scheme, bits)}.json"
+    if exported.is_file():
+        return IntegerNetwork.load(exported), str(exported)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = digits.load_digits_split(seed)
+        float_model = train_float(data, seed, QUICK_FLOAT_EPOCHS)
+        model = train_quantized(float_model, data, scheme, bits, model_seed(seed, scheme, bits), QUICK_QAT_EPOCHS)
+    finally:
+        torch.set_num_threads(threads)
+    return export_model(model)[0], f"{model_name(scheme, bits)} trained now ({QUICK_QAT_EPOCHS} QAT epochs; no {exported})"
+
+
+def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme: str = "post", bits: int = 4,
+             demo_out: Path = Path("out"), images: int = DEFAULT_RTL_IMAGES, rows: int = 8, cols: int = 8,
+             backend: str = "verilator", seed: int = 0) -> tuple[str, bool]:
+    """``lutmac sim``: test images through the RTL; (printable per-layer report, bit-exact)."""
+    if images < 1:
+        raise ConfigError("sim needs at least one image")
+    HardwareConfig(rows, cols, OWN_ARRAY)
+    net, origin = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed)
+    data = digits.load_digits_split(seed)
+    x = net.quantize_input(data.x_test[:images].double().numpy())
+    result = run_rtl(net, x, rows, cols, backend)
+    golden = net.run(x)[net.layers[-1].name].real().argmax(axis=1)
+    rows_ = [{key: row[key] for key in ("layer", "stage", "array", "bit_exact", "mismatches", "cycles_per_image",
+                                          "expected_cycles_per_image", "macs_per_image")} for row in result.layers]
+    agree = int(np.sum(np.array(result.predictions) == golden))
+    correct = int(np.sum(np.array(result.predictions) == data.y_test[:images].numpy()))
+    text = "\n".join([
+        f"network: {origin}",
+        f"backend {backend}, array {rows}x{cols}, {images} image(s) one at a time; "
+        f"build {result.build_seconds:.1f} s, simulation {result.sim_seconds:.2f} s",
+        "",
+        markdown_table(rows_, {"cycles_per_image": ".0f", "expected_cycles_per_image": ".0f"}).rstrip(),
+        "",
+        f"{'bit-exact at every layer' if result.bit_exact else 'NOT bit-exact: ' + '; '.join(result.failures)}; "
+        f"RTL predictions agree with golden on {agree}/{images}, correct on {correct}/{images}; "
+        f"{result.cycles_per_image:.0f} cycles per image",
+    ])
+    return text, result.bit_exact

@@ -1,0 +1,93 @@
+"""Array cores synthesized on demand for the demo's energy figures, cached beside ``make synth``'s results.
+
+The demo prices each model on the PE kinds that run it; the 4x4 array cores it needs and
+``build/synth/synth.json`` lacks are synthesized here (Yosys via :mod:`hw.synth`) on the demo's
+synthesis thread, and kept only while they are stamped with the hw sources imported now.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import hw
+from golden.errors import ConfigError, LutmacError
+from golden.files import write_atomic
+from hw.synth_record import SynthReport, UnitType
+
+from ..energy import Synthesis, load_synthesis
+
+SYNTH_ARRAY = 4  # array cores are synthesized at 4x4; energies are per PE relative to the int 8-bit anchor
+SYNTH_CACHE_NAME = "demo"
+
+
+class SynthesisCache:
+    """Array cores synthesized on demand (4x4, Yosys via ``hw.synth``) next to ``make synth``'s results.
+
+    Units come from ``base`` (``build/synth/synth.json`` when ``make synth`` ran) and from the
+    cache file ``base.parent / demo / synth.json``, which gains every unit synthesized here.
+    """
+
+    def __init__(self, base: Path):
+        self.base = Path(base)
+        self.path = self.base.parent / SYNTH_CACHE_NAME / "synth.json"
+        self.lock = threading.Lock()
+        self.seconds = 0.0
+        self.warned = False
+
+    @staticmethod
+    def _stamped_here(path: Path) -> bool | None:
+        """Whether ``path`` is stamped with the hw sources imported now (None: missing, unreadable or unstamped)."""
+        try:
+            stamp = SynthReport.read(path).hw_fingerprint
+        except (OSError, LutmacError):
+            return None
+        return None if stamp is None else stamp == hw.SOURCE_FINGERPRINT
+
+    def _cached(self) -> Synthesis | None:
+        """The units synthesized here, unless missing, unreadable or made from other hw sources."""
+        return load_synthesis(self.path) if self._stamped_here(self.path) else None
+
+    def _loaded(self) -> list[Synthesis]:
+        """``make synth``'s results (a broken file raises; a stale one is passed over) and the units cached here."""
+        loaded = []
+        if self.base.is_file():
+            if self._stamped_here(self.base) is False:
+                if not self.warned:
+                    print(f"lutmac demo: {self.base} was synthesized from other hw sources: the array cores this run "
+                          "needs are synthesized now (`make synth` refreshes it)", file=sys.stderr)
+                    self.warned = True
+            else:
+                loaded.append(load_synthesis(self.base))
+        cached = self._cached()
+        return loaded + ([cached] if cached is not None else [])
+
+    def synthesis(self) -> Synthesis:
+        loaded = self._loaded()
+        if not loaded:
+            raise ConfigError(f"no synthesis results in {self.base} or {self.path}")
+        return Synthesis(loaded[0].yosys_version, tuple(unit for s in loaded for unit in s.units))
+
+    def missing(self, keys: set) -> list[tuple[str, int, int, int]]:
+        have = {unit.key for synthesis in self._loaded() for unit in synthesis.arrays}
+        return sorted(set(keys) - have)
+
+    def ensure(self, keys: set) -> None:
+        """Synthesize the array cores of ``keys`` that neither file has (one at a time, cached as they finish)."""
+        from hw.config import ArrayConfig
+        from hw.synth import ARRAY_REDUCTION, SynthTarget, synthesize, yosys_version
+
+        with self.lock:
+            for kind, w, a, f in self.missing(keys):
+                cfg = ArrayConfig(kind, SYNTH_ARRAY, SYNTH_ARRAY, w, a, frac_bits=f, max_reduction=ARRAY_REDUCTION)
+                name = f"array_{kind}_w{w}a{a}f{f}_{SYNTH_ARRAY}x{SYNTH_ARRAY}"
+                start = time.perf_counter()
+                with tempfile.TemporaryDirectory(prefix="lutmac-demo-synth-") as work:
+                    record = synthesize(SynthTarget(name, UnitType.ARRAY, cfg), Path(work))
+                self.seconds += time.perf_counter() - start
+                cached = self._cached()
+                kept = [unit for unit in (cached.units if cached is not None else ()) if unit.name != name]
+                write_atomic(self.path, SynthReport(yosys_version(), (*kept, record), hw.SOURCE_FINGERPRINT).text())
