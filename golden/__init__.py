@@ -4,7 +4,7 @@
 # Imported on first attribute access (PEP 562), so numpy-only users of golden.spec do not pay
 # for importing torch.  Other lazy exports can join _LAZY_EXPORTS.
 _LAZY_EXPORTS = {
-    "UniformQuantizer": "golden.quantizers",
+    "LSQQuantizer": "golden.quantizers",
     "ASQQuantizer": "golden.quantizers",
     "PowerQuantizer": "golden.quantizers",
     "APoTQuantizer": "golden.quantizers",
@@ -36,14 +36,9 @@ def __dir__() -> list[str]:
 
 # --- bit-exact integer model, float-vs-integer bounds and export (numpy; export needs torch) ---
 _LAZY_EXPORTS.update(
-    {
-        name: "golden.integer"
-        for name in (
-            "Codes", "Accumulators", "AsqAdapter", "OutputStage", "Residual", "IntegerLayer", "IntegerNetwork",
-            "int_gemm", "int_gemm_reference", "int_conv2d", "int_linear", "im2col", "requantize_channels",
-            "threshold_channels", "rescale", "random_layer",
-        )
-    }
-    | {"export_model": "golden.export", "ExportReport": "golden.export", "layer_bound": "golden.bounds", "real_forward": "golden.bounds"}
+    {name: "golden.stages" for name in ("Codes", "Accumulators", "AsqAdapter", "OutputStage", "Residual")}
+    | {name: "golden.integer" for name in ("IntegerLayer", "IntegerNetwork", "requantize_channels", "threshold_channels")}
+    | {name: "golden.gemm" for name in ("int_gemm", "int_gemm_reference", "int_conv2d", "int_linear", "im2col")}
+    | {"export_model": "golden.export", "ExportReport": "golden.quantizer_export", "layer_bound": "golden.bounds", "real_forward": "golden.bounds"}
 )
 # --- end of integer-model exports ------------------------------------------------------------

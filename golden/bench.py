@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
+from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer, PowerQuantizer
 
 SHAPE = (16, 64, 64, 64)
 BITS = 4
@@ -79,7 +79,7 @@ class Row:
 def _cases(x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """Each quantizer (calibrated on ``x``) as a callable; the natives with LSQ's step for the same data."""
     torch.manual_seed(0)
-    lsq = UniformQuantizer(BITS, signed=True)
+    lsq = LSQQuantizer(BITS, signed=True)
     asq = ASQQuantizer(BITS, SHAPE[1])
     pot = PowerQuantizer(BITS, base="2")
     post = PowerQuantizer(BITS, base="sqrt2")

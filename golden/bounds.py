@@ -33,18 +33,11 @@ from torch import nn
 
 from . import spec
 from .errors import ConfigError
-from .integer import (
-    Accumulators,
-    Codes,
-    IntegerLayer,
-    conv_output_size,
-    ideal_weight_levels,
-    int_conv2d,
-    int_linear,
-    shortcut_ratio,
-)
+from .gemm import conv_output_size, ideal_weight_levels, int_conv2d, int_linear
+from .integer import IntegerLayer, shortcut_ratio
 from .layers import QuantConv2d
-from .quantizers import ASQQuantizer, UniformQuantizer
+from .quantizers import ASQQuantizer, LSQQuantizer
+from .stages import Accumulators, Codes
 
 FLOAT64_UNIT_ROUNDOFF = 2.0**-53
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
@@ -242,7 +235,7 @@ def float_path_error(
 
 def _nonzero_product_count(layer: IntegerLayer, x: Codes, weight_mask: np.ndarray) -> np.ndarray:
     """Per output, products with a non-zero activation and weight (counted exactly on the integer path)."""
-    counter = spec.DatapathConfig.make("int", 2, 2)
+    counter = spec.DatapathConfig.make(spec.WeightScheme.INT, 2, 2)
     active = (x.values() != 0).astype(np.int64)
     mask = weight_mask.astype(np.int64)
     if layer.kind == "conv":
@@ -293,7 +286,7 @@ def fake_quant_segment(module: nn.Module, post: list[nn.Module], consumer: nn.Mo
     codes = consumer.quantize_codes(y).numpy()
     if isinstance(consumer, ASQQuantizer):
         step = consumer.step(y).double().numpy()
-    elif isinstance(consumer, UniformQuantizer):
+    elif isinstance(consumer, LSQQuantizer):
         step = np.full(y.shape[0], float(consumer.s))
     else:  # threshold quantizers (LCQ, APoT): the bank decides, there is no step
         step = np.full(y.shape[0], np.nan)

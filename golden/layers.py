@@ -36,14 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointMismatchError, ConfigError, UnknownSchemeError, UnsupportedBitsError
-from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
-from .spec import DEFAULT_LEVEL_BITS, MAX_BITS, MIN_BITS, WeightScheme
+from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer, PowerQuantizer
+from .spec import DEFAULT_LEVEL_BITS, MAX_BITS, MIN_BITS, TrainingScheme, WeightScheme
 
-SCHEMES = ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq")
+SCHEMES = tuple(TrainingScheme)
 #: The integer weight format each scheme exports to (golden.export): what the hardware multiplies.
-SCHEME_WEIGHTS = {"lsq": WeightScheme.INT, "asq": WeightScheme.INT, "pot": WeightScheme.POT, "post": WeightScheme.POST,
-                  "asq_post": WeightScheme.POST, "apot": WeightScheme.INT, "lcq": WeightScheme.LCQ}
-SCHEME_BITS = {scheme: (MIN_BITS, MAX_BITS) for scheme in SCHEMES} | {"apot": (2, 6)}
+SCHEME_WEIGHTS = {TrainingScheme.LSQ: WeightScheme.INT, TrainingScheme.ASQ: WeightScheme.INT,
+                  TrainingScheme.POT: WeightScheme.POT, TrainingScheme.POST: WeightScheme.POST,
+                  TrainingScheme.ASQ_POST: WeightScheme.POST, TrainingScheme.APOT: WeightScheme.INT,
+                  TrainingScheme.LCQ: WeightScheme.LCQ}
+SCHEME_BITS = {scheme: (MIN_BITS, MAX_BITS) for scheme in SCHEMES} | {TrainingScheme.APOT: (2, 6)}
 CHECKPOINT_FORMAT = "lutmac-quantized-model"
 CHECKPOINT_VERSION = 1
 
@@ -129,8 +131,8 @@ class QuantLinear(_QuantLayer, nn.Linear):
 
 def _edge_quantizers(bits: int, out_channels: int, signed_input: bool) -> tuple[nn.Module, nn.Module]:
     return (
-        UniformQuantizer(bits, signed=True, per_channel=True, channels=out_channels),
-        UniformQuantizer(bits, signed=signed_input),
+        LSQQuantizer(bits, signed=True, per_channel=True, channels=out_channels),
+        LSQQuantizer(bits, signed=signed_input),
     )
 
 
@@ -138,20 +140,20 @@ def _scheme_quantizers(scheme: str) -> QuantizerFactory:
     """``(bits, in_channels, out_channels) -> (weight quantizer, activation quantizer)`` for a scheme."""
 
     def lsq_weight(bits: int, out_channels: int) -> nn.Module:
-        return UniformQuantizer(bits, signed=True, per_channel=True, channels=out_channels)
+        return LSQQuantizer(bits, signed=True, per_channel=True, channels=out_channels)
 
     def post_weight(bits: int, out_channels: int, base: str = "sqrt2") -> nn.Module:
         return PowerQuantizer(bits, base=base, per_channel=True, channels=out_channels)
 
-    factories: dict[str, QuantizerFactory] = {
-        "lsq": lambda b, cin, cout: (lsq_weight(b, cout), UniformQuantizer(b)),
-        "asq": lambda b, cin, cout: (lsq_weight(b, cout), ASQQuantizer(b, cin)),
-        "pot": lambda b, cin, cout: (post_weight(b, cout, base="2"), UniformQuantizer(b)),
-        "post": lambda b, cin, cout: (post_weight(b, cout), UniformQuantizer(b)),
-        "asq_post": lambda b, cin, cout: (post_weight(b, cout), ASQQuantizer(b, cin)),
-        "apot": lambda b, cin, cout: (APoTQuantizer(b, signed=True), APoTQuantizer(b, signed=False)),
+    factories: dict[TrainingScheme, QuantizerFactory] = {
+        TrainingScheme.LSQ: lambda b, cin, cout: (lsq_weight(b, cout), LSQQuantizer(b)),
+        TrainingScheme.ASQ: lambda b, cin, cout: (lsq_weight(b, cout), ASQQuantizer(b, cin)),
+        TrainingScheme.POT: lambda b, cin, cout: (post_weight(b, cout, base="2"), LSQQuantizer(b)),
+        TrainingScheme.POST: lambda b, cin, cout: (post_weight(b, cout), LSQQuantizer(b)),
+        TrainingScheme.ASQ_POST: lambda b, cin, cout: (post_weight(b, cout), ASQQuantizer(b, cin)),
+        TrainingScheme.APOT: lambda b, cin, cout: (APoTQuantizer(b, signed=True), APoTQuantizer(b, signed=False)),
         # level_bits: train on the B-bit level tables the hardware stores, so export is exact
-        "lcq": lambda b, cin, cout: (
+        TrainingScheme.LCQ: lambda b, cin, cout: (
             LCQQuantizer(b, signed=True, lwn=True, level_bits=DEFAULT_LEVEL_BITS),
             LCQQuantizer(b, signed=False, level_bits=DEFAULT_LEVEL_BITS),
         ),
@@ -182,7 +184,7 @@ def _float_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 def quantize_model(model: nn.Module, scheme: str, bits: int, first_last_bits: int = 8) -> nn.Module:
     """A copy of ``model`` with every Conv2d / Linear replaced by its quantized version (see module doc)."""
     check_scheme(scheme, bits)
-    check_scheme("lsq", first_last_bits)
+    check_scheme(TrainingScheme.LSQ, first_last_bits)
     model = copy.deepcopy(model)
     layers = _float_layers(model)
     if not layers:

@@ -1,4 +1,4 @@
-"""The integer datapath contract (quantizers.md §5): the one spec golden, hw, sim and reports share.
+"""The integer datapath contract (golden/README.md#datapath): the one spec golden, hw, sim and reports share.
 
 Everything the hardware computes is defined here once, as plain Python/numpy on integers:
 
@@ -54,12 +54,39 @@ from .errors import (
 )
 
 
-class WeightScheme(StrEnum):
-    """How a weight code stands for its value (module docstring); members equal their plain names."""
+class SchemeName(StrEnum):
+    """A scheme name: a member compares, hashes, formats and serializes as its plain string.
+
+    Its ``repr`` is the plain string's too, so error messages and keys built from ``repr`` read the
+    same whether a caller passed the member or the string.
+    """
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class WeightScheme(SchemeName):
+    """How a weight code stands for a value (see the module docstring): the weight formats of the PEs."""
 
     INT = "int"
     POT = "pot"
     POST = "post"
+    LCQ = "lcq"
+
+
+class TrainingScheme(SchemeName):
+    """The quantization methods golden trains (:func:`golden.layers.quantize_model`).
+
+    Defined here, next to :class:`WeightScheme`, because the quantizers tag their checkpoint
+    configurations with these names and :mod:`golden.layers` imports the quantizers.
+    """
+
+    LSQ = "lsq"
+    ASQ = "asq"
+    POT = "pot"
+    POST = "post"
+    ASQ_POST = "asq_post"
+    APOT = "apot"
     LCQ = "lcq"
 
 
@@ -119,7 +146,7 @@ def post_lut(act_values: np.ndarray, frac_bits: int) -> np.ndarray:
 class WeightFormat:
     """How a weight code is laid out and what value it stands for (see module docstring)."""
 
-    scheme: str
+    scheme: WeightScheme
     bits: int
     levels: str = "bbit"
     level_bits: int = DEFAULT_LEVEL_BITS
@@ -127,12 +154,13 @@ class WeightFormat:
     def __post_init__(self) -> None:
         if self.scheme not in WEIGHT_SCHEMES:
             raise UnknownSchemeError(f"weight scheme {self.scheme!r} does not exist; expected one of {WEIGHT_SCHEMES}")
+        object.__setattr__(self, "scheme", WeightScheme(self.scheme))
         _check_bits(f"{self.scheme} weight bits", self.bits)
         if self.levels not in POWER_LEVELS:
             raise UnknownSchemeError(f"level convention {self.levels!r} does not exist; expected one of {POWER_LEVELS}")
         if self.levels == "paper" and self.scheme not in SHIFT_SCHEMES:
             raise ConfigError(f"levels='paper' applies to pot/post only, not {self.scheme!r}")
-        if self.scheme == "lcq":
+        if self.scheme == WeightScheme.LCQ:
             _check_bits("lcq level_bits", self.level_bits, MIN_LEVEL_BITS, MAX_LEVEL_BITS)
 
     @property
@@ -190,7 +218,7 @@ class WeightFormat:
 
     def power_value(self, exponent: int) -> float:
         """Real magnitude ``base^-exponent`` the exponent stands for."""
-        base = 2.0 if self.scheme == "pot" else math.sqrt(2.0)
+        base = 2.0 if self.scheme == WeightScheme.POT else math.sqrt(2.0)
         return base ** (-exponent)
 
     def check_codes(self, codes: np.ndarray) -> np.ndarray:
@@ -199,7 +227,7 @@ class WeightFormat:
         if codes.dtype.kind not in "iu":
             raise CodeRangeError(f"weight codes must be integers, got dtype {codes.dtype}")
         codes = codes.astype(np.int64)
-        lo, hi = signed_range(self.bits) if self.scheme == "int" else (0, self.num_codes - 1)
+        lo, hi = signed_range(self.bits) if self.scheme == WeightScheme.INT else (0, self.num_codes - 1)
         if codes.size and (codes.min() < lo or codes.max() > hi):
             raise CodeRangeError(f"{self.scheme} weight codes must lie in [{lo}, {hi}], got [{codes.min()}, {codes.max()}]")
         return codes
@@ -211,7 +239,7 @@ class WeightFormat:
     def legal_codes(self) -> np.ndarray:
         """Every legal weight code in code-word order (int: the two's complement values ``0 .. -1``)."""
         index = np.arange(self.num_codes)
-        if self.scheme == "int":
+        if self.scheme == WeightScheme.INT:
             return index - ((index >> (self.bits - 1)) & 1) * self.num_codes
         return index
 
@@ -273,11 +301,11 @@ class DatapathConfig:
         if frac_bits is None:
             frac_bits = DEFAULT_FRAC_BITS if scheme in SHIFT_SCHEMES else 0
         if act_format is None:
-            act_format = "table" if scheme == "lcq" else "uniform"
+            act_format = "table" if scheme == WeightScheme.LCQ else "uniform"
         return cls(WeightFormat(scheme, weight_bits, levels, level_bits), act_bits, frac_bits, act_format, act_level_bits)
 
     @property
-    def scheme(self) -> str:
+    def scheme(self) -> WeightScheme:
         return self.weight.scheme
 
     @property
@@ -312,7 +340,7 @@ class DatapathConfig:
         so it passes :meth:`WeightFormat.check_table` / :meth:`check_act_table`.
         """
         weight_table = act_table = None
-        if self.scheme == "lcq":
+        if self.scheme == WeightScheme.LCQ:
             lo, hi = self.weight.level_range
             weight_table = np.sort(rng.integers(lo, hi + 1, self.weight.num_codes))
         if self.act_format == "table":
@@ -323,7 +351,7 @@ class DatapathConfig:
     def extreme_tables(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Legal level tables spread evenly over the widest legal range: they reach :meth:`product_range`."""
         weight_table = act_table = None
-        if self.scheme == "lcq":
+        if self.scheme == WeightScheme.LCQ:
             lo, hi = self.weight.level_range
             weight_table = np.linspace(lo, hi, self.weight.num_codes).round().astype(np.int64)
         if self.act_format == "table":
@@ -343,9 +371,9 @@ class DatapathConfig:
         and most positive weights.  Tests check this against exhaustive enumeration.
         """
         a_max = self.act_value_max
-        if self.scheme == "int":
+        if self.scheme == WeightScheme.INT:
             w_lo, w_hi = signed_range(self.weight.bits)
-        elif self.scheme == "lcq":
+        elif self.scheme == WeightScheme.LCQ:
             w_lo, w_hi = self.weight.level_range
         else:
             return -(a_max << self.frac_bits), a_max << self.frac_bits
@@ -412,16 +440,16 @@ def pe_product(
     """The product one PE computes for each (weight code, activation code) pair (broadcast)."""
     w = cfg.weight.check_codes(weight_codes)
     a = act_values(cfg, act_codes, act_table)
-    if cfg.scheme == "int":
+    if cfg.scheme == WeightScheme.INT:
         return w * a
-    if cfg.scheme == "lcq":
+    if cfg.scheme == WeightScheme.LCQ:
         if weight_table is None:
             raise LevelTableError("lcq weights need a weight level table")
         return cfg.weight.check_table(weight_table)[w] * a
     negative, exponent, zero = cfg.weight.unpack_power(w)
     exponent = np.where(zero, 0, exponent)
     scaled = a << cfg.frac_bits
-    if cfg.scheme == "pot":
+    if cfg.scheme == WeightScheme.POT:
         magnitude = scaled >> exponent
     else:
         odd = (exponent & 1).astype(bool)
@@ -453,30 +481,18 @@ def product_error_bound(cfg: DatapathConfig) -> float:
     magnitude path, so the bound is symmetric.  Returned: the bound over every exponent in use;
     tests compare it with the exhaustive maximum.
     """
-    if cfg.scheme in ("int", "lcq"):
+    if cfg.scheme in (WeightScheme.INT, WeightScheme.LCQ):
         return 0.0
 
     def truncation(bits_dropped: int) -> float:
         return 1.0 - 2.0 ** -bits_dropped if bits_dropped > 0 else 0.0
 
     exponents = range(cfg.weight.max_exponent + 1)
-    if cfg.scheme == "pot":
+    if cfg.scheme == WeightScheme.POT:
         return max(truncation(n - cfg.frac_bits) for n in exponents)
     return max(
         1.0 - 2.0 ** -((n - 1) // 2 + 1) if n % 2 else truncation(n // 2 - cfg.frac_bits) for n in exponents
     )
-
-
-@dataclass(frozen=True)
-class Multiplier:
-    """A positive real multiplier as ``mantissa * 2^-shift`` with an unsigned ``bits``-bit mantissa."""
-
-    mantissa: int
-    shift: int
-    bits: int = MULTIPLIER_BITS
-
-    def __float__(self) -> float:
-        return self.mantissa * 2.0 ** -self.shift
 
 
 def quantize_multiplier(value: float | np.ndarray, bits: int = MULTIPLIER_BITS) -> tuple[np.ndarray, np.ndarray]:
@@ -509,24 +525,33 @@ def requantize(
     shift: np.ndarray | int,
     out_bits: int,
 ) -> np.ndarray:
-    """Next-layer activation codes: ``clip(round_half_up((acc + bias) * M), 0, 2^out_bits - 1)``.
+    """Next-layer activation codes: ``clip(rescale(acc + bias, mantissa, shift), 0, 2^out_bits - 1)``.
 
     ``bias``, ``mantissa`` and ``shift`` broadcast against ``acc`` (per channel on the last axis,
-    or per sample and channel for ASQ).  The rounding adds ``2^(shift-1)`` and shifts right
-    arithmetically — what the hardware requantizer does.
+    or per sample and channel for ASQ).
     """
     _check_bits("output bits", out_bits)
-    acc = np.asarray(acc, dtype=np.int64)
+    total = np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
+    return np.clip(rescale(total, mantissa, shift, "accumulator + bias"), 0, (1 << out_bits) - 1)
+
+
+def rescale(values: np.ndarray, mantissa: np.ndarray | int, shift: np.ndarray | int, what: str = "value") -> np.ndarray:
+    """``round_half_up(values * mantissa / 2^shift)`` with no clipping: the requantizer's multiply and round.
+
+    The rounding adds ``2^(shift-1)`` and shifts right arithmetically — what the hardware
+    requantizer does; :func:`requantize` clips the result to the output codes, and a residual
+    shortcut is aligned to another branch's accumulator scale with it unclipped.  ``what`` names
+    the values in the overflow error.
+    """
+    values = np.asarray(values, dtype=np.int64)
     mantissa = np.asarray(mantissa, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     if np.any(mantissa < 0) or np.any(mantissa >= (1 << MULTIPLIER_BITS)) or np.any(shift < 0) or np.any(shift > MAX_REQUANT_SHIFT):
         raise CodeRangeError(f"mantissa must be an unsigned {MULTIPLIER_BITS}-bit int and shift in 0..{MAX_REQUANT_SHIFT}")
-    total = acc + np.asarray(bias, dtype=np.int64)
-    if total.size and int(np.abs(total).max()) >= (1 << MAX_SUM_BITS):
-        raise AccumulatorOverflowError("accumulator + bias too wide to requantize exactly in 64 bits")
-    product = total * mantissa
+    if values.size and int(np.abs(values).max()) >= (1 << MAX_SUM_BITS):
+        raise AccumulatorOverflowError(f"{what} too wide to rescale exactly in 64 bits (|{what}| < 2^{MAX_SUM_BITS})")
     rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-    return np.clip((product + rounding) >> shift, 0, (1 << out_bits) - 1)
+    return (values * mantissa + rounding) >> shift
 
 
 def threshold_quantize(acc: np.ndarray, bias: np.ndarray | int, thresholds: np.ndarray) -> np.ndarray:

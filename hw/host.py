@@ -20,7 +20,7 @@ from amaranth.lib import data
 
 from golden import spec
 from golden.errors import CodeRangeError, ConfigError, LevelTableError
-from golden.integer import int_gemm
+from golden.gemm import int_gemm
 from golden.spec import WeightScheme
 
 from .config import ArrayConfig
@@ -240,7 +240,7 @@ def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
 
 
 def golden_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
-    """What the accelerator must write for ``job``: golden's accumulators (``golden.integer.int_gemm``) and output stage."""
+    """What the accelerator must write for ``job``: golden's accumulators (``golden.gemm.int_gemm``) and output stage."""
     acc = int_gemm(cfg.datapath, job.act_codes, job.weight_codes, job.weight_table, job.act_table)
     bias = np.asarray(job.bias, dtype=np.int64)
     if job.mode == OutputMode.REQUANT:

@@ -1,5 +1,7 @@
 """The demo's data and model: scikit-learn's handwritten digits and a small CNN, trained on the CPU.
 
+The CNN, :class:`golden.models.DigitsNet`, is defined with the other models golden quantizes.
+
 The digits (1797 greyscale 8×8 images, 10 classes) ship inside scikit-learn, so nothing is
 downloaded at run time.  The split is fixed and seeded; pixel values 0..16 are scaled to [0, 1].
 """
@@ -16,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from golden.errors import ConfigError
+from golden.models import DigitsNet
 
 TEST_FRACTION = 0.25
 
@@ -36,28 +39,6 @@ def load_digits_split(seed: int = 0) -> DigitsData:
         images, digits.target, test_size=TEST_FRACTION, random_state=seed, stratify=digits.target
     )
     return DigitsData(torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te))
-
-
-class DigitsNet(nn.Module):
-    """Three 3×3 conv + BN + ReLU stages (8×8 → 4×4 → 2×2) and a linear classifier."""
-
-    def __init__(self, width: int = 16):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(2 * width),
-            nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(2 * width),
-            nn.ReLU(),
-        )
-        self.classifier = nn.Linear(2 * width * 2 * 2, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
 
 
 def train(
@@ -110,7 +91,7 @@ def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
     return float((predictions == labels).float().mean())
 
 
-def segments(model: nn.Module) -> list[tuple[str, nn.Module, list[nn.Module], nn.Module | None]]:
+def segments(model: DigitsNet) -> list[tuple[str, nn.Module, list[nn.Module], nn.Module | None]]:
     """A quantized DigitsNet cut at its quantized layers, for layer-by-layer comparisons with the integer model.
 
     Each entry is ``(layer name, quantized layer, the modules after it up to the next quantized

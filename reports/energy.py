@@ -1,6 +1,6 @@
 """Per-access energy table and the PE MAC energy scaled from synthesis.
 
-Defaults are Horowitz (ISSCC 2014), 45 nm, as restated in quantizers.md §6:
+Defaults are Horowitz (ISSCC 2014), 45 nm:
 
 * SRAM: 10 / 20 / 100 pJ per 64-bit access at 8 KB / 32 KB / 1 MB.  Other capacities use the
   least-squares power law through those three points (``E ~ capacity^0.47``); energy per bit is

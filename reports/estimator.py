@@ -268,7 +268,7 @@ def asq_stage_energy(adapter_shapes: list[tuple[int, int]], channels: int, posit
                      ofmap_kb: float, table: EnergyTable = DEFAULTS) -> dict[str, float]:
     """Energy (pJ) one sample's ASQ output stage adds to a layer, beyond the on-chip requantizer's.
 
-    ``beta`` depends on the whole output feature map (quantizers.md §2), so the layer cannot
+    ``beta`` depends on the whole output feature map (golden/README.md#asq), so the layer cannot
     requantize as it drains: its ``channels * positions`` accumulators (``acc_bits`` each) wait
     in the output buffer (written and read back once: ``buffer``), the host pools them per
     channel (``positions`` 32-bit adds per channel and one fp32 scale), runs the adapter MLP in

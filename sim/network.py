@@ -45,16 +45,10 @@ import numpy as np
 
 from golden import spec
 from golden.errors import ConfigError, UnsupportedBitsError
-from golden.integer import (
-    Accumulators,
-    Codes,
-    IntegerLayer,
-    IntegerNetwork,
-    conv_output_size,
-    conv_weight_matrix,
-    im2col,
-)
+from golden.gemm import conv_output_size, conv_weight_matrix, im2col
+from golden.integer import IntegerLayer, IntegerNetwork
 from golden.spec import WeightScheme
+from golden.stages import Accumulators, Codes
 from hw.config import ArrayConfig
 from hw.host import GemmJob
 from hw.kinds import network_kind

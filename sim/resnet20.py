@@ -1,6 +1,6 @@
 """A CIFAR ResNet-20 with random weights, traced by ``golden.export`` into an integer network for RTL runs.
 
-The float model is :func:`reports.networks.resnet20` (He et al. 2016: 19 convolutions and one
+The float model is :func:`golden.models.resnet20` (He et al. 2016: 19 convolutions and one
 linear layer, option-A shortcuts).  It gets seeded random BatchNorm gains and shifts (a few
 negative, as training leaves them) and BatchNorm statistics measured on the input, so every
 layer's output is normalized as in a trained network.  :func:`golden.layers.quantize_model`
@@ -18,7 +18,7 @@ from torch import nn
 from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import calibrate, quantize_model
-from reports.networks import resnet20
+from golden.models import resnet20
 
 NEGATIVE_GAIN_EVERY = 7  # every 7th BatchNorm channel gets a negative gain
 

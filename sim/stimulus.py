@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from golden import spec
-from golden.integer import im2col, int_gemm
+from golden.gemm import im2col, int_gemm
 from golden.spec import WeightScheme
 from hw.config import ArrayConfig
 from hw.host import GemmJob

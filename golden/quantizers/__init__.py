@@ -10,7 +10,7 @@ back into ``forward``'s values.
 from .apot import APoTQuantizer, apot_magnitudes
 from .asq import DEFAULT_BETA_FLOOR, REFERENCE_BETA_FLOOR, ASQQuantizer, make_adapter
 from .lcq import LCQQuantizer
-from .lsq import UniformQuantizer, lsq_range
+from .lsq import LSQQuantizer, lsq_range
 from .power import PowerQuantizer
 
 __all__ = [
@@ -20,7 +20,7 @@ __all__ = [
     "LCQQuantizer",
     "PowerQuantizer",
     "REFERENCE_BETA_FLOOR",
-    "UniformQuantizer",
+    "LSQQuantizer",
     "apot_magnitudes",
     "lsq_range",
     "make_adapter",

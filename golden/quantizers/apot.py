@@ -1,4 +1,4 @@
-"""APoT: additive powers-of-two quantization (Li, Dong, Wang, ICLR 2020) — the peer baseline.
+"""APoT: additive powers-of-two quantization (Li, Dong, Wang, ICLR 2020; golden/README.md#apot) — the peer baseline.
 
 **Levels.**  Each level is a sum of one term from each of two or three small sets of powers of
 two, normalized so the largest level is 1 (``build_power_value`` of the authors' code).  For
@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, UnsupportedBitsError
+from ..spec import TrainingScheme
 from ._common import as_rows, check_input, check_positive
 from ._table import TableQuantize, bucket_index, scaled_thresholds
 from .power import INIT_QUANTILE, midpoints, quantile_abs_rows, symmetric_levels
@@ -105,7 +106,7 @@ class APoTQuantizer(nn.Module):
         self.alpha = nn.Parameter(torch.tensor([WEIGHT_INIT_ALPHA if signed else ACT_INIT_ALPHA]))
 
     def config(self) -> dict:
-        return {"type": "apot", "bits": self.bits, "signed": self.signed, "normalize": self.normalize}
+        return {"type": TrainingScheme.APOT.value, "bits": self.bits, "signed": self.signed, "normalize": self.normalize}
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}, normalize={self.normalize}"

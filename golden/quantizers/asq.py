@@ -1,4 +1,4 @@
-"""ASQ: LSQ activations whose step is scaled per sample by a tiny adapter (quantizers.md §2).
+"""ASQ: LSQ activations whose step is scaled per sample by a tiny adapter (golden/README.md#asq).
 
     z     = GAP(x)                                  (N, C); x of shape (N, C, ...) or (N, C)
     beta  = max(adapter(z), beta_floor)             one scalar per sample
@@ -13,7 +13,7 @@ over the batch times LSQ's ``g = 1 / sqrt(numel(x) * Qp)``; each sample's ``beta
 own sum, unscaled (as the authors' code), and passes it back through the adapter.  The GAP
 input also carries gradient back to ``x`` through the adapter, as in the authors' code.
 
-**The floor on beta (pitfall §7).**  The reference clamps ``beta`` at ``1e-8``: a sample whose
+**The floor on beta.**  The reference clamps ``beta`` at ``1e-8``: a sample whose
 adapter output is <= 0 gets a step ~1e-8 s, every activation clips to ``Qp``, the output is
 ~0 and no gradient reaches anything.  Worse for hardware, the requantizer's multiplier carries
 ``1 / beta`` (~1e8), which no 16-bit-mantissa multiplier with a non-negative shift represents.
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..spec import MAX_BITS, MIN_BITS
+from ..spec import MAX_BITS, MIN_BITS, TrainingScheme
 from ._common import as_rows, check_bits, check_input, check_positive, grad_scale
 from .lsq import LSQFakeQuant, lsq_range
 
@@ -92,7 +92,7 @@ class ASQQuantizer(nn.Module):
         self.adapter = make_adapter(channels)
 
     def config(self) -> dict:
-        return {"type": "asq", "bits": self.bits, "channels": self.channels, "beta_floor": self.beta_floor}
+        return {"type": TrainingScheme.ASQ.value, "bits": self.bits, "channels": self.channels, "beta_floor": self.beta_floor}
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, channels={self.channels}, beta_floor={self.beta_floor}"

@@ -1,4 +1,4 @@
-"""LCQ: learnable companding quantization (Yamamoto, CVPR 2021; quantizers.md §4).
+"""LCQ: learnable companding quantization (Yamamoto, CVPR 2021; golden/README.md#lcq).
 
 Clip, compress, round, expand, with a learnable piecewise-linear compander ``g`` of ``K``
 equal-width intervals on ``[0, 1]``::
@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..spec import MAX_BITS, MAX_LEVEL_BITS, MIN_BITS, MIN_LEVEL_BITS
+from ..spec import MAX_BITS, MAX_LEVEL_BITS, MIN_BITS, MIN_LEVEL_BITS, TrainingScheme
 from ._common import as_rows, check_bits, check_input, check_positive, grad_scale, round_ste, row_blocks
 from ._table import bucket_index, clip_block, scaled_thresholds, table_forward
 
@@ -217,7 +217,7 @@ class LCQQuantizer(nn.Module):
 
     def config(self) -> dict:
         return {
-            "type": "lcq",
+            "type": TrainingScheme.LCQ.value,
             "bits": self.bits,
             "signed": self.signed,
             "intervals": self.intervals,

@@ -1,4 +1,4 @@
-"""LSQ: uniform quantization with a learned step size (Esser et al., ICLR 2020; quantizers.md §1).
+"""LSQ: uniform quantization with a learned step size (Esser et al., ICLR 2020; golden/README.md#lsq).
 
     v_bar = round(clip(v / s, -Qn, Qp))        integer code (round half to even)
     v_hat = v_bar * s
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..spec import MAX_BITS, MIN_BITS
+from ..spec import MAX_BITS, MIN_BITS, TrainingScheme
 from ._common import as_rows, check_bits, check_input, check_positive, grad_scale, per_row_count, row_blocks
 
 
@@ -93,7 +93,7 @@ class LSQFakeQuant(torch.autograd.Function):
         return grad_x, None, grad_step.to(step.dtype).view_as(step), None, None
 
 
-class UniformQuantizer(nn.Module):
+class LSQQuantizer(nn.Module):
     """LSQ fake-quantizer with a learnable step ``s`` (per tensor, or per dim-0 channel).
 
     ``bits`` in 2..8.  ``signed=False`` (activations after ReLU): codes ``0..2^b - 1``.
@@ -110,7 +110,7 @@ class UniformQuantizer(nn.Module):
         self, bits: int, signed: bool = False, symmetric: bool = False, per_channel: bool = False, channels: int | None = None
     ) -> None:
         super().__init__()
-        self.bits = check_bits(bits, MIN_BITS, MAX_BITS, "UniformQuantizer")
+        self.bits = check_bits(bits, MIN_BITS, MAX_BITS, "LSQQuantizer")
         if symmetric and not signed:
             raise ConfigError("symmetric=True needs signed=True (unsigned codes start at 0)")
         if channels is not None and not per_channel:
@@ -120,8 +120,8 @@ class UniformQuantizer(nn.Module):
         self.s = nn.Parameter(torch.ones(channels if channels is not None else 1))
 
     def config(self) -> dict:
-        """What a checkpoint must match besides tensor shapes."""
-        return {"type": "lsq", "bits": self.bits, "signed": self.signed, "symmetric": self.symmetric, "per_channel": self.per_channel}
+        """What a checkpoint must match besides tensor shapes (plain strings: ``torch.load(weights_only=True)`` reads them)."""
+        return {"type": TrainingScheme.LSQ.value, "bits": self.bits, "signed": self.signed, "symmetric": self.symmetric, "per_channel": self.per_channel}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items() if k != "type")

@@ -1,4 +1,4 @@
-"""POT and POST: weights on powers of 2 or of sqrt 2 with a learned clip ``alpha`` (quantizers.md §3).
+"""POT and POST: weights on powers of 2 or of sqrt 2 with a learned clip ``alpha`` (golden/README.md#pot-post).
 
     levels = alpha * ({0} U {+-base^-e : e = 0 .. max_exponent})     base 2 (POT) or sqrt 2 (POST)
 
@@ -31,11 +31,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, UnknownSchemeError
-from ..spec import WeightFormat
+from ..spec import WeightFormat, WeightScheme
 from ._common import as_rows, check_input, check_positive, grad_scale, per_row_count
 from ._table import TableQuantize, bucket_index, scaled_thresholds
 
-BASES = {"2": "pot", "sqrt2": "post"}
+BASES = {"2": WeightScheme.POT, "sqrt2": WeightScheme.POST}
 INIT_QUANTILE = 0.99
 
 

@@ -18,7 +18,8 @@ from golden.bounds import (
     float_path_error,
     layer_bound,
 )
-from golden.integer import Accumulators, IntegerNetwork
+from golden.integer import IntegerNetwork
+from golden.stages import Accumulators
 
 from .. import digits
 

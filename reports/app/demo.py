@@ -48,6 +48,8 @@ from golden.errors import ConfigError
 from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import SCHEMES, check_scheme, quantize_model
+from golden.models import DigitsNet
+from golden.spec import TrainingScheme
 from sim.network import BACKENDS
 
 from .. import digits
@@ -71,8 +73,8 @@ from .training import (
     train_quantized,
 )
 
-DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {"pot": (4, 3, 2)}
-QUICK_SCHEMES = ("post",)
+DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {TrainingScheme.POT: (4, 3, 2)}
+QUICK_SCHEMES = (TrainingScheme.POST,)
 QUICK_BITS = (4,)
 
 
@@ -233,7 +235,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             float_model = train_float(data, options.seed, options.float_epochs, progress)
             checkpoints = writer.staging / "checkpoints"
             checkpoints.mkdir()
-            float_model = reload(float_model, checkpoints / "float.pt", digits.DigitsNet())
+            float_model = reload(float_model, checkpoints / "float.pt", DigitsNet())
             writer.files.append("checkpoints/float.pt")
             float_accuracy = digits.accuracy(digits.predict(float_model, data.x_test), data.y_test)
             seconds["train"] += time.perf_counter() - t0

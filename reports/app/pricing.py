@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from golden.integer import IntegerLayer, IntegerNetwork
 from golden.layers import SCHEME_WEIGHTS
+from golden.models import DigitsNet
 from golden.spec import WeightScheme, accumulator_bits
 from hw.kinds import kinds_of_scheme, network_kind
 from sim.network import array_datapath
 
-from .. import digits
 from ..energy import Synthesis
 from ..estimator import OWN_ARRAY, HardwareConfig, asq_stage_energy, estimate
 from ..networks import trace
@@ -45,7 +45,7 @@ def synth_keys(network: IntegerNetwork, scheme: str, rows: int, cols: int) -> se
 
 def energy_rows(network: IntegerNetwork, scheme: str, bits: int, rows: int, cols: int, synthesis: Synthesis) -> list[dict]:
     """Per (PE kind variant, layer): the estimator's cycles and energy of one inference (batch 1)."""
-    shapes = {layer.name: layer for layer in trace(digits.DigitsNet(), (1, 1, 8, 8))}
+    shapes = {layer.name: layer for layer in trace(DigitsNet(), (1, 1, 8, 8))}
     out = []
     for kind in priced_kinds(scheme):
         for layer in network.layers:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from golden.integer import Codes, IntegerNetwork
+from golden.integer import IntegerNetwork
+from golden.stages import Codes
 from sim.network import NetworkRun, run_network_rtl
 
 DEFAULT_RTL_IMAGES = 4

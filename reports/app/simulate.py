@@ -15,6 +15,7 @@ from golden.errors import ConfigError
 from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import check_scheme, load_checkpoint, quantize_model
+from golden.models import DigitsNet
 
 from .. import digits
 from ..estimator import OWN_ARRAY, HardwareConfig
@@ -34,7 +35,7 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise ConfigError(f"checkpoint {checkpoint} not found")
-        model = load_checkpoint(quantize_model(digits.DigitsNet(), scheme, bits), checkpoint).eval()
+        model = load_checkpoint(quantize_model(DigitsNet(), scheme, bits), checkpoint).eval()
         return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)"
     exported = Path(demo_out) / "networks" / f"{model_name(scheme, bits)}.json"
     if exported.is_file():

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from golden.layers import calibrate, clamp_scales_, load_checkpoint, quantize_model, save_checkpoint
+from golden.models import DigitsNet
 
 from .. import digits
 
@@ -31,9 +32,9 @@ def model_seed(seed: int, scheme: str, bits: int) -> int:
     return (seed * 1_000_003 + zlib.crc32(model_name(scheme, bits).encode())) % (1 << 31)
 
 
-def train_float(data: digits.DigitsData, seed: int, epochs: int, progress=None) -> digits.DigitsNet:
+def train_float(data: digits.DigitsData, seed: int, epochs: int, progress=None) -> DigitsNet:
     torch.manual_seed(seed)
-    model = digits.DigitsNet()
+    model = DigitsNet()
     digits.train(model, data, epochs, FLOAT_LR, seed=seed, progress=progress)
     return model
 

@@ -6,10 +6,12 @@ import zlib
 
 import numpy as np
 import pytest
+from goldentest import random_layer
 
 from golden import spec
 from golden.bounds import codes_within_bound, layer_bound, real_forward, shortcut_error
-from golden.integer import Codes, IntegerLayer, OutputStage, Residual, random_layer
+from golden.integer import IntegerLayer
+from golden.stages import Codes, OutputStage, Residual
 
 SCHEMES = spec.WEIGHT_SCHEMES
 MODES = ("uniform", "threshold", "asq", "accumulator")

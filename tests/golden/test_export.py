@@ -25,10 +25,12 @@ from golden.bounds import (
     shortcut_error,
 )
 from golden.errors import ConfigError, UnknownSchemeError
-from golden.export import apot_grid, export_model
-from golden.integer import Accumulators, Codes, IntegerNetwork, Residual
+from golden.export import export_model
+from golden.integer import IntegerNetwork
 from golden.layers import QuantConv2d, QuantLinear, calibrate, quantize_model
-from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, UniformQuantizer
+from golden.quantizer_export import apot_grid
+from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer
+from golden.stages import Accumulators, Codes, Residual
 
 SCHEMES = ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq")
 
@@ -630,8 +632,8 @@ def test_in_place_operation_on_a_tensor_read_only_there_exports():
 
 
 def quantize_pair(asq: int | None = None):
-    act = ASQQuantizer(4, asq) if asq else UniformQuantizer(4)
-    return UniformQuantizer(4, signed=True), act
+    act = ASQQuantizer(4, asq) if asq else LSQQuantizer(4)
+    return LSQQuantizer(4, signed=True), act
 
 
 def test_unknown_quantizer_is_rejected():

@@ -19,7 +19,7 @@ from golden.errors import (
     UnknownSchemeError,
     UnsupportedBitsError,
 )
-from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, PowerQuantizer, UniformQuantizer
+from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer, PowerQuantizer
 
 
 class SmallNet(nn.Module):
@@ -38,10 +38,10 @@ class SmallNet(nn.Module):
 
 
 BODY = {
-    "lsq": (UniformQuantizer, UniformQuantizer),
-    "asq": (UniformQuantizer, ASQQuantizer),
-    "pot": (PowerQuantizer, UniformQuantizer),
-    "post": (PowerQuantizer, UniformQuantizer),
+    "lsq": (LSQQuantizer, LSQQuantizer),
+    "asq": (LSQQuantizer, ASQQuantizer),
+    "pot": (PowerQuantizer, LSQQuantizer),
+    "post": (PowerQuantizer, LSQQuantizer),
     "asq_post": (PowerQuantizer, ASQQuantizer),
     "apot": (APoTQuantizer, APoTQuantizer),
     "lcq": (LCQQuantizer, LCQQuantizer),
@@ -263,7 +263,7 @@ def test_checkpoint_loading_runs_no_code(net, tmp_path):
 
 
 def test_lazy_exports():
-    assert golden.UniformQuantizer is UniformQuantizer and golden.QuantConv2d is QuantConv2d
+    assert golden.LSQQuantizer is LSQQuantizer and golden.QuantConv2d is QuantConv2d
     assert "quantize_model" in dir(golden)
     with pytest.raises(AttributeError):
         golden.NoSuchThing  # noqa: B018

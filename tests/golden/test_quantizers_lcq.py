@@ -15,7 +15,7 @@ from golden.spec import WeightFormat
 
 
 class Compander:
-    """quantizers.md §4 written out directly (float64, small vectors), independent of golden.quantizers.lcq."""
+    """golden/README.md#lcq written out directly (float64, small vectors), independent of golden.quantizers.lcq."""
 
     def __init__(self, theta: torch.Tensor):
         self.k = theta.numel()

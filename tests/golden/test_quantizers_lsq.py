@@ -1,4 +1,4 @@
-"""LSQ (UniformQuantizer): codes, exhaustive small-bit checks, gradients, and PyTorch's native fake-quant."""
+"""LSQ (LSQQuantizer): codes, exhaustive small-bit checks, gradients, and PyTorch's native fake-quant."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import UniformQuantizer
+from golden import LSQQuantizer
 from golden.errors import CodeRangeError, ConfigError, NonFiniteInputError, UnsupportedBitsError
 from golden.quantizers import lsq_range
 
@@ -17,7 +17,7 @@ CONFIGS = [(bits, signed, symmetric) for bits in range(2, 9) for signed, symmetr
 
 
 def make(bits, signed=False, symmetric=False, per_channel=False, step=0.1, dtype=torch.float32):
-    q = UniformQuantizer(bits, signed=signed, symmetric=symmetric, per_channel=per_channel).to(dtype)
+    q = LSQQuantizer(bits, signed=signed, symmetric=symmetric, per_channel=per_channel).to(dtype)
     q.s.data = torch.as_tensor(step, dtype=dtype).reshape(-1).clone()
     return q
 
@@ -80,7 +80,7 @@ def test_idempotent_and_codes_dequantize_exactly(bits, signed, step, seed):
 
 def test_per_channel_uses_one_step_per_dim0_slice():
     w = torch.randn(6, 3, 3, 3)
-    q = UniformQuantizer(4, signed=True, per_channel=True)
+    q = LSQQuantizer(4, signed=True, per_channel=True)
     q.init_from(w)
     assert q.s.shape == (6,)
     expected = w.abs().mean(dim=(1, 2, 3)) * 2 / math.sqrt(7)
@@ -93,13 +93,13 @@ def test_per_channel_uses_one_step_per_dim0_slice():
 
 def test_init_from_per_tensor():
     x = torch.rand(1000) * 3
-    q = UniformQuantizer(3)
+    q = LSQQuantizer(3)
     q.init_from(x)
     assert torch.allclose(q.s.detach(), x.abs().mean().view(1) * 2 / math.sqrt(7))
 
 
 def test_no_hidden_initialization():
-    q = UniformQuantizer(4)
+    q = LSQQuantizer(4)
     q.s.data = torch.tensor([0.5])
     x = torch.rand(100) * 10
     q(x)
@@ -120,7 +120,7 @@ def surrogate(x, s, s0, qn, qp, offset, g):
 def test_gradients_match_finite_differences_of_lsq_surrogate(signed, per_channel):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(4, 9, generator=gen, dtype=torch.float64) * 0.6
-    q = UniformQuantizer(3, signed=signed, per_channel=per_channel).double()
+    q = LSQQuantizer(3, signed=signed, per_channel=per_channel).double()
     q.s.data = torch.tensor([0.17, 0.2, 0.23, 0.3] if per_channel else [0.2], dtype=torch.float64)
     r = torch.randn(x.shape, generator=gen, dtype=torch.float64)
     xg = x.clone().requires_grad_()
@@ -184,7 +184,7 @@ def ambiguous(x, q):
 def test_agrees_with_torch_native_except_documented_differences(signed, per_channel):
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(8, 4000, generator=gen) * 0.5
-    q = UniformQuantizer(4, signed=signed, per_channel=per_channel)
+    q = LSQQuantizer(4, signed=signed, per_channel=per_channel)
     q.init_from(x)
     q.s.data *= 0.5  # a tighter clip so the data reaches the clip band
     flip, band = ambiguous(x, q)
@@ -256,16 +256,16 @@ def test_bad_input_raises():
             q.init_from(torch.tensor([1.0, bad]))
     for bits in (0, 1, 9, 4.0, True):
         with pytest.raises(UnsupportedBitsError):
-            UniformQuantizer(bits)
+            LSQQuantizer(bits)
     with pytest.raises(ConfigError):
-        UniformQuantizer(4, symmetric=True)
+        LSQQuantizer(4, symmetric=True)
     with pytest.raises(ConfigError):
         q(torch.arange(4))  # integer tensor
     with pytest.raises(CodeRangeError):
         make(4, step=0.0)(torch.ones(3))
     with pytest.raises(CodeRangeError):
         make(4, step=-0.1)(torch.ones(3))
-    pc = UniformQuantizer(4, signed=True, per_channel=True)
+    pc = LSQQuantizer(4, signed=True, per_channel=True)
     with pytest.raises(ConfigError):
         pc(torch.randn(5, 3))  # per-channel step never sized for 5 channels
 

@@ -5,6 +5,7 @@ Exhaustive where the space is small (every code pair, every bit width 2..8), hyp
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -390,7 +391,7 @@ def test_quantize_multiplier_edges():
     m, s = spec.quantize_multiplier(values)
     assert m.shape == s.shape == (2, 2)
     np.testing.assert_allclose(m * 2.0**-s, values, rtol=2.0**-bits)
-    assert float(spec.Multiplier(int(m[0, 0]), int(s[0, 0]))) == 0.5
+    assert m[0, 0] * 2.0 ** -s[0, 0] == 0.5
 
 
 # --------------------------------------------------------------------------- requantization
@@ -445,6 +446,26 @@ def test_requantize_broadcasts_per_channel_and_per_sample():
             assert got[i, j] == requantize_reference(int(acc[i, j] + bias[j]), int(mantissa[i, j]), int(shift[j]), 6)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(-(1 << 45) + 1, (1 << 45) - 1),
+    st.integers(0, (1 << spec.MULTIPLIER_BITS) - 1),
+    st.integers(0, spec.MAX_REQUANT_SHIFT),
+)
+def test_rescale_rounds_half_up_without_clipping(value, mantissa, shift):
+    expected = math.floor(Fraction(value * mantissa, 1 << shift) + Fraction(1, 2))
+    assert int(spec.rescale(np.array([value]), mantissa, shift)[0]) == expected
+
+
+def test_rescale_errors():
+    with pytest.raises(CodeRangeError):
+        spec.rescale(np.array([1]), -1, 0)
+    with pytest.raises(CodeRangeError):
+        spec.rescale(np.array([1]), 1, spec.MAX_REQUANT_SHIFT + 1)
+    with pytest.raises(AccumulatorOverflowError, match="shortcut too wide"):
+        spec.rescale(np.array([1 << 46]), 1, 0, "shortcut")
+
+
 def test_requantize_errors():
     acc = np.array([1, 2])
     with pytest.raises(UnsupportedBitsError):
@@ -456,7 +477,7 @@ def test_requantize_errors():
             spec.requantize(acc, 0, mantissa, shift, 4)
     with pytest.raises(AccumulatorOverflowError):
         spec.requantize(np.array([1 << spec.MAX_SUM_BITS]), 0, 1, 0, 4)
-    with pytest.raises(AccumulatorOverflowError):
+    with pytest.raises(AccumulatorOverflowError, match="accumulator \\+ bias too wide"):
         spec.requantize(np.array([1 << 45]), 1 << 45, 1, 0, 4)
 
 
@@ -497,6 +518,22 @@ def test_threshold_quantize_errors():
 
 
 # --------------------------------------------------------------------------- error paths of the formats
+
+
+def test_scheme_names_are_their_plain_strings():
+    """Members and strings are interchangeable: comparisons, lookups, messages, JSON and configs built from either."""
+    for enum, names in ((spec.WeightScheme, ("int", "pot", "post", "lcq")),
+                        (spec.TrainingScheme, ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq"))):
+        assert tuple(enum) == names and [str(member) for member in enum] == list(names)
+        for member, name in zip(enum, names, strict=True):
+            assert member == name and hash(member) == hash(name) and {name: 1}[member] == 1
+            assert f"{member}" == name and repr(member) == repr(name) and json.dumps(member) == json.dumps(name)
+    assert spec.WEIGHT_SCHEMES == ("int", "pot", "post", "lcq") and spec.SHIFT_SCHEMES == ("pot", "post")
+    from_string, from_member = spec.DatapathConfig.make("post", 4, 4), spec.DatapathConfig.make(spec.WeightScheme.POST, 4, 4)
+    assert from_string == from_member and repr(from_string) == repr(from_member)
+    assert from_string.scheme is spec.WeightScheme.POST and "scheme='post'" in repr(from_string)
+    with pytest.raises(UnknownSchemeError, match=r"expected one of \('int', 'pot', 'post', 'lcq'\)"):
+        spec.WeightFormat("log", 4)
 
 
 @pytest.mark.parametrize("bad", (1, 9, 0, 2.0, True, "4", None))

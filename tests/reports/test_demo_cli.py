@@ -11,7 +11,7 @@ import pytest
 
 from golden.errors import ConfigError
 from golden.layers import quantize_model, save_checkpoint
-from reports import digits
+from golden.models import DigitsNet
 from reports.app import demo
 from reports.app.cli import main
 from reports.app.pricing import priced_kinds
@@ -117,9 +117,9 @@ def test_bad_input_is_one_line_and_keeps_results(tmp_path, capsys):
 
 def test_checkpoint_of_another_model_is_rejected(tmp_path, capsys):
     path = tmp_path / "lsq_w4.pt"
-    save_checkpoint(quantize_model(digits.DigitsNet(), "lsq", 4), path)
+    save_checkpoint(quantize_model(DigitsNet(), "lsq", 4), path)
     expect_error(capsys, ["sim", "--checkpoint", str(path), "--scheme", "post", "--bits", "4"], "quantizer configuration differs")
-    save_checkpoint(digits.DigitsNet(width=8), tmp_path / "narrow.pt")
+    save_checkpoint(DigitsNet(width=8), tmp_path / "narrow.pt")
     expect_error(capsys, ["sim", "--checkpoint", str(tmp_path / "narrow.pt"), "--scheme", "lsq", "--bits", "4"],
                  "quantizer configuration differs")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from golden.export import export_model
-from golden.integer import IntegerNetwork, Residual
+from golden.integer import IntegerNetwork
+from golden.stages import Residual
 from sim.resnet20 import quantized_resnet20, random_resnet20
 
 STAGES = ((1, 16), (2, 32), (3, 64))

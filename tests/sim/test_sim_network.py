@@ -16,7 +16,7 @@ from torch import nn
 from golden import spec
 from golden.errors import ConfigError, UnsupportedBitsError
 from golden.export import export_model
-from golden.integer import int_conv2d
+from golden.gemm import int_conv2d
 from golden.layers import calibrate, quantize_model
 from sim.failures import SimulationError
 from sim.network import (
