@@ -1,18 +1,21 @@
 """Exact cycle counts of one accelerator run (start edge .. done), confirmed against simulation.
 
 Counting convention: the clock edge that samples ``start = 1`` is edge 1; ``gemm_cycles`` is the
-number of the first edge after which ``done`` reads 1.  Derivation (:mod:`hw.top`):
+number of the first edge after which ``done`` reads 1.  Derivation (:mod:`hw.top`, :mod:`hw.array`):
 
-* ``FEED`` lasts ``K + R + C - 1`` cycles: reads are issued for ``t < K``, arrive one cycle
-  later, and the skew puts ``A[i, k]``/``W[k, j]`` into PE ``(i, j)`` at ``t = k + 1 + i + j``;
-  the last product (``k = K-1``, PE ``(R-1, C-1)``) is added at ``t = K + R + C - 2``.
-* ``DRAIN`` lasts ``R`` cycles, one accumulator row per cycle into the ``C`` requantizer lanes.
-* After the last block the two requantizer stages flush (2 cycles), then ``DONE``: together with
-  the start edge, 3 cycles per run.
+* Blocks stream: block ``b``'s ``k = 0`` operands reach the array ``P`` cycles after block
+  ``b - 1``'s, where the block period ``P = max(K, R + 1, C)`` (:func:`block_period`; ``K``
+  when the reduction is at least as long as the array is deep and wide).  A block shorter
+  than that is padded with zero operands: its shadow registers must hold for the ``C``
+  cycles its last column takes and the ``R + 1`` its rows take to leave.
+* One closing flag follows the last block; ``C`` cycles after it the last block's row 0
+  drains, then rows ``1 .. R-1``, one per cycle, into the two-stage requantizer.
+* Fixed costs: the start edge, the buffer read before the first operands, the closing
+  flag, the two requantizer stages and ``DONE``.
 
-Blocks do not overlap, so a run of ``ceil(M/R) * ceil(N/C)`` blocks takes
-``blocks * (K + 2R + C - 1) + 3`` cycles.  Host transfers (bus writes, output reads) are extra
-and counted by :func:`host_write_count` / :func:`hw.host.output_word_count`.
+So a run of ``ceil(M/R) * ceil(N/C)`` blocks takes ``blocks * P + C + R + 4`` cycles.  Host
+transfers (bus writes, output reads) are extra and counted by :func:`host_write_count` /
+:func:`hw.host.output_word_count`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from golden.errors import ConfigError
 
 from .config import ArrayConfig
 
-RUN_OVERHEAD_CYCLES = 3
+RUN_OVERHEAD_CYCLES = 4
 
 
 def _check_dims(cfg: ArrayConfig, m: int, k: int, n: int) -> None:
@@ -32,17 +35,22 @@ def _check_dims(cfg: ArrayConfig, m: int, k: int, n: int) -> None:
             raise ConfigError(f"{name}={value!r} outside 1..{limit} for this array config")
 
 
-def block_cycles(cfg: ArrayConfig, k: int) -> int:
-    """Cycles of one ``R x C`` output block over reduction length ``k`` (feed + drain)."""
+def min_block_period(cfg: ArrayConfig) -> int:
+    """The shortest block the streaming array allows: its rows drain (``R`` + one parameter cycle) and its columns finish (``C``)."""
+    return max(cfg.rows + 1, cfg.cols)
+
+
+def block_period(cfg: ArrayConfig, k: int) -> int:
+    """Cycles between consecutive blocks of a run with reduction length ``k``."""
     _check_dims(cfg, 1, k, 1)
-    return k + 2 * cfg.rows + cfg.cols - 1
+    return max(k, min_block_period(cfg))
 
 
 def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     """Exact cycles from the start edge to ``done`` for an ``M x K`` by ``K x N`` run."""
     _check_dims(cfg, m, k, n)
     blocks = math.ceil(m / cfg.rows) * math.ceil(n / cfg.cols)
-    return blocks * block_cycles(cfg, k) + RUN_OVERHEAD_CYCLES
+    return blocks * block_period(cfg, k) + cfg.cols + cfg.rows + RUN_OVERHEAD_CYCLES
 
 
 def host_write_count(cfg: ArrayConfig, m: int, k: int, n: int, row_multipliers: bool = False) -> int:

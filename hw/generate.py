@@ -62,7 +62,7 @@ def interface_description(cfg: ArrayConfig, top: Accelerator) -> dict:
         "row_multiplier_fields": _fields(multiplier_layout(cfg)),
         "out_word": {"bits": out_word_layout(cfg).size, "value_bits": cfg.out_word_bits,
                      "order": "value [row][column] at offset (row * cols + column) * value_bits"},
-        "cycles": {"formula": "ceil(M/rows) * ceil(N/cols) * (K + 2*rows + cols - 1) + overhead",
+        "cycles": {"formula": "ceil(M/rows) * ceil(N/cols) * max(K, rows + 1, cols) + cols + rows + overhead",
                    "overhead": RUN_OVERHEAD_CYCLES},
     }
 

@@ -29,6 +29,7 @@ from amaranth.utils import ceil_log2
 from .array import MacArray
 from .bus import HostBus
 from .config import ArrayConfig
+from .cycles import min_block_period
 from .layout import (
     Region,
     act_word_layout,
@@ -106,37 +107,75 @@ class Accelerator(wiring.Component):
             m.submodules[f"requant{column}"] = lane = RequantLane(cfg)
             lanes.append(lane)
 
-        # ---- controller --------------------------------------------------------------------------
+        # ---- feed: buffer words -> skew -> array, one block right behind the other -------------
         tile = Signal(tile_layout(cfg))
         k_words = Signal(range(cfg.k_words_max + 1))
         m.d.comb += k_words.eq((tile.k + cfg.host_lanes - 1) >> lane_bits)
-        feed_step = Signal(range(cfg.max_reduction + rows + cols))
-        drain_row = Signal(range(rows))
+        min_period = min_block_period(cfg)
+        period = Signal(range(max(cfg.max_reduction, min_period) + 1))
+        m.d.comb += period.eq(Mux(tile.k > min_period, tile.k, min_period))
+        feed_step = Signal(range(max(cfg.max_reduction, min_period)))
         m_block = Signal(range(cfg.m_blocks_max + 1))
         n_block = Signal(range(cfg.n_blocks_max + 1))
         act_base = Signal(range(cfg.act_depth + 1))
         weight_base = Signal(range(cfg.weight_depth + 1))
-        block = Signal(range(cfg.out_depth + 1))
         feeding_k = Signal()  # the buffer words read last cycle hold k < K
         lane = Signal(lane_bits)
-        draining = Signal()
-        load_block_params = Signal()
+        first_next = Signal()  # this cycle's reads are k = 0 of a block (or the run's closing flag)
+        first = Signal()  # ... as the array sees them, one cycle later
 
         m.d.comb += [
             act_read.addr.eq(act_base + (feed_step >> lane_bits)),
             weight_read.addr.eq(weight_base + (feed_step >> lane_bits)),
             array.act_codes.eq(Mux(feeding_k, act_read.data[lane], 0)),
             array.weight_codes.eq(Mux(feeding_k, weight_read.data[lane], 0)),
-            channel_read.addr.eq(n_block),
-            row_read.addr.eq(m_block),
-            channel_read.en.eq(load_block_params),
-            row_read.en.eq(load_block_params),
+            array.first.eq(first),
         ]
-        m.d.sync += [feeding_k.eq(0), lane.eq(feed_step[:lane_bits])]
+        m.d.sync += [feeding_k.eq(0), lane.eq(feed_step[:lane_bits]), first.eq(first_next)]
+
+        # ---- drain: C cycles after each flag but the run's first, rows 0..R-1 of the finished block
+        opening = Signal()  # the run's first flag finishes no block
+        finished = Signal()
+        m.d.comb += finished.eq(first & ~opening)
+        with m.If(first):
+            m.d.sync += opening.eq(0)
+        delay = [finished]
+        for stage in range(cols):
+            delayed = Signal(name=f"drain_delay{stage}")
+            m.d.sync += delayed.eq(delay[-1])
+            delay.append(delayed)
+        drain_start, params_read = delay[cols], delay[cols - 1]
+        drain_busy = Signal()
+        drain_index = Signal(range(rows))
+        drain_row = Signal(range(rows))
+        draining = Signal()
+        m.d.comb += [drain_row.eq(Mux(drain_start, 0, drain_index)), draining.eq(drain_start | drain_busy)]
+        with m.If(drain_start):
+            m.d.sync += [drain_index.eq(1 % rows), drain_busy.eq(rows > 1)]
+        with m.Elif(drain_busy):
+            m.d.sync += [drain_index.eq(drain_index + 1), drain_busy.eq(drain_index != rows - 1)]
+        # the block being drained: its output word, channel parameters (block nb) and row multipliers (mb)
+        drain_block = Signal(range(cfg.out_depth + 1))
+        drain_m = Signal(range(cfg.m_blocks_max + 1))
+        drain_n = Signal(range(cfg.n_blocks_max + 1))
+        last_drain = Signal()
+        m.d.comb += [
+            channel_read.addr.eq(drain_n), row_read.addr.eq(drain_m),
+            channel_read.en.eq(params_read), row_read.en.eq(params_read),
+            last_drain.eq(draining & (drain_row == rows - 1)),
+        ]
+        run_drained = Signal()
+        m.d.comb += run_drained.eq(last_drain & (drain_m == tile.m_blocks - 1) & (drain_n == tile.n_blocks - 1))
+        with m.If(last_drain):
+            m.d.sync += drain_block.eq(drain_block + 1)
+            with m.If(drain_n == tile.n_blocks - 1):
+                m.d.sync += [drain_n.eq(0), drain_m.eq(drain_m + 1)]
+            with m.Else():
+                m.d.sync += drain_n.eq(drain_n + 1)
 
         def begin_run():
-            m.d.sync += [tile.eq(self.tile), feed_step.eq(0), m_block.eq(0), n_block.eq(0),
-                         act_base.eq(0), weight_base.eq(0), block.eq(0)]
+            m.d.sync += [tile.eq(self.tile), feed_step.eq(0), m_block.eq(0), n_block.eq(0), act_base.eq(0),
+                         weight_base.eq(0), opening.eq(1), drain_block.eq(0), drain_m.eq(0), drain_n.eq(0)]
             m.next = "FEED"
 
         with m.FSM() as fsm:
@@ -144,27 +183,24 @@ class Accelerator(wiring.Component):
                 with m.If(self.start):
                     begin_run()
             with m.State("FEED"):
+                m.d.comb += first_next.eq(feed_step == 0)
                 m.d.sync += [feeding_k.eq(feed_step < tile.k), feed_step.eq(feed_step + 1)]
-                with m.If(feed_step == 0):
-                    m.d.comb += [array.clear.eq(1), load_block_params.eq(1)]
-                with m.If(feed_step == tile.k + (rows + cols - 2)):
-                    m.d.sync += drain_row.eq(0)
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += draining.eq(1)
-                m.d.sync += drain_row.eq(drain_row + 1)
-                with m.If(drain_row == rows - 1):
+                with m.If(feed_step == period - 1):
+                    m.d.sync += feed_step.eq(0)
                     last_n = n_block == tile.n_blocks - 1
                     with m.If((m_block == tile.m_blocks - 1) & last_n):
-                        m.next = "FLUSH0"
+                        m.next = "CLOSE"
+                    with m.Elif(last_n):
+                        m.d.sync += [n_block.eq(0), weight_base.eq(0), m_block.eq(m_block + 1),
+                                     act_base.eq(act_base + k_words)]
                     with m.Else():
-                        m.d.sync += [feed_step.eq(0), block.eq(block + 1)]
-                        with m.If(last_n):
-                            m.d.sync += [n_block.eq(0), weight_base.eq(0), m_block.eq(m_block + 1),
-                                         act_base.eq(act_base + k_words)]
-                        with m.Else():
-                            m.d.sync += [n_block.eq(n_block + 1), weight_base.eq(weight_base + k_words)]
-                        m.next = "FEED"
+                        m.d.sync += [n_block.eq(n_block + 1), weight_base.eq(weight_base + k_words)]
+            with m.State("CLOSE"):  # the flag that finishes the last block
+                m.d.comb += first_next.eq(1)
+                m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(run_drained):
+                    m.next = "FLUSH0"
             with m.State("FLUSH0"):
                 m.next = "FLUSH1"
             with m.State("FLUSH1"):
@@ -177,7 +213,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [self.done.eq(fsm.ongoing("DONE")),
                      self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
 
-        # ---- drain: accumulator row -> requantizer lanes -> output buffer -------------------------
+        # ---- requantizer lanes -> output buffer ---------------------------------------------------
         m.d.comb += array.drain_row.eq(drain_row)
         for column, lane_unit in enumerate(lanes):
             params = channel_read.data[column]
@@ -192,9 +228,9 @@ class Accelerator(wiring.Component):
             if cfg.threshold_bank:
                 m.d.comb += lane_unit.thresholds.eq(params.thresholds)
         written_row = [Signal.like(drain_row, name=f"written_row{stage}") for stage in range(2)]
-        written_block = [Signal.like(block, name=f"written_block{stage}") for stage in range(2)]
+        written_block = [Signal.like(drain_block, name=f"written_block{stage}") for stage in range(2)]
         m.d.sync += [written_row[0].eq(drain_row), written_row[1].eq(written_row[0]),
-                     written_block[0].eq(block), written_block[1].eq(written_block[0])]
+                     written_block[0].eq(drain_block), written_block[1].eq(written_block[0])]
         m.d.comb += [
             out_write.addr.eq(written_block[1]),
             out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row[1], 0)),

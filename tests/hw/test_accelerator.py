@@ -190,7 +190,7 @@ def test_done_stays_high_until_next_start_and_cycles_are_exact():
     assert (before["busy"], before["done"]) == (0, 0)
     assert [(c["busy"], c["done"]) for c in later] == [(0, 1)] * 5
     assert result.busy_while_waiting == [True]
-    assert result.waits == [gemm_cycles(cfg, 7, 3, 7)] == [3 * 4 * (3 + 2 * 3 + 2 - 1) + 3]
+    assert result.waits == [gemm_cycles(cfg, 7, 3, 7)] == [3 * 4 * max(3, 3 + 1, 2) + 2 + 3 + 4]  # K < R + 1: padded
 
 
 def test_a_run_is_write_start_wait_read():

@@ -18,7 +18,7 @@ from golden.errors import (
     UnsupportedBitsError,
 )
 from hw.config import ArrayConfig, load_presets, preset
-from hw.cycles import block_cycles, gemm_cycles, host_write_count, mac_utilization
+from hw.cycles import block_period, gemm_cycles, host_write_count, mac_utilization
 from hw.host import GemmJob, job_writes, layout_leaves, pack_words, unpack_words
 from hw.kinds import PE_KINDS
 from hw.layout import host_bus_widths, region_geometry
@@ -156,10 +156,11 @@ def test_multiplier_parameters_are_range_checked():
 
 def test_cycle_formula_arithmetic():
     cfg = ArrayConfig("int", 4, 3, 4, 4, max_reduction=100, max_m=20, max_n=20)
-    assert block_cycles(cfg, 10) == 10 + 2 * 4 + 3 - 1
-    assert gemm_cycles(cfg, 9, 10, 7) == math.ceil(9 / 4) * math.ceil(7 / 3) * block_cycles(cfg, 10) + 3
+    assert block_period(cfg, 10) == 10  # streaming: a block costs its reduction once K >= max(R + 1, C)
+    assert block_period(cfg, 2) == 4 + 1  # short blocks are padded until their rows can drain
+    assert gemm_cycles(cfg, 9, 10, 7) == math.ceil(9 / 4) * math.ceil(7 / 3) * 10 + 3 + 4 + 4
     assert gemm_cycles(cfg, 8, 10, 6) == gemm_cycles(cfg, 5, 10, 4)  # same block grid
-    assert 0 < mac_utilization(cfg, 20, 100, 18) < 1
+    assert 0.9 < mac_utilization(cfg, 20, 100, 18) < 1  # 5 x 6 blocks of K = 100: only fill and drain are idle
     with pytest.raises(ConfigError, match="K=101"):
         gemm_cycles(cfg, 4, 101, 4)
     with pytest.raises(ConfigError, match="M=0"):
