@@ -88,12 +88,13 @@ def test_dram_passes():
     assert dram_bits("ws", 4, 4, 10, 7, 5, 1, ifmap_capacity=10**9, **tight) == fits + 2 * 50 * 20
 
 
-def test_own_array_is_output_stationary_plus_latency():
-    """hw.cycles: one extra read-latency cycle per block and 3 per run on top of SCALE-Sim's os count."""
+def test_own_array_streams_where_the_analytical_os_model_fills_and_drains():
+    """hw.cycles: the streaming array pays fill and drain once per run, the os model once per fold."""
     for rows, cols, m, k, n in ((4, 4, 10, 7, 5), (8, 2, 64, 100, 3), (1, 1, 2, 2, 2)):
         config = ArrayConfig("int", rows, cols, 8, 8, max_reduction=k, max_m=m, max_n=n)
         blocks = -(-m // rows) * -(-n // cols)
-        assert gemm_cycles(config, m, k, n) == systolic_cycles("os", rows, cols, m, k, n) + blocks + 3
+        assert gemm_cycles(config, m, k, n) == blocks * max(k, rows + 1, cols) + rows + cols + 4
+        assert gemm_cycles(config, m, k, n) < systolic_cycles("os", rows, cols, m, k, n) + blocks + 3
 
 
 @pytest.mark.parametrize("rows, cols", [(0, 4), (4, 0), (-1, 2), (2.5, 2)])
