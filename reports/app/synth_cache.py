@@ -22,6 +22,7 @@ from ..energy import Synthesis, load_synthesis
 
 SYNTH_ARRAY = 4  # array cores are synthesized at 4x4; energies are per PE relative to the int 8-bit anchor
 SYNTH_CACHE_NAME = "demo"
+_WARNED_STALE: set[Path] = set()  # a stale base file is reported once per process, not per cache object
 
 
 class SynthesisCache:
@@ -36,7 +37,6 @@ class SynthesisCache:
         self.path = self.base.parent / SYNTH_CACHE_NAME / "synth.json"
         self.lock = threading.Lock()
         self.seconds = 0.0
-        self.warned = False
 
     @staticmethod
     def _stamped_here(path: Path) -> bool | None:
@@ -56,10 +56,10 @@ class SynthesisCache:
         loaded = []
         if self.base.is_file():
             if self._stamped_here(self.base) is False:
-                if not self.warned:
+                if self.base not in _WARNED_STALE:
                     print(f"lutmac demo: {self.base} was synthesized from other hw sources: the array cores this run "
                           "needs are synthesized now (`make synth` refreshes it)", file=sys.stderr)
-                    self.warned = True
+                    _WARNED_STALE.add(self.base)
             else:
                 loaded.append(load_synthesis(self.base))
         cached = self._cached()
