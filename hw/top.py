@@ -7,17 +7,19 @@ One run computes ``OUT = requant(A @ W)`` for ``A`` (``M x K`` activation codes)
 (documented in ``hw/README.md``), driven by :func:`hw.bus.gemm_steps`; :mod:`hw.host` packs
 every word, :mod:`hw.cycles` gives the exact cycle count.
 
-Controller, per block (``mb`` outer, ``nb`` inner):
+Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
 
-* ``FEED`` for ``t = 0 .. K + R + C - 2``: for ``t < K`` read activation word
+* **Feed**, one block right behind the other, ``P = max(K, R + 1, C)`` cycles each
+  (:func:`hw.cycles.block_period`): at step ``t`` of a block read activation word
   ``act_base + t // L`` and weight word ``w_base + t // L`` (``L = host_lanes``; one-cycle
-  synchronous reads), select lane ``t % L`` and present the codes to the array one cycle later,
-  zeros otherwise.  ``t = 0`` clears the accumulators and latches block ``nb``'s channel
-  parameters and block ``mb``'s row multipliers.  The last product reaches PE ``(R-1, C-1)``
-  at ``t = K + R + C - 2``.
-* ``DRAIN`` for ``d = 0 .. R-1``: accumulator row ``d`` goes to the ``C`` requantizer lanes;
-  their results are written to output word ``block`` (row ``d``) two cycles later.
-* After the last block: two ``FLUSH`` cycles for the requantizer pipeline, then ``DONE``.
+  synchronous reads), and present lane ``t % L`` to the array one cycle later (zeros for
+  ``t >= K``), with ``first`` on the ``k = 0`` cycle.  After the last block, ``CLOSE`` sends one
+  more ``first`` (with zero operands) that finishes it.
+* **Drain**, ``C`` cycles after every ``first`` but the run's opening one: rows ``0 .. R-1`` of the
+  shadow registers go to the ``C`` requantizer lanes, one per cycle, with the drained block's
+  channel parameters (block ``nb``) and row multipliers (block ``mb``), read the cycle before;
+  the results are written to its output word two cycles later.
+* When the last block's last row has drained: two ``FLUSH`` cycles for the requantizer, then ``DONE``.
 """
 
 from __future__ import annotations
