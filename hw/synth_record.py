@@ -16,6 +16,7 @@ from pathlib import Path
 
 from golden.errors import ConfigError
 
+from . import SOURCE_FINGERPRINT
 from .kinds import pe_kind
 
 #: Yosys ``stat -tech cmos`` counts one ``$_DFF_P_`` flip-flop as 16 transistors.
@@ -117,6 +118,11 @@ class SynthReport:
     yosys_version: str
     units: tuple[SynthRecord, ...]
     hw_fingerprint: str | None = None
+
+    @property
+    def from_these_sources(self) -> bool | None:
+        """Whether the units were made from the hw sources imported now (None: unstamped, a hand-made file)."""
+        return None if self.hw_fingerprint is None else self.hw_fingerprint == SOURCE_FINGERPRINT
 
     def to_json(self) -> dict:
         stamp = {} if self.hw_fingerprint is None else {"hw_fingerprint": self.hw_fingerprint}

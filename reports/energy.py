@@ -162,7 +162,7 @@ class Synthesis:
 def load_synthesis(path: str | Path = DEFAULT_SYNTH_PATH) -> Synthesis:
     """Parse and validate the synthesis JSON written by ``make synth`` (schema: :mod:`hw.synth_record`)."""
     report = SynthReport.read(Path(path))
-    if report.hw_fingerprint not in (None, hw.SOURCE_FINGERPRINT):
+    if report.from_these_sources is False:
         raise ConfigError(f"synthesis results {path} were made from other hw sources (hw_fingerprint "
                           f"{report.hw_fingerprint}, now {hw.SOURCE_FINGERPRINT}); re-run `make synth`")
     return Synthesis(report.yosys_version, report.units)

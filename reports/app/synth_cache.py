@@ -18,7 +18,7 @@ from golden.errors import ConfigError, LutmacError
 from golden.files import write_atomic
 from hw.synth_record import SynthReport, UnitType
 
-from ..energy import Synthesis, load_synthesis
+from ..energy import Synthesis
 
 SYNTH_ARRAY = 4  # array cores are synthesized at 4x4; energies are per PE relative to the int 8-bit anchor
 SYNTH_CACHE_NAME = "demo"
@@ -38,30 +38,26 @@ class SynthesisCache:
         self.lock = threading.Lock()
         self.seconds = 0.0
 
-    @staticmethod
-    def _stamped_here(path: Path) -> bool | None:
-        """Whether ``path`` is stamped with the hw sources imported now (None: missing, unreadable or unstamped)."""
-        try:
-            stamp = SynthReport.read(path).hw_fingerprint
-        except (OSError, LutmacError):
-            return None
-        return None if stamp is None else stamp == hw.SOURCE_FINGERPRINT
-
     def _cached(self) -> Synthesis | None:
         """The units synthesized here, unless missing, unreadable or made from other hw sources."""
-        return load_synthesis(self.path) if self._stamped_here(self.path) else None
+        try:
+            report = SynthReport.read(self.path)
+        except (OSError, LutmacError):
+            return None
+        return Synthesis(report.yosys_version, report.units) if report.from_these_sources else None
 
     def _loaded(self) -> list[Synthesis]:
         """``make synth``'s results (a broken file raises; a stale one is passed over) and the units cached here."""
         loaded = []
         if self.base.is_file():
-            if self._stamped_here(self.base) is False:
+            report = SynthReport.read(self.base)
+            if report.from_these_sources is False:
                 if self.base not in _WARNED_STALE:
                     print(f"lutmac demo: {self.base} was synthesized from other hw sources: the array cores this run "
                           "needs are synthesized now (`make synth` refreshes it)", file=sys.stderr)
                     _WARNED_STALE.add(self.base)
             else:
-                loaded.append(load_synthesis(self.base))
+                loaded.append(Synthesis(report.yosys_version, report.units))
         cached = self._cached()
         return loaded + ([cached] if cached is not None else [])
 
