@@ -48,7 +48,7 @@ verilog: setup
 ## Yosys area figures; re-run only when the hardware or the datapath spec changes.
 synth: $(SYNTH_JSON)
 
-$(SYNTH_JSON): $(wildcard hw/*.py hw/*.toml) golden/spec.py | setup
+$(SYNTH_JSON): $(wildcard hw/*.py hw/*.toml) golden/spec.py golden/requantization.py | setup
 	$(PY) -m hw.synth --out $(dir $@)
 
 reports: $(SYNTH_JSON) setup

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import spec
+from . import requantization, spec
 from .errors import ConfigError
 from .gemm import conv_output_size, ideal_weight_levels, int_conv2d, int_linear
 from .integer import IntegerLayer, shortcut_ratio
@@ -145,7 +145,7 @@ def shortcut_error(layer: IntegerLayer, shortcut: Codes | Accumulators, unit: np
     values = real_shortcut(layer, values.astype(np.float64))
     error = real_shortcut(layer, error)
     ratio = shortcut_ratio(source_unit, unit, layer.residual.channel_pad)
-    mantissa, shift = spec.quantize_multiplier(ratio)
+    mantissa, shift = requantization.quantize_multiplier(ratio)
     multiplier_error = np.abs(mantissa * np.exp2(-shift.astype(np.float64)) - ratio)
     rounding = 0.5 + np.abs(values) * _channel_view(multiplier_error, values.ndim)
     return rounding * _channel_view(unit, values.ndim) + error
@@ -202,7 +202,7 @@ def layer_bound(
         raise ConfigError(f"layer {layer.name!r}: a requantizing layer's integer output must be codes")
     step_int = integer_out.step
     multiplier = unit / (spatial * step_int[:, None])
-    mantissa, shift = spec.quantize_multiplier(multiplier)
+    mantissa, shift = requantization.quantize_multiplier(multiplier)
     multiplier_error = np.abs(mantissa * np.exp2(-shift.astype(np.float64)) - multiplier)
     t_abs = (np.abs(real.value) + value_error) * spatial / _channel_view(unit, ndim)
     code_error = (

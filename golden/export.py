@@ -105,7 +105,7 @@ class _Exporter:
     def __init__(self, model: nn.Module, frac_bits: int | str, lcq_level_bits: int, fold_signs: bool) -> None:
         if frac_bits != "auto" and not (isinstance(frac_bits, int) and 0 <= frac_bits <= spec.MAX_FRAC_BITS):
             raise ConfigError(f"frac_bits must be 'auto' or an int in 0..{spec.MAX_FRAC_BITS}, got {frac_bits!r}")
-        spec._check_bits("lcq_level_bits", lcq_level_bits, spec.MIN_LEVEL_BITS, spec.MAX_LEVEL_BITS)
+        spec.check_bits("lcq_level_bits", lcq_level_bits, spec.MIN_LEVEL_BITS, spec.MAX_LEVEL_BITS)
         self.model, self.frac_bits, self.lcq_level_bits, self.fold_signs = model, frac_bits, lcq_level_bits, fold_signs
         self.modules = dict(model.named_modules())
         self.layers: list[IntegerLayer] = []

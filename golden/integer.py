@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import spec
+from . import requantization, spec
 from .errors import (
     AccumulatorOverflowError,
     CheckpointMismatchError,
@@ -45,11 +45,11 @@ def _per_channel(param: np.ndarray | int, acc: np.ndarray, name: str) -> np.ndar
 def requantize_channels(
     acc: np.ndarray, bias: np.ndarray | int, mantissa: np.ndarray | int, shift: np.ndarray | int, out_bits: int
 ) -> np.ndarray:
-    """:func:`golden.spec.requantize` on ``[N, C, ...]`` with per-channel or per-sample (ASQ) parameters."""
+    """:func:`golden.requantization.requantize` on ``[N, C, ...]`` with per-channel or per-sample (ASQ) parameters."""
     acc = np.asarray(acc)
     if acc.ndim < 2:
         raise ConfigError(f"accumulators must be [N, C, ...], got shape {acc.shape}")
-    return spec.requantize(
+    return requantization.requantize(
         acc,
         _per_channel(bias, acc, "bias"),
         _per_channel(mantissa, acc, "mantissa"),
@@ -59,7 +59,7 @@ def requantize_channels(
 
 
 def threshold_channels(acc: np.ndarray, bias: np.ndarray | int, thresholds: np.ndarray) -> np.ndarray:
-    """:func:`golden.spec.threshold_quantize` on ``[N, C, ...]``.
+    """:func:`golden.requantization.threshold_quantize` on ``[N, C, ...]``.
 
     The bank is shared ``[Q]``, per channel ``[C, Q]`` or per sample and channel ``[N, C, Q]``;
     ``bias`` is a scalar, ``[C]`` or ``[N, C]``.
@@ -80,7 +80,7 @@ def threshold_channels(acc: np.ndarray, bias: np.ndarray | int, thresholds: np.n
     elif bias.ndim > 2:
         raise ConfigError(f"bias must be a scalar, [C] or [N, C], got shape {bias.shape}")
     channels_last = np.moveaxis(acc, 1, -1)
-    return np.moveaxis(spec.threshold_quantize(channels_last, bias, thresholds), -1, 1)
+    return np.moveaxis(requantization.threshold_quantize(channels_last, bias, thresholds), -1, 1)
 
 
 # ----------------------------------------------------------------------------------------------- network model
@@ -97,7 +97,7 @@ def threshold_channels(acc: np.ndarray, bias: np.ndarray | int, thresholds: np.n
 #   (the spec's multiplier is unsigned) and ``bias_int = rint(bias / unit)``.
 # * Residual add: the shortcut (another layer's output codes, or its ``t`` for a downsample
 #   conv) is rescaled into this layer's units with a fixed-point multiplier
-#   ``unit_src / unit`` and round half up (:func:`golden.spec.rescale`), added to ``t``, and the sum is
+#   ``unit_src / unit`` and round half up (:func:`golden.requantization.rescale`), added to ``t``, and the sum is
 #   requantized once.  Aligning in the wide accumulator domain costs at most half an
 #   accumulator LSB, far below the output step, and keeps ReLU after the add exact.
 # * Pooling runs on ``relu(t)`` before requantization: max pooling commutes with every
@@ -301,7 +301,7 @@ class IntegerLayer:
         out = self.output
         if out.mode in ("uniform", "asq"):
             out_step = out.step * (np.ones_like(step) if beta is None else beta)
-            mantissa, shift = spec.quantize_multiplier(unit / (spatial * out_step[:, None]))
+            mantissa, shift = requantization.quantize_multiplier(unit / (spatial * out_step[:, None]))
             return RequantParams(sign, unit, bias, mantissa, shift)
         if out.mode == "threshold":
             thresholds = np.ceil(spatial * out.thresholds[None, None, :] / unit[:, :, None])
@@ -353,8 +353,8 @@ class IntegerLayer:
         values = np.pad(values, ((0, 0), (before, after)) + ((0, 0),) * (values.ndim - 2))
         if values.shape != shape:
             raise ConfigError(f"layer {self.name!r}: shortcut shape {values.shape} does not match the output {shape}")
-        mantissa, shift = spec.quantize_multiplier(shortcut_ratio(source_unit, unit, residual.channel_pad))
-        return spec.rescale(values, _channels(mantissa, values), _channels(shift, values), "shortcut")
+        mantissa, shift = requantization.quantize_multiplier(shortcut_ratio(source_unit, unit, residual.channel_pad))
+        return requantization.rescale(values, _channels(mantissa, values), _channels(shift, values), "shortcut")
 
 
 def shortcut_ratio(source_unit: np.ndarray, unit: np.ndarray, channel_pad: tuple[int, int]) -> np.ndarray:

@@ -29,10 +29,7 @@ Everything the hardware computes is defined here once, as plain Python/numpy on 
   ``[K * p_min, K * p_max]`` for reduction length ``K`` (see :func:`accumulator_bits` for the
   proof that no partial sum, in any order, can overflow).
 
-* **Requantization** to the next layer's codes, per output channel (and per sample for ASQ):
-  ``clip((((acc + bias) * mantissa) + 2^(shift-1)) >> shift, 0, 2^b_out - 1)`` — round half up,
-  the cheap hardware rounding — or, for LCQ activations, a threshold bank:
-  ``code = #{k : acc + bias >= thresholds[k]}``.
+* **Requantization** to the next layer's codes: :mod:`golden.requantization`.
 """
 
 from __future__ import annotations
@@ -108,7 +105,8 @@ MAX_SUM_BITS = 62 - MULTIPLIER_BITS
 MAX_EXACT_BITS = 53
 
 
-def _check_bits(name: str, bits: int, lo: int = MIN_BITS, hi: int = MAX_BITS) -> None:
+def check_bits(name: str, bits: int, lo: int = MIN_BITS, hi: int = MAX_BITS) -> None:
+    """Raise UnsupportedBitsError unless ``bits`` is an int in ``lo..hi``."""
     if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not lo <= bits <= hi:
         raise UnsupportedBitsError(f"{name}={bits!r} is not supported (expected an int in {lo}..{hi})")
 
@@ -155,13 +153,13 @@ class WeightFormat:
         if self.scheme not in WEIGHT_SCHEMES:
             raise UnknownSchemeError(f"weight scheme {self.scheme!r} does not exist; expected one of {WEIGHT_SCHEMES}")
         object.__setattr__(self, "scheme", WeightScheme(self.scheme))
-        _check_bits(f"{self.scheme} weight bits", self.bits)
+        check_bits(f"{self.scheme} weight bits", self.bits)
         if self.levels not in POWER_LEVELS:
             raise UnknownSchemeError(f"level convention {self.levels!r} does not exist; expected one of {POWER_LEVELS}")
         if self.levels == "paper" and self.scheme not in SHIFT_SCHEMES:
             raise ConfigError(f"levels='paper' applies to pot/post only, not {self.scheme!r}")
         if self.scheme == WeightScheme.LCQ:
-            _check_bits("lcq level_bits", self.level_bits, MIN_LEVEL_BITS, MAX_LEVEL_BITS)
+            check_bits("lcq level_bits", self.level_bits, MIN_LEVEL_BITS, MAX_LEVEL_BITS)
 
     @property
     def exponent_bits(self) -> int:
@@ -273,17 +271,17 @@ class DatapathConfig:
     act_level_bits: int = DEFAULT_LEVEL_BITS
 
     def __post_init__(self) -> None:
-        _check_bits("activation bits", self.act_bits)
+        check_bits("activation bits", self.act_bits)
         if self.act_format not in ACT_FORMATS:
             raise UnknownSchemeError(f"activation format {self.act_format!r} does not exist; expected one of {ACT_FORMATS}")
         if self.weight.scheme in SHIFT_SCHEMES:
-            _check_bits(f"{self.weight.scheme} frac_bits", self.frac_bits, 0, MAX_FRAC_BITS)
+            check_bits(f"{self.weight.scheme} frac_bits", self.frac_bits, 0, MAX_FRAC_BITS)
             if self.act_format != "uniform":
                 raise ConfigError(f"{self.weight.scheme} PEs shift the activation code itself: act_format must be 'uniform'")
         elif self.frac_bits != 0:
             raise ConfigError(f"frac_bits must be 0 for {self.weight.scheme!r} weights, got {self.frac_bits}")
         if self.act_format == "table":
-            _check_bits("act_level_bits", self.act_level_bits, 1, MAX_LEVEL_BITS)
+            check_bits("act_level_bits", self.act_level_bits, 1, MAX_LEVEL_BITS)
 
     @classmethod
     def make(
@@ -493,99 +491,3 @@ def product_error_bound(cfg: DatapathConfig) -> float:
     return max(
         1.0 - 2.0 ** -((n - 1) // 2 + 1) if n % 2 else truncation(n // 2 - cfg.frac_bits) for n in exponents
     )
-
-
-def quantize_multiplier(value: float | np.ndarray, bits: int = MULTIPLIER_BITS) -> tuple[np.ndarray, np.ndarray]:
-    """``(mantissa, shift)`` arrays with ``mantissa * 2^-shift`` nearest to each ``value > 0``.
-
-    The mantissa is normalized to ``[2^(bits-1), 2^bits)`` (full precision) unless the shift
-    would exceed ``MAX_REQUANT_SHIFT``; a value too large for a non-negative shift raises.
-    """
-    values = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise CodeRangeError("requantization multipliers must be finite and positive")
-    _, exponent = np.frexp(values)  # values = f * 2^exponent, f in [0.5, 1)
-    shift = np.clip(bits - exponent, 0, MAX_REQUANT_SHIFT).astype(np.int64)
-    mantissa = np.round(np.ldexp(values, shift)).astype(np.int64)
-    overflow = mantissa >= (1 << bits)
-    # rounding up to 2^bits: renormalize one step (exact, the mantissa is then 2^(bits-1))
-    mantissa = np.where(overflow & (shift > 0), mantissa >> 1, mantissa)
-    shift = np.where(overflow & (shift > 0), shift - 1, shift)
-    if np.any(mantissa >= (1 << bits)):
-        raise CodeRangeError(f"multiplier too large for a {bits}-bit mantissa and a non-negative shift")
-    if np.any(mantissa == 0):
-        raise CodeRangeError(f"multiplier below 2^-{MAX_REQUANT_SHIFT + 1} rounds to zero")
-    return mantissa, shift
-
-
-def requantize(
-    acc: np.ndarray,
-    bias: np.ndarray | int,
-    mantissa: np.ndarray | int,
-    shift: np.ndarray | int,
-    out_bits: int,
-) -> np.ndarray:
-    """Next-layer activation codes: ``clip(rescale(acc + bias, mantissa, shift), 0, 2^out_bits - 1)``.
-
-    ``bias``, ``mantissa`` and ``shift`` broadcast against ``acc`` (per channel on the last axis,
-    or per sample and channel for ASQ).
-    """
-    _check_bits("output bits", out_bits)
-    total = np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
-    return np.clip(rescale(total, mantissa, shift, "accumulator + bias"), 0, (1 << out_bits) - 1)
-
-
-def rescale(values: np.ndarray, mantissa: np.ndarray | int, shift: np.ndarray | int, what: str = "value") -> np.ndarray:
-    """``round_half_up(values * mantissa / 2^shift)`` with no clipping: the requantizer's multiply and round.
-
-    The rounding adds ``2^(shift-1)`` and shifts right arithmetically — what the hardware
-    requantizer does; :func:`requantize` clips the result to the output codes, and a residual
-    shortcut is aligned to another branch's accumulator scale with it unclipped.  ``what`` names
-    the values in the overflow error.
-    """
-    values = np.asarray(values, dtype=np.int64)
-    mantissa = np.asarray(mantissa, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    if np.any(mantissa < 0) or np.any(mantissa >= (1 << MULTIPLIER_BITS)) or np.any(shift < 0) or np.any(shift > MAX_REQUANT_SHIFT):
-        raise CodeRangeError(f"mantissa must be an unsigned {MULTIPLIER_BITS}-bit int and shift in 0..{MAX_REQUANT_SHIFT}")
-    if values.size and int(np.abs(values).max()) >= (1 << MAX_SUM_BITS):
-        raise AccumulatorOverflowError(f"{what} too wide to rescale exactly in 64 bits (|{what}| < 2^{MAX_SUM_BITS})")
-    rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-    return (values * mantissa + rounding) >> shift
-
-
-def threshold_quantize(acc: np.ndarray, bias: np.ndarray | int, thresholds: np.ndarray) -> np.ndarray:
-    """LCQ activation codes from a threshold bank: ``#{k : acc + bias >= thresholds[..., k]}``.
-
-    ``thresholds`` has shape ``(..., 2^b - 1)`` (per channel on its leading axes, broadcast
-    against ``acc``'s trailing channel axis) and must be non-decreasing along the last axis.
-    """
-    thresholds = np.asarray(thresholds)
-    if thresholds.dtype.kind not in "iu":
-        raise LevelTableError("thresholds must be integers")
-    levels = thresholds.shape[-1] + 1
-    if levels & (levels - 1) or not MIN_BITS <= levels.bit_length() - 1 <= MAX_BITS:
-        raise LevelTableError(f"a threshold bank has 2^b - 1 entries (b in {MIN_BITS}..{MAX_BITS}), got {levels - 1}")
-    if np.any(np.diff(thresholds, axis=-1) < 0):
-        raise LevelTableError("thresholds must be non-decreasing")
-    total = np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
-    return (total[..., None] >= thresholds.astype(np.int64)).sum(axis=-1)
-
-
-@dataclass(frozen=True)
-class RequantSpec:
-    """Widths of the requantizer that follows an ``accumulator_width``-bit accumulator."""
-
-    accumulator_width: int
-    bias_bits: int
-    multiplier_bits: int = MULTIPLIER_BITS
-
-    @property
-    def sum_bits(self) -> int:
-        """Width of ``acc + bias``."""
-        return max(self.accumulator_width, self.bias_bits) + 1
-
-    @property
-    def product_bits(self) -> int:
-        """Width of ``(acc + bias) * mantissa`` (mantissa unsigned)."""
-        return self.sum_bits + self.multiplier_bits

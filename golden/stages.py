@@ -145,7 +145,7 @@ class OutputStage:
         if self.mode not in OUTPUT_MODES:
             raise UnknownSchemeError(f"output mode {self.mode!r} does not exist; expected one of {OUTPUT_MODES}")
         if self.mode != "accumulator":
-            spec._check_bits("output bits", self.bits)
+            spec.check_bits("output bits", self.bits)
         if not (isinstance(self.step, (int, float)) and np.isfinite(self.step) and self.step > 0):
             raise ConfigError(f"output step must be a finite positive number, got {self.step!r}")
         if (self.mode == "asq") != (self.adapter is not None):

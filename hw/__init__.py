@@ -5,13 +5,13 @@ from pathlib import Path
 
 
 def source_fingerprint() -> str:
-    """Hash of everything generated hardware depends on: hw/'s sources, golden/spec.py, Amaranth's version."""
+    """Hash of everything generated hardware depends on: hw/'s sources, golden's datapath and requantization specs, Amaranth's version."""
     import amaranth
 
-    from golden import spec
+    from golden import requantization, spec
 
     digest = hashlib.sha256(amaranth.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")) + [Path(spec.__file__)]:
+    for path in sorted(Path(__file__).parent.glob("*.py")) + [Path(spec.__file__), Path(requantization.__file__)]:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 

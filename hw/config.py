@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from golden import spec
+from golden import requantization, spec
 from golden.errors import ConfigError, UnsupportedBitsError
 
 from . import kinds
@@ -134,8 +134,8 @@ class ArrayConfig:
         return self.datapath.product_bits()
 
     @cached_property
-    def requant(self) -> spec.RequantSpec:
-        return spec.RequantSpec(self.accumulator_width, self.bias_bits)
+    def requant(self) -> requantization.RequantSpec:
+        return requantization.RequantSpec(self.accumulator_width, self.bias_bits)
 
     @property
     def shift_bits(self) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 from amaranth import Shape
 from amaranth.lib import data
 
-from golden import spec
+from golden import requantization, spec
 from golden.errors import CodeRangeError, ConfigError, LevelTableError
 from golden.gemm import int_gemm
 from golden.spec import WeightScheme
@@ -177,7 +177,7 @@ def _threshold_bank(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
     thresholds = np.asarray(job.thresholds)
     if thresholds.shape != (n, count):
         raise LevelTableError(f"thresholds must have shape (N, 2^out_bits - 1) = {(n, count)}, got {thresholds.shape}")
-    spec.threshold_quantize(np.zeros(n, dtype=np.int64), 0, thresholds)  # validates order and integer type
+    requantization.threshold_quantize(np.zeros(n, dtype=np.int64), 0, thresholds)  # validates order and integer type
     lo, hi = spec.signed_range(cfg.requant.sum_bits)
     return np.clip(thresholds.astype(np.int64), lo, hi + 1)
 
@@ -248,8 +248,8 @@ def golden_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
             mantissa, shift = np.asarray(job.row_mantissa)[:, None], np.asarray(job.row_shift)[:, None]
         else:
             mantissa, shift = job.mantissa, job.shift
-        return spec.requantize(acc, bias, mantissa, shift, cfg.out_bits)
+        return requantization.requantize(acc, bias, mantissa, shift, cfg.out_bits)
     if job.mode == OutputMode.THRESHOLD:
-        return spec.threshold_quantize(acc, bias, job.thresholds)
+        return requantization.threshold_quantize(acc, bias, job.thresholds)
     total = acc + bias  # RAW: the accumulator plus bias, as the requantizer's first stage forms it
     return np.maximum(total, 0) if job.relu else total

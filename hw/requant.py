@@ -4,11 +4,11 @@ A lane turns a finished accumulator into the value written to the output buffer,
 ``golden.spec`` defines it:
 
 * ``REQUANT``: ``clip(((acc + bias) * mantissa + 2^(shift-1)) >> shift, 0, 2^out_bits - 1)``
-  (``spec.requantize``: round half up, arithmetic shift).  The shift is saturated at the
+  (``golden.requantization.requantize``: round half up, arithmetic shift).  The shift is saturated at the
   product width ``P``: for any ``shift >= P`` the result is 0, as in the spec.  Rounding uses
   ``((x >> (s-1)) + 1) >> 1``, equal to ``(x + 2^(s-1)) >> s`` for ``s >= 1`` without a
   rounding constant as wide as the shift range.
-* ``THRESHOLD``: ``#{k : acc + bias >= thresholds[k]}`` (``spec.threshold_quantize``).
+* ``THRESHOLD``: ``#{k : acc + bias >= thresholds[k]}`` (``golden.requantization.threshold_quantize``).
 * ``RAW``: ``acc + bias``, with ``max(., 0)`` when ``relu`` is set.
 
 Two pipeline stages: ``valid``/``acc`` in cycle ``t`` -> ``result_valid``/``result`` in cycle

@@ -1,7 +1,7 @@
 """Scoreboard: RTL results against golden's integer model, bit for bit, plus measured cycles and coverage.
 
 Expected values come only from golden, through ``hw.host.golden_outputs`` (``golden.gemm.int_gemm`` for the accumulators,
-``golden.spec.requantize`` / ``threshold_quantize`` for the output stage).  A mismatch names the
+``golden.requantization.requantize`` / ``threshold_quantize`` for the output stage).  A mismatch names the
 workload, the accelerator run (its first output row/column), the ``R x C`` block, the output
 coordinates, expected and actual values; the testbench adds the seed and waveform path.
 """

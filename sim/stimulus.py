@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden import spec
+from golden import requantization, spec
 from golden.gemm import im2col, int_gemm
 from golden.spec import WeightScheme
 from hw.config import ArrayConfig
@@ -58,10 +58,10 @@ def spread_requant(cfg: ArrayConfig, acc: np.ndarray, rng: np.random.Generator, 
     bias = np.clip(-lo + rng.integers(-2, 3, lo.shape), bias_lo, bias_hi)
     span = np.maximum(hi - lo, 1).astype(np.float64)
     scale = (1 << cfg.out_bits) / span * rng.uniform(0.8, 1.25, span.shape)
-    mantissa, shift = spec.quantize_multiplier(scale)
+    mantissa, shift = requantization.quantize_multiplier(scale)
     params = {"mode": OutputMode.REQUANT, "bias": bias, "mantissa": mantissa, "shift": shift}
     if per_row:  # ASQ: one multiplier per output row (sample), replacing the channel multipliers
-        row_mantissa, row_shift = spec.quantize_multiplier(float(np.median(scale)) * rng.uniform(0.5, 2.0, acc.shape[0]))
+        row_mantissa, row_shift = requantization.quantize_multiplier(float(np.median(scale)) * rng.uniform(0.5, 2.0, acc.shape[0]))
         params |= {"row_mantissa": row_mantissa, "row_shift": row_shift}
     return params
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from goldentest import make_cfg, random_layer, residual_network
 
-from golden import spec
+from golden import requantization, spec
 from golden.errors import (
     AccumulatorOverflowError,
     CheckpointMismatchError,
@@ -35,7 +35,7 @@ def test_requantize_channels_per_channel_and_per_sample():
     shift = rng.integers(18, 22, 3)
     got = requantize_channels(acc, bias, mantissa, shift, 5)
     for n, c in np.ndindex(2, 3):
-        np.testing.assert_array_equal(got[n, c], spec.requantize(acc[n, c], bias[c], mantissa[n, c], shift[c], 5))
+        np.testing.assert_array_equal(got[n, c], requantization.requantize(acc[n, c], bias[c], mantissa[n, c], shift[c], 5))
     with pytest.raises(ConfigError, match="mantissa"):
         requantize_channels(acc, bias, np.ones((3, 3), dtype=np.int64), shift, 5)
     with pytest.raises(ConfigError, match=r"\[N, C"):
@@ -108,7 +108,7 @@ def test_layer_forward_is_the_documented_composition(scheme, mode):
         if mode == "asq":
             beta = layer.output.adapter(np.maximum(t, 0).mean(axis=(2, 3)) * unit)
             np.testing.assert_allclose(out.step, layer.output.step * beta)
-        mantissa, shift = spec.quantize_multiplier(unit[None, :] / (layer.output.step * beta[:, None]))
+        mantissa, shift = requantization.quantize_multiplier(unit[None, :] / (layer.output.step * beta[:, None]))
         expected = requantize_channels(t, 0, mantissa, shift, layer.output.bits)
     np.testing.assert_array_equal(out.codes, expected)
     assert out.codes.min() >= 0 and out.codes.max() < 1 << layer.output.bits
@@ -125,10 +125,10 @@ def test_per_sample_input_steps_give_per_sample_requantizers():
     for n in range(3):
         unit = np.abs(layer.weight_scale) * steps[n]
         bias = np.rint(layer.bias / unit).astype(np.int64)
-        mantissa, shift = spec.quantize_multiplier(unit / layer.output.step)
+        mantissa, shift = requantization.quantize_multiplier(unit / layer.output.step)
         t = layer.sign[:, None, None] * acc[n] + bias[:, None, None]
         for c in range(layer.out_channels):
-            expected = spec.requantize(t[c], 0, mantissa[c], shift[c], layer.output.bits)
+            expected = requantization.requantize(t[c], 0, mantissa[c], shift[c], layer.output.bits)
             np.testing.assert_array_equal(out.codes[n, c], expected)
     static = layer.requant_params(np.full(4, layer.input_step))
     assert all(np.array_equal(static.mantissa[0], row) for row in static.mantissa)
@@ -202,7 +202,7 @@ def test_global_pool_sums_and_scales():
     assert out.codes.shape == (2, 4)
     raw = IntegerLayer(**{**_fields(layer), "output": OutputStage("accumulator")}).forward(x)
     summed = np.maximum(raw.values, 0).sum(axis=(2, 3))
-    mantissa, shift = spec.quantize_multiplier(raw.unit / (16 * layer.output.step))
+    mantissa, shift = requantization.quantize_multiplier(raw.unit / (16 * layer.output.step))
     np.testing.assert_array_equal(out.codes, requantize_channels(summed, 0, mantissa, shift, layer.output.bits))
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import spec
+from golden import requantization, spec
 from golden.errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -354,7 +354,7 @@ def test_odd_post_bound_is_nearly_attained_with_8bit_activations():
 @settings(max_examples=300, deadline=None)
 @given(st.floats(min_value=2.0**-45, max_value=65535.0, allow_nan=False, allow_infinity=False))
 def test_quantize_multiplier_is_nearest_and_normalized(value):
-    mantissa, shift = spec.quantize_multiplier(value)
+    mantissa, shift = requantization.quantize_multiplier(value)
     mantissa, shift = int(mantissa), int(shift)
     assert 0 <= shift <= spec.MAX_REQUANT_SHIFT
     assert 1 << (spec.MULTIPLIER_BITS - 1) <= mantissa < 1 << spec.MULTIPLIER_BITS or shift == 0
@@ -366,29 +366,29 @@ def test_quantize_multiplier_is_nearest_and_normalized(value):
 @settings(deadline=None)
 @given(st.integers(1 << 7, (1 << 8) - 1), st.integers(0, 40))
 def test_quantize_multiplier_round_trips_representable_values(mantissa, shift):
-    m, s = spec.quantize_multiplier(mantissa * 2.0**-shift, bits=8)
+    m, s = requantization.quantize_multiplier(mantissa * 2.0**-shift, bits=8)
     assert (int(m), int(s)) == (mantissa, shift)
 
 
 def test_quantize_multiplier_edges():
     bits = spec.MULTIPLIER_BITS
     # rounds up to 2^bits: renormalized one step, still nearest
-    m, s = spec.quantize_multiplier(((1 << bits) - 0.25) * 2.0**-20)
+    m, s = requantization.quantize_multiplier(((1 << bits) - 0.25) * 2.0**-20)
     assert (int(m), int(s)) == (1 << (bits - 1), 19)
     # largest value with a non-negative shift, and just past it
-    assert tuple(map(int, spec.quantize_multiplier(65535.4))) == (65535, 0)
+    assert tuple(map(int, requantization.quantize_multiplier(65535.4))) == (65535, 0)
     for too_large in (65535.6, 1e6):
         with pytest.raises(CodeRangeError, match="too large"):
-            spec.quantize_multiplier(too_large)
+            requantization.quantize_multiplier(too_large)
     # tiny: the shift saturates and the mantissa denormalizes, then rounds to zero
-    assert tuple(map(int, spec.quantize_multiplier(2.0**-60))) == (4, spec.MAX_REQUANT_SHIFT)
+    assert tuple(map(int, requantization.quantize_multiplier(2.0**-60))) == (4, spec.MAX_REQUANT_SHIFT)
     with pytest.raises(CodeRangeError, match="rounds to zero"):
-        spec.quantize_multiplier(2.0**-70)
+        requantization.quantize_multiplier(2.0**-70)
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(CodeRangeError, match="finite and positive"):
-            spec.quantize_multiplier(bad)
+            requantization.quantize_multiplier(bad)
     values = np.array([[0.5, 0.001], [3.0, 1e-7]])
-    m, s = spec.quantize_multiplier(values)
+    m, s = requantization.quantize_multiplier(values)
     assert m.shape == s.shape == (2, 2)
     np.testing.assert_allclose(m * 2.0**-s, values, rtol=2.0**-bits)
     assert m[0, 0] * 2.0 ** -s[0, 0] == 0.5
@@ -412,7 +412,7 @@ def requantize_reference(total: int, mantissa: int, shift: int, out_bits: int) -
     st.integers(spec.MIN_BITS, spec.MAX_BITS),
 )
 def test_requantize_matches_rational_reference(acc, bias, mantissa, shift, out_bits):
-    got = spec.requantize(np.array([acc]), bias, mantissa, shift, out_bits)
+    got = requantization.requantize(np.array([acc]), bias, mantissa, shift, out_bits)
     assert int(got[0]) == requantize_reference(acc + bias, mantissa, shift, out_bits)
 
 
@@ -422,16 +422,16 @@ def test_requantize_vectorized_matches_reference(seed, shift):
     rng = np.random.default_rng(seed)
     mantissa = int(rng.integers(1 << 15, 1 << 16))
     total = rng.integers(0, 1 << 12, 64)
-    got = spec.requantize(total, 0, mantissa, shift, 8)
+    got = requantization.requantize(total, 0, mantissa, shift, 8)
     expected = [requantize_reference(int(t), mantissa, shift, 8) for t in total]
     np.testing.assert_array_equal(got, expected)
 
 
 def test_requantize_ties_round_half_up():
     # (acc * 1) >> 1 with rounding: 5/2 = 2.5 -> 3 (half to even would give 2), 7/2 -> 4, -5/2 -> -2 -> clipped 0
-    np.testing.assert_array_equal(spec.requantize(np.array([5, 7, 3, 1]), 0, 1, 1, 4), [3, 4, 2, 1])
-    np.testing.assert_array_equal(spec.requantize(np.array([-5, -1]), 0, 1, 1, 4), [0, 0])
-    np.testing.assert_array_equal(spec.requantize(np.array([100, 15, 16]), 0, 1, 0, 4), [15, 15, 15])
+    np.testing.assert_array_equal(requantization.requantize(np.array([5, 7, 3, 1]), 0, 1, 1, 4), [3, 4, 2, 1])
+    np.testing.assert_array_equal(requantization.requantize(np.array([-5, -1]), 0, 1, 1, 4), [0, 0])
+    np.testing.assert_array_equal(requantization.requantize(np.array([100, 15, 16]), 0, 1, 0, 4), [15, 15, 15])
 
 
 def test_requantize_broadcasts_per_channel_and_per_sample():
@@ -440,7 +440,7 @@ def test_requantize_broadcasts_per_channel_and_per_sample():
     bias = rng.integers(-100, 100, 4)
     mantissa = rng.integers(1 << 15, 1 << 16, (3, 4))  # per sample and channel (ASQ)
     shift = rng.integers(14, 24, 4)  # per channel
-    got = spec.requantize(acc, bias, mantissa, shift, 6)
+    got = requantization.requantize(acc, bias, mantissa, shift, 6)
     for i in range(3):
         for j in range(4):
             assert got[i, j] == requantize_reference(int(acc[i, j] + bias[j]), int(mantissa[i, j]), int(shift[j]), 6)
@@ -454,31 +454,31 @@ def test_requantize_broadcasts_per_channel_and_per_sample():
 )
 def test_rescale_rounds_half_up_without_clipping(value, mantissa, shift):
     expected = math.floor(Fraction(value * mantissa, 1 << shift) + Fraction(1, 2))
-    assert int(spec.rescale(np.array([value]), mantissa, shift)[0]) == expected
+    assert int(requantization.rescale(np.array([value]), mantissa, shift)[0]) == expected
 
 
 def test_rescale_errors():
     with pytest.raises(CodeRangeError):
-        spec.rescale(np.array([1]), -1, 0)
+        requantization.rescale(np.array([1]), -1, 0)
     with pytest.raises(CodeRangeError):
-        spec.rescale(np.array([1]), 1, spec.MAX_REQUANT_SHIFT + 1)
+        requantization.rescale(np.array([1]), 1, spec.MAX_REQUANT_SHIFT + 1)
     with pytest.raises(AccumulatorOverflowError, match="shortcut too wide"):
-        spec.rescale(np.array([1 << 46]), 1, 0, "shortcut")
+        requantization.rescale(np.array([1 << 46]), 1, 0, "shortcut")
 
 
 def test_requantize_errors():
     acc = np.array([1, 2])
     with pytest.raises(UnsupportedBitsError):
-        spec.requantize(acc, 0, 1, 0, 9)
+        requantization.requantize(acc, 0, 1, 0, 9)
     with pytest.raises(UnsupportedBitsError):
-        spec.requantize(acc, 0, 1, 0, 1)
+        requantization.requantize(acc, 0, 1, 0, 1)
     for mantissa, shift in ((-1, 0), (1 << spec.MULTIPLIER_BITS, 0), (1, -1), (1, spec.MAX_REQUANT_SHIFT + 1)):
         with pytest.raises(CodeRangeError):
-            spec.requantize(acc, 0, mantissa, shift, 4)
+            requantization.requantize(acc, 0, mantissa, shift, 4)
     with pytest.raises(AccumulatorOverflowError):
-        spec.requantize(np.array([1 << spec.MAX_SUM_BITS]), 0, 1, 0, 4)
+        requantization.requantize(np.array([1 << spec.MAX_SUM_BITS]), 0, 1, 0, 4)
     with pytest.raises(AccumulatorOverflowError, match="accumulator \\+ bias too wide"):
-        spec.requantize(np.array([1 << 45]), 1 << 45, 1, 0, 4)
+        requantization.requantize(np.array([1 << 45]), 1 << 45, 1, 0, 4)
 
 
 # --------------------------------------------------------------------------- threshold bank
@@ -493,7 +493,7 @@ def test_threshold_quantize_counts_thresholds_at_or_below(bits, seed):
     acc = rng.integers(-250, 250, (5, channels))
     acc[0] = thresholds[:, 0]  # exactly on a threshold: counted
     bias = rng.integers(-10, 10, channels)
-    got = spec.threshold_quantize(acc, bias, thresholds)
+    got = requantization.threshold_quantize(acc, bias, thresholds)
     for i in range(5):
         for c in range(channels):
             assert got[i, c] == sum(1 for t in thresholds[c] if acc[i, c] + bias[c] >= t)
@@ -502,19 +502,19 @@ def test_threshold_quantize_counts_thresholds_at_or_below(bits, seed):
 
 def test_threshold_quantize_shared_bank_and_ties():
     thresholds = np.array([0, 10, 10])
-    np.testing.assert_array_equal(spec.threshold_quantize(np.array([-1, 0, 9, 10, 99]), 0, thresholds), [0, 1, 1, 3, 3])
-    np.testing.assert_array_equal(spec.threshold_quantize(np.array([-1, 0]), 1, thresholds), [1, 1])
+    np.testing.assert_array_equal(requantization.threshold_quantize(np.array([-1, 0, 9, 10, 99]), 0, thresholds), [0, 1, 1, 3, 3])
+    np.testing.assert_array_equal(requantization.threshold_quantize(np.array([-1, 0]), 1, thresholds), [1, 1])
 
 
 def test_threshold_quantize_errors():
     acc = np.array([1])
     with pytest.raises(LevelTableError, match="integers"):
-        spec.threshold_quantize(acc, 0, np.array([0.5, 1.0, 2.0]))
+        requantization.threshold_quantize(acc, 0, np.array([0.5, 1.0, 2.0]))
     for length in (1, 2, 4, 511):
         with pytest.raises(LevelTableError, match="2\\^b - 1"):
-            spec.threshold_quantize(acc, 0, np.arange(length))
+            requantization.threshold_quantize(acc, 0, np.arange(length))
     with pytest.raises(LevelTableError, match="non-decreasing"):
-        spec.threshold_quantize(acc, 0, np.array([0, 5, 4]))
+        requantization.threshold_quantize(acc, 0, np.array([0, 5, 4]))
 
 
 # --------------------------------------------------------------------------- error paths of the formats
@@ -630,7 +630,7 @@ def test_codes_out_of_range(scheme):
 
 def test_requant_spec_widths_hold_the_extremes():
     for acc_width, bias_bits in ((8, 8), (20, 12), (12, 20), (40, 16)):
-        widths = spec.RequantSpec(acc_width, bias_bits)
+        widths = requantization.RequantSpec(acc_width, bias_bits)
         acc_lo, acc_hi = spec.signed_range(acc_width)
         bias_lo, bias_hi = spec.signed_range(bias_bits)
         sum_lo, sum_hi = spec.signed_range(widths.sum_bits)

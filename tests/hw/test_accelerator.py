@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from golden import spec
+from golden import requantization, spec
 from golden.errors import ConfigError, LevelTableError
 from hw.bus import BusStep, gemm_steps, read_step, start_step, wait_step, write_step
 from hw.config import ArrayConfig, preset
@@ -37,7 +37,7 @@ def random_job(cfg: ArrayConfig, rng, m: int, k: int, n: int, mode=OutputMode.RE
     if cfg.scheme == "lcq":
         tables = dict(zip(("weight_table", "act_table"), datapath.random_tables(rng), strict=True))
     acc_scale = float(max(abs(v) for v in datapath.product_range())) * np.sqrt(k)
-    mantissa, shift = spec.quantize_multiplier(rng.uniform(0.5, 4.0, n) * (1 << cfg.out_bits) / acc_scale)
+    mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 4.0, n) * (1 << cfg.out_bits) / acc_scale)
     bias = rng.integers(-int(acc_scale), int(acc_scale) + 1, n)
     fields = dict(mode=mode, bias=bias, mantissa=mantissa, shift=shift) | tables | extra
     return GemmJob(act, weight, **fields)
@@ -84,7 +84,7 @@ def test_per_row_multiplier_override(kind):
     cfg = small_config(kind)
     rng = np.random.default_rng(5)
     m = 7
-    row_mantissa, row_shift = spec.quantize_multiplier(rng.uniform(0.01, 0.5, m))
+    row_mantissa, row_shift = requantization.quantize_multiplier(rng.uniform(0.01, 0.5, m))
     run_and_check(cfg, [random_job(cfg, rng, m, 9, 6, row_mantissa=row_mantissa, row_shift=row_shift)])
 
 

@@ -8,7 +8,7 @@ import pytest
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
-from golden import spec
+from golden import requantization, spec
 from golden.errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -32,7 +32,7 @@ def test_defaults_are_derived_from_the_spec():
     assert cfg.bias_bits == cfg.accumulator_width
     assert cfg.threshold_bank is False and ArrayConfig("lcq", 2, 2, 3, 3).threshold_bank is True
     assert cfg.product_bits == cfg.datapath.product_bits()
-    assert cfg.requant == spec.RequantSpec(cfg.accumulator_width, cfg.bias_bits)
+    assert cfg.requant == requantization.RequantSpec(cfg.accumulator_width, cfg.bias_bits)
 
 
 def test_accumulator_too_narrow_is_rejected():
