@@ -15,7 +15,12 @@ post_lut       post    codes pass through                         own sqrt-2 ROM
 post_shared    post    sqrt-2 prescaler per row                   mux + shifter
 lcq            lcq     level table per row and per column         multiplier on levels
 lcq_product    lcq     codes pass through, one shared table       mux over the product table
+apot           apot    activation level table per row             shift-add, one shifted ``a`` per term
 =============  ======  =========================================  ==========================================
+
+apot activations are table values (APoT activation levels are sums of powers of two as well):
+decoded once per row, so ``R`` table reads per cycle serve ``R * C`` PEs and each PE adds one
+shifted value per weight term (:class:`hw.pe.ApotPE` says why codes would cost more).
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from golden import spec
 from golden.errors import UnknownSchemeError
 from golden.spec import WeightScheme
 
-from .edge import ArrayEdges, DecodedLevels, PrescaledRows, SharedProductTable
-from .pe import IntPE, LcqPE, LcqProductPE, PostLutPE, PostSharedPE, PotPE, ProcessingElement
+from .edge import ArrayEdges, DecodedLevels, DecodedRows, PrescaledRows, SharedProductTable
+from .pe import ApotPE, IntPE, LcqPE, LcqProductPE, PostLutPE, PostSharedPE, PotPE, ProcessingElement
 
 #: Bits every kind's PE is synthesized at by default (hw.synth), where the kind supports them.
 PE_SYNTH_BITS = (2, 3, 4, 8)
@@ -121,6 +126,8 @@ _KINDS = (
     PeKind("lcq_product", WeightScheme.LCQ, LcqProductPE, SharedProductTable(), priced_by_default=False,
            synthesis=SynthPlan(pe_bits=(2, 3), arrays=((2, 4),), full_pe_bits=(4,), full_arrays=ARRAY_SYNTH,
                                effort=16.0)),
+    # APoT stops at 7-bit weights: synthesized at 2, 3 and 4 bits (8 is skipped)
+    PeKind("apot", WeightScheme.APOT, ApotPE, DecodedRows(), runs_networks=True),
 )
 KINDS: dict[str, PeKind] = {kind.name: kind for kind in _KINDS}
 PE_KINDS = tuple(KINDS)
