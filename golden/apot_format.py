@@ -155,3 +155,8 @@ def act_levels(act_bits: int) -> np.ndarray:
     if not MIN_ACT_BITS <= act_bits <= MAX_ACT_BITS:
         raise UnsupportedBitsError(f"APoT activations support {MIN_ACT_BITS}..{MAX_ACT_BITS} bits, got {act_bits!r}")
     return ApotTerms(act_bits).levels
+
+
+def act_level_bits(act_bits: int) -> int:
+    """Width of the largest APoT activation value: what a row's activation table holds."""
+    return int(act_levels(act_bits)[-1]).bit_length()
