@@ -207,7 +207,7 @@ def test_export_formats_and_weights(scheme):
         assert np.all(layer.weight_scale > 0) or kept, "negative BN gains are folded into the codes when exact"
 
 
-@pytest.mark.parametrize("scheme", ("lsq", "post", "lcq"))
+@pytest.mark.parametrize("scheme", ("lsq", "post", "lcq", "apot"))
 def test_sign_folding_does_not_change_the_network(scheme):
     model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)
     folded, _ = export_model(model)
