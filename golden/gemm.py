@@ -8,7 +8,8 @@ Fast path.  A GEMM is exact in float64 whenever every partial sum is an integer 
 :func:`golden.spec.check_accumulator` guarantees every partial sum of the layer's products fits
 the accumulator width, which is asserted to be at most 53 bits.  So:
 
-* ``int`` / ``lcq`` weights: decode both operands to integers and do one float64 matmul.
+* ``int`` / ``lcq`` / ``apot`` weights: decode both operands to integers and do one float64 matmul
+  (an apot product ``sum_i a << s_i`` is exactly ``a`` times the weight's integer level).
 * ``pot`` / ``post`` weights: a product depends on the activation only through the row of the
   product table for the weight's exponent field (the sign is applied after the magnitude path).
   Weights are grouped by exponent; each group is one matmul of ``row[act_codes]`` with a ±1
@@ -88,6 +89,8 @@ def int_gemm(
         raise ConfigError(f"{cfg.scheme} weights take no weight level table")
     elif cfg.scheme == WeightScheme.INT:
         groups = [(None, codes.astype(np.float64))]
+    elif cfg.scheme == WeightScheme.APOT:  # shift-add of exact left shifts: the integer level times a
+        groups = [(None, cfg.weight.apot.value(codes).astype(np.float64))]
     else:
         groups = _power_groups(cfg, codes)
     acc = np.empty((values.shape[0], codes.shape[1]), dtype=np.int64)
@@ -135,6 +138,8 @@ def ideal_weight_levels(cfg: spec.DatapathConfig, weight_codes: np.ndarray, weig
         if weight_table is None:
             raise LevelTableError("lcq weights need a weight level table")
         return cfg.weight.check_table(weight_table)[codes].astype(np.float64)
+    if cfg.scheme == WeightScheme.APOT:
+        return cfg.weight.apot.value(codes).astype(np.float64)
     negative, exponent, zero = cfg.weight.unpack_power(codes)
     magnitudes = np.array([cfg.weight.power_value(e) for e in range(cfg.weight.max_exponent + 1)]) * 2.0**cfg.frac_bits
     magnitude = np.where(zero, 0.0, magnitudes[np.where(zero, 0, exponent)])

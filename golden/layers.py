@@ -43,7 +43,7 @@ SCHEMES = tuple(TrainingScheme)
 #: The integer weight format each scheme exports to (golden.export): what the hardware multiplies.
 SCHEME_WEIGHTS = {TrainingScheme.LSQ: WeightScheme.INT, TrainingScheme.ASQ: WeightScheme.INT,
                   TrainingScheme.POT: WeightScheme.POT, TrainingScheme.POST: WeightScheme.POST,
-                  TrainingScheme.ASQ_POST: WeightScheme.POST, TrainingScheme.APOT: WeightScheme.INT,
+                  TrainingScheme.ASQ_POST: WeightScheme.POST, TrainingScheme.APOT: WeightScheme.APOT,
                   TrainingScheme.LCQ: WeightScheme.LCQ}
 SCHEME_BITS = {scheme: (MIN_BITS, MAX_BITS) for scheme in SCHEMES} | {TrainingScheme.APOT: (2, 6)}
 CHECKPOINT_FORMAT = "lutmac-quantized-model"

@@ -13,20 +13,20 @@
   LCQ        ``lcq``: index ``j + Q`` into the level table  ``alpha * sigma / (2^(B-1) - 1)``
              ``[-L_Q .. -L_1, 0, L_1 .. L_Q, L_Q]``
              (``L_j = round(g^-1(j/Q) (2^(B-1) - 1))``)
-  APoT       ``int`` on the fine grid (see below)           ``alpha * std / m``
+  APoT       ``apot``: sign | one field per term            ``alpha * std / m``
   =========  =============================================  =================================
 
-  APoT levels are sums of a few powers of two normalized by their maximum: not one shift, so no
-  spec PE decodes them directly.  ``m`` is the smallest integer making every normalized level
-  an integer (:func:`apot_grid`); the weights are exported as ``int`` codes ``level * m``
-  (``m = 48`` for 5-bit, ``100`` for 6-bit APoT weights, within 8 bits), exact.
+  APoT levels are sums of a few powers of two normalized by their maximum; the ``apot`` code
+  selects the terms (:mod:`golden.apot_format`) and its integer value ``level * m`` is exact,
+  with ``m`` the integer magnitude of the largest level (``m = 48`` for 5-bit, ``100`` for
+  6-bit weights).
 
 * **activations** (:func:`input_side`) — the layer's input quantizer becomes the producing
   layer's output stage (or the network's input stage): LSQ -> ``uniform`` (step ``s``); ASQ ->
   ``asq`` (adapter weights, ``beta_floor``, base step ``s``); LCQ -> ``threshold`` (bank
   ``alpha g^-1((j+1/2)/Q)``, level table ``round(L_j (2^B - 1))``, unit ``alpha / (2^B - 1)``);
-  APoT -> ``threshold`` (bank ``alpha`` times the level midpoints, table ``level * m``, unit
-  ``alpha / m``).  A signed first-layer LSQ quantizer gives signed input codes, run as two
+  APoT -> ``threshold`` (bank ``alpha`` times the level midpoints, table ``level * m`` =
+  :func:`golden.apot_format.act_levels`, unit ``alpha / m``).  A signed first-layer LSQ quantizer gives signed input codes, run as two
   unsigned passes.
 * **POST/POT fraction bits** ``F`` (:func:`choose_frac_bits`, for ``frac_bits="auto"``): the
   smallest ``F`` whose worst-case product truncation over the layer's reduction,
@@ -45,14 +45,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import spec
-from .errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
+from . import apot_format, spec
+from .errors import ConfigError, UnknownSchemeError
 from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer, PowerQuantizer
 from .spec import WeightScheme
 from .stages import AsqAdapter, OutputStage
 
 AUTO_F_TARGET = 1 / 16
-MAX_APOT_GRID = 1 << 12
 
 
 @dataclass
@@ -67,15 +66,6 @@ class ExportReport:
 def as_numpy(t: torch.Tensor) -> np.ndarray:
     """A tensor's values as a float64 numpy array (detached, on the CPU)."""
     return t.detach().cpu().double().numpy()
-
-
-def apot_grid(levels: np.ndarray) -> int:
-    """Smallest integer ``m`` with every ``levels * m`` an integer (APoT levels are dyadic / dyadic)."""
-    for m in range(1, MAX_APOT_GRID + 1):
-        scaled = levels * m
-        if np.all(np.abs(scaled - np.rint(scaled)) < 1e-9 * m):
-            return m
-    raise UnsupportedBitsError(f"APoT levels need a grid finer than {MAX_APOT_GRID}")
 
 
 @dataclass(frozen=True)
@@ -126,8 +116,8 @@ def input_side(quantizer: nn.Module, name: str, report: ExportReport, lcq_level_
         if quantizer.signed:
             raise ConfigError(f"{name}: a signed APoT quantizer on activations is not supported")
         levels = quantizer.levels().numpy()
-        grid = apot_grid(levels)
-        table = np.rint(levels * grid).astype(np.int64)
+        table = apot_format.act_levels(quantizer.bits)
+        grid = int(table[-1])
         alpha = float(quantizer.alpha.detach())
         thresholds = alpha * (levels[1:] + levels[:-1]) / 2
         level_bits = int(grid).bit_length()
@@ -169,16 +159,12 @@ def weight_side(quantizer: nn.Module, weight: torch.Tensor, name: str, report: E
         scale = float(quantizer.output_scale(weight)) / ((1 << (level_bits - 1)) - 1)
         return WeightSide(WeightScheme.LCQ, quantizer.bits, codes, np.full(channels, scale), level_bits=level_bits, table=table)
     if isinstance(quantizer, APoTQuantizer):
-        levels = quantizer.levels().numpy()
-        grid = apot_grid(levels)
-        integers = np.rint(levels * grid).astype(np.int64)
-        codes = integers[quantizer.quantize_codes(weight).numpy() + quantizer.zero_index]
-        bits = spec.signed_bits_for(int(integers.min()), int(integers.max()))
-        if bits > spec.MAX_BITS:
-            raise UnsupportedBitsError(f"{name}: APoT weights on a grid of {grid} need {bits}-bit int codes (> {spec.MAX_BITS})")
-        bits = max(bits, spec.MIN_BITS)
-        scale = float(quantizer.output_scale(weight)) / grid
-        return WeightSide(WeightScheme.INT, bits, codes, np.full(channels, scale))
+        terms = apot_format.weight_terms(quantizer.bits)
+        index = quantizer.quantize_codes(weight).numpy()  # signed level index; levels are symmetric
+        magnitudes = terms.levels[np.abs(index)]
+        codes = terms.pack(np.where(index < 0, -magnitudes, magnitudes))
+        scale = float(quantizer.output_scale(weight)) / terms.max_magnitude
+        return WeightSide(WeightScheme.APOT, quantizer.bits, codes, np.full(channels, scale))
     raise UnknownSchemeError(f"{name}: weight quantizer {type(quantizer).__name__} has no integer export")
 
 

@@ -18,11 +18,14 @@ Everything the hardware computes is defined here once, as plain Python/numpy on 
   ``lcq``   an unsigned ``weight_bits``-bit index into a per-layer level table of ``2^b`` signed
             integers in ``[-(2^(B-1) - 1), 2^(B-1) - 1]`` (``B = level_bits``), non-decreasing in
             the index; the value is ``weight_table[code]``.
+  ``apot``  ``sign | term fields``: each field selects one power of two (or zero) of an APoT
+            term set, the value is ``+-sum_i 1 << (S - e_i)`` (:mod:`golden.apot_format`).
 
 * **Product.**  ``int`` and ``lcq``: ``w_value * a_value`` (``frac_bits`` must be 0).
   ``pot``: ``+-((a << F) >> e)``.  ``post``: ``e`` even -> ``(a << F) >> (e/2)``; ``e`` odd ->
   ``post_lut[a] >> ((e-1)/2)`` with ``post_lut[a] = round(a * 2^F / sqrt 2)`` (computed exactly
   with integer square roots; ``a * 2^F / sqrt 2`` is irrational for ``a > 0``, so no ties).
+  ``apot``: ``+-sum_i (a << (S - e_i))``, exact (``frac_bits`` 0; activations default to tables).
   ``>>`` is an arithmetic shift of a non-negative magnitude, i.e. truncation toward zero.
 
 * **Accumulator.**  Two's complement of ``A`` bits, the smallest width that holds
@@ -41,6 +44,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import apot_format
 from .errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -69,6 +73,7 @@ class WeightScheme(SchemeName):
     POT = "pot"
     POST = "post"
     LCQ = "lcq"
+    APOT = "apot"
 
 
 class TrainingScheme(SchemeName):
@@ -160,6 +165,13 @@ class WeightFormat:
             raise ConfigError(f"levels='paper' applies to pot/post only, not {self.scheme!r}")
         if self.scheme == WeightScheme.LCQ:
             check_bits("lcq level_bits", self.level_bits, MIN_LEVEL_BITS, MAX_LEVEL_BITS)
+        if self.scheme == WeightScheme.APOT:
+            check_bits("apot weight bits", self.bits, apot_format.MIN_WEIGHT_BITS, apot_format.MAX_WEIGHT_BITS)
+
+    @property
+    def apot(self) -> apot_format.ApotTerms:
+        """The term fields of an apot code word (:mod:`golden.apot_format`)."""
+        return apot_format.weight_terms(self.bits)
 
     @property
     def exponent_bits(self) -> int:
@@ -295,11 +307,11 @@ class DatapathConfig:
         act_format: str | None = None,
         act_level_bits: int = DEFAULT_LEVEL_BITS,
     ) -> DatapathConfig:
-        """Config with the scheme's defaults: F=8 for pot/post, LCQ activations for lcq weights."""
+        """Config with the scheme's defaults: F=8 for pot/post, table activations for lcq and apot weights."""
         if frac_bits is None:
             frac_bits = DEFAULT_FRAC_BITS if scheme in SHIFT_SCHEMES else 0
         if act_format is None:
-            act_format = "table" if scheme == WeightScheme.LCQ else "uniform"
+            act_format = "table" if scheme in (WeightScheme.LCQ, WeightScheme.APOT) else "uniform"
         return cls(WeightFormat(scheme, weight_bits, levels, level_bits), act_bits, frac_bits, act_format, act_level_bits)
 
     @property
@@ -366,13 +378,16 @@ class DatapathConfig:
 
         For lcq the extremes are those of the widest legal tables; for pot/post they are at
         exponent 0 and the largest activation (``+-(a_max << F)``); for int at the most negative
-        and most positive weights.  Tests check this against exhaustive enumeration.
+        and most positive weights; for apot at every field on its largest term (``+-m * a_max``).
+        Tests check this against exhaustive enumeration.
         """
         a_max = self.act_value_max
         if self.scheme == WeightScheme.INT:
             w_lo, w_hi = signed_range(self.weight.bits)
         elif self.scheme == WeightScheme.LCQ:
             w_lo, w_hi = self.weight.level_range
+        elif self.scheme == WeightScheme.APOT:
+            w_lo, w_hi = -self.weight.apot.max_magnitude, self.weight.apot.max_magnitude
         else:
             return -(a_max << self.frac_bits), a_max << self.frac_bits
         return w_lo * a_max, w_hi * a_max
@@ -444,6 +459,10 @@ def pe_product(
         if weight_table is None:
             raise LevelTableError("lcq weights need a weight level table")
         return cfg.weight.check_table(weight_table)[w] * a
+    if cfg.scheme == WeightScheme.APOT:
+        negative, magnitude = cfg.weight.apot.unpack(w)
+        shifted = cfg.weight.apot.scaled(magnitude, a)
+        return np.where(negative, -shifted, shifted)
     negative, exponent, zero = cfg.weight.unpack_power(w)
     exponent = np.where(zero, 0, exponent)
     scaled = a << cfg.frac_bits
@@ -471,7 +490,7 @@ def product_table(
 def product_error_bound(cfg: DatapathConfig) -> float:
     """Max |integer product - exact real product * 2^F| per product, in product LSBs.
 
-    int/lcq products are exact (0).  A right shift by ``s`` of ``a << F`` drops the low
+    int/lcq/apot products are exact (0).  A right shift by ``s`` of ``a << F`` drops the low
     ``s - F`` bits when ``s > F``: error in ``(-(1 - 2^-(s-F)), 0]``, exact otherwise (pot and
     even post exponents).  Odd post exponents shift ``post_lut[a]``, whose rounding error
     ``|e| <= 1/2`` is scaled by ``2^-s`` before an ``s``-bit truncation:
@@ -479,7 +498,7 @@ def product_error_bound(cfg: DatapathConfig) -> float:
     magnitude path, so the bound is symmetric.  Returned: the bound over every exponent in use;
     tests compare it with the exhaustive maximum.
     """
-    if cfg.scheme in (WeightScheme.INT, WeightScheme.LCQ):
+    if cfg.scheme in (WeightScheme.INT, WeightScheme.LCQ, WeightScheme.APOT):
         return 0.0
 
     def truncation(bits_dropped: int) -> float:

@@ -35,7 +35,8 @@ class ArrayConfig:
 
     ``None`` fields take the derived default: ``frac_bits`` from the scheme, ``out_bits = act_bits``,
     ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
-    ``bias_bits = accumulator_width`` and ``threshold_bank`` on for the LCQ kinds.
+    ``bias_bits = accumulator_width``, ``threshold_bank`` on for table activations (lcq, apot) and
+    ``act_level_bits`` from the kind (``hw.kinds.PeKind.act_level_bits``; 8 unless it says).
     One run (``Accelerator`` start..done) computes ``M x K`` by ``K x N`` with ``M <= max_m``,
     ``K <= max_reduction`` and ``N <= max_n``.
     """
@@ -48,7 +49,7 @@ class ArrayConfig:
     frac_bits: int | None = None
     levels: str = "bbit"
     level_bits: int = spec.DEFAULT_LEVEL_BITS
-    act_level_bits: int = spec.DEFAULT_LEVEL_BITS
+    act_level_bits: int | None = None
     out_bits: int | None = None
     max_reduction: int = 256
     max_m: int = 64
@@ -72,6 +73,7 @@ class ArrayConfig:
             "out_bits": self.act_bits,
             "accumulator_width": spec.accumulator_bits(datapath, self.max_reduction),
             "threshold_bank": datapath.act_format == "table",
+            "act_level_bits": datapath.act_level_bits,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:

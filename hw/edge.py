@@ -3,8 +3,9 @@
 Units (Amaranth components):
 
 * :class:`PostPrescaler` — the sqrt-2 ROM of a post_shared row: ``a -> {a, post_lut[a]}``.
-* :class:`LevelTable` — an LCQ level table (weights or activations) written at configuration
-  time, with one combinational lookup port per array column (weights) or row (activations).
+* :class:`LevelTable` — a level table (LCQ weights, LCQ or APoT activations) written at
+  configuration time, with one combinational lookup port per array column (weights) or row
+  (activations).
 * :class:`ProductTable` — the lcq_product table, written at configuration time and read by
   every PE's own mux.
 
@@ -21,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden import spec
-from golden.errors import UnsupportedBitsError
+from golden.errors import ConfigError, UnsupportedBitsError
 
 from .layout import Region
 from .pe import post_act_layout, product_table_layout
@@ -177,27 +178,58 @@ class PrescaledRows(ArrayEdges):
         return inputs
 
 
-class DecodedLevels(ArrayEdges):
+class DecodedRows(ArrayEdges):
+    """apot: one :class:`LevelTable` read per row turns activation codes into values; weight codes pass through."""
+
+    def check(self, datapath):
+        if datapath.act_format != "table":
+            raise ConfigError(f"{datapath.scheme} PEs with row-decoded activations need act_format='table'")
+
+    def table_regions(self, datapath):
+        return {Region.ACT_TABLE: (datapath.num_act_codes, unsigned(datapath.act_level_bits))}
+
+    def table_words(self, datapath, weight_table, act_table):
+        return {Region.ACT_TABLE: np.asarray(act_table, dtype=np.int64)}
+
+    def _rows(self, m, array, rows, row_inputs):
+        m.submodules.act_levels = act_levels = LevelTable(array.cfg.datapath.num_act_codes, row_inputs[0].shape(), len(rows))
+        wiring.connect(m, wiring.flipped(array.act_table_write), act_levels.write)
+        m.d.comb += [act_levels.codes[i].eq(rows[i]) for i in range(len(rows))]
+        m.d.comb += [row_inputs[i].eq(act_levels.values[i]) for i in range(len(rows))]
+
+    def pe_inputs(self, datapath, weight_codes, act_codes, weight_table=None, act_table=None):
+        inputs = super().pe_inputs(datapath, weight_codes, act_codes)
+        inputs["act"] = spec.act_values(datapath, act_codes, act_table)
+        return inputs
+
+    def pe_test_tables(self, datapath, rng):
+        """Extreme and random tables, then tables whose consecutive entries walk every legal value."""
+        return [datapath.extreme_tables(), datapath.random_tables(rng)] + [(None, table) for table in _act_sweep(datapath)]
+
+
+def _act_sweep(datapath: spec.DatapathConfig) -> list[np.ndarray]:
+    """Legal activation tables (entry 0 = 0) whose other entries together hold every value ``1 .. act_value_max``."""
+    values, per = np.arange(1, datapath.act_value_max + 1), datapath.num_act_codes - 1
+    return [np.concatenate([[0], np.sort(np.resize(values[i : i + per], per))]) for i in range(0, values.size, per)]
+
+
+class DecodedLevels(DecodedRows):
     """lcq: one :class:`LevelTable` read per column (weights) and per row (activations); levels travel."""
 
     def table_regions(self, datapath):
-        return {Region.WEIGHT_TABLE: (datapath.weight.num_codes, signed(datapath.weight.level_bits)),
-                Region.ACT_TABLE: (datapath.num_act_codes, unsigned(datapath.act_level_bits))}
+        return {Region.WEIGHT_TABLE: (datapath.weight.num_codes, signed(datapath.weight.level_bits))} | super().table_regions(datapath)
 
     def table_words(self, datapath, weight_table, act_table):
         weight_table = np.asarray(weight_table, dtype=np.int64)
-        return {Region.WEIGHT_TABLE: weight_table & ((1 << datapath.weight.level_bits) - 1),
-                Region.ACT_TABLE: np.asarray(act_table, dtype=np.int64)}
+        return ({Region.WEIGHT_TABLE: weight_table & ((1 << datapath.weight.level_bits) - 1)}
+                | super().table_words(datapath, weight_table, act_table))
 
     def elaborate(self, m, array, rows, cols, row_inputs, col_inputs):
         datapath = array.cfg.datapath
-        m.submodules.act_levels = act_levels = LevelTable(datapath.num_act_codes, row_inputs[0].shape(), len(rows))
+        self._rows(m, array, rows, row_inputs)
         m.submodules.weight_levels = weight_levels = LevelTable(datapath.weight.num_codes, col_inputs[0].shape(), len(cols))
-        wiring.connect(m, wiring.flipped(array.act_table_write), act_levels.write)
         wiring.connect(m, wiring.flipped(array.weight_table_write), weight_levels.write)
-        m.d.comb += [act_levels.codes[i].eq(rows[i]) for i in range(len(rows))]
         m.d.comb += [weight_levels.codes[j].eq(cols[j]) for j in range(len(cols))]
-        m.d.comb += [row_inputs[i].eq(act_levels.values[i]) for i in range(len(rows))]
         m.d.comb += [col_inputs[j].eq(weight_levels.values[j]) for j in range(len(cols))]
         return None
 
@@ -209,13 +241,11 @@ class DecodedLevels(ArrayEdges):
         """Extreme and random tables, then tables whose consecutive entries walk every legal level value."""
         lo, hi = datapath.weight.level_range
         weight_levels = np.arange(lo, hi + 1)
-        act_levels = np.arange(1, datapath.act_value_max + 1)
-        w_per, a_per = datapath.weight.num_codes, datapath.num_act_codes - 1
+        w_per = datapath.weight.num_codes
         w_tables = [np.resize(weight_levels[i : i + w_per], w_per) for i in range(0, weight_levels.size, w_per)]
-        a_tables = [np.concatenate([[0], np.resize(act_levels[i : i + a_per], a_per)])
-                    for i in range(0, act_levels.size, a_per)]
+        a_tables = _act_sweep(datapath)
         count = max(len(w_tables), len(a_tables))
-        sweep = [(np.sort(w_tables[i % len(w_tables)]), np.sort(a_tables[i % len(a_tables)])) for i in range(count)]
+        sweep = [(np.sort(w_tables[i % len(w_tables)]), a_tables[i % len(a_tables)]) for i in range(count)]
         return [datapath.extreme_tables(), datapath.random_tables(rng)] + sweep
 
 

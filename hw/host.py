@@ -139,13 +139,16 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
         raise ConfigError(f"mode must be an OutputMode, got {job.mode!r}")
     if job.mode == OutputMode.THRESHOLD and not cfg.threshold_bank:
         raise ConfigError("THRESHOLD mode needs an array config with threshold_bank=True")
-    if cfg.scheme == WeightScheme.LCQ:
-        if job.weight_table is None or job.act_table is None:
-            raise LevelTableError("lcq jobs need weight_table and act_table")
-        cfg.datapath.weight.check_table(job.weight_table)
-        cfg.datapath.check_act_table(job.act_table)
-    elif job.weight_table is not None or job.act_table is not None:
-        raise ConfigError(f"level tables given for a {cfg.pe_kind} array")
+    for name, table, needed, check in (
+        ("weight_table", job.weight_table, cfg.scheme == WeightScheme.LCQ, cfg.datapath.weight.check_table),
+        ("act_table", job.act_table, cfg.datapath.act_format == "table", cfg.datapath.check_act_table),
+    ):
+        if needed and table is None:
+            raise LevelTableError(f"{cfg.pe_kind} jobs need {name}")
+        if not needed and table is not None:
+            raise ConfigError(f"{name} given for a {cfg.pe_kind} array, which has no such table")
+        if needed:
+            check(table)
     if (job.row_mantissa is None) != (job.row_shift is None):
         raise ConfigError("row_mantissa and row_shift go together")
 

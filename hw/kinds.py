@@ -15,21 +15,27 @@ post_lut       post    codes pass through                         own sqrt-2 ROM
 post_shared    post    sqrt-2 prescaler per row                   mux + shifter
 lcq            lcq     level table per row and per column         multiplier on levels
 lcq_product    lcq     codes pass through, one shared table       mux over the product table
+apot           apot    activation level table per row             shift-add, one shifted ``a`` per term
 =============  ======  =========================================  ==========================================
+
+apot activations are table values (APoT activation levels are sums of powers of two as well):
+decoded once per row, so ``R`` table reads per cycle serve ``R * C`` PEs and each PE adds one
+shifted value per weight term (:class:`hw.pe.ApotPE` says why codes would cost more).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden import spec
+from golden import apot_format, spec
 from golden.errors import UnknownSchemeError
 from golden.spec import WeightScheme
 
-from .edge import ArrayEdges, DecodedLevels, PrescaledRows, SharedProductTable
-from .pe import IntPE, LcqPE, LcqProductPE, PostLutPE, PostSharedPE, PotPE, ProcessingElement
+from .edge import ArrayEdges, DecodedLevels, DecodedRows, PrescaledRows, SharedProductTable
+from .pe import ApotPE, IntPE, LcqPE, LcqProductPE, PostLutPE, PostSharedPE, PotPE, ProcessingElement
 
 #: Bits every kind's PE is synthesized at by default (hw.synth), where the kind supports them.
 PE_SYNTH_BITS = (2, 3, 4, 8)
@@ -67,11 +73,15 @@ class PeKind:
     priced_by_default: bool = True
     #: where the kind's sqrt-2 ROM sits: "pe" (one per PE), "row" (one per array row) or None
     rom_per: str | None = None
+    #: activation table value width at ``b`` activation bits when a config gives none (None: the spec default)
+    act_level_bits: Callable[[int], int] | None = None
 
     def datapath(self, weight_bits: int, act_bits: int, frac_bits: int | None = None, levels: str = "bbit",
                  level_bits: int = spec.DEFAULT_LEVEL_BITS,
-                 act_level_bits: int = spec.DEFAULT_LEVEL_BITS) -> spec.DatapathConfig:
+                 act_level_bits: int | None = None) -> spec.DatapathConfig:
         """The golden datapath this kind implements at these widths, validated by spec and by the kind."""
+        if act_level_bits is None:
+            act_level_bits = self.act_level_bits(act_bits) if self.act_level_bits else spec.DEFAULT_LEVEL_BITS
         datapath = spec.DatapathConfig.make(self.scheme, weight_bits, act_bits, frac_bits, levels, level_bits,
                                             act_level_bits=act_level_bits)
         self.edges.check(datapath)
@@ -121,6 +131,9 @@ _KINDS = (
     PeKind("lcq_product", WeightScheme.LCQ, LcqProductPE, SharedProductTable(), priced_by_default=False,
            synthesis=SynthPlan(pe_bits=(2, 3), arrays=((2, 4),), full_pe_bits=(4,), full_arrays=ARRAY_SYNTH,
                                effort=16.0)),
+    # APoT stops at 7-bit weights (synthesized at 2, 3 and 4 bits); its table holds the APoT activation levels
+    PeKind("apot", WeightScheme.APOT, ApotPE, DecodedRows(), runs_networks=True,
+           act_level_bits=apot_format.act_level_bits),
 )
 KINDS: dict[str, PeKind] = {kind.name: kind for kind in _KINDS}
 PE_KINDS = tuple(KINDS)

@@ -13,6 +13,7 @@ post_lut       sign | exponent code           code                             o
 post_shared    sign | exponent code           ``{value, scaled}`` (row edge)   mux + shifter, the ROM sits at the row edge
 lcq            level (column-edge decoded)    level (row-edge decoded)         multiplier on level values
 lcq_product    code                           code                             mux over a shared product table
+apot           sign | term-field code         value (row-edge decoded)         shift-add of ``a``, one term per field
 =============  =============================  ===============================  ====================================
 
 POST: ``a * sqrt2^-e`` is ``(a << F) >> (e/2)`` for even ``e`` and ``post_lut[a] >> ((e-1)/2)`` for
@@ -22,7 +23,7 @@ shared variant keeps in the PE.  The sign is applied after the magnitude path.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -149,4 +150,40 @@ class LcqProductPE(ProcessingElement):
     def elaborate(self, platform):
         m = Module()
         m.d.comb += self.product.eq(self.table[Cat(self.act, self.weight)])
+        return m
+
+
+class ApotPE(ProcessingElement):
+    """APoT shift-add: ``+-sum_i (a << s_i)``, one shifted copy of ``a`` per term field, no multiplier.
+
+    Each field of the ``sign | fields`` code (:mod:`golden.apot_format`) selects one of its set's
+    few constant shifts or zero, so a term is a mux over pre-wired shifts of ``a``; the terms'
+    sum is one small adder per extra term and the sign is applied last.  The activation is the
+    value, decoded once per row at the array edge (:class:`hw.edge.DecodedRows`): APoT
+    activation values are sums of powers of two too, and feeding codes would make every PE add
+    ``T_w * T_a`` one-hot partial products (and keep a decoder per PE) instead of ``T_w`` shifted
+    values.  Combinational, like every PE.
+    """
+
+    def __init__(self, datapath: spec.DatapathConfig):
+        act_bits = datapath.act_level_bits if datapath.act_format == "table" else datapath.act_bits
+        super().__init__(datapath, unsigned(datapath.weight.code_bits), unsigned(act_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        terms = self.datapath.weight.apot
+        a_max = self.datapath.act_value_max
+        parts = []
+        for index, (offset, width, shifts) in enumerate(zip(terms.field_offsets, terms.field_widths, terms.field_shifts,
+                                                            strict=True)):
+            part = Signal(range((a_max << max(shifts)) + 1), name=f"term{index}")
+            with m.Switch(self.weight[offset : offset + width]):
+                for field, shift in enumerate(shifts, 1):
+                    with m.Case(field):
+                        m.d.comb += part.eq(self.act << shift)
+            parts.append(part)  # field 0: the zero term, part keeps its reset value 0
+        magnitude = Signal(range(terms.max_magnitude * a_max + 1))
+        m.d.comb += magnitude.eq(sum(parts))
+        negative = self.weight[terms.magnitude_bits]
+        m.d.comb += self.product.eq(Mux(negative, -magnitude, magnitude))
         return m

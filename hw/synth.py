@@ -4,7 +4,8 @@ Runs Debian's ``/usr/bin/yosys`` (0.23; its ``yosys -V`` is recorded) on Verilog
 Amaranth for
 
 * every PE kind alone (the combinational product unit) at 2, 3, 4 and 8 bits (lcq_product at
-  2 and 3 bits; its 4-bit table PE with ``--full``; 8 bits is not supported),
+  2 and 3 bits; its 4-bit table PE with ``--full``; 8 bits is not supported; apot at 2..4 bits,
+  its weights stop at 7 bits),
 * the MAC array core (:class:`hw.array.MacArray`: skew registers, edge units, PEs, accumulators
   for K = 512; no buffers or controller) at 4 x 4: every kind at 3 and 4 bits (lcq_product at 2,
   with lcq at 2 bits to compare),

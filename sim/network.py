@@ -14,10 +14,8 @@ would in silicon.  Two ways a layer runs:
   ``IntegerLayer.forward`` finishes it from the RTL accumulators (shortcut, pooling,
   requantization).  The accumulators are compared bit for bit too.
 
-A layer with int weights and table activations (APoT) has no PE kind of its own: the host looks
-each activation code up in the layer's table at the array edge and an int array
-``act_level_bits`` wide multiplies the values (:func:`array_datapath`), so the accumulators are
-golden's integers exactly.
+A layer runs on the PE kind of its weight scheme (:func:`hw.kinds.network_kind`); the layer's
+level tables (lcq weights, table activations of lcq and apot) go to the array's table regions.
 
 Every layer is compared with golden's forward on the same input, every layer's output with
 golden's own run of the network, and every accelerator run's measured cycles with
@@ -44,10 +42,9 @@ from typing import ClassVar
 import numpy as np
 
 from golden import spec
-from golden.errors import ConfigError, UnsupportedBitsError
+from golden.errors import ConfigError
 from golden.gemm import conv_output_size, conv_weight_matrix, im2col
 from golden.integer import IntegerLayer, IntegerNetwork
-from golden.spec import WeightScheme
 from golden.stages import Accumulators, Codes
 from hw.config import ArrayConfig
 from hw.host import GemmJob
@@ -113,26 +110,6 @@ class NetworkRun:
 # --------------------------------------------------------------------------- planning
 
 
-def looks_up_at_array_edge(cfg: spec.DatapathConfig) -> bool:
-    """int weights with table activations (APoT): no PE kind has both, so the table is read before the array."""
-    return cfg.scheme == WeightScheme.INT and cfg.act_format == "table"
-
-
-def array_datapath(cfg: spec.DatapathConfig) -> spec.DatapathConfig:
-    """The datapath of the array that runs a layer of datapath ``cfg``.
-
-    For :func:`looks_up_at_array_edge` layers it is an int array whose activations are the table
-    values (``act_level_bits`` wide, at least the narrowest int): its products and accumulators are
-    the table datapath's integers, and its accumulator bound is the same.
-    """
-    if not looks_up_at_array_edge(cfg):
-        return cfg
-    if cfg.act_level_bits > spec.MAX_BITS:
-        raise UnsupportedBitsError(f"activation table values of {cfg.act_level_bits} bits need an int array wider than "
-                                   f"the {spec.MAX_BITS}-bit maximum")
-    return spec.DatapathConfig.make(WeightScheme.INT, cfg.weight.bits, max(cfg.act_level_bits, spec.MIN_BITS))
-
-
 def runs_on_requantizer(layer: IntegerLayer) -> bool:
     """Whether the layer's whole output comes from the accelerator's output stage."""
     out = layer.output
@@ -154,17 +131,23 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
     designs of networks with the same datapaths identical, so they share builds.
     """
     for layer in network.layers:
-        network_kind(layer.cfg.scheme)  # an UnknownSchemeError when no PE kind runs the layer's weights
+        cfg = layer.cfg
+        kind = network_kind(cfg.scheme)  # an UnknownSchemeError when no PE kind runs the layer's weights
+        built = kind.datapath(cfg.weight.bits, cfg.act_bits, cfg.frac_bits, cfg.weight.levels, cfg.weight.level_bits,
+                              cfg.act_level_bits)
+        if built != cfg:
+            raise ConfigError(f"layer {layer.name!r}: the {kind.name} PE kind runs {cfg.scheme} weights with "
+                              f"{built.act_format} activations, not {cfg.act_format}")
     longest = max(layer.reduction_length for layer in network.layers)
     if max_reduction is not None and max_reduction < longest:
         raise ConfigError(f"max_reduction={max_reduction} is shorter than the network's longest reduction ({longest})")
     keys: dict[str, tuple] = {}
     for layer in network.layers:
         if runs_on_requantizer(layer):
-            keys[layer.name] = (array_datapath(layer.cfg), None if layer.output.mode == "accumulator" else layer.output.bits)
+            keys[layer.name] = (layer.cfg, None if layer.output.mode == "accumulator" else layer.output.bits)
     for layer in network.layers:
         if layer.name not in keys:
-            datapath = array_datapath(layer.cfg)
+            datapath = layer.cfg
             keys[layer.name] = next((key for key in keys.values() if key[0] == datapath), (datapath, None))
     configs = {}
     for key in dict.fromkeys(keys.values()):
@@ -237,8 +220,8 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
     """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages."""
     golden = layer.forward(x, shortcut)
     tally = _LayerTally()
-    tables = {"weight_table": layer.weight_table, "act_table": layer.act_table} if layer.cfg.scheme == WeightScheme.LCQ else {}
-    array_input = x.values() if looks_up_at_array_edge(layer.cfg) else x.codes
+    tables = {name: table for name, table in (("weight_table", layer.weight_table), ("act_table", layer.act_table))
+              if table is not None}
 
     async def gemm(codes: np.ndarray, **params) -> tuple[np.ndarray, tuple]:
         act, weight, shape = _gemm_operands(layer, codes)
@@ -249,13 +232,13 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
     if runs_on_requantizer(layer):
         params = layer.requant_params(x.step)
         if layer.output.mode == "uniform":
-            matrix, shape = await gemm(array_input, mode=OutputMode.REQUANT, bias=params.bias[0],
+            matrix, shape = await gemm(x.codes, mode=OutputMode.REQUANT, bias=params.bias[0],
                                        mantissa=params.mantissa[0], shift=params.shift[0])
         elif layer.output.mode == "threshold":
-            matrix, shape = await gemm(array_input, mode=OutputMode.THRESHOLD, bias=params.bias[0],
+            matrix, shape = await gemm(x.codes, mode=OutputMode.THRESHOLD, bias=params.bias[0],
                                        thresholds=params.thresholds[0])
         else:
-            matrix, shape = await gemm(array_input, mode=OutputMode.RAW, bias=params.bias[0])
+            matrix, shape = await gemm(x.codes, mode=OutputMode.RAW, bias=params.bias[0])
         values = _to_channels_first(matrix, shape)
         if isinstance(golden, Accumulators):
             output = Accumulators(values, golden.unit)
@@ -264,11 +247,11 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         stage, mismatches = "codes", int(np.sum(values != _integers(golden)))
     else:
         if layer.signed_input:  # two unsigned passes, as golden's accumulate defines it
-            positive, shape = await gemm(np.maximum(array_input, 0), mode=OutputMode.RAW)
-            negative, _ = await gemm(np.maximum(-array_input, 0), mode=OutputMode.RAW)
+            positive, shape = await gemm(np.maximum(x.codes, 0), mode=OutputMode.RAW)
+            negative, _ = await gemm(np.maximum(-x.codes, 0), mode=OutputMode.RAW)
             matrix = positive - negative
         else:
-            matrix, shape = await gemm(array_input, mode=OutputMode.RAW)
+            matrix, shape = await gemm(x.codes, mode=OutputMode.RAW)
         acc = _to_channels_first(matrix, shape)
         output = forward_from_accumulators(layer, x, shortcut, acc)
         mismatches = int(np.sum(acc != layer.accumulate(x)))

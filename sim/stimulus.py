@@ -37,15 +37,18 @@ def extreme_weight_codes(datapath: spec.DatapathConfig) -> tuple[int, int]:
         return lo, hi
     if datapath.scheme == WeightScheme.LCQ:  # with extreme tables: code 0 holds the lowest level, the last the highest
         return 0, datapath.weight.num_codes - 1
+    if datapath.scheme == WeightScheme.APOT:
+        top = datapath.weight.apot.max_magnitude
+        negative, positive = datapath.weight.apot.pack(np.array([-top, top]))
+        return int(negative), int(positive)
     negative, positive = datapath.weight.power_code_from_level(np.array([1, 0]), np.array([0, 0]))
     return int(negative), int(positive)
 
 
 def _tables(cfg: ArrayConfig, rng: np.random.Generator, extreme: bool = False) -> dict:
-    if cfg.scheme != WeightScheme.LCQ:
-        return {}
     weight_table, act_table = cfg.datapath.extreme_tables() if extreme else cfg.datapath.random_tables(rng)
-    return {"weight_table": weight_table, "act_table": act_table}
+    tables = {"weight_table": weight_table, "act_table": act_table}
+    return {name: table for name, table in tables.items() if table is not None}
 
 
 # --------------------------------------------------------------------------- requantizer parameters

@@ -44,30 +44,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..apot_format import APOT_TERMS
 from ..errors import ConfigError, UnsupportedBitsError
 from ..spec import TrainingScheme
 from ._common import as_rows, check_input, check_positive
 from ._table import TableQuantize, bucket_index, scaled_thresholds
 from .power import INIT_QUANTILE, midpoints, quantile_abs_rows, symmetric_levels
 
-# The additive terms for B magnitude bits, as exponents of 2 (each set also contains 0).
-_APOT_TERMS = {
-    2: ((1, 2, 3),),
-    3: ((1, 2, 4), (3,)),
-    4: ((1, 3, 5), (2, 4, 6)),
-    5: ((1, 3, 6), (2, 4, 7), (5,)),
-    6: ((1, 4, 7), (2, 5, 8), (3, 6, 9)),
-}
 WEIGHT_INIT_ALPHA = 3.0
 ACT_INIT_ALPHA = 8.0
 
 
 def apot_magnitudes(magnitude_bits: int) -> torch.Tensor:
     """The ``2^B`` normalized APoT magnitudes (float64, ascending, first 0, last 1)."""
-    if magnitude_bits not in _APOT_TERMS:
+    if magnitude_bits not in APOT_TERMS or magnitude_bits < 2:
         raise UnsupportedBitsError(f"APoT levels exist for 2..6 magnitude bits, got {magnitude_bits}")
     sums = torch.zeros(1, dtype=torch.float64)
-    for exponents in _APOT_TERMS[magnitude_bits]:
+    for exponents in APOT_TERMS[magnitude_bits]:
         terms = torch.tensor([0.0] + [2.0**-e for e in exponents], dtype=torch.float64)
         sums = (sums[:, None] + terms[None, :]).flatten()
     values = torch.unique(sums)  # sorted
@@ -81,7 +74,7 @@ class APoTQuantizer(nn.Module):
 
     Integer export: :meth:`quantize_codes` gives the signed level index ``i`` (``-P..P`` for
     weights, ``0..2^bits - 1`` for activations); the value is ``output_scale(x) * levels()[i0 + i]``
-    with ``i0`` the index of level 0.  (APoT is a software baseline; ``golden.spec`` has no APoT PE.)
+    with ``i0`` the index of level 0.  (The hardware's apot code words: :mod:`golden.apot_format`.)
     """
 
     def __init__(self, bits: int, signed: bool = True, normalize: bool | None = None) -> None:

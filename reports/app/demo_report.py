@@ -161,7 +161,7 @@ def summary_markdown(demo: DemoResult) -> str:
         "",
         f"{exact}/{len(rtl_models)} models bit-exact at every layer on the RTL.  Each image runs alone; "
         "cycles are measured start..done of the accelerator runs (two passes for the signed 8-bit input layer) and checked "
-        "against hw.cycles.gemm_cycles.  apot runs its int array on activation-table values (looked up at the array edge).",
+        "against hw.cycles.gemm_cycles.  apot runs its shift-add PE array (activation codes decoded to values once per row).",
         "",
         markdown_table(rtl_summary_rows(demo), {"cycles_per_image": ".0f", "build_s": ".1f", "sim_s": ".2f"}),
         "Per layer: `rtl_layers.csv`.",

@@ -12,7 +12,6 @@ from golden.layers import SCHEME_WEIGHTS
 from golden.models import DigitsNet
 from golden.spec import WeightScheme, accumulator_bits
 from hw.kinds import kinds_of_scheme, network_kind
-from sim.network import array_datapath
 
 from ..energy import Synthesis
 from ..estimator import OWN_ARRAY, HardwareConfig, asq_stage_energy, estimate
@@ -29,7 +28,7 @@ def priced_kinds(scheme: str) -> tuple[str, ...]:
 
 def layer_hardware(layer: IntegerLayer, rows: int, cols: int, middle_kind: str | None = None) -> HardwareConfig:
     """The estimator's design point for one exported layer (``middle_kind`` overrides a non-int PE kind)."""
-    cfg = array_datapath(layer.cfg)
+    cfg = layer.cfg
     kind = network_kind(cfg.scheme).name
     if middle_kind is not None and cfg.scheme != WeightScheme.INT:
         kind = middle_kind

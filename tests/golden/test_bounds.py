@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from goldentest import random_layer
 
-from golden import spec
+from golden import apot_format, spec
 from golden.bounds import codes_within_bound, layer_bound, real_forward, shortcut_error
 from golden.integer import IntegerLayer
 from golden.stages import Codes, OutputStage, Residual
@@ -20,6 +20,8 @@ MODES = ("uniform", "threshold", "asq", "accumulator")
 def make_cfg(scheme: str, bits: int, frac_bits: int | None) -> spec.DatapathConfig:
     if scheme in spec.SHIFT_SCHEMES:
         return spec.DatapathConfig.make(scheme, bits, bits, frac_bits=frac_bits)
+    if scheme == "apot":  # apot weights stop at 7 bits
+        return spec.DatapathConfig.make(scheme, min(bits, apot_format.MAX_WEIGHT_BITS), bits)
     return spec.DatapathConfig.make(scheme, bits, bits)
 
 

@@ -28,8 +28,7 @@ from golden.errors import ConfigError, UnknownSchemeError
 from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import QuantConv2d, QuantLinear, calibrate, quantize_model
-from golden.quantizer_export import apot_grid
-from golden.quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer
+from golden.quantizers import ASQQuantizer, LCQQuantizer, LSQQuantizer
 from golden.stages import Accumulators, Codes, Residual
 
 SCHEMES = ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq")
@@ -189,7 +188,7 @@ def test_export_formats_and_weights(scheme):
     assert first.cfg.scheme == "int" and first.cfg.weight.bits == 8 and first.signed_input
     assert network.input_stage.signed and network.input_stage.bits == 8
     assert last.output.mode == "accumulator" and last.cfg.weight.bits == 8
-    expected_scheme = {"lsq": "int", "asq": "int", "pot": "pot", "post": "post", "asq_post": "post", "apot": "int", "lcq": "lcq"}
+    expected_scheme = {"lsq": "int", "asq": "int", "pot": "pot", "post": "post", "asq_post": "post", "apot": "apot", "lcq": "lcq"}
     assert middle.cfg.scheme == expected_scheme[scheme]
     assert middle.input_adaptive == scheme.startswith("asq")
     assert middle.cfg.act_format == ("table" if scheme in ("apot", "lcq") else "uniform")
@@ -208,7 +207,7 @@ def test_export_formats_and_weights(scheme):
         assert np.all(layer.weight_scale > 0) or kept, "negative BN gains are folded into the codes when exact"
 
 
-@pytest.mark.parametrize("scheme", ("lsq", "post", "lcq"))
+@pytest.mark.parametrize("scheme", ("lsq", "post", "lcq", "apot"))
 def test_sign_folding_does_not_change_the_network(scheme):
     model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)
     folded, _ = export_model(model)
@@ -243,15 +242,6 @@ def test_lcq_with_level_bits_is_exact_and_without_is_reported():
     np.testing.assert_array_equal(layer.act_table, exact_model.features[3].act_quantizer.integer_levels().numpy())
     _, loose_report = export_model(build("lcq", lcq_level_bits=None))
     assert any("re-quantized" in note for note in loose_report.approximations)
-
-
-def test_apot_grid_is_exact():
-    for bits in range(2, 7):
-        levels = APoTQuantizer(bits, signed=False).levels().numpy()
-        grid = apot_grid(levels)
-        assert np.abs(levels * grid - np.rint(levels * grid)).max() < 1e-9
-        assert all(np.abs(levels * m - np.rint(levels * m)).max() > 1e-6 for m in range(1, grid))
-    assert apot_grid(APoTQuantizer(6, signed=True).levels().numpy()) == 100
 
 
 @pytest.mark.parametrize("scheme", ("pot", "post"))

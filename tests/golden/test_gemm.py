@@ -13,7 +13,7 @@ from goldentest import make_cfg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import spec
+from golden import apot_format, spec
 from golden.errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -31,6 +31,11 @@ from golden.gemm import (
 )
 
 BITS = range(spec.MIN_BITS, spec.MAX_BITS + 1)
+
+
+def weight_bits(scheme: str) -> range:
+    """The weight widths a scheme supports (apot stops at 7 bits)."""
+    return range(spec.MIN_BITS, apot_format.MAX_WEIGHT_BITS + 1) if scheme == "apot" else BITS
 
 
 def random_operands(rng, cfg, m, k, n, extreme=0.0):
@@ -61,7 +66,7 @@ def random_operands(rng, cfg, m, k, n, extreme=0.0):
 def test_int_gemm_reproduces_every_product(scheme):
     """K = 1 GEMM over all activation codes x all weight codes is the product table, for every width."""
     rng = np.random.default_rng(0)
-    for wbits in BITS:
+    for wbits in weight_bits(scheme):
         for abits in BITS:
             fracs = (0, 2, 8, 16) if scheme in spec.SHIFT_SCHEMES else (None,)
             for frac in fracs:
@@ -89,6 +94,7 @@ def test_int_gemm_reproduces_every_product(scheme):
 )
 def test_int_gemm_matches_sequential_reference(scheme, wbits, abits, frac, levels, m, k, n, extreme, seed):
     rng = np.random.default_rng(seed)
+    wbits = min(wbits, weight_bits(scheme)[-1])
     cfg = make_cfg(scheme, wbits, abits, frac, levels if scheme in spec.SHIFT_SCHEMES else "bbit")
     acts, weights, weight_table, act_table = random_operands(rng, cfg, m, k, n, extreme)
     fast = int_gemm(cfg, acts, weights, weight_table, act_table)
@@ -103,6 +109,7 @@ def test_int_gemm_matches_sequential_reference(scheme, wbits, abits, frac, level
         spec.DatapathConfig.make("pot", 8, 8, frac_bits=16, levels="paper"),
         spec.DatapathConfig.make("int", 8, 8),
         spec.DatapathConfig.make("lcq", 8, 8, level_bits=12, act_level_bits=12),
+        spec.DatapathConfig.make("apot", 7, 8, act_level_bits=12),
     ],
     ids=lambda c: c.scheme,
 )
@@ -163,6 +170,10 @@ def test_ideal_weight_levels(scheme):
         # the hardware product is within the spec's bound of level * a
         products = spec.pe_product(cfg, weights[:, :, None], np.arange(16)[None, None, :])
         assert np.abs(products - levels[:, :, None] * np.arange(16)).max() <= spec.product_error_bound(cfg) + 1e-12
+    elif scheme == "apot":  # exact: every product is the integer level times a
+        np.testing.assert_array_equal(levels, cfg.weight.apot.value(weights))
+        np.testing.assert_array_equal(spec.pe_product(cfg, weights[:, :, None], np.arange(16)[None, None, :], act_table=np.arange(16)),
+                                      levels[:, :, None] * np.arange(16))
     else:
         expected = weights if scheme == "int" else weight_table[weights]
         np.testing.assert_array_equal(levels, expected)

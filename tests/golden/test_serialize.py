@@ -49,7 +49,7 @@ def test_malformed_network_files(tmp_path):
         ({**data, "layers": [{k: v for k, v in data["layers"][0].items() if k != "bias"}]}, ConfigError),
         ({**data, "layers": [{**data["layers"][0], "weight_codes": {"dtype": "int64", "shape": [2], "data": [1, 2, 3]}}]}, ConfigError),
         ({**data, "layers": [{**data["layers"][0], "weight_codes": [1, 2]}]}, ConfigError),
-        ({**data, "layers": [{**data["layers"][0], "cfg": {**data["layers"][0]["cfg"], "scheme": "apot"}}]}, UnknownSchemeError),
+        ({**data, "layers": [{**data["layers"][0], "cfg": {**data["layers"][0]["cfg"], "scheme": "fp8"}}]}, UnknownSchemeError),
     ]
     for document, error in bad_cases:
         with pytest.raises(error):

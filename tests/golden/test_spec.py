@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import requantization, spec
+from golden import apot_format, requantization, spec
 from golden.errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -52,6 +52,11 @@ def all_configs(scheme: str):
                 for level_bits in (spec.MIN_LEVEL_BITS, 8, spec.MAX_LEVEL_BITS):
                     for act_level_bits in (1, 8, spec.MAX_LEVEL_BITS):
                         yield spec.DatapathConfig.make("lcq", wbits, abits, level_bits=level_bits, act_level_bits=act_level_bits)
+            elif scheme == "apot":
+                if wbits <= apot_format.MAX_WEIGHT_BITS:
+                    yield spec.DatapathConfig.make("apot", wbits, abits, act_format="uniform")
+                    for act_level_bits in (1, 6, spec.MAX_LEVEL_BITS):
+                        yield spec.DatapathConfig.make("apot", wbits, abits, act_level_bits=act_level_bits)
             else:
                 yield spec.DatapathConfig.make("int", wbits, abits)
                 yield spec.DatapathConfig.make("int", wbits, abits, act_format="table", act_level_bits=abits + 2)
@@ -522,17 +527,17 @@ def test_threshold_quantize_errors():
 
 def test_scheme_names_are_their_plain_strings():
     """Members and strings are interchangeable: comparisons, lookups, messages, JSON and configs built from either."""
-    for enum, names in ((spec.WeightScheme, ("int", "pot", "post", "lcq")),
+    for enum, names in ((spec.WeightScheme, ("int", "pot", "post", "lcq", "apot")),
                         (spec.TrainingScheme, ("lsq", "asq", "pot", "post", "asq_post", "apot", "lcq"))):
         assert tuple(enum) == names and [str(member) for member in enum] == list(names)
         for member, name in zip(enum, names, strict=True):
             assert member == name and hash(member) == hash(name) and {name: 1}[member] == 1
             assert f"{member}" == name and repr(member) == repr(name) and json.dumps(member) == json.dumps(name)
-    assert spec.WEIGHT_SCHEMES == ("int", "pot", "post", "lcq") and spec.SHIFT_SCHEMES == ("pot", "post")
+    assert spec.WEIGHT_SCHEMES == ("int", "pot", "post", "lcq", "apot") and spec.SHIFT_SCHEMES == ("pot", "post")
     from_string, from_member = spec.DatapathConfig.make("post", 4, 4), spec.DatapathConfig.make(spec.WeightScheme.POST, 4, 4)
     assert from_string == from_member and repr(from_string) == repr(from_member)
     assert from_string.scheme is spec.WeightScheme.POST and "scheme='post'" in repr(from_string)
-    with pytest.raises(UnknownSchemeError, match=r"expected one of \('int', 'pot', 'post', 'lcq'\)"):
+    with pytest.raises(UnknownSchemeError, match=r"expected one of \('int', 'pot', 'post', 'lcq', 'apot'\)"):
         spec.WeightFormat("log", 4)
 
 
@@ -545,8 +550,8 @@ def test_bad_bits(bad):
 
 
 def test_bad_format_parameters():
-    with pytest.raises(UnknownSchemeError, match="apot"):
-        spec.WeightFormat("apot", 4)
+    with pytest.raises(UnknownSchemeError, match="'apot2'"):
+        spec.WeightFormat("apot2", 4)
     with pytest.raises(UnknownSchemeError):
         spec.WeightFormat("pot", 4, levels="b+1")
     with pytest.raises(ConfigError, match="pot/post only"):

@@ -21,7 +21,13 @@ SMALL = {
     "post_shared": dict(rows=3, cols=3, weight_bits=4, act_bits=4, host_lanes=2),
     "lcq": dict(rows=2, cols=3, weight_bits=3, act_bits=3, level_bits=6, act_level_bits=5, host_lanes=2),
     "lcq_product": dict(rows=3, cols=2, weight_bits=2, act_bits=3, level_bits=5, act_level_bits=6, host_lanes=4),
+    "apot": dict(rows=3, cols=2, weight_bits=5, act_bits=3, act_level_bits=6, host_lanes=2),
 }
+
+
+def job_tables(datapath: spec.DatapathConfig, tables: tuple) -> dict:
+    """The level tables a job of this datapath carries (lcq: both, apot: the activation table)."""
+    return {name: table for name, table in zip(("weight_table", "act_table"), tables, strict=True) if table is not None}
 
 
 def small_config(kind: str, **changes) -> ArrayConfig:
@@ -33,9 +39,7 @@ def random_job(cfg: ArrayConfig, rng, m: int, k: int, n: int, mode=OutputMode.RE
     datapath = cfg.datapath
     act = rng.integers(0, datapath.num_act_codes, (m, k))
     weight = rng.choice(datapath.weight.legal_codes(), (k, n))
-    tables = {}
-    if cfg.scheme == "lcq":
-        tables = dict(zip(("weight_table", "act_table"), datapath.random_tables(rng), strict=True))
+    tables = job_tables(datapath, datapath.random_tables(rng))
     acc_scale = float(max(abs(v) for v in datapath.product_range())) * np.sqrt(k)
     mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 4.0, n) * (1 << cfg.out_bits) / acc_scale)
     bias = rng.integers(-int(acc_scale), int(acc_scale) + 1, n)
@@ -64,7 +68,7 @@ def test_random_gemms_back_to_back(kind):
     run_and_check(cfg, jobs)
 
 
-@pytest.mark.parametrize("kind", ["lcq", "lcq_product"])
+@pytest.mark.parametrize("kind", ["lcq", "lcq_product", "apot"])
 def test_threshold_bank_output(kind):
     cfg = small_config(kind)
     rng = np.random.default_rng(11)
@@ -91,9 +95,7 @@ def test_per_row_multiplier_override(kind):
 def extreme_codes(cfg: ArrayConfig, rng, largest: bool):
     """(weight code, act code, tables) of the largest (or most negative) product the config allows."""
     datapath = cfg.datapath
-    tables = {}
-    if cfg.scheme == "lcq":
-        tables = dict(zip(("weight_table", "act_table"), datapath.extreme_tables(), strict=True))
+    tables = job_tables(datapath, datapath.extreme_tables())
     products = spec.product_table(datapath, tables.get("weight_table"), tables.get("act_table"))
     index = np.argmax(products) if largest else np.argmin(products)
     weight_index, act_code = np.unravel_index(index, products.shape)
@@ -121,14 +123,12 @@ def test_worst_case_accumulation_at_max_reduction(kind):
         np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job))
 
 
-@pytest.mark.parametrize("kind", ["int", "pot", "post_shared", "lcq"])
+@pytest.mark.parametrize("kind", ["int", "pot", "post_shared", "lcq", "apot"])
 def test_all_max_codes_zeros_and_alternating_signs(kind):
     cfg = small_config(kind)
     datapath = cfg.datapath
     rng = np.random.default_rng(2)
-    tables = {}
-    if cfg.scheme == "lcq":
-        tables = dict(zip(("weight_table", "act_table"), datapath.extreme_tables(), strict=True))
+    tables = job_tables(datapath, datapath.extreme_tables())
     codes = datapath.weight.legal_codes()
     k = 16
     all_max = GemmJob(np.full((4, k), datapath.num_act_codes - 1), np.full((k, 5), codes.max()), OutputMode.RAW, **tables)
@@ -138,6 +138,8 @@ def test_all_max_codes_zeros_and_alternating_signs(kind):
         plus, minus = datapath.weight.pack_power(0, 1), datapath.weight.pack_power(1, 1)
     elif cfg.scheme == "int":
         plus, minus = 3, -3
+    elif cfg.scheme == "apot":
+        plus, minus = datapath.weight.apot.pack(np.array([9, -9]))
     else:
         plus, minus = 0, len(codes) - 1
     alternating = np.where(np.arange(k)[:, None] % 2 == 0, plus, minus) * np.ones((1, 3), int)
@@ -229,13 +231,20 @@ def test_job_validation_errors():
         job_writes(small_config("int"), GemmJob(np.zeros((2, 2), int), np.zeros((2, 2), int), OutputMode.THRESHOLD))
     with pytest.raises(LevelTableError, match="need weight_table"):
         job_writes(cfg, GemmJob(good.act_codes, good.weight_codes))
+    apot = small_config("apot")
+    with pytest.raises(LevelTableError, match="apot jobs need act_table"):
+        job_writes(apot, GemmJob(good.act_codes, good.weight_codes))
+    with pytest.raises(ConfigError, match="weight_table given for a apot array"):
+        job_writes(apot, GemmJob(good.act_codes, good.weight_codes, weight_table=good.weight_table, act_table=good.act_table))
+    with pytest.raises(ConfigError, match="act_table given for a int array"):
+        job_writes(small_config("int"), GemmJob(good.act_codes, good.weight_codes, act_table=good.act_table))
 
 
 def tables_of(job: GemmJob) -> dict:
     return dict(weight_table=job.weight_table, act_table=job.act_table)
 
 
-PRESET_NAMES = ["default", "postlut4-4x4", "pot4-4x4", "int4-4x4", "int8-4x4", "lcq4-4x4", "lcqprod2-4x4", "post4-8x8"]
+PRESET_NAMES = ["default", "postlut4-4x4", "pot4-4x4", "int4-4x4", "int8-4x4", "lcq4-4x4", "lcqprod2-4x4", "post4-8x8", "apot4-4x4"]
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)

@@ -144,7 +144,7 @@ def test_multiplier_parameters_are_range_checked():
         job_writes(cfg, GemmJob(codes + 16, codes))
     with pytest.raises(CodeRangeError, match="weight codes"):
         job_writes(cfg, GemmJob(codes, codes + 8))
-    with pytest.raises(ConfigError, match="level tables given"):
+    with pytest.raises(ConfigError, match="act_table given for a int array"):
         job_writes(cfg, GemmJob(codes, codes, act_table=np.arange(16)))
     with pytest.raises(LevelTableError):
         job_writes(ArrayConfig("lcq_product", 2, 2, 2, 2, max_reduction=8, max_m=4, max_n=4),

@@ -46,6 +46,17 @@ def test_pe_exhaustive_small_bits(kind, weight_bits, act_bits):
     assert (expected.min(), expected.max()) == pe.datapath.product_range()
 
 
+@pytest.mark.parametrize("weight_bits", range(2, 8))
+@pytest.mark.parametrize("act_level_bits", [1, 6, 12])
+def test_apot_pe_every_weight_width_and_value_width(weight_bits, act_level_bits):
+    """2..7-bit apot codes (ternary up to three term fields) on activation values of 1, 6 and 12 bits."""
+    entry, pe = make_pe("apot", weight_bits, 3, act_level_bits=act_level_bits)
+    expected = check_all_pairs(entry, pe, np.random.default_rng(weight_bits))
+    assert pe.product.shape().width == pe.datapath.product_bits()
+    assert (expected.min(), expected.max()) == pe.datapath.product_range()
+    assert pe.act.shape().width == act_level_bits and pe.weight.shape().width == weight_bits
+
+
 @pytest.mark.parametrize("kind", SHIFT_KINDS)
 @pytest.mark.parametrize("frac_bits", [0, 1, 3, 16])
 @pytest.mark.parametrize("levels", ["bbit", "paper"])

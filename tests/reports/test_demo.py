@@ -11,7 +11,7 @@ from golden.layers import SCHEMES, calibrate, quantize_model, save_checkpoint
 from reports import digits
 from reports.app.agreement import evaluate_integer
 from reports.app.demo import DemoOptions, check_output_folder
-from reports.app.pricing import energy_rows, layer_hardware, synth_keys
+from reports.app.pricing import energy_rows, layer_hardware, priced_kinds, synth_keys
 from reports.app.rtl import shared_reduction
 from reports.app.simulate import load_or_train_network
 from reports.app.synth_cache import SynthesisCache
@@ -127,15 +127,18 @@ def test_models_share_accelerator_designs(data, float_model):
     assert plans["lsq"] & plans["post"] & plans["apot"], "the 8-bit edge accelerator is the same for every scheme"
 
 
-def test_apot_energy_prices_the_int_array_on_table_values(data, float_model):
+def test_apot_energy_prices_the_apot_array(data, float_model):
     model = quantize_model(float_model, "apot", 4)
     calibrate(model, data.x_train[:64])
     network, _ = export_model(model)
     middle = [layer for layer in network.layers if layer.cfg.act_format == "table"]
     assert middle, "APoT activations are table activations"
+    assert priced_kinds("apot") == ("apot",)
     for layer in middle:
         config = layer_hardware(layer, 8, 8)
-        assert (config.pe_kind, config.act_bits) == ("int", layer.cfg.act_level_bits)
+        assert (config.pe_kind, config.weight_bits, config.act_bits) == ("apot", 4, 4)
+        assert config.datapath == layer.cfg  # the estimator prices the datapath the RTL runs (6-bit table values)
+    assert synth_keys(network, "apot", 8, 8) == {("int", 8, 8, 0), ("apot", 4, 4, 0)}
 
 
 def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_model):

@@ -117,7 +117,7 @@ def test_missing_synthesis_tells_to_run_make_synth(tmp_path):
         (lambda p: p.update(units=[]), ConfigError, "list no units"),
         (lambda p: p["units"][0].pop("transistors"), ConfigError, r"missing field\(s\) \['transistors'\]"),
         (lambda p: p["units"][0].update(transistors="many"), ConfigError, "'transistors' must be int"),
-        (lambda p: p["units"][0].update(pe_kind="apot"), UnknownSchemeError, "PE kind 'apot'"),
+        (lambda p: p["units"][0].update(pe_kind="fp8"), UnknownSchemeError, "PE kind 'fp8'"),
         (lambda p: p["units"][0].update(rows=0), ConfigError, "rows must be positive"),
         (lambda p: p["units"][0].update(unit="adder"), ConfigError, "unit type 'adder'"),
         (lambda p: p["units"][0].update(dffs=10**6), ConfigError, "dffs=1000000"),

@@ -79,7 +79,7 @@ def test_network_totals_are_sums_of_layers(synthesis):
         ({"rows": 0}, ConfigError, "array rows must be positive"),
         ({"cols": 0}, ConfigError, "array cols must be positive"),
         ({"dataflow": "rs"}, UnknownSchemeError, "dataflow 'rs'"),
-        ({"pe_kind": "apot"}, UnknownSchemeError, "PE kind 'apot'"),
+        ({"pe_kind": "fp8"}, UnknownSchemeError, "PE kind 'fp8'"),
         ({"weight_bits": 9}, UnsupportedBitsError, "weight bits=9"),
         ({"ifmap_kb": 0}, ConfigError, "ifmap_kb must be a positive number"),
         ({"dataflow": "lutmac", "rows": 128}, ConfigError, "rows=128"),

@@ -53,7 +53,7 @@ def test_the_network_is_a_function_of_input_and_seed():
 
 @pytest.mark.parametrize(("scheme", "bits", "weights", "act_format"), [
     ("lsq", 4, "int", "uniform"), ("pot", 3, "pot", "uniform"), ("asq_post", 4, "post", "uniform"),
-    ("apot", 4, "int", "table"), ("lcq", 3, "lcq", "table"),
+    ("apot", 4, "apot", "table"), ("lcq", 3, "lcq", "table"),
 ])  # fmt: skip
 def test_other_schemes_trace_and_track_the_fake_quant_model(scheme, bits, weights, act_format):
     """End to end (the integer shortcut adds codes, the fake-quant one floats): measured <= 14 %, floor 25 %."""

@@ -1,6 +1,6 @@
 """The accelerator RTL against golden: every output bit-exact, every run's cycles equal to hw.cycles.
 
-Default subset: three configurations (the hw default preset, an int and an lcq array) on each
+Default subset: four configurations (the hw default preset, an int, an lcq and an apot array) on each
 selected simulator.  ``-m regress``: PE kinds x bits {2,3,4,8 where the scheme allows} x arrays
 {4x4, 8x8}, with larger workloads.  Every run also captures all outputs right after reset: on
 Icarus (4-state) an X or Z bit there, or in any output read back, fails the run.
@@ -27,6 +27,7 @@ DEFAULT_CONFIGS = {
     "preset-default": preset("default"),
     "int-w4a4-4x4": ArrayConfig("int", 4, 4, 4, 4, max_reduction=64, max_m=16, max_n=16),
     "lcq-w3a3-4x4": ArrayConfig("lcq", 4, 4, 3, 3, max_reduction=64, max_m=16, max_n=16),
+    "apot-w4a4-4x4": ArrayConfig("apot", 4, 4, 4, 4, act_level_bits=6, max_reduction=64, max_m=16, max_n=16),
 }
 
 

@@ -1,11 +1,12 @@
 """Whole networks through the RTL: every layer bit-exact against golden, chained.
 
 Default: a smoke run of all 20 layers of a CIFAR ResNet-20 on an 8x8 input with 2x2 arrays (small, quick to
-build), and a small exported APoT network (int weights, table activations looked up at the array edge) on
+build), and a small exported APoT network (the apot shift-add kind, table activations decoded per row) on
 every backend, as a batch and one image at a time.  ``-m regress``: the real 32x32 ResNet-20 input on 8x8
 arrays, on the plain Verilator harness (within 30 s wall) and cocotb.
 """
 
+import dataclasses
 import tempfile
 
 import numpy as np
@@ -14,15 +15,13 @@ import torch
 from torch import nn
 
 from golden import spec
-from golden.errors import ConfigError, UnsupportedBitsError
+from golden.errors import ConfigError
 from golden.export import export_model
-from golden.gemm import int_conv2d
 from golden.layers import calibrate, quantize_model
 from sim.failures import SimulationError
 from sim.network import (
     LayerRun,
     NetworkRun,
-    array_datapath,
     check_network,
     plan_arrays,
     run_network_rtl,
@@ -73,37 +72,29 @@ def apot_network():
 
 
 def _table_layers(network) -> list[str]:
-    return [layer.name for layer in network.layers if layer.cfg.scheme == "int" and layer.cfg.act_format == "table"]
+    return [layer.name for layer in network.layers if layer.cfg.act_format == "table"]
 
 
-def test_apot_layers_run_an_int_array_on_table_values(apot_network):
-    network, x = apot_network
-    outputs = network.run(x)
+def test_apot_layers_run_on_the_apot_kind(apot_network):
+    network, _ = apot_network
     assert _table_layers(network) == ["features.3", "features.6", "features.10"]
-    for index, layer in enumerate(network.layers):
-        cfg = array_datapath(layer.cfg)
-        if layer.name not in _table_layers(network):
-            assert cfg is layer.cfg
-            continue
-        assert (cfg.scheme, cfg.act_format, cfg.act_bits) == ("int", "uniform", layer.cfg.act_level_bits)
-        assert spec.accumulator_bits(cfg, layer.reduction_length) == spec.accumulator_bits(layer.cfg, layer.reduction_length)
-        codes = outputs[network.input_name(index)]
-        assert codes.table is not None and not np.array_equal(codes.values(), codes.codes)
-        on_values = int_conv2d(cfg, codes.values(), layer.weight_codes, layer.stride, layer.padding)
-        np.testing.assert_array_equal(on_values, layer.accumulate(codes))
+    assert all(network.layers[i].cfg.scheme == "apot" for i in (1, 2, 3))
     configs, keys = plan_arrays(network, APOT_ARRAY, APOT_ARRAY)
     apot = configs[keys["features.3"]]
-    assert (apot.pe_kind, apot.act_bits, apot.threshold_bank) == ("int", network.layers[1].cfg.act_level_bits, True)
+    assert (apot.pe_kind, apot.act_bits, apot.threshold_bank) == ("apot", 4, True)
+    assert apot.datapath == network.layers[1].cfg and apot.act_level_bits == 6  # the 4-bit APoT grid 48
     assert keys["features.6"] == keys["features.10"] == keys["features.3"]
 
 
-def test_array_datapath_of_wide_or_narrow_tables():
-    narrow = spec.DatapathConfig.make("int", 4, 2, act_format="table", act_level_bits=1)
-    assert array_datapath(narrow).act_bits == spec.MIN_BITS
-    lcq = spec.DatapathConfig.make("lcq", 4, 4)
-    assert array_datapath(lcq) is lcq
-    with pytest.raises(UnsupportedBitsError, match="9 bits need an int array wider"):
-        array_datapath(spec.DatapathConfig.make("int", 4, 4, act_format="table", act_level_bits=9))
+def test_a_layer_no_kind_runs_is_refused(apot_network):
+    network, _ = apot_network
+    layer = network.layers[1]
+    cfg = spec.DatapathConfig.make("int", 7, 4, act_format="table", act_level_bits=6)  # the same integers on int codes
+    int_on_tables = dataclasses.replace(layer, cfg=cfg, weight_codes=layer.cfg.weight.apot.value(layer.weight_codes),
+                                        accumulator_width=spec.accumulator_bits(cfg, layer.reduction_length))
+    broken = dataclasses.replace(network, layers=(network.layers[0], int_on_tables, *network.layers[2:]))
+    with pytest.raises(ConfigError, match="the int PE kind runs int weights with uniform activations, not table"):
+        plan_arrays(broken, APOT_ARRAY, APOT_ARRAY)
 
 
 def test_apot_network_is_bit_exact_on_the_harness(apot_network, tmp_path, monkeypatch):
