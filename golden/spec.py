@@ -215,11 +215,11 @@ class WeightFormat:
         return (m // 2 if m // 2 <= MAX_FRAC_BITS else 0), MAX_FRAC_BITS
 
     def check_frac_bits(self, frac_bits: int) -> None:
-        """Raise ConfigError unless ``frac_bits`` lies in :attr:`frac_bits_range`."""
+        """Raise UnsupportedBitsError unless ``frac_bits`` lies in :attr:`frac_bits_range`."""
         lo, hi = self.frac_bits_range
         if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)) or not lo <= frac_bits <= hi:
             reason = {WeightScheme.POT: "F <= max_exponent", WeightScheme.POST: "F >= max_exponent // 2"}.get(self.scheme, "")
-            raise ConfigError(f"frac_bits={frac_bits!r} is not legal for {self.bits}-bit {self.levels} {self.scheme} "
+            raise UnsupportedBitsError(f"frac_bits={frac_bits!r} is not legal for {self.bits}-bit {self.levels} {self.scheme} "
                               f"weights: expected {lo}..{hi} ({reason or 'no fraction bits'})")
 
     @property
@@ -347,7 +347,7 @@ class DatapathConfig:
         shifted = self.post_lut[:, None] << np.arange((self.weight.max_exponent - 1) // 2 + 1)[None, :]
         missing = ~int(np.bitwise_or.reduce(shifted.ravel())) & ((1 << self.guard_bits) - 1)
         if missing:
-            raise ConfigError(f"frac_bits={self.frac_bits} is not legal for {self.weight.bits}-bit {self.weight.levels} post "
+            raise UnsupportedBitsError(f"frac_bits={self.frac_bits} is not legal for {self.weight.bits}-bit {self.weight.levels} post "
                               f"weights with {self.act_bits}-bit activations: product bit {(missing & -missing).bit_length() - 1} "
                               "is zero for every input (the sqrt-2 ROM never sets it)")
 
@@ -476,7 +476,7 @@ def legal_frac_bits(weight: WeightFormat, act_bits: int) -> list[int]:
 def _accepts(weight: WeightFormat, act_bits: int, frac_bits: int) -> bool:
     try:
         DatapathConfig(weight, act_bits, frac_bits)
-    except ConfigError:
+    except UnsupportedBitsError:
         return False
     return True
 

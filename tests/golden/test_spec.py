@@ -215,7 +215,7 @@ def test_illegal_frac_bits_are_exactly_those_with_an_always_zero_product_bit():
                         assert wasted, (cfg, frac)
                     if frac not in legal:
                         rejected += 1
-                        with pytest.raises(ConfigError, match="not legal"):
+                        with pytest.raises(UnsupportedBitsError, match="not legal"):
                             spec.DatapathConfig(fmt, abits, frac)
     assert rejected > 100
 
@@ -685,8 +685,14 @@ def test_bad_format_parameters():
         spec.DatapathConfig.make("int", 4, 4, frac_bits=2)
     with pytest.raises(ConfigError, match="frac_bits must be 0"):
         spec.DatapathConfig.make("lcq", 4, 4, frac_bits=1)
-    with pytest.raises(ConfigError, match="not legal"):
+    with pytest.raises(UnsupportedBitsError, match="not legal"):
         spec.DatapathConfig.make("pot", 8, 4, frac_bits=spec.MAX_FRAC_BITS + 1)
+    with pytest.raises(UnsupportedBitsError, match=r"expected 0\.\.6 \(F <= max_exponent\)"):
+        spec.DatapathConfig.make("pot", 4, 4, frac_bits=7)
+    with pytest.raises(UnsupportedBitsError, match=r"expected 3\.\.16 \(F >= max_exponent // 2\)"):
+        spec.DatapathConfig.make("post", 4, 4, frac_bits=2)
+    with pytest.raises(UnsupportedBitsError, match="product bit 0 is zero for every input"):
+        spec.DatapathConfig.make("post", 3, 2, frac_bits=9)
     with pytest.raises(ConfigError, match="act_format must be 'uniform'"):
         spec.DatapathConfig.make("post", 4, 4, act_format="table")
     with pytest.raises(UnsupportedBitsError):
