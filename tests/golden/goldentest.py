@@ -77,7 +77,11 @@ def random_layer(
 
 
 def make_cfg(scheme: str, wbits: int, abits: int, frac_bits: int | None = None, levels: str = "bbit") -> spec.DatapathConfig:
+    """A datapath of ``scheme``; shift schemes at the legal F nearest ``frac_bits`` (None: the format's default)."""
     if scheme in spec.SHIFT_SCHEMES:
+        if frac_bits is not None:
+            legal = spec.legal_frac_bits(spec.WeightFormat(scheme, wbits, levels), abits)
+            frac_bits = min(legal, key=lambda f: (abs(f - frac_bits), f))
         return spec.DatapathConfig.make(scheme, wbits, abits, frac_bits=frac_bits, levels=levels)
     return spec.DatapathConfig.make(scheme, wbits, abits)
 

@@ -100,6 +100,7 @@ def test_int_gemm_matches_sequential_reference(scheme, wbits, abits, frac, level
     "cfg",
     [
         spec.DatapathConfig.make("post", 8, 8, frac_bits=16),
+        spec.DatapathConfig.make("post", 6, 8, frac_bits=16, levels="paper"),
         spec.DatapathConfig.make("pot", 8, 8, frac_bits=16, levels="paper"),
         spec.DatapathConfig.make("int", 8, 8),
         spec.DatapathConfig.make("lcq", 8, 8, level_bits=12, act_level_bits=12),
