@@ -126,9 +126,9 @@ MIN_BITS, MAX_BITS = 2, 8
 MAX_FRAC_BITS = 16
 MIN_LEVEL_BITS, MAX_LEVEL_BITS = 2, 12
 FALLBACK_FRAC_BITS = 8  # F of pot/post formats not in MEASURED_FRAC_BITS, clipped to the legal range
-#: The smallest ``F`` that keeps every demo model's integer predictions equal to its fake-quant ones,
-#: per ``(scheme, weight bits, levels)``: measured with ``lutmac frac-search`` (reports/app/frac_search.py).
-MEASURED_FRAC_BITS: dict[tuple[str, int, str], int] = {}
+#: Per (scheme, weight bits, levels): the smallest F keeping every demo model's predictions (`lutmac frac-search`).
+MEASURED_FRAC_BITS: dict[tuple[str, int, str], int] = {
+    ("pot", 4, "bbit"): 2, ("pot", 3, "bbit"): 1, ("pot", 2, "bbit"): 0, ("post", 4, "bbit"): 3, ("post", 3, "bbit"): 4}
 DEFAULT_LEVEL_BITS = 8
 MULTIPLIER_BITS = 16
 MAX_REQUANT_SHIFT = 62

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from golden import spec
 from golden.errors import LutmacError
 from golden.files import write_atomic
 from golden.spec import WeightScheme
@@ -79,8 +80,23 @@ class SynthTarget:
                 "product_bits": cfg.product_bits}
 
 
-def _config(kind: str, bits: int, rows: int = 1, cols: int = 1) -> ArrayConfig:
-    return ArrayConfig(kind, rows, cols, bits, bits, max_reduction=ARRAY_REDUCTION)
+def _config(kind: str, bits: int, rows: int = 1, cols: int = 1, frac_bits: int | None = None) -> ArrayConfig:
+    return ArrayConfig(kind, rows, cols, bits, bits, frac_bits=frac_bits, max_reduction=ARRAY_REDUCTION)
+
+
+def _frac_variants(kind, bits: int) -> list[tuple[str, int | None]]:
+    """``(name suffix, F)``: the format's default F, then the plan's other F clipped into the legal range."""
+    if not kind.has_frac_bits or not kind.synthesis.frac_bits:
+        return [("", None)]
+    datapath = kind.datapath(bits, bits)
+    legal = spec.legal_frac_bits(datapath.weight, bits)
+    variants, seen = [("", None)], {datapath.frac_bits}
+    for frac in kind.synthesis.frac_bits:
+        frac = min(legal, key=lambda f: (abs(f - frac), -f))
+        if frac not in seen:
+            variants.append((f"_F{frac}", frac))
+            seen.add(frac)
+    return variants
 
 
 def default_units(full: bool = False) -> list[SynthTarget]:
@@ -90,13 +106,16 @@ def default_units(full: bool = False) -> list[SynthTarget]:
         plan = kind.synthesis
         for bits in plan.pe_bits + (plan.full_pe_bits if full else ()):
             try:
-                units.append(SynthTarget(f"pe_{kind.name}_w{bits}a{bits}", UnitType.PE, _config(kind.name, bits)))
+                variants = _frac_variants(kind, bits)
             except LutmacError:
                 continue
+            for suffix, frac in variants:
+                units.append(SynthTarget(f"pe_{kind.name}_w{bits}a{bits}{suffix}", UnitType.PE, _config(kind.name, bits, frac_bits=frac)))
     for kind in KINDS.values():
         for bits, size in kind.synthesis.arrays + (kind.synthesis.full_arrays if full else ()):
-            cfg = _config(kind.name, bits, size, size)
-            units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}", UnitType.ARRAY, cfg))
+            for suffix, frac in _frac_variants(kind, bits):
+                cfg = _config(kind.name, bits, size, size, frac)
+                units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY, cfg))
     for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
         kind = network_kind(scheme).name
         units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4)))

@@ -281,7 +281,7 @@ def test_default_and_per_bits_frac_bits(scheme):
     legal = spec.legal_frac_bits(spec.WeightFormat(scheme, 4), 8)
     top, bad = legal[-1], (legal[-1] + 1 if scheme == "pot" else legal[0] - 1)  # pot: F <= m = 6, post: F >= H = 3
     mapped, _ = export_model(model, frac_bits={4: top})
-    for layer, default in zip(mapped.layers, network.layers):
+    for layer, default in zip(mapped.layers, network.layers, strict=True):
         assert layer.cfg.frac_bits == (top if layer.cfg.scheme in spec.SHIFT_SCHEMES else default.cfg.frac_bits)
     with pytest.raises(UnsupportedBitsError, match="not legal for 4-bit bbit"):
         export_model(model, frac_bits={4: bad})
