@@ -29,8 +29,9 @@
   ``alpha / m``).  A signed first-layer LSQ quantizer gives signed input codes, run as two
   unsigned passes.
 * **POST/POT fraction bits** ``F`` (:func:`choose_frac_bits`, for ``frac_bits="auto"``): the
-  smallest ``F`` whose worst-case product truncation over the layer's reduction,
-  ``K * product_error_bound * unit``, stays below ``AUTO_F_TARGET`` of the output step.
+  smallest legal ``F`` (``spec.legal_frac_bits``: pot ``0..m``, post from ``m // 2``) whose
+  worst-case product error over the layer's reduction, ``K * product_error_bound * unit``,
+  stays below ``AUTO_F_TARGET`` of the output step.
 
 LCQ without ``level_bits``: the fake-quant levels are real numbers; the export rounds them to
 ``lcq_level_bits`` (the integer model then differs from the fake-quant model by up to half a

@@ -10,7 +10,7 @@ one :class:`PeKind` in :data:`KINDS` and its tests.
 kind           scheme  row / column edges                         PE datapath
 =============  ======  =========================================  ==========================================
 int            int     codes pass through                         multiplier
-pot            pot     codes pass through                         barrel shifter of ``a << F``
+pot            pot     codes pass through                         barrel shifter of ``a << F``, ``F <= m``
 post_lut       post    codes pass through                         own sqrt-2 ROM, mux, shifter
 post_shared    post    sqrt-2 prescaler per row                   mux + shifter
 lcq            lcq     level table per row and per column         multiplier on levels
