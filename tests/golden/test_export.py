@@ -168,10 +168,22 @@ def compare_layers(segments_: list, network: IntegerNetwork, x: torch.Tensor) ->
     return stats
 
 
+def shift_frac_bits(scheme: str, bits: int = 4) -> dict[int, int] | None:
+    """The shift layers at F = 8 (pot: clipped to its exact maximum F = m = 6, 4 bits).
+
+    These random, untrained models are far from the demo models the default F was measured on;
+    the checks that use this are about the export and the bound, not about the choice of F.
+    """
+    if scheme not in ("pot", "post", "asq_post"):
+        return None
+    fmt = spec.WeightFormat("pot" if scheme == "pot" else "post", bits)
+    return {bits: min(8, spec.legal_frac_bits(fmt, bits)[-1])}
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_exported_layers_match_fake_quant_within_bound(scheme):
     model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)  # LCQ: exact only with level tables
-    network, report = export_model(model)
+    network, report = export_model(model, frac_bits=shift_frac_bits(scheme))
     stats = compare_layers(segments(model), network, digits(64, seed=1))
     assert stats["differ"] <= stats["near"] < 0.05 * stats["codes"], stats
     assert stats["max_code_diff"] <= 1
@@ -300,7 +312,7 @@ def test_network_logits_track_the_fake_quant_model():
     """End to end (errors compound across layers): measured, with a loose sanity floor."""
     for scheme in ("lsq", "post", "lcq"):
         model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None)
-        network, _ = export_model(model)
+        network, _ = export_model(model, frac_bits=shift_frac_bits(scheme))
         x = digits(96)
         with torch.no_grad():
             reference = model(x).double().numpy()
@@ -450,7 +462,7 @@ def cifar_segments(model: CifarNet):
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_option_a_network_matches_fake_quant_within_bound(scheme):
     model = build(scheme, lcq_level_bits=8 if scheme == "lcq" else None, architecture=CifarNet)
-    network, report = export_model(model)
+    network, report = export_model(model, frac_bits=shift_frac_bits(scheme))
     residuals = {layer.name: layer.residual for layer in network.layers if layer.residual is not None}
     assert residuals == {
         "block1.conv2": Residual("stem", "codes", 1, (0, 0)),

@@ -69,7 +69,7 @@ def test_synthesis_smoke_post_variants(tmp_path):
     shared, own_rom = post_kinds
     assert by_kind[shared].transistors < by_kind[own_rom].transistors
     markdown = (tmp_path / "synth.md").read_text()
-    assert "| pe | 4 | 1x1 |" in markdown  # the POST comparison row
+    assert f"| pe | 4 | {default_f} | 1x1 |" in markdown  # the POST comparison row
 
 
 def test_synth_matrix_covers_every_kind_at_3_and_4_bits():
