@@ -8,7 +8,8 @@ integer model and that real layer.  With ``t`` the integer requantizer input and
 pre-quantization value (both after pooling; ``unit`` the real value of one LSB of ``t``):
 
 * ``|t * unit - y| <= V`` with ``V = unit * (E * n_products + 1/2) + shortcut + extra + gamma``:
-  ``E = spec.product_error_bound`` per product with a non-zero activation and weight, half an
+  ``E = product_error_bounds`` per product (its weight's exponent; 0 for int/lcq) with a
+  non-zero activation, half an
   LSB for ``rint(bias / unit)``, the aligned shortcut's error (:func:`shortcut_error`), any
   caller-supplied float path (``extra``, e.g. float32 fake-quant), and the float64 reference's
   own rounding ``gamma_{K+2} * (sum |a w| + |b|)``.  Max pooling and ReLU are 1-Lipschitz and a
@@ -38,6 +39,36 @@ from .integer import IntegerLayer, shortcut_ratio
 from .layers import QuantConv2d
 from .quantizers import ASQQuantizer, LSQQuantizer
 from .stages import Accumulators, Codes
+
+
+def product_error_bounds(cfg: spec.DatapathConfig) -> np.ndarray:
+    """Per exponent ``e = 0..m`` (pot/post): max |integer product - exact real product * 2^F|, in product LSBs.
+
+    A right shift by ``d`` of an exact integer truncates, error in ``[0, 1 - 2^-d]`` (attained
+    when the low ``d`` bits are ones).  Odd post exponents: the ROM is within 1/2 of
+    ``a 2^L / sqrt 2`` (never a tie), so left-shifted by ``s`` the error is ``< 2^(s-1)`` -- the
+    same relative error at every odd exponent; truncating form: ``< 2^-(h+1) + 1 - 2^-h``.
+    """
+    if cfg.scheme not in spec.SHIFT_SCHEMES:
+        raise ConfigError(f"{cfg.scheme!r} products have no exponent")
+
+    def truncation(bits_dropped: int) -> float:
+        return 1.0 - 2.0 ** -bits_dropped if bits_dropped > 0 else 0.0
+
+    m, frac = cfg.weight.max_exponent, cfg.frac_bits
+    if cfg.scheme == spec.WeightScheme.POT:
+        return np.array([truncation(e - frac) for e in range(m + 1)])
+    if cfg.left_shifts:
+        return np.array([2.0 ** (((m - e) >> 1) - 1) if e % 2 else 0.0 for e in range(m + 1)])
+    return np.array([1.0 - 2.0 ** -(e // 2 + 1) if e % 2 else truncation(e // 2 - frac) for e in range(m + 1)])
+
+
+def product_error_bound(cfg: spec.DatapathConfig) -> float:
+    """Max |integer product - exact real product * 2^F| over every product, in product LSBs (int/lcq: exact, 0)."""
+    if cfg.scheme not in spec.SHIFT_SCHEMES:
+        return 0.0
+    return float(product_error_bounds(cfg).max())
+
 
 FLOAT64_UNIT_ROUNDOFF = 2.0**-53
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
@@ -180,12 +211,10 @@ def layer_bound(
     """
     unit = np.abs(layer.weight_scale)[None, :] * x.step[:, None]
     levels = ideal_levels(layer)
-    product_error = spec.product_error_bound(layer.cfg)
     ndim = real.value.ndim if layer.output.mode == "accumulator" else (4 if layer.kind == "conv" else 2)
-    n_products = _nonzero_product_count(layer, x, levels != 0) if product_error else 0.0
     weights_abs = np.abs(real_weights(layer))
     magnitude = real_linear_map(layer, np.abs(x.real()), weights_abs) + np.abs(_channel_view(layer.bias, ndim))
-    value_error = (product_error * n_products + 0.5) * _channel_view(unit, ndim)
+    value_error = (_product_errors(layer, x, levels != 0) + 0.5) * _channel_view(unit, ndim)
     value_error = value_error + gamma(layer.reduction_length + 4, FLOAT64_UNIT_ROUNDOFF) * magnitude + extra_error
     out = layer.output
     if out.mode == "accumulator":
@@ -231,6 +260,24 @@ def float_path_error(
     magnitude = real_linear_map(layer, np.abs(x.real()), weights_abs)
     magnitude = magnitude + _channel_view(np.asarray(bias_magnitude, dtype=np.float64), magnitude.ndim)
     return gamma(layer.reduction_length + extra_operations, unit_roundoff) * magnitude
+
+
+def _product_errors(layer: IntegerLayer, x: Codes, nonzero: np.ndarray) -> np.ndarray | float:
+    """Per output, the sum of :func:`product_error_bounds` over its products with a non-zero activation and weight.
+
+    The bound depends only on the weight's exponent: the count of each exponent's products,
+    exact on the integer path, times its bound (exponents with a bound of 0 are skipped).
+    """
+    if layer.cfg.scheme not in spec.SHIFT_SCHEMES:
+        return 0.0
+    bounds = product_error_bounds(layer.cfg)
+    _, exponent, _ = layer.cfg.weight.unpack_power(layer.weight_codes)
+    total = 0.0
+    for value in np.unique(bounds[bounds > 0]):
+        mask = nonzero & (bounds[np.minimum(exponent, layer.cfg.weight.max_exponent)] == value)
+        if mask.any():
+            total = total + value * _nonzero_product_count(layer, x, mask)
+    return total
 
 
 def _nonzero_product_count(layer: IntegerLayer, x: Codes, weight_mask: np.ndarray) -> np.ndarray:

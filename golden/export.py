@@ -4,8 +4,8 @@
 pooling, flatten and dropout are leaves) and walks the graph in execution order.  Each
 ``QuantConv2d`` / ``QuantLinear`` becomes an :class:`~golden.integer.IntegerLayer`.  Its weight
 codes and the output stage that makes its input codes come from :mod:`golden.quantizer_export`,
-and so do the POST/POT fraction bits ``F`` with ``frac_bits="auto"`` (otherwise ``F`` is fixed,
-default ``spec.DEFAULT_FRAC_BITS``).  This module folds in what follows the layer:
+and so do the POST/POT fraction bits ``F`` with ``frac_bits="auto"`` (otherwise ``F`` is fixed:
+one int for every shift layer, ``{weight bits: F}``, or by default ``WeightFormat.default_frac_bits``).  This module folds in what follows the layer:
 
 * **BatchNorm** (eval statistics) folds into ``weight_scale`` (``* gamma / sqrt(var + eps)``)
   and the real bias.  A negative gain is moved into the weight codes when that is exact
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,8 @@ from .quantizer_export import ExportReport, InputSide, as_numpy, choose_frac_bit
 from .spec import WeightScheme
 from .stages import OutputStage, Residual
 
+#: ``export_model``'s ``frac_bits``: None (each format's default), "auto", one F, or ``{weight bits: F}``.
+FracBits = int | str | Mapping[int, int] | None
 PASS_THROUGH_MODULES = (nn.Dropout, nn.Identity, nn.Flatten)
 RELU_FUNCTIONS = (F.relu, torch.relu)
 FLATTEN_FUNCTIONS = (torch.flatten,)
@@ -104,9 +107,11 @@ class _Tracer(QuantTracer):
 
 
 class _Exporter:
-    def __init__(self, model: nn.Module, frac_bits: int | str, lcq_level_bits: int, fold_signs: bool) -> None:
-        if frac_bits != "auto" and not (isinstance(frac_bits, int) and 0 <= frac_bits <= spec.MAX_FRAC_BITS):
-            raise ConfigError(f"frac_bits must be 'auto' or an int in 0..{spec.MAX_FRAC_BITS}, got {frac_bits!r}")
+    def __init__(self, model: nn.Module, frac_bits: FracBits, lcq_level_bits: int, fold_signs: bool) -> None:
+        fixed = frac_bits.values() if isinstance(frac_bits, Mapping) else [frac_bits]
+        if frac_bits != "auto" and not all(f is None or (isinstance(f, int) and 0 <= f <= spec.MAX_FRAC_BITS) for f in fixed):
+            raise ConfigError(f"frac_bits must be None, 'auto', an int in 0..{spec.MAX_FRAC_BITS} or {{weight bits: int}}, "
+                              f"got {frac_bits!r}")
         spec.check_bits("lcq_level_bits", lcq_level_bits, spec.MIN_LEVEL_BITS, spec.MAX_LEVEL_BITS)
         self.model, self.frac_bits, self.lcq_level_bits, self.fold_signs = model, frac_bits, lcq_level_bits, fold_signs
         self.modules = dict(model.named_modules())
@@ -152,10 +157,13 @@ class _Exporter:
         frac = 0
         if weights.scheme in spec.SHIFT_SCHEMES:
             out_step = stage.step if stage.mode in ("uniform", "asq") else None
+            fmt = spec.WeightFormat(weights.scheme, weights.bits, weights.levels)
             if self.frac_bits == "auto":
                 frac = choose_frac_bits(weights, side.act_bits, reduction, side.stage.step, out_step)
+            elif isinstance(self.frac_bits, Mapping):
+                frac = self.frac_bits.get(weights.bits, fmt.default_frac_bits)
             else:
-                frac = self.frac_bits
+                frac = fmt.default_frac_bits if self.frac_bits is None else self.frac_bits
             self.report.frac_bits[name] = frac
         cfg = spec.DatapathConfig(
             spec.WeightFormat(weights.scheme, weights.bits, weights.levels, weights.level_bits),
@@ -433,7 +441,7 @@ def signs_in_weights(layer: IntegerLayer) -> IntegerLayer:
 
 def export_model(
     model: nn.Module,
-    frac_bits: int | str = spec.DEFAULT_FRAC_BITS,
+    frac_bits: FracBits = None,
     lcq_level_bits: int = spec.DEFAULT_LEVEL_BITS,
     fold_signs: bool = True,
 ) -> tuple[IntegerNetwork, ExportReport]:

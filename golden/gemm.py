@@ -129,7 +129,7 @@ def ideal_weight_levels(cfg: spec.DatapathConfig, weight_codes: np.ndarray, weig
     """The real level each weight code stands for, in product LSBs: ``2^F base^-e`` exactly for pot/post.
 
     The hardware's product differs from ``level * a`` only by the LUT rounding and shift
-    truncation that :func:`golden.spec.product_error_bound` bounds.
+    truncation that :func:`golden.bounds.product_error_bound` bounds.
     """
     codes = cfg.weight.check_codes(weight_codes)
     if cfg.scheme == WeightScheme.INT:

@@ -29,8 +29,9 @@
   :func:`golden.apot_format.act_levels`, unit ``alpha / m``).  A signed first-layer LSQ quantizer gives signed input codes, run as two
   unsigned passes.
 * **POST/POT fraction bits** ``F`` (:func:`choose_frac_bits`, for ``frac_bits="auto"``): the
-  smallest ``F`` whose worst-case product truncation over the layer's reduction,
-  ``K * product_error_bound * unit``, stays below ``AUTO_F_TARGET`` of the output step.
+  smallest legal ``F`` (``spec.legal_frac_bits``: pot ``0..m``, post from ``m // 2``) whose
+  worst-case product error over the layer's reduction, ``K * product_error_bound * unit``,
+  stays below ``AUTO_F_TARGET`` of the output step.
 
 LCQ without ``level_bits``: the fake-quant levels are real numbers; the export rounds them to
 ``lcq_level_bits`` (the integer model then differs from the fake-quant model by up to half a
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import apot_format, spec
+from . import apot_format, bounds, spec
 from .errors import ConfigError, UnknownSchemeError
 from .quantizers import APoTQuantizer, ASQQuantizer, LCQQuantizer, LSQQuantizer, PowerQuantizer
 from .spec import WeightScheme
@@ -169,13 +170,18 @@ def weight_side(quantizer: nn.Module, weight: torch.Tensor, name: str, report: E
 
 
 def choose_frac_bits(weights: WeightSide, act_bits: int, reduction: int, input_step: float, out_step: float | None) -> int:
-    """Smallest F with ``K * product_error_bound(F) * max(scale) 2^-F * s_in <= AUTO_F_TARGET * s_out``."""
+    """Smallest legal F with ``K * product_error_bound(F) * max(scale) 2^-F * s_in <= AUTO_F_TARGET * s_out``.
+
+    Searched over ``spec.legal_frac_bits`` of the weight format (pot ``0..m``, post from ``m // 2``);
+    the format's default without an output step, the largest legal F if none meets the target.
+    """
+    fmt = spec.WeightFormat(weights.scheme, weights.bits, weights.levels)
+    legal = spec.legal_frac_bits(fmt, act_bits)
     if out_step is None:
-        return spec.DEFAULT_FRAC_BITS
-    for frac in range(spec.MAX_FRAC_BITS + 1):
-        cfg = spec.DatapathConfig.make(weights.scheme, weights.bits, act_bits, frac_bits=frac, levels=weights.levels)
-        worst = reduction * spec.product_error_bound(cfg) * float(np.abs(weights.scale).max()) * 2.0**-frac * input_step
+        return fmt.default_frac_bits
+    for frac in legal:
+        cfg = spec.DatapathConfig(fmt, act_bits, frac)
+        worst = reduction * bounds.product_error_bound(cfg) * float(np.abs(weights.scale).max()) * 2.0**-frac * input_step
         if worst <= AUTO_F_TARGET * out_step:
             return frac
-    return spec.MAX_FRAC_BITS
-
+    return legal[-1]

@@ -21,12 +21,43 @@ Everything the hardware computes is defined here once, as plain Python/numpy on 
   ``apot``  ``sign | term fields``: each field selects one power of two (or zero) of an APoT
             term set, the value is ``+-sum_i 1 << (S - e_i)`` (:mod:`golden.apot_format`).
 
-* **Product.**  ``int`` and ``lcq``: ``w_value * a_value`` (``frac_bits`` must be 0).
-  ``pot``: ``+-((a << F) >> e)``.  ``post``: ``e`` even -> ``(a << F) >> (e/2)``; ``e`` odd ->
-  ``post_lut[a] >> ((e-1)/2)`` with ``post_lut[a] = round(a * 2^F / sqrt 2)`` (computed exactly
-  with integer square roots; ``a * 2^F / sqrt 2`` is irrational for ``a > 0``, so no ties).
+* **Product.**  ``int`` and ``lcq``: ``w_value * a_value`` (``frac_bits`` must be 0).  ``pot`` and
+  ``post`` products are fixed point with ``F = frac_bits`` fraction bits; with ``m = max_exponent``
+  the legal ``F`` (:attr:`WeightFormat.frac_bits_range`) are exactly those where every product bit
+  can be non-zero (proof below).  The sign is applied after the magnitude path, so truncation is
+  symmetric about zero.
+
+  ``pot``: ``+-((a << F) >> e)`` with ``0 <= F <= m``.  ``F = m`` is the exact ``a << (m - e)``;
+  ``F < m`` truncates the exponents above ``F``.  ``F > m`` would leave ``F - m`` low bits that
+  are zero for every input, so it is rejected.
+
+  ``post``: ``H = m // 2`` (half the largest even exponent), ``J = (m - 1) // 2`` (half the largest
+  odd exponent minus one), guard bits ``G = F - H >= 0`` and ``s = (m - e) >> 1``::
+
+      e = 2h even:    (a << G) << s                         exact: a 2^(F-h)
+      e = 2h + 1 odd: post_lut[a] << s,  post_lut[a] = round(a 2^L / sqrt 2),  L = F - J
+
+  One shifter after a mux on ``e``'s low bit.  Odd ``m``: ``J = H``, the ROM is ``act_bits + G``
+  bits wide; even ``m``: ``J = H - 1`` and one bit more, so the smallest odd magnitude lands on bit
+  0 like the smallest even one (a ROM at ``G`` bits would zero bit 0 of every product if ``G > 0``).
+  ``post_lut`` is exact integer rounding (:func:`post_lut`; no ties).  Legal: ``F >= H``, and no
+  run of zeros in ``1 / sqrt 2`` may leave one of the low ``G`` bits unset by every ROM entry (the
+  few activation codes of 2-3 bits against many guard bits).  7/8-bit codes (``H >
+  MAX_FRAC_BITS``) truncate instead: any ``F``, ``(a << F) >> h`` and ``post_lut[a] >> h`` at
+  ``L = F``.  ``m = 0`` (2-bit ``bbit``): ``F = 0`` only.
+
+  *Every product bit can be non-zero.*  The largest magnitude is ``a_max << F`` (``e = 0``), so
+  :meth:`DatapathConfig.product_bits` is the minimal width of ``[-(a_max << F), a_max << F]``;
+  negative products set the sign bit.  Magnitude bits ``0 .. F + act_bits - 1``: pot --
+  ``a << (F - e)`` for ``e = 0..F`` (``F <= m``) covers them all; post -- the even path
+  ``a << (G + s)``, ``s = 0..H``, covers bits ``G ..``, and the legality check is exactly that
+  ``post_lut[a] << s``, ``s = 0..J``, covers bits ``0 .. G - 1``; the truncating form's even path
+  covers all.  Sums (:func:`accumulator_bits`): one product plus zero products (activation 0) is
+  a sum, and ``K`` copies of an extreme product reach each end of the range.
+  ``tests/golden/test_spec.py`` checks both exhaustively for every scheme at 2..4 bits, both level
+  conventions and every legal ``F``.
+
   ``apot``: ``+-sum_i (a << (S - e_i))``, exact (``frac_bits`` 0; activations default to tables).
-  ``>>`` is an arithmetic shift of a non-negative magnitude, i.e. truncation toward zero.
 
 * **Accumulator.**  Two's complement of ``A`` bits, the smallest width that holds
   ``[K * p_min, K * p_max]`` for reduction length ``K`` (see :func:`accumulator_bits` for the
@@ -100,7 +131,10 @@ POWER_LEVELS = ("bbit", "paper")
 MIN_BITS, MAX_BITS = 2, 8
 MAX_FRAC_BITS = 16
 MIN_LEVEL_BITS, MAX_LEVEL_BITS = 2, 12
-DEFAULT_FRAC_BITS = 8
+FALLBACK_FRAC_BITS = 8  # F of pot/post formats not in MEASURED_FRAC_BITS, clipped to the legal range
+#: Per (scheme, weight bits, levels): the smallest F keeping every demo model's predictions (`lutmac frac-search`).
+MEASURED_FRAC_BITS: dict[tuple[str, int, str], int] = {
+    ("pot", 4, "bbit"): 2, ("pot", 3, "bbit"): 1, ("pot", 2, "bbit"): 0, ("post", 4, "bbit"): 3, ("post", 3, "bbit"): 4}
 DEFAULT_LEVEL_BITS = 8
 MULTIPLIER_BITS = 16
 MAX_REQUANT_SHIFT = 62
@@ -182,6 +216,30 @@ class WeightFormat:
     def max_exponent(self) -> int:
         """Largest exponent ``m`` with a non-zero level (pot/post)."""
         return (1 << (self.bits - 1)) - (1 if self.levels == "paper" else 2)
+
+    @property
+    def frac_bits_range(self) -> tuple[int, int]:
+        """Legal product fraction bits ``(lo, hi)``: pot ``0..m``, post ``H..`` (module docstring); int/lcq ``(0, 0)``."""
+        m = self.max_exponent
+        if self.scheme not in SHIFT_SCHEMES or m == 0:
+            return 0, 0
+        if self.scheme == WeightScheme.POT:
+            return 0, min(m, MAX_FRAC_BITS)
+        return (m // 2 if m // 2 <= MAX_FRAC_BITS else 0), MAX_FRAC_BITS
+
+    def check_frac_bits(self, frac_bits: int) -> None:
+        """Raise UnsupportedBitsError unless ``frac_bits`` lies in :attr:`frac_bits_range`."""
+        lo, hi = self.frac_bits_range
+        if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)) or not lo <= frac_bits <= hi:
+            reason = {WeightScheme.POT: "F <= max_exponent", WeightScheme.POST: "F >= max_exponent // 2"}.get(self.scheme, "")
+            raise UnsupportedBitsError(f"frac_bits={frac_bits!r} is not legal for {self.bits}-bit {self.levels} {self.scheme} "
+                              f"weights: expected {lo}..{hi} ({reason or 'no fraction bits'})")
+
+    @property
+    def default_frac_bits(self) -> int:
+        """The format's default ``F``: :data:`MEASURED_FRAC_BITS`, else :data:`FALLBACK_FRAC_BITS` clipped to the legal range."""
+        lo, hi = self.frac_bits_range
+        return MEASURED_FRAC_BITS.get((self.scheme, self.bits, self.levels), min(max(FALLBACK_FRAC_BITS, lo), hi))
 
     @property
     def zero_exponent(self) -> int:
@@ -287,13 +345,24 @@ class DatapathConfig:
         if self.act_format not in ACT_FORMATS:
             raise UnknownSchemeError(f"activation format {self.act_format!r} does not exist; expected one of {ACT_FORMATS}")
         if self.weight.scheme in SHIFT_SCHEMES:
-            check_bits(f"{self.weight.scheme} frac_bits", self.frac_bits, 0, MAX_FRAC_BITS)
+            self.weight.check_frac_bits(self.frac_bits)
             if self.act_format != "uniform":
                 raise ConfigError(f"{self.weight.scheme} PEs shift the activation code itself: act_format must be 'uniform'")
+            if self.scheme == WeightScheme.POST and self.left_shifts and self.guard_bits:
+                self._check_rom_covers_guard_bits()
         elif self.frac_bits != 0:
             raise ConfigError(f"frac_bits must be 0 for {self.weight.scheme!r} weights, got {self.frac_bits}")
         if self.act_format == "table":
             check_bits("act_level_bits", self.act_level_bits, 1, MAX_LEVEL_BITS)
+
+    def _check_rom_covers_guard_bits(self) -> None:
+        """Raise unless ``post_lut[a] << s`` (``s = 0..J``), the only products below bit ``G``, set each of those bits."""
+        shifted = self.post_lut[:, None] << np.arange((self.weight.max_exponent - 1) // 2 + 1)[None, :]
+        missing = ~int(np.bitwise_or.reduce(shifted.ravel())) & ((1 << self.guard_bits) - 1)
+        if missing:
+            raise UnsupportedBitsError(f"frac_bits={self.frac_bits} is not legal for {self.weight.bits}-bit {self.weight.levels} post "
+                              f"weights with {self.act_bits}-bit activations: product bit {(missing & -missing).bit_length() - 1} "
+                              "is zero for every input (the sqrt-2 ROM never sets it)")
 
     @classmethod
     def make(
@@ -307,12 +376,13 @@ class DatapathConfig:
         act_format: str | None = None,
         act_level_bits: int = DEFAULT_LEVEL_BITS,
     ) -> DatapathConfig:
-        """Config with the scheme's defaults: F=8 for pot/post, table activations for lcq and apot weights."""
+        """Config with the scheme's defaults: ``WeightFormat.default_frac_bits``, table activations for lcq and apot weights."""
+        weight = WeightFormat(scheme, weight_bits, levels, level_bits)
         if frac_bits is None:
-            frac_bits = DEFAULT_FRAC_BITS if scheme in SHIFT_SCHEMES else 0
+            frac_bits = weight.default_frac_bits
         if act_format is None:
             act_format = "table" if scheme in (WeightScheme.LCQ, WeightScheme.APOT) else "uniform"
-        return cls(WeightFormat(scheme, weight_bits, levels, level_bits), act_bits, frac_bits, act_format, act_level_bits)
+        return cls(weight, act_bits, frac_bits, act_format, act_level_bits)
 
     @property
     def scheme(self) -> WeightScheme:
@@ -368,10 +438,26 @@ class DatapathConfig:
             act_table = np.linspace(0, self.act_value_max, self.num_act_codes).round().astype(np.int64)
         return weight_table, act_table
 
+    @property
+    def left_shifts(self) -> bool:
+        """post: the exact-even form (``F >= H``, every shift a left shift by ``s = (m - e) >> 1``)."""
+        return self.frac_bits >= self.weight.max_exponent // 2
+
+    @property
+    def guard_bits(self) -> int:
+        """post, left-shift form: ``G = F - H``, the even path's ``a << G``."""
+        return self.frac_bits - self.weight.max_exponent // 2
+
+    @property
+    def lut_frac_bits(self) -> int:
+        """post: fraction bits ``L`` of the sqrt-2 ROM, ``F - J`` (left-shift form, ``m >= 1``), else ``F``."""
+        m = self.weight.max_exponent
+        return self.frac_bits - (m - 1) // 2 if self.left_shifts and m >= 1 else self.frac_bits
+
     @cached_property
     def post_lut(self) -> np.ndarray:
-        """The sqrt-2 LUT for every activation code (post only)."""
-        return post_lut(np.arange(self.num_act_codes), self.frac_bits)
+        """The sqrt-2 ROM for every activation code (post only): ``round(a 2^L / sqrt 2)``."""
+        return post_lut(np.arange(self.num_act_codes), self.lut_frac_bits)
 
     def product_range(self) -> tuple[int, int]:
         """Exact (min, max) of one PE product over every valid code pair and any legal table.
@@ -395,6 +481,20 @@ class DatapathConfig:
     def product_bits(self) -> int:
         """Two's complement width of one PE product."""
         return signed_bits_for(*self.product_range())
+
+
+def legal_frac_bits(weight: WeightFormat, act_bits: int) -> list[int]:
+    """Every ``F`` a ``weight x act_bits`` datapath accepts (pot/post; ``[0]`` otherwise), ascending."""
+    lo, hi = weight.frac_bits_range
+    return [frac for frac in range(lo, hi + 1) if _accepts(weight, act_bits, frac)]
+
+
+def _accepts(weight: WeightFormat, act_bits: int, frac_bits: int) -> bool:
+    try:
+        DatapathConfig(weight, act_bits, frac_bits)
+    except UnsupportedBitsError:
+        return False
+    return True
 
 
 def accumulator_bits(cfg: DatapathConfig, reduction_length: int) -> int:
@@ -465,12 +565,15 @@ def pe_product(
         return np.where(negative, -shifted, shifted)
     negative, exponent, zero = cfg.weight.unpack_power(w)
     exponent = np.where(zero, 0, exponent)
-    scaled = a << cfg.frac_bits
     if cfg.scheme == WeightScheme.POT:
-        magnitude = scaled >> exponent
+        magnitude = (a << cfg.frac_bits) >> exponent
     else:
         odd = (exponent & 1).astype(bool)
-        magnitude = np.where(odd, cfg.post_lut[a] >> ((exponent - 1) >> 1), scaled >> (exponent >> 1))
+        if cfg.left_shifts:
+            shift = (cfg.weight.max_exponent - exponent) >> 1
+            magnitude = np.where(odd, cfg.post_lut[a], a << cfg.guard_bits) << shift
+        else:
+            magnitude = np.where(odd, cfg.post_lut[a], a << cfg.frac_bits) >> (exponent >> 1)
     magnitude = np.where(zero, 0, magnitude)
     return np.where(negative, -magnitude, magnitude)
 
@@ -485,28 +588,3 @@ def product_table(
     """
     codes = cfg.weight.legal_codes()
     return pe_product(cfg, codes[:, None], np.arange(cfg.num_act_codes)[None, :], weight_table, act_table)
-
-
-def product_error_bound(cfg: DatapathConfig) -> float:
-    """Max |integer product - exact real product * 2^F| per product, in product LSBs.
-
-    int/lcq/apot products are exact (0).  A right shift by ``s`` of ``a << F`` drops the low
-    ``s - F`` bits when ``s > F``: error in ``(-(1 - 2^-(s-F)), 0]``, exact otherwise (pot and
-    even post exponents).  Odd post exponents shift ``post_lut[a]``, whose rounding error
-    ``|e| <= 1/2`` is scaled by ``2^-s`` before an ``s``-bit truncation:
-    ``|err| <= 2^-(s+1) + (1 - 2^-s) = 1 - 2^-(s+1)``.  The sign is applied after the
-    magnitude path, so the bound is symmetric.  Returned: the bound over every exponent in use;
-    tests compare it with the exhaustive maximum.
-    """
-    if cfg.scheme in (WeightScheme.INT, WeightScheme.LCQ, WeightScheme.APOT):
-        return 0.0
-
-    def truncation(bits_dropped: int) -> float:
-        return 1.0 - 2.0 ** -bits_dropped if bits_dropped > 0 else 0.0
-
-    exponents = range(cfg.weight.max_exponent + 1)
-    if cfg.scheme == WeightScheme.POT:
-        return max(truncation(n - cfg.frac_bits) for n in exponents)
-    return max(
-        1.0 - 2.0 ** -((n - 1) // 2 + 1) if n % 2 else truncation(n // 2 - cfg.frac_bits) for n in exponents
-    )

@@ -32,7 +32,7 @@ row; lcq decodes weight codes once per column and activation codes once per row
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -136,8 +136,21 @@ class MacArray(wiring.Component):
                 if table is not None:
                     m.d.comb += cell.table.eq(table)
         for j in range(cfg.cols):
-            # a shift, not an Array (a case statement): Yosys writes it as a continuous assign,
-            # which Icarus evaluates at time 0 (an always @* block waits for an input to change)
-            column = Cat(m.submodules[f"cell_{i}_{j}"].shadow for i in range(cfg.rows))
-            m.d.comb += self.acc_row[j].eq(column.word_select(self.drain_row, cfg.accumulator_width))
+            shadows = [m.submodules[f"cell_{i}_{j}"].shadow for i in range(cfg.rows)]
+            m.d.comb += self.acc_row[j].eq(_select(shadows, self.drain_row))
         return m
+
+
+def _select(words: list, index):
+    """``words[index]`` as a tree of 2:1 muxes on ``index``'s bits (``index < len(words)``).
+
+    Not an Array (a case statement: Yosys writes an ``always @*`` block, which Icarus does not
+    evaluate at time 0) and not ``word_select`` (a shift by ``index * width``: for an even,
+    non-power-of-two width Yosys 0.23 splits the constant multiply, misses its shift-by-multiple
+    pattern and builds a general barrel shifter -- hundreds of iCE40 LUTs for a 4-row array).
+    """
+    level = list(words)
+    for bit in range(len(index)):
+        level = [Mux(index[bit], level[k + 1], level[k]) if k + 1 < len(level) else level[k]
+                 for k in range(0, len(level), 2)]
+    return level[0]

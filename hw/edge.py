@@ -25,7 +25,7 @@ from golden import spec
 from golden.errors import ConfigError, UnsupportedBitsError
 
 from .layout import Region
-from .pe import post_act_layout, product_table_layout
+from .pe import post_act_layout, post_rom, product_table_layout
 
 
 def table_write_signature(depth: int, shape) -> wiring.Signature:
@@ -42,11 +42,7 @@ class PostPrescaler(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.lut = lut = memory.Memory(
-            shape=unsigned(self.datapath.act_bits + self.datapath.frac_bits),
-            depth=self.datapath.num_act_codes,
-            init=[int(v) for v in self.datapath.post_lut],
-        )
+        m.submodules.lut = lut = post_rom(self.datapath)
         read = lut.read_port(domain="comb")
         m.d.comb += [read.addr.eq(self.code), self.act.value.eq(self.code), self.act.scaled.eq(read.data)]
         return m

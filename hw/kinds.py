@@ -10,7 +10,7 @@ one :class:`PeKind` in :data:`KINDS` and its tests.
 kind           scheme  row / column edges                         PE datapath
 =============  ======  =========================================  ==========================================
 int            int     codes pass through                         multiplier
-pot            pot     codes pass through                         barrel shifter of ``a << F``
+pot            pot     codes pass through                         barrel shifter of ``a << F``, ``F <= m``
 post_lut       post    codes pass through                         own sqrt-2 ROM, mux, shifter
 post_shared    post    sqrt-2 prescaler per row                   mux + shifter
 lcq            lcq     level table per row and per column         multiplier on levels
@@ -41,6 +41,8 @@ from .pe import ApotPE, IntPE, LcqPE, LcqProductPE, PostLutPE, PostSharedPE, Pot
 PE_SYNTH_BITS = (2, 3, 4, 8)
 #: Array cores are synthesized at 3 and 4 bits on 4 x 4 by default.
 ARRAY_SYNTH = ((3, 4), (4, 4))
+#: Shift kinds are synthesized at their default F and at this one (the flat F of earlier designs) where legal.
+SHIFT_SYNTH_F = 8
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class SynthPlan:
     """Which units of a kind ``python -m hw.synth`` builds: PE bits and ``(bits, R = C)`` array cores.
 
     ``full_*`` are added by ``--full`` (minutes each); ``effort`` is a relative Yosys run time
-    that starts slow units first.
+    that starts slow units first.  ``frac_bits``: the product fraction widths of a shift kind's
+    units besides its format's default ``F`` (each clipped into the format's legal range, so
+    ``8`` means 4-bit pot's exact maximum ``F = m = 6``; duplicates of the default are dropped).
     """
 
     pe_bits: tuple[int, ...] = PE_SYNTH_BITS
@@ -56,6 +60,7 @@ class SynthPlan:
     full_pe_bits: tuple[int, ...] = ()
     full_arrays: tuple[tuple[int, int], ...] = ()
     effort: float = 1.0
+    frac_bits: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,11 +125,12 @@ class PeKind:
 _KINDS = (
     PeKind("int", WeightScheme.INT, IntPE, runs_networks=True,
            synthesis=SynthPlan(arrays=ARRAY_SYNTH + ((8, 4),), full_arrays=((4, 8),))),
-    PeKind("pot", WeightScheme.POT, PotPE, runs_networks=True, synthesis=SynthPlan(full_arrays=((8, 4),))),
+    PeKind("pot", WeightScheme.POT, PotPE, runs_networks=True,
+           synthesis=SynthPlan(full_arrays=((8, 4),), frac_bits=(SHIFT_SYNTH_F,))),
     PeKind("post_lut", WeightScheme.POST, PostLutPE, rom_per="pe",
-           synthesis=SynthPlan(arrays=ARRAY_SYNTH + ((8, 4),), full_arrays=((4, 8),), effort=4.0)),
+           synthesis=SynthPlan(arrays=ARRAY_SYNTH + ((8, 4),), full_arrays=((4, 8),), effort=4.0, frac_bits=(SHIFT_SYNTH_F,))),
     PeKind("post_shared", WeightScheme.POST, PostSharedPE, PrescaledRows(), runs_networks=True, rom_per="row",
-           synthesis=SynthPlan(arrays=ARRAY_SYNTH + ((8, 4),), full_arrays=((4, 8),))),
+           synthesis=SynthPlan(arrays=ARRAY_SYNTH + ((8, 4),), full_arrays=((4, 8),), frac_bits=(SHIFT_SYNTH_F,))),
     PeKind("lcq", WeightScheme.LCQ, LcqPE, DecodedLevels(), runs_networks=True,
            synthesis=SynthPlan(arrays=((2, 4),) + ARRAY_SYNTH, effort=4.0)),
     # the 2^(2b)-entry table and R*C muxes over it synthesize for minutes above 3 bits

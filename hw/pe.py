@@ -16,23 +16,36 @@ lcq_product    code                           code                             m
 apot           sign | term-field code         value (row-edge decoded)         shift-add of ``a``, one term per field
 =============  =============================  ===============================  ====================================
 
-POST: ``a * sqrt2^-e`` is ``(a << F) >> (e/2)`` for even ``e`` and ``post_lut[a] >> ((e-1)/2)`` for
-odd ``e``; both are one shifter by ``e >> 1`` after a mux on ``e``'s low bit, which is all the
-shared variant keeps in the PE.  The sign is applied after the magnitude path.
+Shift kinds follow ``golden.spec``'s product definition: pot ``(a << F) >> e`` with ``F <= m``
+(no product bit is always zero); post with ``F >= H`` is ``Mux(e[0], rom[a], a << G) << s``,
+``s = (m - e) >> 1``: one left shifter after a mux on ``e``'s low bit, which is all the shared
+variant keeps in the PE (7/8-bit post truncates instead, ``Mux(e[0], rom[a], a << F) >> (e >> 1)``).
+The sign is applied after the magnitude path.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden import spec
 
 
+def post_rom_shape(datapath: spec.DatapathConfig) -> Shape:
+    """One sqrt-2 ROM entry: as wide as the largest ``spec.DatapathConfig.post_lut`` entry."""
+    return unsigned(int(datapath.post_lut.max()).bit_length())
+
+
+def post_rom(datapath: spec.DatapathConfig) -> memory.Memory:
+    """The constant sqrt-2 ROM ``a -> post_lut[a]`` (read it with a ``comb`` port)."""
+    return memory.Memory(shape=post_rom_shape(datapath), depth=datapath.num_act_codes,
+                         init=[int(v) for v in datapath.post_lut])
+
+
 def post_act_layout(datapath: spec.DatapathConfig) -> data.StructLayout:
     """What travels along a row of post_shared PEs: the code and its pre-scaled sqrt-2 value."""
-    return data.StructLayout({"value": unsigned(datapath.act_bits), "scaled": unsigned(datapath.act_bits + datapath.frac_bits)})
+    return data.StructLayout({"value": unsigned(datapath.act_bits), "scaled": post_rom_shape(datapath)})
 
 
 def product_table_layout(datapath: spec.DatapathConfig) -> data.ArrayLayout:
@@ -73,9 +86,10 @@ class _ShiftPE(ProcessingElement):
     def _act_shape(self, datapath: spec.DatapathConfig):
         return unsigned(datapath.act_bits)
 
-    def _scaled_act(self, value):
-        """``a << F`` as a plain concatenation: no logic at all."""
-        return Cat(Const(0, self.datapath.frac_bits), value) if self.datapath.frac_bits else value
+    @staticmethod
+    def _shifted_left(value, bits: int):
+        """``value << bits`` as a plain concatenation: no logic at all."""
+        return Cat(Const(0, bits), value) if bits else value
 
     def _magnitude(self, m: Module, exponent):
         """``|a * base^-e|`` for a non-zero weight of exponent ``e``."""
@@ -93,34 +107,52 @@ class _ShiftPE(ProcessingElement):
 
 
 class PotPE(_ShiftPE):
-    """``+-((a << F) >> e)``: a barrel shifter, no multiplier."""
+    """``+-((a << F) >> e)``: a barrel shifter, no multiplier (``F <= m``: bit 0 is ``a``'s at ``e = F``)."""
 
     def _magnitude(self, m: Module, exponent):
-        return self._scaled_act(self.act) >> exponent
+        return self._shifted_left(self.act, self.datapath.frac_bits) >> exponent
 
 
-class PostLutPE(_ShiftPE):
-    """POST with the ``round(a * 2^F / sqrt 2)`` ROM (``spec.DatapathConfig.post_lut``) inside the PE."""
+class _PostPE(_ShiftPE):
+    """POST: the mux between the sqrt-2 ROM entry and ``a``, then one shifter (module docstring)."""
+
+    def _rom_entry(self, m: Module):
+        raise NotImplementedError
+
+    def _code(self):
+        return self.act
 
     def _magnitude(self, m: Module, exponent):
-        m.submodules.lut = lut = memory.Memory(
-            shape=unsigned(self.datapath.act_bits + self.datapath.frac_bits),
-            depth=self.datapath.num_act_codes,
-            init=[int(v) for v in self.datapath.post_lut],
-        )
-        lut_read = lut.read_port(domain="comb")
-        m.d.comb += lut_read.addr.eq(self.act)
-        return Mux(exponent[0], lut_read.data, self._scaled_act(self.act)) >> exponent[1:]
+        datapath, rom = self.datapath, self._rom_entry(m)
+        if not datapath.left_shifts:
+            return Mux(exponent[0], rom, self._shifted_left(self._code(), datapath.frac_bits)) >> exponent[1:]
+        max_exponent = datapath.weight.max_exponent
+        shift = Signal(range(max_exponent // 2 + 1))
+        m.d.comb += shift.eq((max_exponent - exponent)[1:])  # wraps for zero codes, which are masked
+        return Mux(exponent[0], rom, self._shifted_left(self._code(), datapath.guard_bits)) << shift
 
 
-class PostSharedPE(_ShiftPE):
+class PostLutPE(_PostPE):
+    """POST with its own sqrt-2 ROM (``spec.DatapathConfig.post_lut``) inside the PE."""
+
+    def _rom_entry(self, m: Module):
+        m.submodules.lut = lut = post_rom(self.datapath)
+        read = lut.read_port(domain="comb")
+        m.d.comb += read.addr.eq(self.act)
+        return read.data
+
+
+class PostSharedPE(_PostPE):
     """POST whose activation arrives pre-scaled from the row edge (:class:`hw.edge.PostPrescaler`): mux + shifter."""
 
     def _act_shape(self, datapath: spec.DatapathConfig):
         return post_act_layout(datapath)
 
-    def _magnitude(self, m: Module, exponent):
-        return Mux(exponent[0], self.act.scaled, self._scaled_act(self.act.value)) >> exponent[1:]
+    def _rom_entry(self, m: Module):
+        return self.act.scaled
+
+    def _code(self):
+        return self.act.value
 
 
 class LcqPE(ProcessingElement):

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from golden import spec
 from golden.errors import LutmacError
 from golden.files import write_atomic
 from golden.spec import WeightScheme
@@ -80,8 +81,23 @@ class SynthTarget:
                 "product_bits": cfg.product_bits}
 
 
-def _config(kind: str, bits: int, rows: int = 1, cols: int = 1) -> ArrayConfig:
-    return ArrayConfig(kind, rows, cols, bits, bits, max_reduction=ARRAY_REDUCTION)
+def _config(kind: str, bits: int, rows: int = 1, cols: int = 1, frac_bits: int | None = None) -> ArrayConfig:
+    return ArrayConfig(kind, rows, cols, bits, bits, frac_bits=frac_bits, max_reduction=ARRAY_REDUCTION)
+
+
+def _frac_variants(kind, bits: int) -> list[tuple[str, int | None]]:
+    """``(name suffix, F)``: the format's default F, then the plan's other F clipped into the legal range."""
+    if not kind.has_frac_bits or not kind.synthesis.frac_bits:
+        return [("", None)]
+    datapath = kind.datapath(bits, bits)
+    legal = spec.legal_frac_bits(datapath.weight, bits)
+    variants, seen = [("", None)], {datapath.frac_bits}
+    for frac in kind.synthesis.frac_bits:
+        frac = min(legal, key=lambda f: (abs(f - frac), -f))
+        if frac not in seen:
+            variants.append((f"_F{frac}", frac))
+            seen.add(frac)
+    return variants
 
 
 def default_units(full: bool = False) -> list[SynthTarget]:
@@ -90,14 +106,16 @@ def default_units(full: bool = False) -> list[SynthTarget]:
     for kind in KINDS.values():
         plan = kind.synthesis
         for bits in plan.pe_bits + (plan.full_pe_bits if full else ()):
-            try:
-                units.append(SynthTarget(f"pe_{kind.name}_w{bits}a{bits}", UnitType.PE, _config(kind.name, bits)))
+            try:  # bits the kind does not support (apot stops at 7) are skipped
+                units += [SynthTarget(f"pe_{kind.name}_w{bits}a{bits}{suffix}", UnitType.PE, _config(kind.name, bits, frac_bits=frac))
+                          for suffix, frac in _frac_variants(kind, bits)]
             except LutmacError:
                 continue
     for kind in KINDS.values():
         for bits, size in kind.synthesis.arrays + (kind.synthesis.full_arrays if full else ()):
-            cfg = _config(kind.name, bits, size, size)
-            units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}", UnitType.ARRAY, cfg))
+            for suffix, frac in _frac_variants(kind, bits):
+                cfg = _config(kind.name, bits, size, size, frac)
+                units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY, cfg))
     for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
         kind = network_kind(scheme).name
         units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4)))
@@ -197,22 +215,39 @@ def _percent_smaller(small: int, large: int) -> str:
 def post_comparison(units: list[SynthRecord]) -> list[str]:
     """Markdown lines comparing POST's two kinds, the sqrt-2 ROM in every PE vs. one per row, per PE and per array."""
     shared, lut_kind = (kind.name for kind in kinds_of_scheme(WeightScheme.POST))  # the row-shared one runs networks
-    by_key = {(u.unit, u.pe_kind, u.weight_bits, u.rows, u.cols): u for u in units}
-    lines = [f"| unit | bits | R x C | {lut_kind} transistors | {shared} transistors | shared saves | "
+    by_key = {(u.unit, u.pe_kind, u.weight_bits, u.rows, u.cols, u.frac_bits): u for u in units}
+    lines = [f"| unit | bits | F | R x C | {lut_kind} transistors | {shared} transistors | shared saves | "
              f"{lut_kind} LUT4 | {shared} LUT4 | shared saves | {lut_kind} DFFs | {shared} DFFs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (unit_type, kind, bits, rows, cols), lut in sorted(by_key.items()):
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (unit_type, kind, bits, rows, cols, frac), lut in sorted(by_key.items()):
         if kind != lut_kind or unit_type not in (UnitType.PE, UnitType.ARRAY):
             continue
-        other = by_key.get((unit_type, shared, bits, rows, cols))
+        other = by_key.get((unit_type, shared, bits, rows, cols, frac))
         if other is None:
             continue
         lines.append(
-            f"| {unit_type} | {bits} | {rows}x{cols} | {lut.transistors} | {other.transistors} | "
+            f"| {unit_type} | {bits} | {frac} | {rows}x{cols} | {lut.transistors} | {other.transistors} | "
             f"{_percent_smaller(other.transistors, lut.transistors)} | {lut.ice40_lut4} | "
             f"{other.ice40_lut4} | {_percent_smaller(other.ice40_lut4, lut.ice40_lut4)} | "
             f"{lut.dffs} | {other.dffs} |"
         )
+    return lines
+
+
+def array_comparison(units: list[SynthRecord]) -> list[str]:
+    """Markdown lines: every kind's array core next to int's at the same bits and size, per synthesized F."""
+    arrays = [u for u in units if u.unit == UnitType.ARRAY]
+    int_kind = network_kind(WeightScheme.INT).name
+    reference = {(u.weight_bits, u.rows, u.cols): u for u in arrays if u.pe_kind == int_kind}
+    lines = ["| kind | bits | R x C | F | acc bits | transistors | x int | iCE40 LUT4 | x int |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for u in sorted(arrays, key=lambda u: (u.weight_bits, u.rows, u.pe_kind, u.frac_bits)):
+        base = reference.get((u.weight_bits, u.rows, u.cols))
+        if base is None:
+            continue
+        lines.append(f"| {u.pe_kind} | {u.weight_bits} | {u.rows}x{u.cols} | {u.frac_bits} | {u.accumulator_width} | "
+                     f"{u.transistors} | {u.transistors / base.transistors:.3f} | {u.ice40_lut4} | "
+                     f"{u.ice40_lut4 / base.ice40_lut4:.3f} |")
     return lines
 
 
@@ -236,12 +271,17 @@ def markdown(report: SynthReport) -> str:
             f"{u.rows}x{u.cols} | {u.accumulator_width or '-'} | {u.cells} | {u.transistors} | "
             f"{u.dffs} | {u.logic_depth} | {u.ice40_lut4} | {u.ice40_carry} | {u.ice40_dff} |"
         )
+    versus_int = array_comparison(units)
+    if len(versus_int) > 2:
+        lines += ["", "## Array cores against int", "",
+                  "Shift kinds at their default F (golden.spec.MEASURED_FRAC_BITS) and at F = 8, or at the largest "
+                  "legal F where 8 is not (pot: F <= m, so 4-bit pot's exact maximum F = 6).", ""] + versus_int
     comparison = post_comparison(units)
     if len(comparison) > 2:
         lines += ["", "## POST: LUT in every PE vs. shared per row", "",
                   f"{shared} moves the sqrt-2 ROM out of the PE to one prescaler per array row; "
                   "the row then carries the activation and its pre-scaled value, so every PE's row "
-                  "pipeline register grows from b_a to 2 b_a + F bits (the DFF columns). "
+                  "pipeline register grows from b_a to 2 b_a + L bits, L = the ROM's fraction bits (the DFF columns). "
                   f"Negative savings mean {lut_kind} is the cheaper one. With b-bit levels at 2 bits there "
                   f"is no odd exponent (the levels are 0 and +-1), so {lut_kind}'s ROM is optimized away.",
                   ""] + comparison

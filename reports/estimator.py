@@ -55,7 +55,7 @@ class HardwareConfig:
     pe_kind: str = network_kind(WeightScheme.INT).name
     weight_bits: int = 8
     act_bits: int = 8
-    frac_bits: int | None = None  # None: golden.spec's default for the scheme (8 for pot/post, else 0)
+    frac_bits: int | None = None  # None: the weight format's default (golden.spec.WeightFormat.default_frac_bits)
     ifmap_kb: float = 64.0
     filter_kb: float = 64.0
     ofmap_kb: float = 64.0

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.spec import MULTIPLIER_BITS, DatapathConfig, WeightScheme, accumulator_bits, post_lut
+from golden.spec import MULTIPLIER_BITS, DatapathConfig, WeightFormat, WeightScheme, accumulator_bits, legal_frac_bits
 from hw.kinds import kinds_of_scheme
 
 from .networks import Layer
@@ -155,22 +155,37 @@ def ops_storage_rows(layers: list[Layer], bit_widths: tuple[int, ...] = TABLE1_B
     return rows + [total]
 
 
-def post_lut_entry_bits(act_bits: int, frac_bits: int) -> int:
-    """Width of one POST LUT entry: the largest ``round(a * 2^F / sqrt 2)`` (golden.spec.post_lut)."""
-    return int(post_lut(np.array([(1 << act_bits) - 1]), frac_bits)[0]).bit_length()
+def post_lut_entry_bits(datapath: DatapathConfig) -> int:
+    """Width of one POST LUT entry: the largest ``golden.spec`` ROM entry, ``round(a * 2^L / sqrt 2)``."""
+    return int(datapath.post_lut.max()).bit_length()
 
 
-def post_lut_rows(layers: list[Layer], rows: int, cols: int, frac_bits: int, bit_widths: tuple[int, ...] = (2, 3, 4, 8)) -> list[dict]:
-    """LUT bits of the two POST hardware variants (and the authors' single table) vs model bits."""
+def post_datapath(bits: int, frac_bits: int | None = None) -> DatapathConfig:
+    """The ``bits``-bit POST datapath at ``frac_bits`` (None: the format's default), clipped into the legal range."""
+    if frac_bits is not None:
+        legal = legal_frac_bits(WeightFormat(WeightScheme.POST, bits), bits)
+        frac_bits = min(legal, key=lambda f: (abs(f - frac_bits), -f))
+    return DatapathConfig.make(WeightScheme.POST, bits, bits, frac_bits=frac_bits)
+
+
+def post_lut_rows(layers: list[Layer], rows: int, cols: int, frac_bits: int | None = None,
+                  bit_widths: tuple[int, ...] = (2, 3, 4, 8)) -> list[dict]:
+    """LUT bits of the two POST hardware variants (and the authors' single table) vs model bits.
+
+    Per bit width ``b`` (weights and activations): the ROM of :func:`post_datapath`, ``2^b``
+    entries of ``b + L`` bits, ``L = golden.spec.DatapathConfig.lut_frac_bits``.
+    """
     params = np.array([layer.params for layer in layers], dtype=np.int64)
     out = []
     for bits in bit_widths:
         entries = 1 << bits
-        entry_bits = post_lut_entry_bits(bits, frac_bits)
+        datapath = post_datapath(bits, frac_bits)
+        entry_bits = post_lut_entry_bits(datapath)
         lut_bits = entries * entry_bits
         model_bits = int((params * edge_bits(layers, bits)).sum())
         copies = {"single_table": 1} | {kind.name: kind.rom_copies(rows, cols) for kind in kinds_of_scheme(WeightScheme.POST)}
-        row = {"act_bits": bits, "frac_bits": frac_bits, "entries": entries, "entry_bits": entry_bits,
+        row = {"act_bits": bits, "frac_bits": datapath.frac_bits, "rom_frac_bits": datapath.lut_frac_bits,
+               "entries": entries, "entry_bits": entry_bits,
                "lut_bits": lut_bits, "model_bits": model_bits,
                "entries_pct_of_params": _pct(entries, int(params.sum()))}
         for variant, count in copies.items():

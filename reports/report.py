@@ -80,15 +80,15 @@ def _convention_search(writer: ReportWriter) -> None:
 
 
 def _ops_and_luts(writer: ReportWriter, networks: list[ReportedNetwork], options: ReportOptions) -> None:
-    frac = preset("default").frac_bits
     lut_rows = []
     for net in networks:
         writer.table(f"ops_storage_{net.name}", overhead.ops_storage_rows(net.layers),
                      f"{net.name}: params, MACs, storage bits (Eq. 14) and bit-weighted OPS (Eq. 15-16)",
                      notes="First and last layer at 8 bits; `ops_wB` = MACs x b / 32.")
-        lut_rows += [{"network": net.name, **row} for row in overhead.post_lut_rows(net.layers, options.rows, options.cols, frac)]
-    writer.table("post_lut_overhead", lut_rows, f"POST LUT overhead, {options.rows}x{options.cols} array, F={frac}",
-                 notes="LUT = 2^b_a entries x the widest golden.spec.post_lut entry. `single_table`: one table for the "
+        lut_rows += [{"network": net.name, **row} for row in overhead.post_lut_rows(net.layers, options.rows, options.cols)]
+    writer.table("post_lut_overhead", lut_rows, f"POST LUT overhead, {options.rows}x{options.cols} array, default F per bits",
+                 notes="LUT = 2^b_a entries x the widest golden.spec ROM entry (`rom_frac_bits` L of the product's F). "
+                       "`single_table`: one table for the "
                        "model (the authors' count); `post_shared`: one per array row; `post_lut`: one per PE. "
                        "Percentages are of the model's weight bits (first/last layers at 8 bits).",
                  formats={c: ".6f" for c in lut_rows[0] if c.endswith("_pct")})

@@ -124,7 +124,28 @@ def run_sim(args: argparse.Namespace) -> int:
     return 0 if bit_exact else 1
 
 
-SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "demo": add_demo, "sim": add_sim}
+def add_frac_search(subparsers) -> None:
+    parser = subparsers.add_parser("frac-search", help="smallest product fraction bits F keeping each demo model's predictions")
+    parser.add_argument("--quick", action="store_true", help="train with the demo's quick epochs")
+    parser.add_argument("--from", dest="demo_out", type=Path, default=None,
+                        help="demo output folder whose checkpoints/ to search (default: train the models now)")
+    parser.add_argument("--epochs", type=_positive, default=None, help="QAT epochs per model (the float baseline trains twice as long)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data split and the training (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="also write frac_search.md/.json into this folder")
+    parser.set_defaults(func=run_frac_search)
+
+
+def run_frac_search(args: argparse.Namespace) -> int:
+    from .frac_search import frac_search, report, write
+
+    rows = frac_search(quick=args.quick, demo_out=args.demo_out, seed=args.seed, epochs=args.epochs)
+    print(report(rows), end="")
+    if args.out is not None:
+        write(rows, args.out)
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "demo": add_demo, "sim": add_sim, "frac-search": add_frac_search}
 
 
 def build_parser() -> argparse.ArgumentParser:

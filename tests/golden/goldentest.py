@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from golden import spec
+from golden import apot_format, spec
 from golden.gemm import gemm_accumulator_bits, ideal_weight_levels
 from golden.integer import IntegerLayer, IntegerNetwork
 from golden.spec import WeightScheme
@@ -77,8 +77,14 @@ def random_layer(
 
 
 def make_cfg(scheme: str, wbits: int, abits: int, frac_bits: int | None = None, levels: str = "bbit") -> spec.DatapathConfig:
+    """A datapath of ``scheme``; shift schemes at the legal F nearest ``frac_bits`` (None: the format's default)."""
     if scheme in spec.SHIFT_SCHEMES:
+        if frac_bits is not None:
+            legal = spec.legal_frac_bits(spec.WeightFormat(scheme, wbits, levels), abits)
+            frac_bits = min(legal, key=lambda f: (abs(f - frac_bits), f))
         return spec.DatapathConfig.make(scheme, wbits, abits, frac_bits=frac_bits, levels=levels)
+    if scheme == spec.WeightScheme.APOT:  # apot weights stop at 7 bits
+        return spec.DatapathConfig.make(scheme, min(wbits, apot_format.MAX_WEIGHT_BITS), abits)
     return spec.DatapathConfig.make(scheme, wbits, abits)
 
 

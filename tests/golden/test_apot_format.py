@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from golden import apot_format, spec
+from golden import apot_format, bounds, spec
 from golden.errors import CodeRangeError, ConfigError, UnsupportedBitsError
 from golden.export import ExportReport
 from golden.quantizer_export import input_side, weight_side
@@ -74,7 +74,7 @@ def test_pe_product_is_the_exact_shift_add(bits, act_format, act_level_bits):
         np.testing.assert_array_equal(spec.product_table(cfg)[:, values], expected)
     m, a_max = cfg.weight.apot.max_magnitude, cfg.act_value_max
     assert cfg.product_range() == (-m * a_max, m * a_max)
-    assert spec.product_error_bound(cfg) == 0.0
+    assert bounds.product_error_bound(cfg) == 0.0
 
 
 def test_apot_format_errors():

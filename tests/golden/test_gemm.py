@@ -13,7 +13,7 @@ from goldentest import make_cfg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import apot_format, spec
+from golden import apot_format, bounds, spec
 from golden.errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -106,6 +106,7 @@ def test_int_gemm_matches_sequential_reference(scheme, wbits, abits, frac, level
     "cfg",
     [
         spec.DatapathConfig.make("post", 8, 8, frac_bits=16),
+        spec.DatapathConfig.make("post", 6, 8, frac_bits=16, levels="paper"),
         spec.DatapathConfig.make("pot", 8, 8, frac_bits=16, levels="paper"),
         spec.DatapathConfig.make("int", 8, 8),
         spec.DatapathConfig.make("lcq", 8, 8, level_bits=12, act_level_bits=12),
@@ -169,7 +170,7 @@ def test_ideal_weight_levels(scheme):
         np.testing.assert_allclose(levels, expected, rtol=1e-15)
         # the hardware product is within the spec's bound of level * a
         products = spec.pe_product(cfg, weights[:, :, None], np.arange(16)[None, None, :])
-        assert np.abs(products - levels[:, :, None] * np.arange(16)).max() <= spec.product_error_bound(cfg) + 1e-12
+        assert np.abs(products - levels[:, :, None] * np.arange(16)).max() <= bounds.product_error_bound(cfg) + 1e-12
     elif scheme == "apot":  # exact: every product is the integer level times a
         np.testing.assert_array_equal(levels, cfg.weight.apot.value(weights))
         np.testing.assert_array_equal(spec.pe_product(cfg, weights[:, :, None], np.arange(16)[None, None, :], act_table=np.arange(16)),

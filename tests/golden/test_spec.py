@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import apot_format, requantization, spec
+from golden import apot_format, bounds, requantization, spec
 from golden.errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -26,7 +26,12 @@ from golden.errors import (
 )
 
 BITS = range(spec.MIN_BITS, spec.MAX_BITS + 1)
-FRAC_BITS = (0, 1, 3, 8, spec.MAX_FRAC_BITS)
+
+
+def frac_samples(fmt: spec.WeightFormat, act_bits: int) -> list[int]:
+    """Both ends of the legal F range and the legal ones of 1, 3, 8 (every legal F is tested at <= 4 bits below)."""
+    legal = spec.legal_frac_bits(fmt, act_bits)
+    return sorted({legal[0], legal[-1], *(f for f in (1, 3, 8) if f in legal)})
 
 
 def extreme_tables(cfg: spec.DatapathConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -46,7 +51,7 @@ def all_configs(scheme: str):
         for abits in BITS:
             if scheme in spec.SHIFT_SCHEMES:
                 for levels in spec.POWER_LEVELS:
-                    for frac in FRAC_BITS:
+                    for frac in frac_samples(spec.WeightFormat(scheme, wbits, levels), abits):
                         yield spec.DatapathConfig.make(scheme, wbits, abits, frac_bits=frac, levels=levels)
             elif scheme == "lcq":
                 for level_bits in (spec.MIN_LEVEL_BITS, 8, spec.MAX_LEVEL_BITS):
@@ -112,7 +117,8 @@ def test_post_lut_shape_cfg_cache_and_negative_input():
     values = np.arange(12).reshape(3, 4)
     assert spec.post_lut(values, 8).shape == (3, 4)
     cfg = spec.DatapathConfig.make("post", 4, 5, frac_bits=6)
-    np.testing.assert_array_equal(cfg.post_lut, spec.post_lut(np.arange(32), 6))
+    assert cfg.lut_frac_bits == 6 - 2  # F - (m - 1) // 2 with m = 6
+    np.testing.assert_array_equal(cfg.post_lut, spec.post_lut(np.arange(32), 4))
     with pytest.raises(CodeRangeError):
         spec.post_lut(np.array([3, -1]), 8)
 
@@ -131,6 +137,113 @@ def test_product_range_matches_exhaustive_enumeration(scheme):
         assert spec.signed_bits_for(int(table.min()), int(table.max())) == bits
         lo, hi = spec.signed_range(bits - 1)
         assert table.min() < lo or table.max() > hi, "product_bits is not the smallest width"
+
+
+def small_configs():
+    """Every scheme at weight/activation bits 2..4, both level conventions and every legal F (int/lcq: their formats)."""
+    for wbits in range(2, 5):
+        for abits in range(2, 5):
+            for levels in spec.POWER_LEVELS:
+                for scheme in spec.SHIFT_SCHEMES:
+                    fmt = spec.WeightFormat(scheme, wbits, levels)
+                    for frac in spec.legal_frac_bits(fmt, abits):
+                        yield spec.DatapathConfig(fmt, abits, frac)
+            yield spec.DatapathConfig.make("int", wbits, abits)
+            yield spec.DatapathConfig.make("int", wbits, abits, act_format="table", act_level_bits=abits + 1)
+            for level_bits in (2, 3, 5):
+                yield spec.DatapathConfig.make("lcq", wbits, abits, level_bits=level_bits, act_level_bits=abits + 1)
+
+
+def every_product(cfg: spec.DatapathConfig) -> np.ndarray:
+    """Every product any legal input makes: all code pairs; lcq/table: every legal table value pair."""
+    if cfg.scheme == "lcq" or cfg.act_format == "table":
+        lo, hi = cfg.weight.level_range if cfg.scheme == "lcq" else spec.signed_range(cfg.weight.bits)
+        return (np.arange(lo, hi + 1)[:, None] * np.arange(cfg.act_value_max + 1)[None, :]).ravel()
+    return spec.product_table(cfg).ravel()
+
+
+def pattern_or(values, bits: int) -> int:
+    mask = (1 << bits) - 1
+    return int(np.bitwise_or.reduce(np.asarray(values, dtype=np.int64) & mask))
+
+
+def test_every_product_bit_can_be_nonzero_and_the_width_is_minimal():
+    """Exhaustive at <= 4 bits: the OR of all products' patterns is all ones, the extremes are products."""
+    count = 0
+    for cfg in small_configs():
+        products = every_product(cfg)
+        bits = cfg.product_bits()
+        assert (int(products.min()), int(products.max())) == cfg.product_range(), cfg
+        assert pattern_or(products, bits) == (1 << bits) - 1, cfg
+        narrow_lo, narrow_hi = spec.signed_range(bits - 1)
+        assert products.min() < narrow_lo or products.max() > narrow_hi, cfg
+        if cfg.scheme in spec.SHIFT_SCHEMES:  # symmetric: every magnitude bit is set by a positive product
+            assert pattern_or(products[products > 0], bits) == (1 << (bits - 1)) - 1, cfg
+        count += 1
+    assert count > 250
+
+
+@pytest.mark.parametrize("reduction", (1, 2, 3, 9, 64, 1000))
+def test_every_accumulator_bit_can_be_nonzero_and_the_width_is_tight(reduction):
+    """Sums of K products: one product plus K - 1 zero products, and K copies of each extreme."""
+    for cfg in small_configs():
+        products = every_product(cfg)
+        assert 0 in products  # activation 0
+        width = spec.accumulator_bits(cfg, reduction)
+        lo, hi = cfg.product_range()
+        sums = np.concatenate([products, [reduction * lo, reduction * hi]])
+        assert pattern_or(sums, width) == (1 << width) - 1, cfg
+        narrow_lo, narrow_hi = spec.signed_range(width - 1)
+        assert reduction * lo < narrow_lo or reduction * hi > narrow_hi, cfg
+
+
+def test_illegal_frac_bits_are_exactly_those_with_an_always_zero_product_bit():
+    """Just outside the range, and the ROM-coverage rule, against the exhaustive OR of an unchecked config."""
+    rejected = 0
+    for wbits in range(2, 7):
+        for abits in (2, 3, 4, 8):
+            for scheme, levels in ((s, lv) for s in spec.SHIFT_SCHEMES for lv in spec.POWER_LEVELS):
+                fmt = spec.WeightFormat(scheme, wbits, levels)
+                lo, hi = fmt.frac_bits_range
+                legal = spec.legal_frac_bits(fmt, abits)
+                for frac in range(spec.MAX_FRAC_BITS + 2):
+                    cfg = object.__new__(spec.DatapathConfig)  # bypass the check to see what the products would be
+                    for name, value in (("weight", fmt), ("act_bits", abits), ("frac_bits", frac),
+                                        ("act_format", "uniform"), ("act_level_bits", spec.DEFAULT_LEVEL_BITS)):
+                        object.__setattr__(cfg, name, value)
+                    products = spec.product_table(cfg).ravel()
+                    bits = spec.signed_bits_for(int(products.min()), int(products.max()))
+                    wasted = pattern_or(products[products > 0], bits) != (1 << (bits - 1)) - 1
+                    if lo <= frac <= hi:  # only the POST ROM rule: below the range F too small is exact
+                        assert wasted == (frac not in legal), (cfg, frac)
+                    elif frac > hi and frac <= spec.MAX_FRAC_BITS:
+                        assert wasted, (cfg, frac)
+                    if frac not in legal:
+                        rejected += 1
+                        with pytest.raises(UnsupportedBitsError, match="not legal"):
+                            spec.DatapathConfig(fmt, abits, frac)
+    assert rejected > 100
+
+
+@pytest.mark.parametrize("levels", spec.POWER_LEVELS)
+def test_post_left_shift_form(levels):
+    """F >= H: even e is (a << G) << s exactly, odd e the ROM at L = F - J bits << s, s = (m - e) >> 1."""
+    for wbits in range(3, 7):
+        fmt = spec.WeightFormat("post", wbits, levels)
+        m = fmt.max_exponent
+        for frac in spec.legal_frac_bits(fmt, 4):
+            cfg = spec.DatapathConfig(fmt, 4, frac)
+            assert cfg.left_shifts and cfg.guard_bits == frac - m // 2 >= 0
+            assert cfg.lut_frac_bits == frac - (m - 1) // 2 == cfg.guard_bits + (m % 2 == 0)
+            assert int(cfg.post_lut.max()).bit_length() == 4 + cfg.lut_frac_bits
+            table = spec.product_table(cfg)
+            for e in range(m + 1):
+                row = table[fmt.pack_power(0, e)]
+                shift = (m - e) >> 1
+                assert shift == (m // 2 - e // 2 if e % 2 == 0 else (m - 1) // 2 - e // 2)
+                expected = (np.arange(16) << (frac - e // 2)) if e % 2 == 0 else cfg.post_lut << shift
+                np.testing.assert_array_equal(row, expected)
+    assert not spec.DatapathConfig.make("post", 8, 4, frac_bits=16).left_shifts
 
 
 @settings(max_examples=60, deadline=None)
@@ -211,8 +324,10 @@ ACC_CONFIGS = [
     spec.DatapathConfig.make("int", 8, 8),
     spec.DatapathConfig.make("int", 4, 3, act_format="table", act_level_bits=7),
     spec.DatapathConfig.make("pot", 4, 4),
-    spec.DatapathConfig.make("pot", 3, 8, frac_bits=16, levels="paper"),
-    spec.DatapathConfig.make("post", 4, 4, frac_bits=0),
+    spec.DatapathConfig.make("pot", 3, 8, frac_bits=3, levels="paper"),
+    spec.DatapathConfig.make("pot", 8, 8, frac_bits=0),
+    spec.DatapathConfig.make("post", 4, 4, frac_bits=3),
+    spec.DatapathConfig.make("post", 4, 8, frac_bits=16, levels="paper"),
     spec.DatapathConfig.make("post", 8, 8),
     spec.DatapathConfig.make("lcq", 4, 4),
     spec.DatapathConfig.make("lcq", 8, 8, level_bits=12, act_level_bits=12),
@@ -295,7 +410,7 @@ def real_products_exact_error(cfg: spec.DatapathConfig) -> tuple[np.ndarray, np.
 def test_product_error_bound_holds_exhaustively(scheme):
     for cfg in all_configs(scheme):
         errors, exponents = real_products_exact_error(cfg)
-        bound = spec.product_error_bound(cfg)
+        bound = bounds.product_error_bound(cfg)
         slack = 1e-8 if scheme == "post" and cfg.weight.max_exponent >= 1 else 0.0
         assert errors.max() <= bound + slack, cfg
 
@@ -308,7 +423,7 @@ def exactly_attainable(cfg) -> bool:
     else:
         if fmt.max_exponent >= 1:  # odd exponents dominate post; only a supremum, tested separately
             return False
-        dropped = fmt.max_exponent // 2 - cfg.frac_bits
+        dropped = 0
     return dropped <= cfg.act_bits
 
 
@@ -318,14 +433,14 @@ def test_product_error_bound_is_attained_for_truncation(scheme):
     for cfg in all_configs(scheme):
         if exactly_attainable(cfg):
             errors, _ = real_products_exact_error(cfg)
-            assert errors.max() == spec.product_error_bound(cfg), cfg
+            assert errors.max() == bounds.product_error_bound(cfg), cfg
             tight += 1
-    assert tight > 20
+    assert tight > (20 if scheme == "pot" else 5)
 
 
 def test_int_and_lcq_products_are_exact():
-    assert spec.product_error_bound(spec.DatapathConfig.make("int", 4, 4)) == 0.0
-    assert spec.product_error_bound(spec.DatapathConfig.make("lcq", 4, 4)) == 0.0
+    assert bounds.product_error_bound(spec.DatapathConfig.make("int", 4, 4)) == 0.0
+    assert bounds.product_error_bound(spec.DatapathConfig.make("lcq", 4, 4)) == 0.0
 
 
 @pytest.mark.parametrize("frac_bits", (0, 1, 2, 5, 8, 12, spec.MAX_FRAC_BITS))
@@ -343,14 +458,24 @@ def test_odd_post_products_within_bound_exactly(frac_bits):
     # beyond s = 30 every product is 0 and the real value is below 2^24 / 2^31 < 1/2
 
 
-def test_odd_post_bound_is_nearly_attained_with_8bit_activations():
-    for frac_bits in (0, 4, 8):
-        cfg = spec.DatapathConfig.make("post", 4, 8, frac_bits=frac_bits)
+def test_post_error_bounds_per_exponent_are_nearly_attained_with_8bit_activations():
+    """Left-shift form: odd e's ROM error (< 1/2) times 2^s; truncating form: the ROM error plus an h-bit truncation."""
+    for cfg in (spec.DatapathConfig.make("post", 4, 8, frac_bits=f) for f in (3, 4, 8)):
         errors, exponents = real_products_exact_error(cfg)
-        for n in exponents[exponents % 2 == 1]:
-            shift = (n - 1) // 2
-            per_exponent_bound = 1 - 2.0 ** -(shift + 1)
-            assert per_exponent_bound - 2.0 ** -(shift + 2) < errors[n].max() < per_exponent_bound
+        limits = bounds.product_error_bounds(cfg)
+        for n in exponents:
+            if n % 2 == 0:
+                assert errors[n].max() == limits[n] == 0.0
+            else:
+                shift = (cfg.weight.max_exponent - n) >> 1
+                assert limits[n] == 2.0 ** (shift - 1)
+                assert limits[n] * (1 - 2.0**-6) < errors[n].max() < limits[n]
+    cfg = spec.DatapathConfig.make("post", 8, 8, frac_bits=4)
+    assert not cfg.left_shifts
+    errors, exponents = real_products_exact_error(cfg)
+    limits = bounds.product_error_bounds(cfg)
+    for n in exponents[exponents % 2 == 1][:3]:
+        assert limits[n] - 2.0 ** -(n // 2 + 2) < errors[n].max() < limits[n]
 
 
 # --------------------------------------------------------------------------- multiplier
@@ -565,8 +690,14 @@ def test_bad_format_parameters():
         spec.DatapathConfig.make("int", 4, 4, frac_bits=2)
     with pytest.raises(ConfigError, match="frac_bits must be 0"):
         spec.DatapathConfig.make("lcq", 4, 4, frac_bits=1)
-    with pytest.raises(UnsupportedBitsError):
-        spec.DatapathConfig.make("pot", 4, 4, frac_bits=spec.MAX_FRAC_BITS + 1)
+    with pytest.raises(UnsupportedBitsError, match="not legal"):
+        spec.DatapathConfig.make("pot", 8, 4, frac_bits=spec.MAX_FRAC_BITS + 1)
+    with pytest.raises(UnsupportedBitsError, match=r"expected 0\.\.6 \(F <= max_exponent\)"):
+        spec.DatapathConfig.make("pot", 4, 4, frac_bits=7)
+    with pytest.raises(UnsupportedBitsError, match=r"expected 3\.\.16 \(F >= max_exponent // 2\)"):
+        spec.DatapathConfig.make("post", 4, 4, frac_bits=2)
+    with pytest.raises(UnsupportedBitsError, match="product bit 0 is zero for every input"):
+        spec.DatapathConfig.make("post", 3, 2, frac_bits=9)
     with pytest.raises(ConfigError, match="act_format must be 'uniform'"):
         spec.DatapathConfig.make("post", 4, 4, act_format="table")
     with pytest.raises(UnsupportedBitsError):
@@ -574,7 +705,11 @@ def test_bad_format_parameters():
 
 
 def test_make_defaults():
-    assert spec.DatapathConfig.make("pot", 4, 4).frac_bits == spec.DEFAULT_FRAC_BITS
+    for scheme, bits, levels in ((s, b, lv) for s in spec.SHIFT_SCHEMES for b in BITS for lv in spec.POWER_LEVELS):
+        fmt = spec.WeightFormat(scheme, bits, levels)
+        frac = spec.DatapathConfig.make(scheme, bits, 4, levels=levels).frac_bits
+        assert frac == spec.MEASURED_FRAC_BITS.get((scheme, bits, levels), frac)
+        assert frac in spec.legal_frac_bits(fmt, 8) and frac in spec.legal_frac_bits(fmt, 2)
     assert spec.DatapathConfig.make("int", 4, 4).frac_bits == 0
     assert spec.DatapathConfig.make("lcq", 4, 4).act_format == "table"
     assert spec.DatapathConfig.make("int", 4, 4).act_format == "uniform"

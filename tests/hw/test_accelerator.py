@@ -16,7 +16,7 @@ from hw.pysim_driver import simulate_jobs, simulate_steps
 # small arrays with odd shapes so padding, skew and lane selection are all exercised
 SMALL = {
     "int": dict(rows=2, cols=3, weight_bits=4, act_bits=4, host_lanes=2),
-    "pot": dict(rows=3, cols=2, weight_bits=3, act_bits=4, frac_bits=4, host_lanes=4),
+    "pot": dict(rows=3, cols=2, weight_bits=3, act_bits=4, frac_bits=2, host_lanes=4),
     "post_lut": dict(rows=2, cols=2, weight_bits=4, act_bits=3, frac_bits=6, host_lanes=1),
     "post_shared": dict(rows=3, cols=3, weight_bits=4, act_bits=4, host_lanes=2),
     "lcq": dict(rows=2, cols=3, weight_bits=3, act_bits=3, level_bits=6, act_level_bits=5, host_lanes=2),

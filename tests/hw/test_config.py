@@ -26,7 +26,7 @@ from hw.layout import host_bus_widths, region_geometry
 
 def test_defaults_are_derived_from_the_spec():
     cfg = ArrayConfig("post_shared", 4, 4, 4, 4, max_reduction=300)
-    assert cfg.frac_bits == spec.DEFAULT_FRAC_BITS
+    assert cfg.frac_bits == spec.WeightFormat("post", 4).default_frac_bits
     assert cfg.out_bits == 4
     assert cfg.accumulator_width == spec.accumulator_bits(cfg.datapath, 300)
     assert cfg.bias_bits == cfg.accumulator_width

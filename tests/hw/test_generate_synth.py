@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from golden import spec
 from golden.spec import WeightScheme
 from hw import synth
 from hw.config import ArrayConfig, preset
@@ -62,12 +63,13 @@ def test_synthesis_smoke_post_variants(tmp_path):
     for unit in by_kind.values():
         for field in ("cells", "transistors", "ice40_lut4", "logic_depth"):
             assert getattr(unit, field) > 0, field
-        assert (unit.rows, unit.cols, unit.weight_bits, unit.act_bits, unit.frac_bits) == (1, 1, 4, 4, 8)
+        default_f = spec.WeightFormat("post", 4).default_frac_bits
+        assert (unit.rows, unit.cols, unit.weight_bits, unit.act_bits, unit.frac_bits) == (1, 1, 4, 4, default_f)
         assert unit.dffs == 0  # a PE alone is combinational
     shared, own_rom = post_kinds
     assert by_kind[shared].transistors < by_kind[own_rom].transistors
     markdown = (tmp_path / "synth.md").read_text()
-    assert "| pe | 4 | 1x1 |" in markdown  # the POST comparison row
+    assert f"| pe | 4 | {default_f} | 1x1 |" in markdown  # the POST comparison row
 
 
 def test_synth_matrix_covers_every_kind_at_3_and_4_bits():
@@ -83,3 +85,17 @@ def test_synth_matrix_covers_every_kind_at_3_and_4_bits():
             assert {(u.cfg.pe_kind, u.cfg.weight_bits) for u in full if u.unit == UnitType.ARRAY} >= {(kind.name, 4)}
     assert (network_kind(WeightScheme.INT).name, 8) in arrays  # the energy anchor of `make reports`
     assert len({u.name for u in units}) == len(units)
+
+
+def test_shift_arrays_are_synthesized_at_the_default_f_and_at_f_8_where_legal():
+    """4x4 arrays at 3 and 4 bits: the default F, and F = 8 (pot: clipped to its exact maximum F = m)."""
+    units = synth.default_units()
+    for kind in (k for k in KINDS.values() if k.has_frac_bits):
+        for bits in (3, 4):
+            fracs = {u.cfg.frac_bits for u in units if u.unit == UnitType.ARRAY and u.cfg.pe_kind == kind.name
+                     and u.cfg.weight_bits == bits and u.cfg.rows == 4}
+            fmt = spec.WeightFormat(kind.scheme, bits)
+            top = spec.legal_frac_bits(fmt, bits)[-1]
+            assert fracs == {fmt.default_frac_bits, min(8, top)}, (kind.name, bits, fracs)
+    names = {u.name: u.cfg.frac_bits for u in units}
+    assert names["array_pot_w4a4_4x4_F6"] == 6 and names["array_post_shared_w4a4_4x4_F8"] == 8

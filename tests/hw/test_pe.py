@@ -57,11 +57,34 @@ def test_apot_pe_every_weight_width_and_value_width(weight_bits, act_level_bits)
     assert pe.act.shape().width == act_level_bits and pe.weight.shape().width == weight_bits
 
 
+def edge_frac_bits(scheme: str, weight_bits: int, levels: str, act_bits: int) -> list[int]:
+    """The ends of the legal F range (pot: F = 0 and F = m; post: G = 0 and the largest G), the next ones and 8."""
+    legal = spec.legal_frac_bits(spec.WeightFormat(scheme, weight_bits, levels), act_bits)
+    return sorted({*legal[:2], *legal[-2:], *(f for f in (8,) if f in legal)})
+
+
 @pytest.mark.parametrize("kind", SHIFT_KINDS)
-@pytest.mark.parametrize("frac_bits", [0, 1, 3, 16])
+@pytest.mark.parametrize("weight_bits", [2, 3, 4])
 @pytest.mark.parametrize("levels", ["bbit", "paper"])
-def test_shift_pe_fraction_bits_and_level_conventions(kind, frac_bits, levels):
-    check_all_pairs(*make_pe(kind, 4, 4, frac_bits=frac_bits, levels=levels), np.random.default_rng(frac_bits))
+def test_shift_pe_fraction_bits_and_level_conventions(kind, weight_bits, levels):
+    """Every code pair at the edges of the legal F range; the port is spec's width and the extremes are reached."""
+    scheme = pe_kind(kind).scheme
+    for frac_bits in edge_frac_bits(scheme, weight_bits, levels, 3):
+        entry, pe = make_pe(kind, weight_bits, 3, frac_bits=frac_bits, levels=levels)
+        expected = check_all_pairs(entry, pe, np.random.default_rng(frac_bits))
+        assert pe.product.shape().width == pe.datapath.product_bits()
+        assert (expected.min(), expected.max()) == pe.datapath.product_range()
+
+
+@pytest.mark.parametrize("kind", SHIFT_KINDS)
+def test_shift_pe_truncating_form_at_7_bits(kind):
+    """7-bit post (H > MAX_FRAC_BITS) right-shifts; pot at F = 0 truncates every exponent above 0."""
+    rng = np.random.default_rng(7)
+    for frac_bits in (0, 9, spec.MAX_FRAC_BITS):
+        entry, pe = make_pe(kind, 7, 3, frac_bits=frac_bits)
+        w = np.concatenate([rng.choice(entry.weight_code_pool(pe.datapath), 600), [0, 1, 63, 64]])
+        a = np.concatenate([rng.integers(0, 8, 600), [7, 7, 1, 7]])
+        np.testing.assert_array_equal(simulate_pe(entry, pe, w, a), spec.pe_product(pe.datapath, w, a))
 
 
 @pytest.mark.parametrize("kind", PE_KINDS)
@@ -110,6 +133,8 @@ def test_post_prescaler_is_the_spec_lut():
     values, scaled = np.array(seen).T
     np.testing.assert_array_equal(values, np.arange(datapath.num_act_codes))
     np.testing.assert_array_equal(scaled, datapath.post_lut)
+    # the ROM holds L = F - (m - 1) // 2 = 3 fraction bits, not F = 5
+    assert Value.cast(unit.act.scaled).shape().width == datapath.act_bits + datapath.lut_frac_bits == 9
 
 
 def test_level_table_write_then_lookup():

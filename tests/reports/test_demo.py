@@ -8,6 +8,7 @@ import torch
 from golden.errors import CheckpointMismatchError, ConfigError, UnknownSchemeError, UnsupportedBitsError
 from golden.export import export_model
 from golden.layers import SCHEMES, calibrate, quantize_model, save_checkpoint
+from golden.spec import WeightFormat
 from reports import digits
 from reports.app.agreement import evaluate_integer
 from reports.app.demo import DemoOptions, check_output_folder
@@ -144,15 +145,16 @@ def test_apot_energy_prices_the_apot_array(data, float_model):
 def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_model):
     from synth_fixture import synth_payload  # noqa: PLC0415  (tests/reports helper)
 
-    units = [("array", "int", 8, 8, 0, 4, 4, 2800, 40), ("array", "post_shared", 4, 4, 8, 4, 4, 650, 31),
-             ("array", "post_lut", 4, 4, 8, 4, 4, 900, 30)]
+    f = WeightFormat("post", 4).default_frac_bits  # the export's default F
+    units = [("array", "int", 8, 8, 0, 4, 4, 2800, 40), ("array", "post_shared", 4, 4, f, 4, 4, 650, 31),
+             ("array", "post_lut", 4, 4, f, 4, 4, 900, 30)]
     path = tmp_path / "synth.json"
     path.write_text(json_text(synth_payload(units)))
     synthesis = load_synthesis(path)
     model = quantize_model(float_model, "post", 4)
     calibrate(model, data.x_train[:64])
     network, _ = export_model(model)
-    assert synth_keys(network, "post", 8, 8) == {("int", 8, 8, 0), ("post_shared", 4, 4, 8), ("post_lut", 4, 4, 8)}
+    assert synth_keys(network, "post", 8, 8) == {("int", 8, 8, 0), ("post_shared", 4, 4, f), ("post_lut", 4, 4, f)}
     rows = energy_rows(network, "post", 4, 8, 8, synthesis)
     shared = [r for r in rows if r["pe_kind"] == "post_shared"]
     lut = [r for r in rows if r["pe_kind"] == "post_lut"]

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from synth_fixture import logic_per_pe, synth_payload
+from synth_fixture import POST_F, POT_F, logic_per_pe, synth_payload
 
 from golden.errors import ConfigError, UnknownSchemeError
 from reports.energy import DEFAULTS, EnergyTable, load_energy_table, load_synthesis
@@ -61,11 +61,11 @@ def test_mac_energy_scales_with_logic_transistors_per_pe(synth_path):
     synthesis = load_synthesis(synth_path)
     anchor_small, anchor_large = logic_per_pe(3000, 40), logic_per_pe(2800, 40)
     assert synthesis.mac_pj("int", 8, 8, 0, rows=2, cols=2) == pytest.approx(0.23)
-    assert synthesis.mac_pj("pot", 4, 4, 8, rows=2, cols=2) == pytest.approx(0.23 * logic_per_pe(600, 30) / anchor_small)
+    assert synthesis.mac_pj("pot", 4, 4, POT_F, rows=2, cols=2) == pytest.approx(0.23 * logic_per_pe(600, 30) / anchor_small)
     # two sizes synthesized: the nearest in PE count is used, and the anchor at the same size
-    assert synthesis.unit("post_shared", 4, 4, 8, 2, 2).pes == 4
-    assert synthesis.unit("post_shared", 4, 4, 8, 32, 32).pes == 16
-    assert synthesis.mac_pj("post_shared", 4, 4, 8, rows=32, cols=32) == pytest.approx(0.23 * logic_per_pe(650, 31) / anchor_large)
+    assert synthesis.unit("post_shared", 4, 4, POST_F, 2, 2).pes == 4
+    assert synthesis.unit("post_shared", 4, 4, POST_F, 32, 32).pes == 16
+    assert synthesis.mac_pj("post_shared", 4, 4, POST_F, rows=32, cols=32) == pytest.approx(0.23 * logic_per_pe(650, 31) / anchor_large)
     doubled = EnergyTable(int8_mult_pj=0.4, int8_add_pj=0.06)
     assert synthesis.mac_pj("lcq", 4, 4, 0, doubled) == pytest.approx(2 * synthesis.mac_pj("lcq", 4, 4, 0))
 
@@ -80,12 +80,12 @@ def test_only_array_units_are_priced(synth_path):
 
 def test_minimal_schema_without_unit_types(tmp_path):
     """The schema of the brief (no "unit"/"dffs"): every unit is an array and all transistors count."""
-    payload = synth_payload([("array", "int", 8, 8, 0, 2, 2, 3000, 0), ("array", "pot", 4, 4, 8, 2, 2, 600, 0)])
+    payload = synth_payload([("array", "int", 8, 8, 0, 2, 2, 3000, 0), ("array", "pot", 4, 4, 6, 2, 2, 600, 0)])
     for unit in payload["units"]:
         del unit["unit"], unit["dffs"]
     path = tmp_path / "synth.json"
     path.write_text(json.dumps(payload))
-    assert load_synthesis(path).mac_pj("pot", 4, 4, 8) == pytest.approx(0.23 * 600 / 3000)
+    assert load_synthesis(path).mac_pj("pot", 4, 4, 6) == pytest.approx(0.23 * 600 / 3000)
 
 
 def test_yosys_dff_cost(tmp_path):
@@ -147,6 +147,6 @@ def test_unsynthesized_configuration_and_missing_anchor(tmp_path, synth_path):
     with pytest.raises(UnknownSchemeError):
         synthesis.unit("fp32", 8, 8, 0)
     path = tmp_path / "no_anchor.json"
-    path.write_text(json.dumps(synth_payload([("array", "pot", 4, 4, 8, 2, 2, 600, 0)])))
+    path.write_text(json.dumps(synth_payload([("array", "pot", 4, 4, 6, 2, 2, 600, 0)])))
     with pytest.raises(ConfigError, match="no 8-bit 'int' array unit"):
-        load_synthesis(path).mac_pj("pot", 4, 4, 8)
+        load_synthesis(path).mac_pj("pot", 4, 4, 6)

@@ -43,12 +43,14 @@ def test_hand_computed_single_layer(synthesis):
 def test_pe_kind_changes_only_what_it_should(synthesis):
     layers = network_layers("resnet20")
     base = dict(rows=8, cols=8, dataflow="ws", weight_bits=4, act_bits=4)
-    result = evaluate(layers, [HardwareConfig(pe_kind="int", **base), HardwareConfig(pe_kind="pot", **base)], synthesis)
+    points = [HardwareConfig(pe_kind="int", **base), HardwareConfig(pe_kind="pot", **base)]
+    result = evaluate(layers, points, synthesis)
     assert (result.cycles[0] == result.cycles[1]).all()
     # MAC energy follows the logic (non flip-flop) transistors per PE of the synthesized arrays
     assert result.energy_totals_pj["mac"][1] / result.energy_totals_pj["mac"][0] == pytest.approx((600 - 16 * 30) / (1200 - 16 * 25))
-    # pot: 4-bit code, F = 8 products -> wider accumulators than int 4x4
-    assert result.energy_totals_pj["register"][1] > result.energy_totals_pj["register"][0]
+    # pot at its default F = 2: 7-bit products (narrower accumulators) against int 4x4's 8-bit products
+    int_, pot = (point.datapath.product_bits() for point in points)
+    assert pot < int_ and result.energy_totals_pj["register"][1] < result.energy_totals_pj["register"][0]
 
 
 def test_lutmac_uses_hw_cycle_formula(synthesis):

@@ -13,6 +13,7 @@ from reports.overhead import (
     adapter_params,
     asq_overhead,
     ops_storage_rows,
+    post_datapath,
     post_lut_entry_bits,
     post_lut_rows,
     table1_rows,
@@ -99,15 +100,19 @@ def test_ops_storage_edges_at_8_bits():
 
 
 def test_post_lut_entry_bits_from_spec():
-    for bits, frac in ((3, 8), (4, 8), (2, 0), (8, 4)):
-        assert post_lut_entry_bits(bits, frac) == int(post_lut(np.arange(1 << bits), frac).max()).bit_length()
-    assert post_lut_entry_bits(3, 0) == 3  # round(7 / sqrt 2) = 5
+    for bits, frac in ((3, 8), (4, 8), (2, 0), (8, 4), (4, 3)):
+        datapath = post_datapath(bits, frac)
+        assert post_lut_entry_bits(datapath) == int(post_lut(np.arange(1 << bits), datapath.lut_frac_bits).max()).bit_length()
+    assert post_lut_entry_bits(post_datapath(3, 2)) == 5  # m = 2: L = F = 2, round(7 * 4 / sqrt 2) = 20
+    assert post_lut_entry_bits(post_datapath(4, 3)) == 5  # m = 6: L = F - 2 = 1, round(15 * 2 / sqrt 2) = 21
+    assert post_datapath(2, 8).frac_bits == 0  # 2-bit b-bit levels have no odd exponent: F = 0 only
 
 
 def test_post_lut_variants():
     rows = {row["act_bits"]: row for row in post_lut_rows(network_layers("resnet18"), 8, 4, frac_bits=8)}
     row = rows[3]
-    assert row["lut_bits"] == 8 * 11
+    assert row["lut_bits"] == 8 * 11 and row["rom_frac_bits"] == 8  # m = 2: the ROM holds all F = 8 bits
+    assert rows[4]["entry_bits"] == 4 + 6 and rows[4]["rom_frac_bits"] == 6  # m = 6: L = F - 2
     assert row["post_shared_bits"] == 8 * row["lut_bits"] and row["post_lut_bits"] == 32 * row["lut_bits"]
     assert row["single_table_pct"] < 0.002  # the authors' claim holds for one table
     assert row["post_lut_pct"] == pytest.approx(32 * row["single_table_pct"])
