@@ -161,27 +161,41 @@ class AcceleratorDriver:
         self.overlap = overlap
         self.reset_done = False
         self.next_bank = 0
-        self._bank_slices: list[tuple[HostWrite, ...] | None] = [None] * BANKS  # the slice writes each bank holds
+        self._held: list[dict[Region, tuple[HostWrite, ...]]] = [{} for _ in range(BANKS)]  # per bank: slice writes
         self._tables: tuple[HostWrite, ...] | None = None
 
     def _writes(self, job: GemmJob, bank: int) -> list[HostWrite]:
         """``job``'s writes into ``bank`` minus what the buffers and tables already hold."""
         writes = job_writes(self.cfg, job)
-        slice_writes = tuple(w for w in writes if w.region in SLICE_REGIONS)
-        tables = tuple(w for w in writes if w.region not in BANKED_REGIONS)
+        held = self._held[bank]
         skip = set()
-        if self._bank_slices[bank] == slice_writes:
-            skip |= SLICE_REGIONS
+        for region in SLICE_REGIONS:
+            words = tuple(w for w in writes if w.region == region)
+            if words and held.get(region) == words:
+                skip.add(region)
+            held[region] = words
+        tables = tuple(w for w in writes if w.region not in BANKED_REGIONS)
         if self._tables == tables:
             skip |= {w.region for w in tables}
-        self._bank_slices[bank], self._tables = slice_writes, tables
+        self._tables = tables
         return [w for w in writes if w.region not in skip]
 
-    def _bus_program(self, runs: list[Run]) -> BusProgram:
+    def _prefetch_writes(self, job: GemmJob | None, bank: int) -> list[HostWrite]:
+        """The weights of ``job``'s first run for ``bank``, unless it holds them already."""
+        if job is None:
+            return []
+        words = tuple(w for w in job_writes(self.cfg, split_gemm(self.cfg, job)[0].job) if w.region == Region.WEIGHT)
+        if self._held[bank].get(Region.WEIGHT) == words:
+            return []
+        self._held[bank][Region.WEIGHT] = words
+        return list(words)
+
+    def _bus_program(self, runs: list[Run], prefetch: GemmJob | None) -> BusProgram:
         first = self.next_bank if self.overlap else 0
         writes = [self._writes(run.job, (first + i) % BANKS) for i, run in enumerate(runs)]
-        program = program_steps(self.cfg, [run.job for run in runs], writes, first)
-        self.next_bank = (program.banks[-1] + 1) % BANKS
+        after = (first + len(runs)) % BANKS
+        program = program_steps(self.cfg, [run.job for run in runs], writes, first, self._prefetch_writes(prefetch, after))
+        self.next_bank = after
         return program
 
     def _groups(self, runs: list[Run]) -> list[list[Run]]:
@@ -204,12 +218,18 @@ class AcceleratorDriver:
             entries, captures = entries + needed, captures + wanted
         return groups
 
-    def programs(self, runs: list[Run]) -> list[tuple[HostProgram, list[Run], list[BusProgram]]]:
-        """The runs of one GEMM as host programs that fit the program and capture memories."""
+    def programs(self, runs: list[Run], prefetch: GemmJob | None = None) -> list[tuple[HostProgram, list[Run], list[BusProgram]]]:
+        """The runs of one GEMM as host programs that fit the program and capture memories.
+
+        ``prefetch``: the GEMM that follows (with overlap): its first run's weights go into the
+        next bank while the last run computes (its activations may depend on these outputs).
+        """
         packed: list[tuple[HostProgram, list[Run], list[BusProgram]]] = []
         program, entries, captures = None, 0, 0
-        for group in self._groups(runs):
-            bus_program = self._bus_program(group)
+        groups = self._groups(runs)
+        for number, group in enumerate(groups):
+            last = number == len(groups) - 1 and self.overlap
+            bus_program = self._bus_program(group, prefetch if last else None)
             needed = sum(step.rows for step in bus_program.steps)
             words = len(bus_program.tags)
             if program is not None and (entries + needed + 1 > PROGRAM_DEPTH or captures + words > CAPTURE_DEPTH):
@@ -265,13 +285,16 @@ def append_steps(program: HostProgram, steps: list[BusStep]) -> None:
             program.wait(step.wait_limit, dict(step.inputs), step.capture)
 
 
-async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob) -> GemmOutcome:
-    """``job`` (any M, N) on the accelerator behind ``session``; outputs assembled to ``(M, N)``."""
+async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob, prefetch: GemmJob | None = None) -> GemmOutcome:
+    """``job`` (any M, N) on the accelerator behind ``session``; outputs assembled to ``(M, N)``.
+
+    ``prefetch``: the next GEMM on this accelerator, whose weights load while ``job``'s last run computes.
+    """
     m, _, n = job.shape
     outputs = np.zeros((m, n), dtype=np.int64)
     outcomes: list[RunOutcome] = []
     program_cycles, seconds = 0, 0.0
-    for program, runs, bus_programs in driver.programs(split_gemm(driver.cfg, job)):
+    for program, runs, bus_programs in driver.programs(split_gemm(driver.cfg, job), prefetch):
         result = await session.run(program)
         program_cycles += result.cycles
         seconds += result.seconds
