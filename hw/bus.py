@@ -6,7 +6,9 @@ the ports from this signature, not from the Verilog.
 
 :func:`gemm_steps` is the protocol of one run as :class:`BusStep` s: the bus writes (one per
 edge), ``start`` with the tile descriptor, a wait for ``done`` and the output reads with the
-pipelined address of the synchronous read port.  Every driver executes these steps as given,
+pipelined address of the synchronous read port.  :func:`program_steps` runs several back to
+back on the two buffer banks, the host's transfers for the neighbouring runs overlapping each
+run's compute (a :class:`BusProgram`, which also decodes what the steps captured).  Every driver executes these steps as given,
 edge for edge: Amaranth's simulator (:mod:`hw.pysim_driver`) and the host-sequencer programs
 that sim/ builds for cocotb and the C++ harness (:mod:`sim.accelerator`).  The word formats
 are :mod:`hw.host`'s; the cycle count is :func:`hw.cycles.gemm_cycles`.
@@ -200,7 +202,7 @@ class BusProgram:
 
 
 def program_steps(cfg: ArrayConfig, jobs: Sequence[GemmJob], writes: Sequence[Sequence[HostWrite]] | None = None,
-                  first_bank: int = 0) -> BusProgram:
+                  first_bank: int = 0, prefetch: Sequence[HostWrite] = ()) -> BusProgram:
     """Runs of ``jobs`` back to back, host transfers overlapped with compute (double-buffered).
 
     Run ``i`` uses bank ``first_bank + i`` (mod :data:`~hw.layout.BANKS`).  While it computes, the
@@ -209,11 +211,15 @@ def program_steps(cfg: ArrayConfig, jobs: Sequence[GemmJob], writes: Sequence[Se
     measures it exactly); what does not fit follows the wait, as do the table writes, which
     have one bank.  Then run ``i + 1`` starts.  ``writes[i]`` defaults to
     :func:`hw.host.job_writes`; a driver passes fewer when the bank already holds some.
+    ``prefetch``: banked writes for whatever runs after the program (the next layer's weights),
+    into the bank after the last run's, issued while the last run computes.
     """
     writes = [job_writes(cfg, job) for job in jobs] if writes is None else [list(w) for w in writes]
     if not jobs or len(writes) != len(jobs):
         raise ConfigError(f"a program needs at least one job and one write list per job, got {len(jobs)} and {len(writes)}")
     banks = tuple((_check_bank(first_bank) + i) % BANKS for i in range(len(jobs)))
+    if any(w.region not in BANKED_REGIONS for w in prefetch):
+        raise ConfigError(f"only banked regions ({', '.join(r.name for r in BANKED_REGIONS)}) can be prefetched")
     steps: list[BusStep] = []
     tags: list[tuple[str, int]] = []
     windows: list[int] = []
@@ -246,18 +252,21 @@ def program_steps(cfg: ArrayConfig, jobs: Sequence[GemmJob], writes: Sequence[Se
         expected = gemm_cycles(cfg, m, k, n)
         window = max(expected - 2, 0)
         unread = output_word_count(cfg, *jobs[run - 1].shape[::2]) if run else 0
-        banked, tables = split(run + 1) if run + 1 < len(jobs) else ([], [])
+        last = run + 1 == len(jobs)
+        banked, tables = (list(prefetch), []) if last else split(run + 1)
+        next_bank = (banks[run] + 1) % BANKS
         reads = min(unread, window - 1) if window > 1 else 0
         add_reads(run - 1, 0, reads)
         used = reads + 1 if reads else 0
         early = banked[: window - used]
-        add_writes(early, banks[run + 1] if early else 0)
+        add_writes(early, next_bank)
         windows.append(used + len(early))
         add(wait_step(cfg, m, k, n, capture=True), ("done", run))
         edges += expected - windows[-1]
         add_reads(run - 1, reads, unread)
-        if run + 1 < len(jobs):
-            add_writes(banked[len(early):] + tables, banks[run + 1])
-            add(start_step(cfg, jobs[run + 1], banks[run + 1]))
+        if not last:
+            add_writes(banked[len(early):] + tables, next_bank)
+            add(start_step(cfg, jobs[run + 1], next_bank))
     add_reads(len(jobs) - 1, 0, output_word_count(cfg, *jobs[-1].shape[::2]))
+    add_writes(banked[len(early):], next_bank)  # what of the prefetch did not fit the last run
     return BusProgram(steps, banks, tuple(windows), tuple(tags), edges)

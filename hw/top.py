@@ -4,7 +4,7 @@ One run computes ``OUT = requant(A @ W)`` for ``A`` (``M x K`` activation codes)
 (``K x N`` weight codes) held in on-chip buffers, block by block: ``m_blocks = ceil(M / R)`` times
 ``n_blocks = ceil(N / C)`` output blocks of ``R x C``, each over the full ``K`` (see
 :mod:`hw.array` for the dataflow).  The host interface is :class:`hw.bus.HostBus`
-(documented in ``hw/README.md``), driven by :func:`hw.bus.gemm_steps`; :mod:`hw.host` packs
+(documented in ``hw/README.md``), driven by :func:`hw.bus.gemm_steps` / :func:`hw.bus.program_steps`; :mod:`hw.host` packs
 every word, :mod:`hw.cycles` gives the exact cycle count.
 
 Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
