@@ -147,3 +147,25 @@ def test_banks_are_checked():
         program_steps(cfg, [])
     with pytest.raises(ConfigError, match="not inside"):
         read_step(cfg, 2, 2, first=1, stop=1)
+
+
+def test_prefetched_weights_land_in_the_next_bank():
+    """A program's prefetch loads the next program's weights during its last run; that program then skips them."""
+    cfg = small_config("post_lut")
+    rng = np.random.default_rng(14)
+    first, second = random_job(cfg, rng, 7, 20, 5), random_job(cfg, rng, 4, 20, 7)
+    weights = [w for w in job_writes(cfg, second) if w.region == Region.WEIGHT]
+    rest = [w for w in job_writes(cfg, second) if w.region != Region.WEIGHT]
+    one = program_steps(cfg, [first], prefetch=weights)
+    two = program_steps(cfg, [second], [rest], first_bank=1)
+    assert one.windows == (len(weights),)  # all of them while the run computed
+    result = simulate_steps(cfg, one.steps + two.steps)
+    assert result.edges == one.expected_edges + two.expected_edges
+    words, refused = result.field("rd_data"), result.field("wr_refused")
+    runs = one.decode(words[: len(one.tags)], refused[: len(one.tags)], result.waits[:1])
+    runs += two.decode(words[len(one.tags):], refused[len(one.tags):], result.waits[1:])
+    for job, run in zip((first, second), runs, strict=True):
+        np.testing.assert_array_equal(decode_outputs(cfg, run.words, job.shape[0], job.shape[2]), golden_outputs(cfg, job))
+        assert run.cycles == gemm_cycles(cfg, *job.shape) and not run.refused
+    with pytest.raises(ConfigError, match="only banked regions"):
+        program_steps(cfg, [first], prefetch=[HostWrite(Region.WEIGHT_TABLE, 0, 0)])
