@@ -181,17 +181,21 @@ class AcceleratorDriver:
         return [w for w in writes if w.region not in skip]
 
     def _prefetch_writes(self, job: GemmJob | None, bank: int) -> list[HostWrite]:
-        """The weights of ``job``'s first run for ``bank``, unless it holds them already."""
+        """The weights of ``job``'s first run for ``bank``, unless a bank holds them already (its program starts there)."""
         if job is None:
             return []
         words = tuple(w for w in job_writes(self.cfg, split_gemm(self.cfg, job)[0].job) if w.region == Region.WEIGHT)
-        if self._held[bank].get(Region.WEIGHT) == words:
+        if any(held.get(Region.WEIGHT) == words for held in self._held):
             return []
         self._held[bank][Region.WEIGHT] = words
         return list(words)
 
     def _bus_program(self, runs: list[Run], prefetch: GemmJob | None) -> BusProgram:
-        first = self.next_bank if self.overlap else 0
+        first = 0
+        if self.overlap:  # every bank is idle between programs: start in one that holds the weights if any does
+            weights = tuple(w for w in job_writes(self.cfg, runs[0].job) if w.region == Region.WEIGHT)
+            holding = [bank for bank in range(BANKS) if self._held[bank].get(Region.WEIGHT) == weights]
+            first = holding[0] if holding else self.next_bank
         writes = [self._writes(run.job, (first + i) % BANKS) for i, run in enumerate(runs)]
         after = (first + len(runs)) % BANKS
         program = program_steps(self.cfg, [run.job for run in runs], writes, first, self._prefetch_writes(prefetch, after))

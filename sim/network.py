@@ -258,9 +258,9 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
     tables = _tables(layer)
     array_input = x.values() if looks_up_at_array_edge(layer.cfg) else x.codes
 
-    async def gemm(codes: np.ndarray, last: bool = True, **params) -> tuple[np.ndarray, tuple]:
+    async def gemm(codes: np.ndarray, following: GemmJob | None = prefetch, **params) -> tuple[np.ndarray, tuple]:
         act, weight, shape = _gemm_operands(layer, codes)
-        outcome = await run_gemm(session, driver, GemmJob(act, weight, **params, **tables), prefetch if last else None)
+        outcome = await run_gemm(session, driver, GemmJob(act, weight, **params, **tables), following)
         tally.add(outcome)
         return outcome.outputs, shape
 
@@ -282,7 +282,7 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         stage, mismatches = "codes", int(np.sum(values != _integers(golden)))
     else:
         if layer.signed_input:  # two unsigned passes, as golden's accumulate defines it
-            positive, shape = await gemm(np.maximum(array_input, 0), last=False, mode=OutputMode.RAW)
+            positive, shape = await gemm(np.maximum(array_input, 0), weights_job(layer), mode=OutputMode.RAW)
             negative, _ = await gemm(np.maximum(-array_input, 0), mode=OutputMode.RAW)
             matrix = positive - negative
         else:
@@ -304,9 +304,9 @@ async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNet
     and the layers before ``indices``; it gains each layer's result.  Returns the runs per pass.
 
     Each layer needs the previous one's outputs (a true dependency: its activations cannot load
-    before they are read back), but not its weights: when the next layer in this order (the
-    next pass's first, after the last) runs on the same accelerator, its weights load while
-    this layer's last run computes.
+    before they are read back), but not its weights: the weights of the next layer that runs on
+    the same accelerator (in this order, the next passes included) load while this layer's last
+    run computes.
     """
     results = []
     order = [(number, index) for number in range(len(passes)) for index in indices]
@@ -316,8 +316,9 @@ async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNet
             results.append([])
         layer = network.layers[index]
         session, driver = sessions[keys[layer.name]]
-        following = network.layers[order[position + 1][1]] if position + 1 < len(order) else None
-        prefetch = weights_job(following) if following is not None and keys[following.name] == keys[layer.name] else None
+        following = next((network.layers[later] for _, later in order[position + 1 :]
+                          if keys[network.layers[later].name] == keys[layer.name]), None)
+        prefetch = None if following is None else weights_job(following)
         shortcut = None if layer.residual is None else outputs[layer.residual.source]
         output, run = await run_layer(session, driver, layer, outputs[network.input_name(index)], shortcut, prefetch)
         outputs[layer.name] = output
