@@ -79,6 +79,9 @@ def amaranth_reference():
     result = simulate_steps(CFG, steps)
     captures = {name: result.field(name) for name in OUTPUTS}
     check_captures(captures, result.waits, program, jobs, refusal_jobs)
+    refusal = steps[: len(steps) - len(program.steps)]
+    drive_edges = sum(step.rows * step.edges for step in refusal if step.wait_limit is None)
+    assert result.edges == drive_edges + sum(result.waits[:2]) + program.expected_edges  # the overlapped part exactly
     return steps, captures, result
 
 
