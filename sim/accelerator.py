@@ -208,14 +208,15 @@ class AcceleratorDriver:
             return [[run] for run in runs]
         groups: list[list[Run]] = []
         entries = captures = 0
+        budget = PROGRAM_DEPTH - RESET_CYCLES - 3 - self.cfg.weight_depth  # room for a prefetch of weights
         for run in runs:
             m, k, n = run.shape
             words = output_word_count(self.cfg, m, n)
             needed, wanted = host_write_count(self.cfg, m, k, n, run.job.row_mantissa is not None) + words + 8, words + 1
-            if needed + RESET_CYCLES + 3 > PROGRAM_DEPTH or wanted + 2 > CAPTURE_DEPTH:
+            if needed > budget or wanted + 2 > CAPTURE_DEPTH:
                 raise ConfigError(f"one run needs {needed} program entries and {wanted} captures; the memories "
                                   f"hold {PROGRAM_DEPTH} and {CAPTURE_DEPTH}")
-            if not groups or entries + needed + RESET_CYCLES + 3 > PROGRAM_DEPTH or captures + wanted + 2 > CAPTURE_DEPTH:
+            if not groups or entries + needed > budget or captures + wanted + 2 > CAPTURE_DEPTH:
                 groups.append([])
                 entries = captures = 0
             groups[-1].append(run)
@@ -236,6 +237,9 @@ class AcceleratorDriver:
             bus_program = self._bus_program(group, prefetch if last else None)
             needed = sum(step.rows for step in bus_program.steps)
             words = len(bus_program.tags)
+            if needed + RESET_CYCLES + 3 > PROGRAM_DEPTH or words + 2 > CAPTURE_DEPTH:
+                raise ConfigError(f"a program of {len(group)} runs needs {needed} entries and {words} captures; the "
+                                  f"memories hold {PROGRAM_DEPTH} and {CAPTURE_DEPTH}")
             if program is not None and (entries + needed + 1 > PROGRAM_DEPTH or captures + words > CAPTURE_DEPTH):
                 program.end()
                 program = None
