@@ -158,7 +158,7 @@ class ArrayConfig:
         """Signed width of one output value: raw ``acc + bias`` or a zero-extended code."""
         return max(self.requant.sum_bits, self.out_bits + 1)
 
-    # ---- buffer geometry ------------------------------------------------------------------------
+    # ---- buffer geometry: one run's words (one bank; hw.top holds hw.layout.BANKS of each) -----
     @property
     def k_words_max(self) -> int:
         return math.ceil(self.max_reduction / self.host_lanes)

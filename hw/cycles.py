@@ -15,7 +15,9 @@ number of the first edge after which ``done`` reads 1.  Derivation (:mod:`hw.top
 
 So a run of ``ceil(M/R) * ceil(N/C)`` blocks takes ``blocks * P + C + R + 4`` cycles.  Host
 transfers (bus writes, output reads) are extra and counted by :func:`host_write_count` /
-:func:`hw.host.output_word_count`.
+:func:`hw.host.output_word_count`; with the double-buffered protocol they overlap the
+neighbouring runs' compute, and :attr:`hw.bus.BusProgram.expected_edges` counts a whole
+overlapped program exactly.
 """
 
 from __future__ import annotations

@@ -29,7 +29,16 @@ from .config import ArrayConfig, load_presets
 from .cycles import RUN_OVERHEAD_CYCLES
 from .host import layout_leaves
 from .kinds import KINDS, PeKind
-from .layout import OutputMode, channel_layout, multiplier_layout, out_word_layout, region_geometry, tile_layout
+from .layout import (
+    BANKED_REGIONS,
+    BANKS,
+    OutputMode,
+    channel_layout,
+    multiplier_layout,
+    out_word_layout,
+    region_geometry,
+    tile_layout,
+)
 from .top import Accelerator
 
 TOP_NAME = "lutmac_top"
@@ -56,6 +65,8 @@ def interface_description(cfg: ArrayConfig, top: Accelerator) -> dict:
         "ports": ports,
         "regions": {region.name: {"value": int(region), "addr_bits": addr, "data_bits": bits}
                     for region, (addr, bits) in region_geometry(cfg).items()},
+        "banks": {"count": BANKS, "regions": [region.name for region in BANKED_REGIONS],
+                  "rule": "a write while busy into tile.bank (or any table) is dropped and sets wr_refused"},
         "output_modes": {mode.name: int(mode) for mode in OutputMode},
         "tile_fields": _fields(tile_layout(cfg)),
         "channel_fields": _fields(channel_layout(cfg)),

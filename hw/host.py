@@ -220,11 +220,12 @@ def _region_writes(region: Region, addresses, words) -> list[HostWrite]:
     return [HostWrite(region, int(a), int(w)) for a, w in zip(addresses, words, strict=True)]
 
 
-def tile_descriptor(cfg: ArrayConfig, job: GemmJob) -> int:
-    """The integer to drive on the ``tile`` port for ``job``."""
+def tile_descriptor(cfg: ArrayConfig, job: GemmJob, bank: int = 0) -> int:
+    """The integer to drive on the ``tile`` port for ``job`` run from buffer bank ``bank``."""
     check_job(cfg, job)
     m, k, n = job.shape
-    fields = [k, -(-m // cfg.rows), -(-n // cfg.cols), int(job.mode), int(job.relu), int(job.row_mantissa is not None)]
+    fields = [k, -(-m // cfg.rows), -(-n // cfg.cols), int(job.mode), int(job.relu), int(job.row_mantissa is not None),
+              bank]
     return pack_words(tile_layout(cfg), np.array([fields]))[0]
 
 

@@ -41,6 +41,9 @@ class OutputMode(IntEnum):
 
 REGION_BITS = 3
 MODE_BITS = 2
+#: the operand, parameter and output buffers each have two banks: the host loads one while a run uses the other
+BANKS = 2
+BANKED_REGIONS = (Region.ACT, Region.WEIGHT, Region.CHANNEL, Region.ROW_MULTIPLIER)
 
 
 def act_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
@@ -79,6 +82,7 @@ def tile_layout(cfg: ArrayConfig) -> data.StructLayout:
         "mode": unsigned(MODE_BITS),
         "relu": unsigned(1),
         "row_multiplier": unsigned(1),
+        "bank": unsigned(ceil_log2(BANKS)),  # the buffer bank the run reads its operands from and writes its outputs to
     })
 
 

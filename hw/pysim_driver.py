@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 
 from golden.errors import ConfigError
 
-from .bus import BusStep, gemm_steps
+from .bus import BusProgram, BusStep, gemm_steps, program_steps
 from .config import ArrayConfig
 from .host import GemmJob, decode_outputs, output_word_count
 from .top import Accelerator
@@ -123,3 +123,21 @@ def simulate_jobs(cfg: ArrayConfig, jobs: list[GemmJob]) -> list[RunResult]:
     sim.add_testbench(bench)
     sim.run()
     return results
+
+
+@dataclass
+class ProgramResult:
+    runs: list[RunResult]  # per job; edges = 0 (the runs overlap: see ``edges``)
+    refused: list[bool]  # wr_refused at each run's done
+    edges: int  # every edge of the program
+    program: BusProgram
+
+
+def simulate_program(cfg: ArrayConfig, jobs: list[GemmJob], writes=None, first_bank: int = 0) -> ProgramResult:
+    """``jobs`` as one overlapped program (:func:`hw.bus.program_steps`) on a fresh simulated accelerator."""
+    program = program_steps(cfg, jobs, writes, first_bank)
+    result = simulate_steps(cfg, program.steps)
+    runs = program.decode(result.field("rd_data"), result.field("wr_refused"), result.waits)
+    outcomes = [RunResult(decode_outputs(cfg, run.words, job.shape[0], job.shape[2]), run.cycles, busy, 0)
+                for job, run, busy in zip(jobs, runs, result.busy_while_waiting, strict=True)]
+    return ProgramResult(outcomes, [run.refused for run in runs], result.edges, program)

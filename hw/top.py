@@ -4,7 +4,7 @@ One run computes ``OUT = requant(A @ W)`` for ``A`` (``M x K`` activation codes)
 (``K x N`` weight codes) held in on-chip buffers, block by block: ``m_blocks = ceil(M / R)`` times
 ``n_blocks = ceil(N / C)`` output blocks of ``R x C``, each over the full ``K`` (see
 :mod:`hw.array` for the dataflow).  The host interface is :class:`hw.bus.HostBus`
-(documented in ``hw/README.md``), driven by :func:`hw.bus.gemm_steps`; :mod:`hw.host` packs
+(documented in ``hw/README.md``), driven by :func:`hw.bus.gemm_steps` / :func:`hw.bus.program_steps`; :mod:`hw.host` packs
 every word, :mod:`hw.cycles` gives the exact cycle count.
 
 Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
@@ -20,6 +20,12 @@ Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
   channel parameters (block ``nb``) and row multipliers (block ``mb``), read the cycle before;
   the results are written to its output word two cycles later.
 * When the last block's last row has drained: two ``FLUSH`` cycles for the requantizer, then ``DONE``.
+
+Buffers: every buffer the next run needs while this one runs (activations, weights, channel
+parameters, row multipliers, outputs) has two banks, one memory each with the bank as the
+address LSB.  A run reads and writes bank ``tile.bank``; while it is busy the host may write
+the other bank and read the other output bank.  A write into the run's bank (or into a table
+of the array, which has one bank) is dropped and sets ``wr_refused`` until the next start.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from .bus import HostBus
 from .config import ArrayConfig
 from .cycles import min_block_period
 from .layout import (
+    BANKED_REGIONS,
+    BANKS,
     Region,
     act_word_layout,
     channel_layout,
@@ -57,46 +65,57 @@ class Accelerator(wiring.Component):
         cfg = self.cfg
         lane_bits = ceil_log2(cfg.host_lanes)
         rows, cols = cfg.rows, cfg.cols
+        # A write is refused while busy when it targets the bank the run uses or an (unbanked) table.
+        tile = Signal(tile_layout(cfg))
+        banked = Signal()
+        m.d.comb += banked.eq(Cat([self.wr_region == region for region in BANKED_REGIONS]).any())
+        in_use = Signal()
+        m.d.comb += in_use.eq(self.busy & (~banked | (self.wr_bank == tile.bank)))
         writing = Signal()
-        m.d.comb += writing.eq(self.wr_en & ~self.busy)
+        m.d.comb += writing.eq(self.wr_en & ~in_use)
+        with m.If(self.wr_en & in_use):
+            m.d.sync += self.wr_refused.eq(1)
 
         def region_write(region: Region):
             return writing & (self.wr_region == region)
 
         def slotted_write(port, region: Region, slots: int, word_bits: int) -> None:
-            """A write of one slot of a multi-slot word: address = word << slot_bits | slot."""
+            """A write of one slot of a multi-slot word: address = word << slot_bits | slot, in bank wr_bank."""
             slot = self.wr_addr[: slot_bits(slots)]
             m.d.comb += [
-                port.addr.eq(self.wr_addr[slot_bits(slots):]),
+                port.addr.eq(Cat(self.wr_bank, self.wr_addr[slot_bits(slots):])),
                 port.en.eq(Mux(region_write(region), Const(1, slots) << slot, 0)),
                 port.data.eq(Cat([self.wr_data[:word_bits]] * slots)),
             ]
 
-        # ---- buffers ------------------------------------------------------------------------------
-        m.submodules.act_buffer = act_buffer = memory.Memory(shape=act_word_layout(cfg), depth=cfg.act_depth, init=[])
+        # ---- buffers: BANKS banks each, the bank the address LSB (no unused entries) -------------
+        m.submodules.act_buffer = act_buffer = memory.Memory(
+            shape=act_word_layout(cfg), depth=BANKS * cfg.act_depth, init=[])
         m.submodules.weight_buffer = weight_buffer = memory.Memory(
-            shape=weight_word_layout(cfg), depth=cfg.weight_depth, init=[])
+            shape=weight_word_layout(cfg), depth=BANKS * cfg.weight_depth, init=[])
         for buffer, region in ((act_buffer, Region.ACT), (weight_buffer, Region.WEIGHT)):
             write = buffer.write_port()
-            m.d.comb += [write.en.eq(region_write(region)), write.addr.eq(self.wr_addr), write.data.eq(self.wr_data)]
+            m.d.comb += [write.en.eq(region_write(region)), write.addr.eq(Cat(self.wr_bank, self.wr_addr)),
+                         write.data.eq(self.wr_data)]
         act_read, weight_read = act_buffer.read_port(), weight_buffer.read_port()
 
         channels = channel_layout(cfg)
         m.submodules.channel_params = channel_params = memory.Memory(
-            shape=data.ArrayLayout(channels, cols), depth=cfg.n_blocks_max, init=[])
+            shape=data.ArrayLayout(channels, cols), depth=BANKS * cfg.n_blocks_max, init=[])
         slotted_write(channel_params.write_port(granularity=1), Region.CHANNEL, cols, channels.size)
         channel_read = channel_params.read_port()
 
         multipliers = multiplier_layout(cfg)
         m.submodules.row_multipliers = row_multipliers = memory.Memory(
-            shape=data.ArrayLayout(multipliers, rows), depth=cfg.m_blocks_max, init=[])
+            shape=data.ArrayLayout(multipliers, rows), depth=BANKS * cfg.m_blocks_max, init=[])
         slotted_write(row_multipliers.write_port(granularity=1), Region.ROW_MULTIPLIER, rows, multipliers.size)
         row_read = row_multipliers.read_port()
 
-        m.submodules.out_buffer = out_buffer = memory.Memory(shape=out_word_layout(cfg), depth=cfg.out_depth, init=[])
+        m.submodules.out_buffer = out_buffer = memory.Memory(
+            shape=out_word_layout(cfg), depth=BANKS * cfg.out_depth, init=[])
         out_write = out_buffer.write_port(granularity=1)
         out_read = out_buffer.read_port()
-        m.d.comb += [out_read.addr.eq(self.rd_addr), self.rd_data.eq(out_read.data)]
+        m.d.comb += [out_read.addr.eq(Cat(self.rd_bank, self.rd_addr)), self.rd_data.eq(out_read.data)]
 
         # ---- array and its configuration-time tables ------------------------------------------
         m.submodules.array = array = MacArray(cfg)
@@ -110,7 +129,6 @@ class Accelerator(wiring.Component):
             lanes.append(lane)
 
         # ---- feed: buffer words -> skew -> array, one block right behind the other -------------
-        tile = Signal(tile_layout(cfg))
         k_words = Signal(range(cfg.k_words_max + 1))
         m.d.comb += k_words.eq((tile.k + cfg.host_lanes - 1) >> lane_bits)
         min_period = min_block_period(cfg)
@@ -127,8 +145,8 @@ class Accelerator(wiring.Component):
         first = Signal()  # ... as the array sees them, one cycle later
 
         m.d.comb += [
-            act_read.addr.eq(act_base + (feed_step >> lane_bits)),
-            weight_read.addr.eq(weight_base + (feed_step >> lane_bits)),
+            act_read.addr.eq(Cat(tile.bank, act_base + (feed_step >> lane_bits))),
+            weight_read.addr.eq(Cat(tile.bank, weight_base + (feed_step >> lane_bits))),
             array.act_codes.eq(Mux(feeding_k, act_read.data[lane], 0)),
             array.weight_codes.eq(Mux(feeding_k, weight_read.data[lane], 0)),
             array.first.eq(first),
@@ -162,7 +180,7 @@ class Accelerator(wiring.Component):
         drain_n = Signal(range(cfg.n_blocks_max + 1))
         last_drain = Signal()
         m.d.comb += [
-            channel_read.addr.eq(drain_n), row_read.addr.eq(drain_m),
+            channel_read.addr.eq(Cat(tile.bank, drain_n)), row_read.addr.eq(Cat(tile.bank, drain_m)),
             channel_read.en.eq(params_read), row_read.en.eq(params_read),
             last_drain.eq(draining & (drain_row == rows - 1)),
         ]
@@ -177,7 +195,8 @@ class Accelerator(wiring.Component):
 
         def begin_run():
             m.d.sync += [tile.eq(self.tile), feed_step.eq(0), m_block.eq(0), n_block.eq(0), act_base.eq(0),
-                         weight_base.eq(0), opening.eq(1), drain_block.eq(0), drain_m.eq(0), drain_n.eq(0)]
+                         weight_base.eq(0), opening.eq(1), drain_block.eq(0), drain_m.eq(0), drain_n.eq(0),
+                         self.wr_refused.eq(0)]
             m.next = "FEED"
 
         with m.FSM() as fsm:
@@ -234,7 +253,7 @@ class Accelerator(wiring.Component):
         m.d.sync += [written_row[0].eq(drain_row), written_row[1].eq(written_row[0]),
                      written_block[0].eq(drain_block), written_block[1].eq(written_block[0])]
         m.d.comb += [
-            out_write.addr.eq(written_block[1]),
+            out_write.addr.eq(Cat(tile.bank, written_block[1])),  # the last write lands before DONE: tile.bank still holds
             out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row[1], 0)),
             out_write.data.eq(Cat([Cat([lane_unit.result for lane_unit in lanes])] * rows)),
         ]

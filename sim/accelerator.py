@@ -1,15 +1,17 @@
 """Driving :class:`hw.top.Accelerator` through the host sequencer: any GEMM, tiled into accelerator runs.
 
-The ports come from the accelerator's signature (:class:`hw.bus.HostBus`), each run's bus
-steps from :func:`hw.bus.gemm_steps` (the protocol Amaranth's simulator runs too, edge for
-edge) and the word formats from :mod:`hw.host`; this module only turns the steps into
-host-program entries:
+The ports come from the accelerator's signature (:class:`hw.bus.HostBus`), the bus steps from
+:func:`hw.bus.program_steps` (the runs of a GEMM overlapped: the host loads run ``i + 1``'s bank
+and reads run ``i - 1``'s outputs while run ``i`` computes; the protocol Amaranth's simulator
+runs too, edge for edge) and the word formats from :mod:`hw.host`; this module only turns the
+steps into host-program entries:
 
 * a GEMM of any ``M`` and ``N`` (``K <= max_reduction``, so the requantizer sees whole sums) is
-  split into runs of at most ``max_m x max_n``; weights, channel parameters and level tables are
-  written once per ``N`` slice (the buffers keep them between runs), activations every run;
+  split into runs of at most ``max_m x max_n``; weights and channel parameters are written only
+  to a bank that does not hold them yet, level tables only when they change, activations every run;
 * a step becomes one batch of entries; its wait for ``done`` becomes a WAIT entry, whose edge
-  count is the run's measured cycle count (:func:`hw.cycles.gemm_cycles`'s convention);
+  count plus the host traffic before it in the run is the run's measured cycle count
+  (:func:`hw.cycles.gemm_cycles`'s convention);
 * runs are packed into as few programs as the program and capture memories allow, so a whole
   layer is one simulator round trip.
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,14 +32,15 @@ from amaranth.back import verilog
 import hw
 from golden.errors import ConfigError
 from golden.files import write_atomic
-from hw.bus import BusStep, HostBus, gemm_steps
+from hw.bus import BusProgram, BusStep, HostBus, program_steps
 from hw.config import ArrayConfig
-from hw.cycles import gemm_cycles
+from hw.cycles import gemm_cycles, host_write_count
 from hw.host import GemmJob, HostWrite, decode_outputs, job_writes, output_word_count
-from hw.layout import Region
+from hw.layout import BANKED_REGIONS, BANKS, Region
 from hw.top import Accelerator
 
 from .build_cache import HdlDesign
+from .failures import SimulationError
 from .program import RESET_NAME, HostLayout, HostProgram, signature_ports
 from .sequencer import HostResult, host_design
 from .toolchain import build_root
@@ -46,8 +48,8 @@ from .toolchain import build_root
 PROGRAM_DEPTH = 1 << 15
 CAPTURE_DEPTH = 1 << 12
 RESET_CYCLES = 2
-#: written once per N slice: they do not depend on the activation rows
-SLICE_REGIONS = {Region.WEIGHT, Region.CHANNEL, Region.WEIGHT_TABLE, Region.ACT_TABLE, Region.PRODUCT_TABLE}
+#: banked words that do not depend on the activation rows: a bank that holds a run's keeps them for the next run of its N slice
+SLICE_REGIONS = {Region.WEIGHT, Region.CHANNEL}
 
 
 @lru_cache(maxsize=16)
@@ -142,41 +144,108 @@ def split_gemm(cfg: ArrayConfig, job: GemmJob) -> list[Run]:
 
 
 class AcceleratorDriver:
-    """Builds host programs for accelerator runs and decodes their results (one per live session)."""
+    """Builds host programs for accelerator runs and decodes their results (one per live session).
 
-    def __init__(self, cfg: ArrayConfig, layout: HostLayout, check_reset_outputs: bool = True) -> None:
+    With ``overlap`` (the default) the runs of a GEMM are one :func:`hw.bus.program_steps` program,
+    alternating buffer banks, so host transfers overlap compute; without, every run is
+    :func:`hw.bus.gemm_steps`'s write -> start -> wait -> read from bank 0 (the reference the
+    overlap is measured against).  Writes a bank already holds are left out: weights and channel
+    parameters per bank, level tables (one bank) for the whole array.
+    """
+
+    def __init__(self, cfg: ArrayConfig, layout: HostLayout, check_reset_outputs: bool = True,
+                 overlap: bool = True) -> None:
         self.cfg = cfg
         self.layout = layout
         self.check_reset_outputs = check_reset_outputs
+        self.overlap = overlap
         self.reset_done = False
-        self._gemm_ids = itertools.count()
-        self._loaded_slice: tuple[int, int] | None = None  # (GEMM id, n0) whose weights the buffers hold
+        self.next_bank = 0
+        self._held: list[dict[Region, tuple[HostWrite, ...]]] = [{} for _ in range(BANKS)]  # per bank: slice writes
+        self._tables: tuple[HostWrite, ...] | None = None
 
-    def _writes(self, run: Run, gemm_id: int) -> list[HostWrite]:
-        writes = job_writes(self.cfg, run.job)
-        if self._loaded_slice == (gemm_id, run.n0):
-            writes = [w for w in writes if w.region not in SLICE_REGIONS]
-        self._loaded_slice = (gemm_id, run.n0)
-        return writes
+    def _writes(self, job: GemmJob, bank: int) -> list[HostWrite]:
+        """``job``'s writes into ``bank`` minus what the buffers and tables already hold."""
+        writes = job_writes(self.cfg, job)
+        held = self._held[bank]
+        skip = set()
+        for region in SLICE_REGIONS:
+            words = tuple(w for w in writes if w.region == region)
+            if words and held.get(region) == words:
+                skip.add(region)
+            held[region] = words
+        tables = tuple(w for w in writes if w.region not in BANKED_REGIONS)
+        if self._tables == tables:
+            skip |= {w.region for w in tables}
+        self._tables = tables
+        return [w for w in writes if w.region not in skip]
 
-    def programs(self, runs: list[Run]) -> list[tuple[HostProgram, list[Run]]]:
-        """The runs of one GEMM packed into programs that fit the program and capture memories."""
-        gemm_id = next(self._gemm_ids)
-        packed: list[tuple[HostProgram, list[Run]]] = []
-        program, members, entries, captures = None, [], 0, 0
+    def _prefetch_writes(self, job: GemmJob | None, bank: int) -> list[HostWrite]:
+        """The weights of ``job``'s first run for ``bank``, unless a bank holds them already (its program starts there)."""
+        if job is None:
+            return []
+        words = tuple(w for w in job_writes(self.cfg, split_gemm(self.cfg, job)[0].job) if w.region == Region.WEIGHT)
+        if any(held.get(Region.WEIGHT) == words for held in self._held):
+            return []
+        self._held[bank][Region.WEIGHT] = words
+        return list(words)
+
+    def _bus_program(self, runs: list[Run], prefetch: GemmJob | None) -> BusProgram:
+        first = 0
+        if self.overlap:  # every bank is idle between programs: start in one that holds the weights if any does
+            weights = tuple(w for w in job_writes(self.cfg, runs[0].job) if w.region == Region.WEIGHT)
+            holding = [bank for bank in range(BANKS) if self._held[bank].get(Region.WEIGHT) == weights]
+            first = holding[0] if holding else self.next_bank
+        writes = [self._writes(run.job, (first + i) % BANKS) for i, run in enumerate(runs)]
+        after = (first + len(runs)) % BANKS
+        program = program_steps(self.cfg, [run.job for run in runs], writes, first, self._prefetch_writes(prefetch, after))
+        self.next_bank = after
+        return program
+
+    def _groups(self, runs: list[Run]) -> list[list[Run]]:
+        """Runs in groups whose program fits the memories (after a reset prologue); one run each without overlap."""
+        if not self.overlap:
+            return [[run] for run in runs]
+        groups: list[list[Run]] = []
+        entries = captures = 0
+        budget = PROGRAM_DEPTH - RESET_CYCLES - 3 - self.cfg.weight_depth  # room for a prefetch of weights
         for run in runs:
-            steps = gemm_steps(self.cfg, run.job, self._writes(run, gemm_id))
-            needed = sum(step.rows for step in steps)
-            words = sum(step.captures for step in steps)
-            if needed + RESET_CYCLES + 3 > PROGRAM_DEPTH or words + 2 > CAPTURE_DEPTH:
-                raise ConfigError(f"one run needs {needed} program entries and {words} captures; the memories "
+            m, k, n = run.shape
+            words = output_word_count(self.cfg, m, n)
+            needed, wanted = host_write_count(self.cfg, m, k, n, run.job.row_mantissa is not None) + words + 8, words + 1
+            if needed > budget or wanted + 2 > CAPTURE_DEPTH:
+                raise ConfigError(f"one run needs {needed} program entries and {wanted} captures; the memories "
                                   f"hold {PROGRAM_DEPTH} and {CAPTURE_DEPTH}")
+            if not groups or entries + needed > budget or captures + wanted + 2 > CAPTURE_DEPTH:
+                groups.append([])
+                entries = captures = 0
+            groups[-1].append(run)
+            entries, captures = entries + needed, captures + wanted
+        return groups
+
+    def programs(self, runs: list[Run], prefetch: GemmJob | None = None) -> list[tuple[HostProgram, list[Run], list[BusProgram]]]:
+        """The runs of one GEMM as host programs that fit the program and capture memories.
+
+        ``prefetch``: the GEMM that follows (with overlap): its first run's weights go into the
+        next bank while the last run computes (its activations may depend on these outputs).
+        """
+        packed: list[tuple[HostProgram, list[Run], list[BusProgram]]] = []
+        program, entries, captures = None, 0, 0
+        groups = self._groups(runs)
+        for number, group in enumerate(groups):
+            last = number == len(groups) - 1 and self.overlap
+            bus_program = self._bus_program(group, prefetch if last else None)
+            needed = sum(step.rows for step in bus_program.steps)
+            words = len(bus_program.tags)
+            if needed + RESET_CYCLES + 3 > PROGRAM_DEPTH or words + 2 > CAPTURE_DEPTH:
+                raise ConfigError(f"a program of {len(group)} runs needs {needed} entries and {words} captures; the "
+                                  f"memories hold {PROGRAM_DEPTH} and {CAPTURE_DEPTH}")
             if program is not None and (entries + needed + 1 > PROGRAM_DEPTH or captures + words > CAPTURE_DEPTH):
                 program.end()
-                packed.append((program, members))
                 program = None
             if program is None:
-                program, members, entries, captures = HostProgram(self.layout), [], 0, 0
+                program, entries, captures = HostProgram(self.layout), 0, 0
+                packed.append((program, [], []))
                 if not self.reset_done:
                     program.drive({RESET_NAME: 1}, cycles=RESET_CYCLES)
                     entries = RESET_CYCLES
@@ -184,25 +253,34 @@ class AcceleratorDriver:
                         program.drive(capture=True)  # every output right after reset: an X/Z bit is an error
                         entries, captures = entries + 1, 1
                     self.reset_done = True
-            append_steps(program, steps)
-            members.append(run)
+            append_steps(program, bus_program.steps)
+            packed[-1][1].extend(group)
+            packed[-1][2].append(bus_program)
             entries += needed
             captures += words
         if program is not None:
             program.end()
-            packed.append((program, members))
         return packed
 
-    def decode(self, result: HostResult, runs: list[Run]) -> list[RunOutcome]:
-        words = result.captures.ints("rd_data")
-        words = words[len(words) - sum(output_word_count(self.cfg, r.shape[0], r.shape[2]) for r in runs):]
-        outcomes, offset = [], 0
-        for run, cycles in zip(runs, result.waits, strict=True):
+    def decode(self, result: HostResult, runs: list[Run], bus_programs: list[BusProgram]) -> list[RunOutcome]:
+        """The outcomes of ``runs``, which ran as ``bus_programs`` in one host program."""
+        words, refused = result.captures.ints("rd_data"), result.captures.ints("wr_refused")
+        waits = [int(wait) for wait in result.waits]
+        tail = sum(len(bus_program.tags) for bus_program in bus_programs)
+        words, refused = words[len(words) - tail:], refused[len(refused) - tail:]
+        decoded = []
+        for bus_program in bus_programs:
+            count, windows = len(bus_program.tags), len(bus_program.windows)
+            decoded += bus_program.decode(words[:count], refused[:count], waits[:windows])
+            words, refused, waits = words[count:], refused[count:], waits[windows:]
+        outcomes = []
+        for run, done in zip(runs, decoded, strict=True):
             m, k, n = run.shape
-            count = output_word_count(self.cfg, m, n)
-            outputs = decode_outputs(self.cfg, words[offset : offset + count], m, n)
-            offset += count
-            outcomes.append(RunOutcome(run, outputs, int(cycles), gemm_cycles(self.cfg, m, k, n)))
+            if done.refused:
+                raise SimulationError(f"a write loading the run after rows {run.m0}.. cols {run.n0}.. was refused: "
+                                      "the host protocol wrote into the bank in use")
+            outputs = decode_outputs(self.cfg, done.words, m, n)
+            outcomes.append(RunOutcome(run, outputs, done.cycles, gemm_cycles(self.cfg, m, k, n)))
         return outcomes
 
 
@@ -215,17 +293,20 @@ def append_steps(program: HostProgram, steps: list[BusStep]) -> None:
             program.wait(step.wait_limit, dict(step.inputs), step.capture)
 
 
-async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob) -> GemmOutcome:
-    """``job`` (any M, N) on the accelerator behind ``session``; outputs assembled to ``(M, N)``."""
+async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob, prefetch: GemmJob | None = None) -> GemmOutcome:
+    """``job`` (any M, N) on the accelerator behind ``session``; outputs assembled to ``(M, N)``.
+
+    ``prefetch``: the next GEMM on this accelerator, whose weights load while ``job``'s last run computes.
+    """
     m, _, n = job.shape
     outputs = np.zeros((m, n), dtype=np.int64)
     outcomes: list[RunOutcome] = []
     program_cycles, seconds = 0, 0.0
-    for program, runs in driver.programs(split_gemm(driver.cfg, job)):
+    for program, runs, bus_programs in driver.programs(split_gemm(driver.cfg, job), prefetch):
         result = await session.run(program)
         program_cycles += result.cycles
         seconds += result.seconds
-        for outcome in driver.decode(result, runs):
+        for outcome in driver.decode(result, runs, bus_programs):
             rm, _, rn = outcome.run.shape
             outputs[outcome.run.m0 : outcome.run.m0 + rm, outcome.run.n0 : outcome.run.n0 + rn] = outcome.outputs
             outcomes.append(outcome)

@@ -181,6 +181,7 @@ class AcceleratorJob(SimJob):
     layout: HostLayout
     workloads: list[Workload]
     check_reset_outputs: bool = True  # capture every output right after reset: an X/Z bit (Icarus) fails
+    overlap: bool = True  # a GEMM's runs overlap host transfers with compute (sim.accelerator.AcceleratorDriver)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -181,8 +181,24 @@ def _gemm_operands(layer: IntegerLayer, codes: np.ndarray) -> tuple[np.ndarray, 
         kernel = layer.weight_codes.shape[2:]
         columns = im2col(codes, kernel, layer.stride, layer.padding, layer.dilation)
         out_h, out_w = conv_output_size(codes.shape[2:], kernel, layer.stride, layer.padding, layer.dilation)
-        return columns, conv_weight_matrix(layer.weight_codes), (codes.shape[0], out_h, out_w)
-    return codes.reshape(codes.shape[0], -1), layer.weight_codes.T, (codes.shape[0],)
+        return columns, _weight_matrix(layer), (codes.shape[0], out_h, out_w)
+    return codes.reshape(codes.shape[0], -1), _weight_matrix(layer), (codes.shape[0],)
+
+
+def _weight_matrix(layer: IntegerLayer) -> np.ndarray:
+    return conv_weight_matrix(layer.weight_codes) if layer.kind == "conv" else layer.weight_codes.T
+
+
+def _tables(layer: IntegerLayer) -> dict:
+    """The level tables a job of the layer carries (lcq: both, apot: the activation table)."""
+    return {name: table for name, table in (("weight_table", layer.weight_table), ("act_table", layer.act_table))
+            if table is not None}
+
+
+def weights_job(layer: IntegerLayer) -> GemmJob:
+    """A job with the layer's weights and no activations to speak of: what the host can load before its input exists."""
+    weight = _weight_matrix(layer)
+    return GemmJob(np.zeros((1, weight.shape[0]), dtype=np.int64), weight, **_tables(layer))
 
 
 def _to_channels_first(matrix: np.ndarray, shape: tuple) -> np.ndarray:
@@ -216,16 +232,19 @@ class _LayerTally:
         self.macs += sum(int(np.prod(run.run.shape)) for run in outcome.runs)
 
 
-async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, shortcut):
-    """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages."""
+async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, shortcut,
+                    prefetch: GemmJob | None = None):
+    """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages.
+
+    ``prefetch``: the next GEMM on this accelerator (:func:`weights_job`), loaded during the layer's last run.
+    """
     golden = layer.forward(x, shortcut)
     tally = _LayerTally()
-    tables = {name: table for name, table in (("weight_table", layer.weight_table), ("act_table", layer.act_table))
-              if table is not None}
+    tables = _tables(layer)
 
-    async def gemm(codes: np.ndarray, **params) -> tuple[np.ndarray, tuple]:
+    async def gemm(codes: np.ndarray, following: GemmJob | None = prefetch, **params) -> tuple[np.ndarray, tuple]:
         act, weight, shape = _gemm_operands(layer, codes)
-        outcome = await run_gemm(session, driver, GemmJob(act, weight, **params, **tables))
+        outcome = await run_gemm(session, driver, GemmJob(act, weight, **params, **tables), following)
         tally.add(outcome)
         return outcome.outputs, shape
 
@@ -247,7 +266,7 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         stage, mismatches = "codes", int(np.sum(values != _integers(golden)))
     else:
         if layer.signed_input:  # two unsigned passes, as golden's accumulate defines it
-            positive, shape = await gemm(np.maximum(x.codes, 0), mode=OutputMode.RAW)
+            positive, shape = await gemm(np.maximum(x.codes, 0), weights_job(layer), mode=OutputMode.RAW)
             negative, _ = await gemm(np.maximum(-x.codes, 0), mode=OutputMode.RAW)
             matrix = positive - negative
         else:
@@ -267,18 +286,27 @@ async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNet
 
     A pass is the dict of outputs of one input (the batch, or one image): ``{"input": Codes}``
     and the layers before ``indices``; it gains each layer's result.  Returns the runs per pass.
+
+    Each layer needs the previous one's outputs (a true dependency: its activations cannot load
+    before they are read back), but not its weights: the weights of the next layer that runs on
+    the same accelerator (in this order, the next passes included) load while this layer's last
+    run computes.
     """
     results = []
-    for outputs in passes:
-        runs = []
-        for index in indices:
-            layer = network.layers[index]
-            session, driver = sessions[keys[layer.name]]
-            shortcut = None if layer.residual is None else outputs[layer.residual.source]
-            output, run = await run_layer(session, driver, layer, outputs[network.input_name(index)], shortcut)
-            outputs[layer.name] = output
-            runs.append(run)
-        results.append(runs)
+    order = [(number, index) for number in range(len(passes)) for index in indices]
+    for position, (number, index) in enumerate(order):
+        outputs = passes[number]
+        if position % len(indices) == 0:
+            results.append([])
+        layer = network.layers[index]
+        session, driver = sessions[keys[layer.name]]
+        following = next((network.layers[later] for _, later in order[position + 1 :]
+                          if keys[network.layers[later].name] == keys[layer.name]), None)
+        prefetch = None if following is None else weights_job(following)
+        shortcut = None if layer.residual is None else outputs[layer.residual.source]
+        output, run = await run_layer(session, driver, layer, outputs[network.input_name(index)], shortcut, prefetch)
+        outputs[layer.name] = output
+        results[-1].append(run)
     return results
 
 
@@ -321,7 +349,7 @@ def _finish(network, backend, passes, runs_per_pass, wall, build, sim) -> Networ
 
 def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str = "verilator", rows: int = 8,
                     cols: int = 8, workdir: Path | None = None, seed: int = 0, optimize: bool = True,
-                    per_image: bool = False, max_reduction: int | None = None) -> NetworkRun:
+                    per_image: bool = False, max_reduction: int | None = None, overlap: bool = True) -> NetworkRun:
     """Run ``network`` on input ``x`` (reals, quantized by the network's input stage, or Codes) through the RTL.
 
     ``per_image``: every image alone through every layer (the layers' counts are then totals over
@@ -330,7 +358,9 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     ``failures``) and the harness works in ``workdir`` (default: a temporary folder, removed
     after); the cocotb backends raise :class:`~sim.failures.SimulationError` on a mismatching
     segment (with its waveform) like every testbench.  ``optimize=False`` builds the cocotb
-    Verilator models at -O0 (quicker to build, slower to run).
+    Verilator models at -O0 (quicker to build, slower to run).  ``overlap=False``: every run is
+    write, start, wait, read (:func:`hw.bus.gemm_steps`), the reference for the double-buffered
+    default (:class:`~sim.accelerator.AcceleratorDriver`).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
@@ -339,9 +369,9 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     images = [_image(x_codes, i) for i in range(x_codes.codes.shape[0])] if per_image else [x_codes]
     passes = [{"input": image} for image in images]
     if backend == "verilator":
-        timings = _run_harness(network, configs, layer_keys, passes, workdir)
+        timings = _run_harness(network, configs, layer_keys, passes, workdir, overlap)
     else:
-        timings = _run_cocotb(network, configs, layer_keys, passes, backend.split("-", 1)[1], seed, optimize)
+        timings = _run_cocotb(network, configs, layer_keys, passes, backend.split("-", 1)[1], seed, optimize, overlap)
     return _finish(network, backend, passes, *timings)
 
 
@@ -366,9 +396,10 @@ class NetworkJob(SimJob):
     indices: list[int]  # the segment's layers
     passes: list[dict[str, Codes | Accumulators]]  # per pass, the outputs so far ("input" and earlier layers)
     keys: dict[str, tuple]  # layer name -> its accelerator key (plan_arrays)
+    overlap: bool = True  # sim.accelerator.AcceleratorDriver's overlap
 
 
-def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize) -> tuple:
+def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize, overlap) -> tuple:
     """(runs per pass, wall, build, sim seconds); consecutive layers on one configuration share a simulator process."""
     build_start = time.perf_counter()
     for cfg in configs.values():
@@ -379,7 +410,7 @@ def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize)
     for key, segment in itertools.groupby(range(len(network.layers)), lambda i: layer_keys[network.layers[i].name]):
         design, layout = accelerator_design(configs[key])
         job = NetworkJob(seed=seed, cfg=configs[key], layout=layout, network=network, indices=list(segment),
-                         passes=passes, keys=layer_keys)
+                         passes=passes, keys=layer_keys, overlap=overlap)
         report = run_testbench(design, simulator, job, label="network", optimize=optimize).report
         for outputs, produced, runs, segment_runs in zip(passes, report.outputs, runs_per_pass, report.layers,
                                                          strict=True):
@@ -389,7 +420,7 @@ def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize)
     return runs_per_pass, time.perf_counter() - wall, build_seconds, sim_seconds
 
 
-def _run_harness(network, configs, layer_keys, passes, workdir) -> tuple:
+def _run_harness(network, configs, layer_keys, passes, workdir, overlap) -> tuple:
     """(runs per pass, wall, build, sim seconds); one live harness process per configuration."""
     build_start = time.perf_counter()
     designs = {key: accelerator_design(cfg, internal_clock=False) for key, cfg in configs.items()}
@@ -401,7 +432,7 @@ def _run_harness(network, configs, layer_keys, passes, workdir) -> tuple:
         sessions = {}
         for index, (key, (_, layout)) in enumerate(designs.items()):
             session = stack.enter_context(HarnessSession(harnesses[key], layout, root / f"array{index}"))
-            sessions[key] = (session, AcceleratorDriver(configs[key], layout))
+            sessions[key] = (session, AcceleratorDriver(configs[key], layout, overlap=overlap))
         indices = list(range(len(network.layers)))
         runs_per_pass = asyncio.run(run_layers(sessions, layer_keys, network, indices, passes))
     sim_seconds = sum(session.sim_seconds for session, _ in sessions.values())

@@ -14,14 +14,15 @@ from .stimulus import Workload
 
 
 def check_array(cfg: ArrayConfig, workloads: list[Workload], simulator: str, seed: int,
-                waves: bool | None = None, check_reset_outputs: bool = True) -> SimRun:
+                waves: bool | None = None, check_reset_outputs: bool = True, overlap: bool = True) -> SimRun:
     """Run ``workloads`` on the accelerator RTL; raises :class:`sim.failures.SimulationError` on any mismatch.
 
     ``check_reset_outputs``: capture every output right after reset, where an X/Z bit (Icarus) fails.
+    ``overlap``: a GEMM's runs overlap host transfers with compute (else write, start, wait, read each).
     """
     design, layout = accelerator_design(cfg)
     job = AcceleratorJob(seed=seed, cfg=cfg, layout=layout, workloads=list(workloads),
-                         check_reset_outputs=check_reset_outputs)
+                         check_reset_outputs=check_reset_outputs, overlap=overlap)
     return run_testbench(design, simulator, job, waves=waves, label=f"array-{cfg.name_hint}")
 
 

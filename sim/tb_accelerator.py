@@ -21,7 +21,7 @@ class AcceleratorTB:
 
     def __init__(self, dut, job: AcceleratorJob) -> None:
         self.session = HostSession(dut, job.layout)
-        self.driver = AcceleratorDriver(job.cfg, job.layout, job.check_reset_outputs)
+        self.driver = AcceleratorDriver(job.cfg, job.layout, job.check_reset_outputs, job.overlap)
 
     async def gemm(self, gemm_job) -> GemmOutcome:
         return await run_gemm(self.session, self.driver, gemm_job)

@@ -20,7 +20,7 @@ async def network_segment(dut):
     job = load_job(NetworkJob)
     network, passes, indices = job.network, job.passes, job.indices
     session = HostSession(dut, job.layout)
-    driver = AcceleratorDriver(job.cfg, job.layout)
+    driver = AcceleratorDriver(job.cfg, job.layout, overlap=job.overlap)
     key = job.keys[network.layers[indices[0]].name]
     start = time.perf_counter()
     layers = await run_layers({key: (session, driver)}, job.keys, network, indices, passes)

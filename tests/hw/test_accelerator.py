@@ -2,49 +2,17 @@
 
 import numpy as np
 import pytest
+from hwtest import job_tables, random_job, small_config
 
 from golden import requantization, spec
 from golden.errors import ConfigError, LevelTableError
-from hw.bus import BusStep, gemm_steps, read_step, start_step, wait_step, write_step
+from hw.bus import BusStep, gemm_steps, start_step, wait_step, write_step
 from hw.config import ArrayConfig, preset
 from hw.cycles import gemm_cycles
-from hw.host import GemmJob, HostWrite, decode_outputs, golden_outputs, job_writes, output_word_count
+from hw.host import GemmJob, golden_outputs, job_writes, output_word_count
 from hw.kinds import PE_KINDS
-from hw.layout import OutputMode, Region
+from hw.layout import OutputMode
 from hw.pysim_driver import simulate_jobs, simulate_steps
-
-# small arrays with odd shapes so padding, skew and lane selection are all exercised
-SMALL = {
-    "int": dict(rows=2, cols=3, weight_bits=4, act_bits=4, host_lanes=2),
-    "pot": dict(rows=3, cols=2, weight_bits=3, act_bits=4, frac_bits=2, host_lanes=4),
-    "post_lut": dict(rows=2, cols=2, weight_bits=4, act_bits=3, frac_bits=6, host_lanes=1),
-    "post_shared": dict(rows=3, cols=3, weight_bits=4, act_bits=4, host_lanes=2),
-    "lcq": dict(rows=2, cols=3, weight_bits=3, act_bits=3, level_bits=6, act_level_bits=5, host_lanes=2),
-    "lcq_product": dict(rows=3, cols=2, weight_bits=2, act_bits=3, level_bits=5, act_level_bits=6, host_lanes=4),
-    "apot": dict(rows=3, cols=2, weight_bits=5, act_bits=3, act_level_bits=6, host_lanes=2),
-}
-
-
-def job_tables(datapath: spec.DatapathConfig, tables: tuple) -> dict:
-    """The level tables a job of this datapath carries (lcq: both, apot: the activation table)."""
-    return {name: table for name, table in zip(("weight_table", "act_table"), tables, strict=True) if table is not None}
-
-
-def small_config(kind: str, **changes) -> ArrayConfig:
-    fields = dict(pe_kind=kind, max_reduction=24, max_m=7, max_n=7) | SMALL[kind] | changes
-    return ArrayConfig(**fields)
-
-
-def random_job(cfg: ArrayConfig, rng, m: int, k: int, n: int, mode=OutputMode.REQUANT, **extra) -> GemmJob:
-    datapath = cfg.datapath
-    act = rng.integers(0, datapath.num_act_codes, (m, k))
-    weight = rng.choice(datapath.weight.legal_codes(), (k, n))
-    tables = job_tables(datapath, datapath.random_tables(rng))
-    acc_scale = float(max(abs(v) for v in datapath.product_range())) * np.sqrt(k)
-    mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 4.0, n) * (1 << cfg.out_bits) / acc_scale)
-    bias = rng.integers(-int(acc_scale), int(acc_scale) + 1, n)
-    fields = dict(mode=mode, bias=bias, mantissa=mantissa, shift=shift) | tables | extra
-    return GemmJob(act, weight, **fields)
 
 
 def run_and_check(cfg: ArrayConfig, jobs: list[GemmJob]) -> None:
@@ -164,20 +132,6 @@ def test_requantizer_rounding_and_clipping_edges():
     np.testing.assert_array_equal(result.outputs, expected)
     # 3/2 -> 2, 5/2 -> 3, -3/2 -> 0 (clip), 1000 -> 15 (clip), 0 after a shift of 62, 12345*40000/2^20 = 470.9 -> 15
     np.testing.assert_array_equal(expected[0], [2, 3, 0, 15, 0, 0, 15])
-
-
-def test_host_writes_are_ignored_while_busy():
-    cfg = small_config("int")
-    rng = np.random.default_rng(9)
-    job = random_job(cfg, rng, 4, 10, 5, OutputMode.RAW)
-    # garbage into every activation and weight word while the run is going
-    garbage = [HostWrite(Region.ACT, a, -1 % (1 << 60)) for a in range(4)] + [HostWrite(Region.WEIGHT, a, 0) for a in range(4)]
-    steps = [write_step(job_writes(cfg, job)), start_step(cfg, job), write_step(garbage), wait_step(cfg, 4, 10, 5),
-             read_step(cfg, 4, 5)]
-    result = simulate_steps(cfg, steps)
-    assert result.waits == [gemm_cycles(cfg, 4, 10, 5) - len(garbage)]
-    words = result.field("rd_data")[-output_word_count(cfg, 4, 5):]
-    np.testing.assert_array_equal(decode_outputs(cfg, words, 4, 5), golden_outputs(cfg, job))
 
 
 def test_done_stays_high_until_next_start_and_cycles_are_exact():

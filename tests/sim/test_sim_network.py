@@ -22,6 +22,7 @@ from sim.failures import SimulationError
 from sim.network import (
     LayerRun,
     NetworkRun,
+    _integers,
     check_network,
     plan_arrays,
     run_network_rtl,
@@ -120,6 +121,20 @@ def test_per_image_runs_every_image_alone(apot_network):
     golden = network.run(x)
     for layer in network.layers:
         assert np.array_equal(run.outputs[layer.name].real(), golden[layer.name].real()), layer.name
+
+
+def test_double_buffering_keeps_every_bit_and_cycle_and_saves_host_cycles(apot_network):
+    """The same per-image network with and without overlapped host transfers (next layer's weights, tiled runs)."""
+    network, x = apot_network
+    runs = {overlap: run_network_rtl(network, x[:2], "verilator", APOT_ARRAY, APOT_ARRAY, per_image=True,
+                                     overlap=overlap) for overlap in (False, True)}
+    for run in runs.values():
+        check_network(run)
+    for layer in network.layers:
+        assert np.array_equal(_integers(runs[True].outputs[layer.name]), _integers(runs[False].outputs[layer.name]))
+    assert [layer.cycles for layer in runs[True].layers] == [layer.cycles for layer in runs[False].layers]
+    print(f"program cycles: {runs[False].program_cycles} sequential, {runs[True].program_cycles} overlapped")
+    assert runs[True].program_cycles < runs[False].program_cycles
 
 
 def test_apot_network_under_cocotb(apot_network, simulator):
