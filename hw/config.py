@@ -36,6 +36,8 @@ class ArrayConfig:
     ``None`` fields take the derived default: ``frac_bits`` from the scheme, ``out_bits = act_bits``,
     ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
     ``bias_bits = accumulator_width`` and ``threshold_bank`` on for the LCQ kinds.
+    ``residual_bits``: signed width of the residual operand the output stage adds
+    (:mod:`golden.output_stage`; 0: no residual unit).
     One run (``Accelerator`` start..done) computes ``M x K`` by ``K x N`` with ``M <= max_m``,
     ``K <= max_reduction`` and ``N <= max_n``.
     """
@@ -57,6 +59,7 @@ class ArrayConfig:
     bias_bits: int | None = None
     host_lanes: int = 4
     threshold_bank: bool | None = None
+    residual_bits: int = 0
 
     def __post_init__(self) -> None:
         datapath = self.datapath
@@ -84,9 +87,11 @@ class ArrayConfig:
             raise UnsupportedBitsError(f"out_bits={self.out_bits!r} is not supported (expected {spec.MIN_BITS}..{spec.MAX_BITS})")
         spec.check_accumulator(datapath, self.accumulator_width, self.max_reduction)
         _check_int("bias_bits", self.bias_bits, 1, spec.MAX_SUM_BITS)
+        _check_int("residual_bits", self.residual_bits, 0, spec.MAX_SUM_BITS)
         if self.requant.sum_bits > spec.MAX_SUM_BITS:
             raise ConfigError(
-                f"accumulator ({self.accumulator_width} bits) + bias ({self.bias_bits} bits) needs "
+                f"accumulator ({self.accumulator_width} bits) + bias ({self.bias_bits} bits) + shortcut "
+                f"({self.residual_bits} bits) needs "
                 f"{self.requant.sum_bits} bits; the requantizer is exact up to {spec.MAX_SUM_BITS}"
             )
 
@@ -135,7 +140,7 @@ class ArrayConfig:
 
     @cached_property
     def requant(self) -> requantization.RequantSpec:
-        return requantization.RequantSpec(self.accumulator_width, self.bias_bits)
+        return requantization.RequantSpec(self.accumulator_width, self.bias_bits, shortcut_bits=self.residual_bits)
 
     @property
     def shift_bits(self) -> int:

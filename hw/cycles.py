@@ -53,11 +53,12 @@ def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     return blocks * block_period(cfg, k) + cfg.cols + cfg.rows + RUN_OVERHEAD_CYCLES
 
 
-def host_write_count(cfg: ArrayConfig, m: int, k: int, n: int, row_multipliers: bool = False) -> int:
-    """Bus writes :func:`hw.host.job_writes` issues for a run (one per clock), tables included."""
+def host_write_count(cfg: ArrayConfig, m: int, k: int, n: int, row_multipliers: bool = False, shortcut: bool = False) -> int:
+    """Bus writes :func:`hw.host.job_writes` issues for a run (one per clock), tables and residual rows included."""
     _check_dims(cfg, m, k, n)
     k_words = math.ceil(k / cfg.host_lanes)
     writes = (math.ceil(m / cfg.rows) + math.ceil(n / cfg.cols)) * k_words + n + (m if row_multipliers else 0)
+    writes += m * math.ceil(n / cfg.cols) if shortcut else 0
     return writes + sum(entries for entries, _ in cfg.kind.edges.table_regions(cfg.datapath).values())
 
 

@@ -21,6 +21,7 @@ from amaranth.lib import data
 from golden import requantization, spec
 from golden.errors import CodeRangeError, ConfigError, LevelTableError
 from golden.gemm import int_gemm
+from golden.output_stage import IDENTITY_MULTIPLIER, output_total
 from golden.spec import WeightScheme
 
 from .config import ArrayConfig
@@ -31,6 +32,7 @@ from .layout import (
     channel_layout,
     multiplier_layout,
     out_word_layout,
+    residual_row_layout,
     slot_bits,
     tile_layout,
     weight_word_layout,
@@ -101,7 +103,10 @@ class GemmJob:
     ``mantissa``/``shift`` are per output channel (scalars broadcast); ``row_mantissa`` /
     ``row_shift`` (per output row, ASQ's per-sample ``1/beta``) replace them when given.
     ``thresholds`` is ``(N, 2^out_bits - 1)`` for ``THRESHOLD``.  lcq jobs carry both level
-    tables (lcq_product: they define the product table).
+    tables (lcq_product: they define the product table).  ``negate`` (per channel, 0/1) is the
+    channel's sign; ``shortcut`` (``M x N``, configs with ``residual_bits``) the residual operand
+    added after ``rescale`` by ``shortcut_mantissa`` / ``shortcut_shift`` (per channel;
+    :mod:`golden.output_stage`).
     """
 
     act_codes: np.ndarray
@@ -116,6 +121,10 @@ class GemmJob:
     relu: bool = False
     weight_table: np.ndarray | None = None
     act_table: np.ndarray | None = None
+    negate: np.ndarray | int = 0
+    shortcut: np.ndarray | None = None
+    shortcut_mantissa: np.ndarray | int = IDENTITY_MULTIPLIER[0]
+    shortcut_shift: np.ndarray | int = IDENTITY_MULTIPLIER[1]
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -148,6 +157,13 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
         raise ConfigError(f"level tables given for a {cfg.pe_kind} array")
     if (job.row_mantissa is None) != (job.row_shift is None):
         raise ConfigError("row_mantissa and row_shift go together")
+    if not np.all(np.isin(np.asarray(job.negate), (0, 1))):
+        raise ConfigError("negate holds one 0/1 flag per output channel")
+    if job.shortcut is not None:
+        if not cfg.residual_bits:
+            raise ConfigError("a shortcut needs an array config with residual_bits")
+        if np.shape(job.shortcut) != (m, n):
+            raise ConfigError(f"the shortcut must be M x N = {(m, n)}, got {np.shape(job.shortcut)}")
 
 
 def _channel_params(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
@@ -156,7 +172,11 @@ def _channel_params(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
     mantissa = np.broadcast_to(np.asarray(job.mantissa, dtype=np.int64), (n,))
     shift = np.broadcast_to(np.asarray(job.shift, dtype=np.int64), (n,))
     _check_multipliers(mantissa, shift)
-    columns = [bias[:, None], mantissa[:, None], shift[:, None]]
+    columns = [bias[:, None], mantissa[:, None], shift[:, None], np.broadcast_to(np.asarray(job.negate), (n,))[:, None]]
+    if cfg.residual_bits:
+        shortcut = [np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)) for value in (job.shortcut_mantissa, job.shortcut_shift)]
+        _check_multipliers(*shortcut)
+        columns += [value[:, None] for value in shortcut]
     if cfg.threshold_bank:
         columns.append(_threshold_bank(cfg, job, n))
     return np.concatenate(columns, axis=1)
@@ -208,9 +228,24 @@ def job_writes(cfg: ArrayConfig, job: GemmJob) -> list[HostWrite]:
         row = np.arange(m)
         row_addr = (row // rows) << slot_bits(rows) | row % rows
         writes += _region_writes(Region.ROW_MULTIPLIER, row_addr, pack_words(multiplier_layout(cfg), np.stack([mantissa, shift], 1)))
+    if job.shortcut is not None:
+        writes += _residual_writes(cfg, np.asarray(job.shortcut, dtype=np.int64))
     for region, words in cfg.kind.edges.table_words(cfg.datapath, job.weight_table, job.act_table).items():
         writes += _region_writes(region, np.arange(words.size), words)
     return writes
+
+
+def _residual_writes(cfg: ArrayConfig, shortcut: np.ndarray) -> list[HostWrite]:
+    """One write per output row ``m`` and column block: the operands of row ``m % R`` of block ``(m // R, nb)``."""
+    m, n = shortcut.shape
+    n_blocks = -(-n // cfg.cols)
+    padded = np.zeros((m, n_blocks * cfg.cols), dtype=np.int64)
+    padded[:, :n] = shortcut
+    rows = np.repeat(np.arange(m), n_blocks)
+    blocks = np.tile(np.arange(n_blocks), m)
+    addresses = ((rows // cfg.rows) * n_blocks + blocks) << slot_bits(cfg.rows) | rows % cfg.rows
+    words = padded.reshape(m, n_blocks, cfg.cols).reshape(m * n_blocks, cfg.cols)
+    return _region_writes(Region.RESIDUAL, addresses, pack_words(residual_row_layout(cfg), words))
 
 
 def _region_writes(region: Region, addresses, words) -> list[HostWrite]:
@@ -222,6 +257,8 @@ def tile_descriptor(cfg: ArrayConfig, job: GemmJob) -> int:
     check_job(cfg, job)
     m, k, n = job.shape
     fields = [k, -(-m // cfg.rows), -(-n // cfg.cols), int(job.mode), int(job.relu), int(job.row_mantissa is not None)]
+    if cfg.residual_bits:
+        fields.append(int(job.shortcut is not None))
     return pack_words(tile_layout(cfg), np.array([fields]))[0]
 
 
@@ -242,14 +279,14 @@ def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
 def golden_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
     """What the accelerator must write for ``job``: golden's accumulators (``golden.gemm.int_gemm``) and output stage."""
     acc = int_gemm(cfg.datapath, job.act_codes, job.weight_codes, job.weight_table, job.act_table)
-    bias = np.asarray(job.bias, dtype=np.int64)
+    sign = np.where(np.asarray(job.negate) == 1, -1, 1)
+    total = output_total(acc, sign, job.bias, job.shortcut, job.shortcut_mantissa, job.shortcut_shift)
     if job.mode == OutputMode.REQUANT:
         if job.row_mantissa is not None:
             mantissa, shift = np.asarray(job.row_mantissa)[:, None], np.asarray(job.row_shift)[:, None]
         else:
             mantissa, shift = job.mantissa, job.shift
-        return requantization.requantize(acc, bias, mantissa, shift, cfg.out_bits)
+        return requantization.requantize(total, 0, mantissa, shift, cfg.out_bits)
     if job.mode == OutputMode.THRESHOLD:
-        return requantization.threshold_quantize(acc, bias, job.thresholds)
-    total = acc + bias  # RAW: the accumulator plus bias, as the requantizer's first stage forms it
-    return np.maximum(total, 0) if job.relu else total
+        return requantization.threshold_quantize(total, 0, job.thresholds)
+    return np.maximum(total, 0) if job.relu else total  # RAW

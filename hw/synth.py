@@ -48,7 +48,7 @@ from . import SOURCE_FINGERPRINT
 from .array import MacArray
 from .config import ArrayConfig, load_presets
 from .kinds import KINDS, kinds_of_scheme, network_kind
-from .requant import RequantLane
+from .output_stage import OutputLane
 from .synth_record import SynthRecord, SynthReport, UnitType
 
 YOSYS = "/usr/bin/yosys"
@@ -67,7 +67,7 @@ class SynthTarget:
     def build(self):
         cfg = self.cfg
         return {UnitType.PE: lambda: cfg.kind.pe(cfg.datapath), UnitType.ARRAY: lambda: MacArray(cfg),
-                UnitType.REQUANT: lambda: RequantLane(cfg)}[self.unit]()
+                UnitType.REQUANT: lambda: OutputLane(cfg)}[self.unit]()
 
     def fields(self) -> dict:
         """The :class:`SynthRecord` fields known before synthesis."""

@@ -38,11 +38,12 @@ from .layout import (
     channel_layout,
     multiplier_layout,
     out_word_layout,
+    residual_row_layout,
     slot_bits,
     tile_layout,
     weight_word_layout,
 )
-from .requant import RequantLane
+from .output_stage import OutputLane
 
 
 class Accelerator(wiring.Component):
@@ -93,6 +94,12 @@ class Accelerator(wiring.Component):
         slotted_write(row_multipliers.write_port(granularity=1), Region.ROW_MULTIPLIER, rows, multipliers.size)
         row_read = row_multipliers.read_port()
 
+        if cfg.residual_bits:  # residual operands, one word per output block like the output buffer
+            m.submodules.residuals = residuals = memory.Memory(
+                shape=data.ArrayLayout(residual_row_layout(cfg), rows), depth=cfg.out_depth, init=[])
+            slotted_write(residuals.write_port(granularity=1), Region.RESIDUAL, rows, residual_row_layout(cfg).size)
+            residual_read = residuals.read_port()
+
         m.submodules.out_buffer = out_buffer = memory.Memory(shape=out_word_layout(cfg), depth=cfg.out_depth, init=[])
         out_write = out_buffer.write_port(granularity=1)
         out_read = out_buffer.read_port()
@@ -106,7 +113,7 @@ class Accelerator(wiring.Component):
 
         lanes = []
         for column in range(cols):
-            m.submodules[f"requant{column}"] = lane = RequantLane(cfg)
+            m.submodules[f"requant{column}"] = lane = OutputLane(cfg)
             lanes.append(lane)
 
         # ---- feed: buffer words -> skew -> array, one block right behind the other -------------
@@ -166,6 +173,8 @@ class Accelerator(wiring.Component):
             channel_read.en.eq(params_read), row_read.en.eq(params_read),
             last_drain.eq(draining & (drain_row == rows - 1)),
         ]
+        if cfg.residual_bits:
+            m.d.comb += [residual_read.addr.eq(drain_block), residual_read.en.eq(params_read)]
         run_drained = Signal()
         m.d.comb += run_drained.eq(last_drain & (drain_m == tile.m_blocks - 1) & (drain_n == tile.n_blocks - 1))
         with m.If(last_drain):
@@ -222,6 +231,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [
                 lane_unit.valid.eq(draining),
                 lane_unit.acc.eq(array.acc_row[column]),
+                lane_unit.negate.eq(params.negate),
                 lane_unit.bias.eq(params.bias),
                 lane_unit.multiplier.eq(Mux(tile.row_multiplier, row_read.data[drain_row], params.multiplier)),
                 lane_unit.mode.eq(tile.mode),
@@ -229,13 +239,19 @@ class Accelerator(wiring.Component):
             ]
             if cfg.threshold_bank:
                 m.d.comb += lane_unit.thresholds.eq(params.thresholds)
-        written_row = [Signal.like(drain_row, name=f"written_row{stage}") for stage in range(2)]
-        written_block = [Signal.like(drain_block, name=f"written_block{stage}") for stage in range(2)]
-        m.d.sync += [written_row[0].eq(drain_row), written_row[1].eq(written_row[0]),
-                     written_block[0].eq(drain_block), written_block[1].eq(written_block[0])]
+            if cfg.residual_bits:
+                m.d.comb += [lane_unit.shortcut.value.eq(residual_read.data[drain_row][column]),
+                             lane_unit.shortcut.multiplier.eq(params.shortcut),
+                             lane_unit.shortcut.enable.eq(tile.residual)]
+        # the row and block each lane result belongs to, delayed by the lanes' latency
+        written_row, written_block = [drain_row], [drain_block]
+        for stage in range(OutputLane.latency):
+            written_row.append(Signal.like(drain_row, name=f"written_row{stage}"))
+            written_block.append(Signal.like(drain_block, name=f"written_block{stage}"))
+            m.d.sync += [written_row[-1].eq(written_row[-2]), written_block[-1].eq(written_block[-2])]
         m.d.comb += [
-            out_write.addr.eq(written_block[1]),
-            out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row[1], 0)),
+            out_write.addr.eq(written_block[-1]),
+            out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row[-1], 0)),
             out_write.data.eq(Cat([Cat([lane_unit.result for lane_unit in lanes])] * rows)),
         ]
         return m

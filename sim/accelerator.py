@@ -137,6 +137,10 @@ def split_gemm(cfg: ArrayConfig, job: GemmJob) -> list[Run]:
                 thresholds=_slice(job.thresholds, n0, n1, n),
                 row_mantissa=_slice(job.row_mantissa, m0, m1, m),
                 row_shift=_slice(job.row_shift, m0, m1, m),
+                negate=_slice(job.negate, n0, n1, n),
+                shortcut=None if job.shortcut is None else np.asarray(job.shortcut)[m0:m1, n0:n1],
+                shortcut_mantissa=_slice(job.shortcut_mantissa, n0, n1, n),
+                shortcut_shift=_slice(job.shortcut_shift, n0, n1, n),
             )))  # fmt: skip
     return runs
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from golden import requantization, spec
-from golden.errors import ConfigError, LevelTableError
+from golden.errors import CodeRangeError, ConfigError, LevelTableError
 from hw.bus import BusStep, gemm_steps, read_step, start_step, wait_step, write_step
 from hw.config import ArrayConfig, preset
-from hw.cycles import gemm_cycles
+from hw.cycles import gemm_cycles, host_write_count
 from hw.host import GemmJob, HostWrite, decode_outputs, golden_outputs, job_writes, output_word_count
 from hw.kinds import PE_KINDS
 from hw.layout import OutputMode, Region
@@ -86,6 +86,42 @@ def test_per_row_multiplier_override(kind):
     m = 7
     row_mantissa, row_shift = requantization.quantize_multiplier(rng.uniform(0.01, 0.5, m))
     run_and_check(cfg, [random_job(cfg, rng, m, 9, 6, row_mantissa=row_mantissa, row_shift=row_shift)])
+
+
+@pytest.mark.parametrize("kind", ["int", "post_shared", "lcq"])
+def test_residual_add_and_negated_channels(kind):
+    """Shortcut operands from the RESIDUAL region, aligned per channel, with negated channels; runs with and without."""
+    cfg = small_config(kind, residual_bits=6)
+    rng = np.random.default_rng(6)
+    lo, hi = spec.signed_range(cfg.residual_bits)
+    jobs = []
+    for m, k, n, mode in ((7, 24, 7, OutputMode.REQUANT), (5, 3, 4, OutputMode.RAW), (4, 9, 6, OutputMode.RAW)):
+        shortcut = rng.integers(lo, hi, (m, n), endpoint=True)
+        shortcut[0, 0], shortcut[-1, -1] = lo, hi
+        mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 400.0, n))
+        jobs.append(random_job(cfg, rng, m, k, n, mode, negate=rng.integers(0, 2, n), shortcut=shortcut,
+                               shortcut_mantissa=mantissa, shortcut_shift=shift))
+    jobs.append(random_job(cfg, rng, 6, 5, 5, OutputMode.RAW, negate=np.ones(5, int)))  # no shortcut: the tile bit is off
+    run_and_check(cfg, jobs)
+    totals = [golden_outputs(cfg, job) for job in jobs[1:3]]
+    without = [golden_outputs(cfg, GemmJob(**{**job.__dict__, "shortcut": None})) for job in jobs[1:3]]
+    assert all(np.any(a != b) for a, b in zip(totals, without, strict=True))  # the shortcut changed the sums
+
+
+def test_shortcut_validation():
+    cfg = small_config("int", residual_bits=4)
+    act, weight = np.zeros((2, 3), int), np.zeros((3, 2), int)
+    with pytest.raises(ConfigError, match="residual_bits"):
+        job_writes(small_config("int"), GemmJob(act, weight, shortcut=np.zeros((2, 2), int)))
+    with pytest.raises(ConfigError, match="M x N"):
+        job_writes(cfg, GemmJob(act, weight, shortcut=np.zeros((2, 3), int)))
+    with pytest.raises(CodeRangeError, match="outside the 4-bit"):
+        job_writes(cfg, GemmJob(act, weight, shortcut=np.full((2, 2), 8)))
+    with pytest.raises(ConfigError, match="0/1"):
+        job_writes(cfg, GemmJob(act, weight, negate=np.array([0, 2])))
+    writes = job_writes(cfg, GemmJob(np.zeros((5, 3), int), np.zeros((3, 4), int), shortcut=np.ones((5, 4), int)))
+    assert len(writes) == host_write_count(cfg, 5, 3, 4, shortcut=True)
+    assert sum(w.region == Region.RESIDUAL for w in writes) == 5 * 2
 
 
 def extreme_codes(cfg: ArrayConfig, rng, largest: bool):
