@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import dataclasses
 import itertools
 import tempfile
@@ -46,7 +45,7 @@ import numpy as np
 from golden import spec
 from golden.errors import ConfigError, UnsupportedBitsError
 from golden.gemm import conv_output_size, conv_weight_matrix, im2col
-from golden.integer import IntegerLayer, IntegerNetwork
+from golden.integer import NETWORK_INPUT, IntegerLayer, IntegerNetwork
 from golden.spec import WeightScheme
 from golden.stages import Accumulators, Codes
 from hw.config import ArrayConfig
@@ -134,24 +133,58 @@ def array_datapath(cfg: spec.DatapathConfig) -> spec.DatapathConfig:
 
 
 def runs_on_requantizer(layer: IntegerLayer) -> bool:
-    """Whether the layer's whole output comes from the accelerator's output stage."""
+    """Whether the layer's whole output comes from the accelerator's output stage.
+
+    The output lanes apply the channel signs, the bias and the aligned shortcut, and combine a
+    signed input's two passes (:mod:`golden.output_stage`); a per-sample input step (after an
+    ASQ layer) runs one sample per accelerator run with that sample's channel parameters.
+    Pooling and ASQ's own output (beta from the layer's pooled output) are not on chip.
+    """
     out = layer.output
     return (
-        layer.residual is None and not layer.signed_input and not layer.input_adaptive and layer.groups == 1
-        and out.max_pool is None and not out.global_pool and out.mode in ("uniform", "threshold", "accumulator")
-        and bool(np.all(layer.weight_scale > 0))
+        layer.groups == 1 and out.max_pool is None and not out.global_pool
+        and out.mode in ("uniform", "threshold", "accumulator")
+        and not (layer.signed_input and layer.residual is not None)  # one shortcut operand per output
     )  # fmt: skip
+
+
+def residual_bits(network: IntegerNetwork, layer: IntegerLayer, cfg_sum_bits: int) -> int:
+    """Signed width of the residual operand ``layer`` needs on chip (0: none).
+
+    A signed input's second pass adds its first pass's ``t`` (at most ``cfg_sum_bits`` wide, the
+    array's ``sign * acc + bias``); a codes shortcut adds code values (uniform codes or the
+    producer's level table); an accumulator shortcut adds its producer's ``t``, bounded like the
+    producer's own accumulators and bias.
+    """
+    if layer.signed_input:
+        return cfg_sum_bits
+    if layer.residual is None:
+        return 0
+    producers = {NETWORK_INPUT: None} | {other.name: other for other in network.layers}
+    producer = producers[layer.residual.source]
+    stage = network.input_stage if producer is None else producer.output
+    if layer.residual.mode == "codes":
+        top = int(stage.levels.max()) if stage.mode == "threshold" else (1 << stage.bits) - 1
+        return spec.signed_bits_for(-top if stage.signed else 0, top)
+    if producer.residual is not None or producer.signed_input:
+        raise ConfigError(f"layer {layer.name!r}: an accumulator shortcut from {producer.name!r} with its own shortcut "
+                          "or two passes has no on-chip width bound")
+    acc_bits = spec.accumulator_bits(array_datapath(producer.cfg), producer.reduction_length)
+    return max(acc_bits, spec.signed_bits_for(*_bias_range(producer))) + 1
 
 
 def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256, max_n: int = 64,
                 max_reduction: int | None = None) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
     """Accelerator configurations the network needs and which one runs each layer.
 
-    One configuration per (array datapath, output bits) of the layers that use the on-chip
-    requantizer; a layer finished by golden (RAW mode) joins a configuration of its datapath, so
+    One configuration per (array datapath, output bits) of the layers whose output stage
+    requantizes on chip; a layer with a RAW output (``accumulator`` mode, or finished by golden)
+    joins a configuration of its datapath, so
     consecutive layers share one accelerator.  Each is sized for the longest reduction of its
     layers, or for ``max_reduction`` when given: one bound for every accelerator makes the
-    designs of networks with the same datapaths identical, so they share builds.
+    designs of networks with the same datapaths identical, so they share builds.  A
+    configuration has a residual unit (``residual_bits``) when one of its layers adds a shortcut
+    or has a signed input.
     """
     for layer in network.layers:
         network_kind(layer.cfg.scheme)  # an UnknownSchemeError when no PE kind runs the layer's weights
@@ -160,9 +193,9 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
         raise ConfigError(f"max_reduction={max_reduction} is shorter than the network's longest reduction ({longest})")
     keys: dict[str, tuple] = {}
     for layer in network.layers:
-        if runs_on_requantizer(layer):
-            keys[layer.name] = (array_datapath(layer.cfg), None if layer.output.mode == "accumulator" else layer.output.bits)
-    for layer in network.layers:
+        if runs_on_requantizer(layer) and layer.output.mode != "accumulator":
+            keys[layer.name] = (array_datapath(layer.cfg), layer.output.bits)
+    for layer in network.layers:  # RAW outputs (on chip or finished by golden) need no output bits of their own
         if layer.name not in keys:
             datapath = array_datapath(layer.cfg)
             keys[layer.name] = next((key for key in keys.values() if key[0] == datapath), (datapath, None))
@@ -174,13 +207,15 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
         direct = [layer for layer in layers if runs_on_requantizer(layer)]
         bias_bits = max([spec.accumulator_bits(datapath, reduction)]
                         + [spec.signed_bits_for(*_bias_range(layer)) for layer in direct])
-        configs[key] = ArrayConfig(
+        cfg = ArrayConfig(
             network_kind(datapath.scheme).name, rows, cols, datapath.weight.bits, datapath.act_bits,
             frac_bits=datapath.frac_bits, levels=datapath.weight.levels, level_bits=datapath.weight.level_bits,
             act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
             max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
             threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
         )  # fmt: skip
+        residual = max([residual_bits(network, layer, cfg.requant.sum_bits) for layer in direct], default=0)
+        configs[key] = cfg.replace(residual_bits=residual) if residual else cfg
     return configs, keys
 
 
@@ -214,13 +249,6 @@ def _integers(output: Codes | Accumulators) -> np.ndarray:
     return output.values if isinstance(output, Accumulators) else output.codes
 
 
-def forward_from_accumulators(layer: IntegerLayer, x: Codes, shortcut, acc: np.ndarray):
-    """golden's ``IntegerLayer.forward`` with its accumulation replaced by ``acc`` (from the RTL)."""
-    stand_in = copy.copy(layer)
-    object.__setattr__(stand_in, "accumulate", lambda _codes: acc)
-    return stand_in.forward(x, shortcut)
-
-
 class _LayerTally:
     def __init__(self) -> None:
         self.cycles = self.expected = self.program = self.runs = self.macs = 0
@@ -233,8 +261,33 @@ class _LayerTally:
         self.macs += sum(int(np.prod(run.run.shape)) for run in outcome.runs)
 
 
+def _sample(value: Codes | Accumulators | None, index: int):
+    """Sample ``index`` of a layer input or shortcut (as a batch of one)."""
+    if value is None:
+        return None
+    if isinstance(value, Accumulators):
+        return Accumulators(value.values[index : index + 1], value.unit[index : index + 1])
+    return Codes(value.codes[index : index + 1], value.step[index : index + 1], value.table)
+
+
+def _channel_params(params, what: str, layer: IntegerLayer) -> np.ndarray:
+    """The one row of ``[N, C]`` parameters a run loads (the host splits per-sample layers into one run per sample)."""
+    params = np.asarray(params).reshape(params.shape[0], -1)
+    if np.any(params != params[:1]):
+        raise ConfigError(f"layer {layer.name!r}: {what} differ between the samples of one accelerator run")
+    return params[0]
+
+
+def _gemm_matrix(values: np.ndarray) -> np.ndarray:
+    """``[N, C, H, W]`` (or ``[N, C]``) values as the GEMM's ``[N*H*W, C]`` rows."""
+    return values if values.ndim == 2 else values.transpose(0, 2, 3, 1).reshape(-1, values.shape[1])
+
+
 async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, shortcut):
     """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages."""
+    if runs_on_requantizer(layer) and layer.input_adaptive and len(x.step) > 1:
+        parts = [await run_layer(session, driver, layer, _sample(x, i), _sample(shortcut, i)) for i in range(len(x.step))]
+        return _concatenate([output for output, _ in parts]), _total([run for _, run in parts])
     golden = layer.forward(x, shortcut)
     tally = _LayerTally()
     tables = {"weight_table": layer.weight_table, "act_table": layer.act_table} if layer.cfg.scheme == WeightScheme.LCQ else {}
@@ -248,14 +301,27 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
 
     if runs_on_requantizer(layer):
         params = layer.requant_params(x.step)
-        if layer.output.mode == "uniform":
-            matrix, shape = await gemm(array_input, mode=OutputMode.REQUANT, bias=params.bias[0],
-                                       mantissa=params.mantissa[0], shift=params.shift[0])
-        elif layer.output.mode == "threshold":
-            matrix, shape = await gemm(array_input, mode=OutputMode.THRESHOLD, bias=params.bias[0],
-                                       thresholds=params.thresholds[0])
+        negate = (_channel_params(params.sign, "channel signs", layer) < 0).astype(np.int64)
+        bias = _channel_params(params.bias, "biases", layer)
+        out = layer.output
+        if out.mode == "uniform":
+            finish = dict(mode=OutputMode.REQUANT, mantissa=_channel_params(params.mantissa, "multipliers", layer),
+                          shift=_channel_params(params.shift, "multipliers", layer))
+        elif out.mode == "threshold":
+            finish = dict(mode=OutputMode.THRESHOLD, thresholds=params.thresholds[0])
+            _channel_params(params.thresholds, "thresholds", layer)
         else:
-            matrix, shape = await gemm(array_input, mode=OutputMode.RAW, bias=params.bias[0])
+            finish = dict(mode=OutputMode.RAW)
+        if layer.signed_input:  # two unsigned passes; the second adds the first's t (golden.output_stage.two_pass_totals)
+            first, _ = await gemm(np.maximum(array_input, 0), mode=OutputMode.RAW, bias=bias, negate=negate)
+            matrix, shape = await gemm(np.maximum(-array_input, 0), **finish, negate=1 - negate, shortcut=first)
+        elif layer.residual is not None:
+            values, mantissa, shift = layer.shortcut_operand(shortcut, params.unit, _integers(golden).shape)
+            matrix, shape = await gemm(array_input, **finish, bias=bias, negate=negate, shortcut=_gemm_matrix(values),
+                                       shortcut_mantissa=_channel_params(mantissa, "shortcut multipliers", layer),
+                                       shortcut_shift=_channel_params(shift, "shortcut multipliers", layer))
+        else:
+            matrix, shape = await gemm(array_input, **finish, bias=bias, negate=negate)
         values = _to_channels_first(matrix, shape)
         if isinstance(golden, Accumulators):
             output = Accumulators(values, golden.unit)
@@ -270,7 +336,7 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         else:
             matrix, shape = await gemm(array_input, mode=OutputMode.RAW)
         acc = _to_channels_first(matrix, shape)
-        output = forward_from_accumulators(layer, x, shortcut, acc)
+        output = layer.finish(x, acc, shortcut)
         mismatches = int(np.sum(acc != layer.accumulate(x)))
         same = np.array_equal(_integers(output), _integers(golden))
         stage, mismatches = "accumulators", mismatches + (0 if same else 1)

@@ -155,10 +155,14 @@ def test_plan_shares_one_array_per_datapath(small_resnet):
     configs, keys = plan_arrays(network, 4, 4)
     assert sorted(cfg.pe_kind for cfg in configs.values()) == ["int", "post_shared"]
     assert keys["conv1"] == keys["fc"] and keys["layer1.0.conv1"] == keys["layer1.0.conv2"]
-    on_chip = [layer.name for layer in network.layers if runs_on_requantizer(layer)]
-    assert on_chip == [f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)] + ["fc"]
+    off_chip = [layer.name for layer in network.layers if not runs_on_requantizer(layer)]
+    assert off_chip == ["layer3.2.conv2"]  # the global average pool before the fc
     post = configs[keys["layer3.2.conv2"]]
     assert post.max_reduction == 576 and post.out_bits == 4
+    assert post.residual_bits == 5  # the shortcut's unsigned 4-bit codes
+    stem = configs[keys["conv1"]]  # the signed input's second pass adds the first's sign * acc + bias
+    assert stem.residual_bits == max(stem.accumulator_width, stem.bias_bits) + 1
+    assert configs[keys["fc"]].residual_bits == stem.residual_bits
 
 
 def test_resnet20_smoke_is_bit_exact_through_the_rtl(small_resnet, simulator):
