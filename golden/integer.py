@@ -23,7 +23,7 @@ from .errors import (
     UnknownSchemeError,
 )
 from .gemm import as_pair, conv_output_size, gemm_accumulator_bits, int_conv2d, int_linear
-from .output_stage import IDENTITY_MULTIPLIER, output_total
+from .output_stage import IDENTITY_MULTIPLIER, global_pool_sum, output_total
 from .spec import WeightScheme
 from .stages import Accumulators, Codes, OutputStage, Residual, float_array, quantize_real
 
@@ -330,7 +330,7 @@ class IntegerLayer:
             t = max_pool(np.maximum(t, 0), *out.max_pool)
         elif out.global_pool:
             spatial = t.shape[2] * t.shape[3]
-            t = np.maximum(t, 0).sum(axis=(2, 3))
+            t = global_pool_sum(t)
         if out.mode == "threshold":
             params = self.requant_params(x.step, spatial)
             return Codes(threshold_channels(t, 0, params.thresholds), np.full(len(x.step), out.step), out.levels)

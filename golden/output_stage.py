@@ -11,6 +11,10 @@ Per output value (GEMM row ``m``, channel ``c``) of one run, with per-channel in
 3. the requantizer on ``t`` (:mod:`golden.requantization`): ``clip(rescale(t, m, s), 0, 2^b - 1)``
    — the clip at 0 is the ReLU — or the threshold bank, or ``t`` itself (RAW).
 
+A global average pool replaces step 3 by :func:`global_pool_sum` — ``sum_positions relu(t)`` per
+sample and channel, :func:`pool_sum_bits` wide — and requantizes that sum once with ``1/(H*W)``
+folded into the multiplier.
+
 A signed input runs as two unsigned passes (``golden.integer.IntegerLayer.accumulate``) and
 step 2 combines them (:func:`two_pass_totals`): the first pass writes
 ``t1 = sign * acc(max(x, 0)) + bias`` (RAW), the second adds ``-sign * acc(max(-x, 0))`` to
@@ -24,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .requantization import rescale
-from .spec import MULTIPLIER_BITS
+from .spec import MULTIPLIER_BITS, signed_range
 
 #: ``(mantissa, shift)`` with ``rescale(v, *IDENTITY_MULTIPLIER) == v`` for every integer ``v``
 IDENTITY_MULTIPLIER = (1 << (MULTIPLIER_BITS - 1), MULTIPLIER_BITS - 1)
@@ -56,3 +60,13 @@ def two_pass_totals(
     """``(t1, t)`` of a signed input's two passes; ``t == sign * (acc_positive - acc_negative) + bias``."""
     first = signed_total(acc_positive, sign, bias)
     return first, output_total(acc_negative, -np.asarray(sign), 0, first)
+
+
+def global_pool_sum(total: np.ndarray) -> np.ndarray:
+    """``sum over H, W of relu(t)`` for ``t`` of shape ``[N, C, H, W]``."""
+    return np.maximum(total, 0).sum(axis=(2, 3))
+
+
+def pool_sum_bits(sum_bits: int, positions: int) -> int:
+    """Unsigned width of :func:`global_pool_sum` over up to ``positions`` values of a ``sum_bits``-bit ``t``."""
+    return (positions * signed_range(sum_bits)[1]).bit_length()

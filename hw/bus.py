@@ -140,4 +140,4 @@ def gemm_steps(cfg: ArrayConfig, job: GemmJob, writes: Sequence[HostWrite] | Non
     writes = job_writes(cfg, job) if writes is None else writes
     m, k, n = job.shape
     steps = [write_step(writes)] if writes else []
-    return steps + [start_step(cfg, job), wait_step(cfg, m, k, n), read_step(cfg, m, n)]
+    return steps + [start_step(cfg, job), wait_step(cfg, m, k, n), read_step(cfg, *job.output_shape)]

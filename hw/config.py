@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from golden import requantization, spec
+from golden import output_stage, requantization, spec
 from golden.errors import ConfigError, UnsupportedBitsError
 
 from . import kinds
@@ -37,7 +37,8 @@ class ArrayConfig:
     ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
     ``bias_bits = accumulator_width`` and ``threshold_bank`` on for the LCQ kinds.
     ``residual_bits``: signed width of the residual operand the output stage adds
-    (:mod:`golden.output_stage`; 0: no residual unit).
+    (:mod:`golden.output_stage`; 0: no residual unit).  ``global_pool``: a global-average-pool
+    unit that sums each channel over a run's rows and requantizes the sum once.
     One run (``Accelerator`` start..done) computes ``M x K`` by ``K x N`` with ``M <= max_m``,
     ``K <= max_reduction`` and ``N <= max_n``.
     """
@@ -60,6 +61,7 @@ class ArrayConfig:
     host_lanes: int = 4
     threshold_bank: bool | None = None
     residual_bits: int = 0
+    global_pool: bool = False
 
     def __post_init__(self) -> None:
         datapath = self.datapath
@@ -81,6 +83,8 @@ class ArrayConfig:
                 object.__setattr__(self, name, value)
         if self.bias_bits is None:
             object.__setattr__(self, "bias_bits", self.accumulator_width)
+        if not isinstance(self.global_pool, bool):
+            raise ConfigError(f"global_pool must be a bool, got {self.global_pool!r}")
         if not isinstance(self.threshold_bank, bool):
             raise ConfigError(f"threshold_bank must be a bool, got {self.threshold_bank!r}")
         if not isinstance(self.out_bits, int) or not spec.MIN_BITS <= self.out_bits <= spec.MAX_BITS:
@@ -145,6 +149,11 @@ class ArrayConfig:
     @property
     def shift_bits(self) -> int:
         return spec.MAX_REQUANT_SHIFT.bit_length()
+
+    @property
+    def pool_sum_bits(self) -> int:
+        """Width of a channel's pooled sum: ``relu(t)`` over up to ``max_m`` rows."""
+        return output_stage.pool_sum_bits(self.requant.sum_bits, self.max_m)
 
     @property
     def threshold_count(self) -> int:

@@ -27,6 +27,7 @@ from golden.errors import ConfigError
 from .config import ArrayConfig
 
 RUN_OVERHEAD_CYCLES = 4
+POOL_CYCLES = 1  # hw.output_stage.GlobalPool.latency
 
 
 def _check_dims(cfg: ArrayConfig, m: int, k: int, n: int) -> None:
@@ -46,11 +47,15 @@ def block_period(cfg: ArrayConfig, k: int) -> int:
     return max(k, min_block_period(cfg))
 
 
-def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
-    """Exact cycles from the start edge to ``done`` for an ``M x K`` by ``K x N`` run."""
+def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int, pool: bool = False) -> int:
+    """Exact cycles from the start edge to ``done`` for an ``M x K`` by ``K x N`` run.
+
+    A pooled run (``hw.host.GemmJob.pool``) ends ``POOL_CYCLES`` later: the global pool's
+    requantizer follows the last row's lane.
+    """
     _check_dims(cfg, m, k, n)
     blocks = math.ceil(m / cfg.rows) * math.ceil(n / cfg.cols)
-    return blocks * block_period(cfg, k) + cfg.cols + cfg.rows + RUN_OVERHEAD_CYCLES
+    return blocks * block_period(cfg, k) + cfg.cols + cfg.rows + RUN_OVERHEAD_CYCLES + (POOL_CYCLES if pool else 0)
 
 
 def host_write_count(cfg: ArrayConfig, m: int, k: int, n: int, row_multipliers: bool = False, shortcut: bool = False) -> int:

@@ -21,7 +21,7 @@ from amaranth.lib import data
 from golden import requantization, spec
 from golden.errors import CodeRangeError, ConfigError, LevelTableError
 from golden.gemm import int_gemm
-from golden.output_stage import IDENTITY_MULTIPLIER, output_total
+from golden.output_stage import IDENTITY_MULTIPLIER, global_pool_sum, output_total
 from golden.spec import WeightScheme
 
 from .config import ArrayConfig
@@ -106,7 +106,8 @@ class GemmJob:
     tables (lcq_product: they define the product table).  ``negate`` (per channel, 0/1) is the
     channel's sign; ``shortcut`` (``M x N``, configs with ``residual_bits``) the residual operand
     added after ``rescale`` by ``shortcut_mantissa`` / ``shortcut_shift`` (per channel;
-    :mod:`golden.output_stage`).
+    :mod:`golden.output_stage`).  ``pool``: the run's output is one row, each channel's
+    ``clip(rescale(sum over rows of relu(t)))`` (a global average pool; ``REQUANT`` only).
     """
 
     act_codes: np.ndarray
@@ -125,12 +126,19 @@ class GemmJob:
     shortcut: np.ndarray | None = None
     shortcut_mantissa: np.ndarray | int = IDENTITY_MULTIPLIER[0]
     shortcut_shift: np.ndarray | int = IDENTITY_MULTIPLIER[1]
+    pool: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(M, K, N)``."""
         m, k = np.shape(self.act_codes)
         return m, k, np.shape(self.weight_codes)[1]
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        """``(rows, N)`` the run writes: ``(1, N)`` pooled, else ``(M, N)``."""
+        m, _, n = self.shape
+        return (1 if self.pool else m), n
 
 
 def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
@@ -159,6 +167,8 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
         raise ConfigError("row_mantissa and row_shift go together")
     if not np.all(np.isin(np.asarray(job.negate), (0, 1))):
         raise ConfigError("negate holds one 0/1 flag per output channel")
+    if job.pool and not (cfg.global_pool and job.mode == OutputMode.REQUANT and job.row_mantissa is None):
+        raise ConfigError("a pooled run needs an array config with global_pool, REQUANT mode and channel multipliers")
     if job.shortcut is not None:
         if not cfg.residual_bits:
             raise ConfigError("a shortcut needs an array config with residual_bits")
@@ -259,6 +269,8 @@ def tile_descriptor(cfg: ArrayConfig, job: GemmJob) -> int:
     fields = [k, -(-m // cfg.rows), -(-n // cfg.cols), int(job.mode), int(job.relu), int(job.row_mantissa is not None)]
     if cfg.residual_bits:
         fields.append(int(job.shortcut is not None))
+    if cfg.global_pool:
+        fields += [int(job.pool), m - (-(-m // cfg.rows) - 1) * cfg.rows]
     return pack_words(tile_layout(cfg), np.array([fields]))[0]
 
 
@@ -281,6 +293,8 @@ def golden_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
     acc = int_gemm(cfg.datapath, job.act_codes, job.weight_codes, job.weight_table, job.act_table)
     sign = np.where(np.asarray(job.negate) == 1, -1, 1)
     total = output_total(acc, sign, job.bias, job.shortcut, job.shortcut_mantissa, job.shortcut_shift)
+    if job.pool:  # golden.output_stage.global_pool_sum over the run's rows, one sample
+        total = global_pool_sum(total.T[None, :, :, None])
     if job.mode == OutputMode.REQUANT:
         if job.row_mantissa is not None:
             mantissa, shift = np.asarray(job.row_mantissa)[:, None], np.asarray(job.row_shift)[:, None]

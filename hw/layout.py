@@ -94,6 +94,9 @@ def tile_layout(cfg: ArrayConfig) -> data.StructLayout:
     }
     if cfg.residual_bits:
         fields["residual"] = unsigned(1)  # add each output's RESIDUAL operand
+    if cfg.global_pool:
+        fields["pool"] = unsigned(1)  # REQUANT of each channel's sum of relu(t) over the run's rows
+        fields["last_rows"] = unsigned(ceil_log2(cfg.rows + 1))  # rows of the last m-block that are outputs
     return data.StructLayout(fields)
 
 

@@ -19,7 +19,7 @@ but the operands for a whole block).  The shortcut's alignment product is regist
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig
@@ -128,4 +128,75 @@ class OutputLane(wiring.Component):
             with m.Default():
                 m.d.comb += self.result.eq(raw)
         m.d.comb += self.result_valid.eq(valid2)
+        return m
+
+
+class GlobalPool(wiring.Component):
+    """A global average pool over a run's rows: per channel ``sum relu(t)``, then one requantization.
+
+    ``golden.output_stage.global_pool_sum``, then ``clip(rescale(sum, mantissa, shift))`` with
+    ``1/(H*W)`` in the channel's multiplier.  The lanes (RAW with ReLU) feed it their results
+    row by row; a block's rows are summed in one register per column, and at the block's last row
+    that sum is added to the channel block's running total (one word per ``n`` block, so the
+    ``m`` blocks of the run may interleave with the ``n`` blocks).  At the last ``m`` block the
+    total is requantized: ``write`` and ``codes`` (output row 0 of block ``write_block``) follow
+    the last row's lane result by :attr:`latency` cycles.  ``capture`` takes the block's
+    multipliers when its row 0 enters the lanes (the controller's parameter read is then free
+    for the next block).
+    """
+
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        multipliers = data.ArrayLayout(multiplier_layout(cfg), cfg.cols)
+        super().__init__({
+            "capture": In(1),
+            "multipliers": In(multipliers),
+            "valid": In(1),
+            "values": In(data.ArrayLayout(signed(cfg.out_word_bits), cfg.cols)),
+            "counted": In(1),  # this row is an output row (not padding beyond M)
+            "first_row": In(1),
+            "last_row": In(1),
+            "first_block": In(1),  # the run's first m block: totals start at 0
+            "last_block": In(1),  # its last m block: requantize
+            "n_block": In(range(cfg.n_blocks_max)),
+            "write": Out(1),
+            "write_block": Out(range(cfg.n_blocks_max)),
+            "codes": Out(data.ArrayLayout(unsigned(cfg.out_bits), cfg.cols)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        width, value_bits = cfg.pool_sum_bits, cfg.requant.sum_bits - 1  # relu(t) >= 0 has sum_bits - 1 magnitude bits
+        product_bits = width + multiplier_layout(cfg)["mantissa"].shape.width + 1  # signed, for round_shift
+        code_max = (1 << cfg.out_bits) - 1
+        m.submodules.totals = totals = memory.Memory(shape=data.ArrayLayout(unsigned(width), cfg.cols),
+                                                     depth=cfg.n_blocks_max, init=[])
+        total_read, total_write = totals.read_port(domain="comb"), totals.write_port()
+        held = Signal.like(self.multipliers)
+        with m.If(self.capture):
+            m.d.sync += held.eq(self.multipliers)
+        block_end = self.valid & self.last_row
+        emit = block_end & self.last_block
+        m.d.comb += [total_read.addr.eq(self.n_block), total_write.addr.eq(self.n_block), total_write.en.eq(block_end)]
+        m.d.sync += [self.write.eq(emit), self.write_block.eq(self.n_block)]
+        for column in range(cfg.cols):
+            block_sum = Signal(unsigned(width), name=f"block_sum{column}")
+            running = Signal(unsigned(width), name=f"running{column}")
+            total = Signal(unsigned(width), name=f"total{column}")
+            value = Mux(self.counted, self.values[column][:value_bits], 0)
+            m.d.comb += [running.eq(Mux(self.first_row, 0, block_sum) + value),
+                         total.eq(Mux(self.first_block, 0, total_read.data[column]) + running),
+                         total_write.data[column].eq(total)]
+            with m.If(self.valid):
+                m.d.sync += block_sum.eq(running)
+            product = Signal(signed(product_bits), name=f"pool_product{column}")
+            shift = Signal(range(product_bits + 1), name=f"pool_shift{column}")
+            with m.If(emit):
+                m.d.sync += [product.eq(total * held[column].mantissa),
+                             shift.eq(saturated_shift(m, held[column].shift, product_bits, f"pool_shift_sat{column}"))]
+            rounded = round_shift(m, product, shift, f"pool_rounded{column}")
+            m.d.comb += self.codes[column].eq(Mux(rounded > code_max, code_max, rounded))
         return m

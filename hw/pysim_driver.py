@@ -113,7 +113,7 @@ def simulate_jobs(cfg: ArrayConfig, jobs: list[GemmJob]) -> list[RunResult]:
 
     async def bench(ctx):
         for job in jobs:
-            m, _, n = job.shape
+            m, n = job.output_shape
             run = await drive_steps(ctx, dut, gemm_steps(cfg, job))
             words = run.field("rd_data")[-output_word_count(cfg, m, n):]
             results.append(RunResult(decode_outputs(cfg, words, m, n), run.waits[0], run.busy_while_waiting[0], run.edges))

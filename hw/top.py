@@ -24,7 +24,7 @@ Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.utils import ceil_log2
 
@@ -33,6 +33,7 @@ from .bus import HostBus
 from .config import ArrayConfig
 from .cycles import min_block_period
 from .layout import (
+    OutputMode,
     Region,
     act_word_layout,
     channel_layout,
@@ -43,7 +44,7 @@ from .layout import (
     tile_layout,
     weight_word_layout,
 )
-from .output_stage import OutputLane
+from .output_stage import GlobalPool, OutputLane
 
 
 class Accelerator(wiring.Component):
@@ -215,6 +216,13 @@ class Accelerator(wiring.Component):
             with m.State("FLUSH0"):
                 m.next = "FLUSH1"
             with m.State("FLUSH1"):
+                if cfg.global_pool:  # a pooled run's requantizer follows the lanes (GlobalPool.latency = 1)
+                    m.next = "DONE"
+                    with m.If(tile.pool):
+                        m.next = "POOL"
+                else:
+                    m.next = "DONE"
+            with m.State("POOL"):
                 m.next = "DONE"
             with m.State("DONE"):
                 with m.If(self.start):
@@ -226,6 +234,7 @@ class Accelerator(wiring.Component):
 
         # ---- requantizer lanes -> output buffer ---------------------------------------------------
         m.d.comb += array.drain_row.eq(drain_row)
+        pooling = tile.pool if cfg.global_pool else Const(0)
         for column, lane_unit in enumerate(lanes):
             params = channel_read.data[column]
             m.d.comb += [
@@ -234,8 +243,8 @@ class Accelerator(wiring.Component):
                 lane_unit.negate.eq(params.negate),
                 lane_unit.bias.eq(params.bias),
                 lane_unit.multiplier.eq(Mux(tile.row_multiplier, row_read.data[drain_row], params.multiplier)),
-                lane_unit.mode.eq(tile.mode),
-                lane_unit.relu.eq(tile.relu),
+                lane_unit.mode.eq(Mux(pooling, OutputMode.RAW, tile.mode)),  # a pool sums relu(t)
+                lane_unit.relu.eq(tile.relu | pooling),
             ]
             if cfg.threshold_bank:
                 m.d.comb += lane_unit.thresholds.eq(params.thresholds)
@@ -243,15 +252,35 @@ class Accelerator(wiring.Component):
                 m.d.comb += [lane_unit.shortcut.value.eq(residual_read.data[drain_row][column]),
                              lane_unit.shortcut.multiplier.eq(params.shortcut),
                              lane_unit.shortcut.enable.eq(tile.residual)]
-        # the row and block each lane result belongs to, delayed by the lanes' latency
-        written_row, written_block = [drain_row], [drain_block]
+        # the row, block and m/n block each lane result belongs to, delayed by the lanes' latency
+        written = {"row": [drain_row], "block": [drain_block], "m": [drain_m], "n": [drain_n]}
         for stage in range(OutputLane.latency):
-            written_row.append(Signal.like(drain_row, name=f"written_row{stage}"))
-            written_block.append(Signal.like(drain_block, name=f"written_block{stage}"))
-            m.d.sync += [written_row[-1].eq(written_row[-2]), written_block[-1].eq(written_block[-2])]
+            for name, chain in written.items():
+                chain.append(Signal.like(chain[0], name=f"written_{name}{stage}"))
+                m.d.sync += chain[-1].eq(chain[-2])
+        written_row, written_block = written["row"][-1], written["block"][-1]
+        out_row = Signal(data.ArrayLayout(signed(cfg.out_word_bits), cols))
+        m.d.comb += [out_row[column].eq(lane_unit.result) for column, lane_unit in enumerate(lanes)]
         m.d.comb += [
-            out_write.addr.eq(written_block[-1]),
-            out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row[-1], 0)),
-            out_write.data.eq(Cat([Cat([lane_unit.result for lane_unit in lanes])] * rows)),
+            out_write.addr.eq(written_block),
+            out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row, 0)),
+            out_write.data.eq(Cat([out_row] * rows)),
         ]
+        if cfg.global_pool:
+            m.submodules.pool = pool = GlobalPool(cfg)
+            written_m = written["m"][-1]
+            m.d.comb += [
+                pool.capture.eq(draining & (drain_row == 0)),
+                pool.valid.eq(lanes[0].result_valid & pooling),
+                pool.counted.eq((written_m != tile.m_blocks - 1) | (written_row < tile.last_rows)),
+                pool.first_row.eq(written_row == 0), pool.last_row.eq(written_row == rows - 1),
+                pool.first_block.eq(written_m == 0), pool.last_block.eq(written_m == tile.m_blocks - 1),
+                pool.n_block.eq(written["n"][-1]),
+            ]
+            for column, lane_unit in enumerate(lanes):
+                m.d.comb += [pool.multipliers[column].eq(channel_read.data[column].multiplier),
+                             pool.values[column].eq(lane_unit.result)]
+            with m.If(pooling):  # the pooled row replaces the lanes' rows: row 0 of block n
+                m.d.comb += [out_write.addr.eq(pool.write_block), out_write.en.eq(Mux(pool.write, 1, 0))]
+                m.d.comb += [out_row[column].eq(pool.codes[column]) for column in range(cols)]
         return m

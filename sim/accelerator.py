@@ -122,6 +122,8 @@ def split_gemm(cfg: ArrayConfig, job: GemmJob) -> list[Run]:
             f"K={k} exceeds max_reduction={cfg.max_reduction}: the requantizer needs whole sums "
             "(build the array with a larger max_reduction)"
         )
+    if job.pool and m > cfg.max_m:
+        raise ConfigError(f"a pooled run sums all M={m} rows at once; the array holds max_m={cfg.max_m}")
     runs = []
     for n0 in range(0, n, cfg.max_n):
         n1 = min(n, n0 + cfg.max_n)
@@ -199,14 +201,14 @@ class AcceleratorDriver:
 
     def decode(self, result: HostResult, runs: list[Run]) -> list[RunOutcome]:
         words = result.captures.ints("rd_data")
-        words = words[len(words) - sum(output_word_count(self.cfg, r.shape[0], r.shape[2]) for r in runs):]
+        words = words[len(words) - sum(output_word_count(self.cfg, *r.job.output_shape) for r in runs):]
         outcomes, offset = [], 0
         for run, cycles in zip(runs, result.waits, strict=True):
             m, k, n = run.shape
-            count = output_word_count(self.cfg, m, n)
-            outputs = decode_outputs(self.cfg, words[offset : offset + count], m, n)
+            count = output_word_count(self.cfg, *run.job.output_shape)
+            outputs = decode_outputs(self.cfg, words[offset : offset + count], *run.job.output_shape)
             offset += count
-            outcomes.append(RunOutcome(run, outputs, int(cycles), gemm_cycles(self.cfg, m, k, n)))
+            outcomes.append(RunOutcome(run, outputs, int(cycles), gemm_cycles(self.cfg, m, k, n, run.job.pool)))
         return outcomes
 
 
@@ -221,8 +223,7 @@ def append_steps(program: HostProgram, steps: list[BusStep]) -> None:
 
 async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob) -> GemmOutcome:
     """``job`` (any M, N) on the accelerator behind ``session``; outputs assembled to ``(M, N)``."""
-    m, _, n = job.shape
-    outputs = np.zeros((m, n), dtype=np.int64)
+    outputs = np.zeros(job.output_shape, dtype=np.int64)
     outcomes: list[RunOutcome] = []
     program_cycles, seconds = 0, 0.0
     for program, runs in driver.programs(split_gemm(driver.cfg, job)):
@@ -230,7 +231,7 @@ async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob) -> GemmOutc
         program_cycles += result.cycles
         seconds += result.seconds
         for outcome in driver.decode(result, runs):
-            rm, _, rn = outcome.run.shape
+            rm, rn = outcome.outputs.shape
             outputs[outcome.run.m0 : outcome.run.m0 + rm, outcome.run.n0 : outcome.run.n0 + rn] = outcome.outputs
             outcomes.append(outcome)
     return GemmOutcome(outputs, outcomes, program_cycles, seconds)

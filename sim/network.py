@@ -137,12 +137,13 @@ def runs_on_requantizer(layer: IntegerLayer) -> bool:
 
     The output lanes apply the channel signs, the bias and the aligned shortcut, and combine a
     signed input's two passes (:mod:`golden.output_stage`); a per-sample input step (after an
-    ASQ layer) runs one sample per accelerator run with that sample's channel parameters.
-    Pooling and ASQ's own output (beta from the layer's pooled output) are not on chip.
+    ASQ layer) runs one sample per accelerator run with that sample's channel parameters.  A
+    global average pool before a uniform output runs on the pool unit, one sample per run.  Max
+    pooling and ASQ's own output (beta from the layer's pooled output) are not on chip.
     """
     out = layer.output
     return (
-        layer.groups == 1 and out.max_pool is None and not out.global_pool
+        layer.groups == 1 and out.max_pool is None and (not out.global_pool or out.mode == "uniform")
         and out.mode in ("uniform", "threshold", "accumulator")
         and not (layer.signed_input and layer.residual is not None)  # one shortcut operand per output
     )  # fmt: skip
@@ -213,6 +214,7 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
             act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
             max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
             threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
+            global_pool=any(layer.output.global_pool for layer in direct),
         )  # fmt: skip
         residual = max([residual_bits(network, layer, cfg.requant.sum_bits) for layer in direct], default=0)
         configs[key] = cfg.replace(residual_bits=residual) if residual else cfg
@@ -285,7 +287,8 @@ def _gemm_matrix(values: np.ndarray) -> np.ndarray:
 
 async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, shortcut):
     """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages."""
-    if runs_on_requantizer(layer) and layer.input_adaptive and len(x.step) > 1:
+    per_sample = layer.input_adaptive or layer.output.global_pool
+    if runs_on_requantizer(layer) and per_sample and len(x.step) > 1:
         parts = [await run_layer(session, driver, layer, _sample(x, i), _sample(shortcut, i)) for i in range(len(x.step))]
         return _concatenate([output for output, _ in parts]), _total([run for _, run in parts])
     golden = layer.forward(x, shortcut)
@@ -300,13 +303,16 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         return outcome.outputs, shape
 
     if runs_on_requantizer(layer):
-        params = layer.requant_params(x.step)
+        _, _, (samples, *positions) = _gemm_operands(layer, array_input)
+        acc_shape = (samples, layer.out_channels, *positions)
+        pool = layer.output.global_pool  # the pool unit requantizes the sum: 1/(H*W) in the multiplier
+        params = layer.requant_params(x.step, int(np.prod(positions)) if pool else 1)
         negate = (_channel_params(params.sign, "channel signs", layer) < 0).astype(np.int64)
         bias = _channel_params(params.bias, "biases", layer)
         out = layer.output
         if out.mode == "uniform":
             finish = dict(mode=OutputMode.REQUANT, mantissa=_channel_params(params.mantissa, "multipliers", layer),
-                          shift=_channel_params(params.shift, "multipliers", layer))
+                          shift=_channel_params(params.shift, "multipliers", layer), pool=pool)
         elif out.mode == "threshold":
             finish = dict(mode=OutputMode.THRESHOLD, thresholds=params.thresholds[0])
             _channel_params(params.thresholds, "thresholds", layer)
@@ -316,13 +322,13 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
             first, _ = await gemm(np.maximum(array_input, 0), mode=OutputMode.RAW, bias=bias, negate=negate)
             matrix, shape = await gemm(np.maximum(-array_input, 0), **finish, negate=1 - negate, shortcut=first)
         elif layer.residual is not None:
-            values, mantissa, shift = layer.shortcut_operand(shortcut, params.unit, _integers(golden).shape)
+            values, mantissa, shift = layer.shortcut_operand(shortcut, params.unit, acc_shape)
             matrix, shape = await gemm(array_input, **finish, bias=bias, negate=negate, shortcut=_gemm_matrix(values),
                                        shortcut_mantissa=_channel_params(mantissa, "shortcut multipliers", layer),
                                        shortcut_shift=_channel_params(shift, "shortcut multipliers", layer))
         else:
             matrix, shape = await gemm(array_input, **finish, bias=bias, negate=negate)
-        values = _to_channels_first(matrix, shape)
+        values = matrix if pool else _to_channels_first(matrix, shape)
         if isinstance(golden, Accumulators):
             output = Accumulators(values, golden.unit)
         else:

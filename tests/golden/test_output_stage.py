@@ -48,3 +48,14 @@ def test_output_total_with_a_shortcut_fits_the_widths():
         sum_lo, sum_hi = spec.signed_range(widths.sum_bits)
         assert sum_lo <= min(extremes) and max(extremes) <= sum_hi
     assert requantization.RequantSpec(10, 10).aligned_shortcut_bits == 0
+
+
+def test_global_pool_sum_and_its_width():
+    rng = np.random.default_rng(5)
+    total = rng.integers(-1000, 1000, (2, 3, 4, 5))
+    pooled = output_stage.global_pool_sum(total)
+    assert pooled.shape == (2, 3) and np.array_equal(pooled[1, 2], np.maximum(total[1, 2], 0).sum())
+    for sum_bits, positions in ((8, 1), (8, 64), (25, 64), (30, 1000)):
+        top = spec.signed_range(sum_bits)[1]
+        width = output_stage.pool_sum_bits(sum_bits, positions)
+        assert positions * top < 1 << width and positions * top >= 1 << (width - 1)  # holds the largest sum, no spare bit

@@ -47,7 +47,7 @@ def run_and_check(cfg: ArrayConfig, jobs: list[GemmJob]) -> None:
     results = simulate_jobs(cfg, jobs)
     for job, result in zip(jobs, results, strict=True):
         np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job))
-        assert result.cycles == gemm_cycles(cfg, *job.shape)
+        assert result.cycles == gemm_cycles(cfg, *job.shape, pool=job.pool)
         assert result.busy_during_run
 
 
@@ -106,6 +106,29 @@ def test_residual_add_and_negated_channels(kind):
     totals = [golden_outputs(cfg, job) for job in jobs[1:3]]
     without = [golden_outputs(cfg, GemmJob(**{**job.__dict__, "shortcut": None})) for job in jobs[1:3]]
     assert all(np.any(a != b) for a, b in zip(totals, without, strict=True))  # the shortcut changed the sums
+
+
+@pytest.mark.parametrize("kind", ["int", "post_shared"])
+def test_global_average_pool(kind):
+    """One row of requantized channel sums of relu(t): padded rows excluded, m blocks interleaved with n blocks."""
+    cfg = small_config(kind, residual_bits=6, global_pool=True)
+    rng = np.random.default_rng(8)
+    jobs = []
+    for m, k, n in ((7, 24, 7), (5, 3, 4), (1, 9, 2), (6, 1, 3)):
+        job = random_job(cfg, rng, m, k, n, negate=rng.integers(0, 2, n), pool=True)
+        mantissa, shift = requantization.quantize_multiplier(job.mantissa / 2.0 ** job.shift / m)
+        jobs.append(GemmJob(**{**job.__dict__, "mantissa": mantissa, "shift": shift}))
+    shortcut = rng.integers(-32, 32, (7, 5))
+    jobs.append(random_job(cfg, rng, 7, 10, 5, pool=True, shortcut=shortcut, shortcut_mantissa=40000, shortcut_shift=12))
+    jobs.append(random_job(cfg, rng, 7, 10, 5))  # and a plain run after the pooled ones
+    run_and_check(cfg, jobs)
+    pooled = [golden_outputs(cfg, job) for job in jobs[:-1]]
+    assert all(p.shape == (1, job.shape[2]) for p, job in zip(pooled, jobs, strict=False))
+    assert 0 < sum(np.count_nonzero(p) for p in pooled) < sum(p.size for p in pooled)
+    with pytest.raises(ConfigError, match="global_pool"):
+        job_writes(small_config(kind), GemmJob(**{**jobs[0].__dict__}))
+    with pytest.raises(ConfigError, match="REQUANT"):
+        job_writes(cfg, GemmJob(**{**jobs[0].__dict__, "mode": OutputMode.RAW}))
 
 
 def test_shortcut_validation():

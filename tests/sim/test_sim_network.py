@@ -153,26 +153,28 @@ def test_max_reduction_sizes_every_array(small_resnet):
 def test_plan_shares_one_array_per_datapath(small_resnet):
     network, _ = small_resnet
     configs, keys = plan_arrays(network, 4, 4)
-    assert sorted(cfg.pe_kind for cfg in configs.values()) == ["int", "post_shared"]
+    assert sorted(cfg.pe_kind for cfg in configs.values()) == ["int", "post_shared", "post_shared"]
     assert keys["conv1"] == keys["fc"] and keys["layer1.0.conv1"] == keys["layer1.0.conv2"]
-    off_chip = [layer.name for layer in network.layers if not runs_on_requantizer(layer)]
-    assert off_chip == ["layer3.2.conv2"]  # the global average pool before the fc
-    post = configs[keys["layer3.2.conv2"]]
-    assert post.max_reduction == 576 and post.out_bits == 4
+    assert all(runs_on_requantizer(layer) for layer in network.layers)
+    post = configs[keys["layer3.1.conv2"]]
+    assert post.max_reduction == 576 and post.out_bits == 4 and not post.global_pool
     assert post.residual_bits == 5  # the shortcut's unsigned 4-bit codes
+    pooled = configs[keys["layer3.2.conv2"]]  # the global average pool before the fc, into its 8-bit codes
+    assert (pooled.pe_kind, pooled.out_bits, pooled.global_pool, pooled.residual_bits) == ("post_shared", 8, True, 5)
     stem = configs[keys["conv1"]]  # the signed input's second pass adds the first's sign * acc + bias
     assert stem.residual_bits == max(stem.accumulator_width, stem.bias_bits) + 1
     assert configs[keys["fc"]].residual_bits == stem.residual_bits
 
 
 def test_resnet20_smoke_is_bit_exact_through_the_rtl(small_resnet, simulator):
+    """Signed stem (two passes), negated channels, shortcuts and the pooled last conv all on chip."""
     network, x = small_resnet
     run = run_network_rtl(network, x, f"cocotb-{simulator}", rows=2, cols=2, optimize=False)
     print(_summary(run))
     check_network(run)
     assert [layer.name for layer in run.layers] == [layer.name for layer in network.layers]
     assert all(layer.cycles == layer.expected_cycles and layer.runs >= 1 for layer in run.layers)
-    assert {layer.stage for layer in run.layers} == {"codes", "accumulators"}
+    assert {layer.stage for layer in run.layers} == {"codes"}  # every layer's output comes from the RTL
     assert run.matches_golden_run
 
 
