@@ -23,7 +23,7 @@ from .errors import (
     UnknownSchemeError,
 )
 from .gemm import as_pair, conv_output_size, gemm_accumulator_bits, int_conv2d, int_linear
-from .output_stage import IDENTITY_MULTIPLIER, global_pool_sum, output_total
+from .output_stage import IDENTITY_MULTIPLIER, adapter_input, global_pool_sum, output_total
 from .spec import WeightScheme
 from .stages import Accumulators, Codes, OutputStage, Residual, float_array, quantize_real
 
@@ -335,9 +335,10 @@ class IntegerLayer:
             params = self.requant_params(x.step, spatial)
             return Codes(threshold_channels(t, 0, params.thresholds), np.full(len(x.step), out.step), out.levels)
         beta = None
-        if out.mode == "asq":
-            pooled = np.maximum(t, 0) if t.ndim == 2 else np.maximum(t, 0).mean(axis=tuple(range(2, t.ndim)))
-            beta = out.adapter(pooled / spatial * params.unit)
+        if out.mode == "asq":  # golden.output_stage: the sums of relu(t), then the held relu(t) requantized
+            t = np.maximum(t, 0)
+            sums, positions = (t, 1) if t.ndim == 2 else (global_pool_sum(t), t.shape[2] * t.shape[3])
+            beta = out.adapter(adapter_input(sums, positions, spatial, params.unit))
         params = self.requant_params(x.step, spatial, beta)
         codes = requantize_channels(t, 0, params.mantissa, params.shift, out.bits)
         return Codes(codes, out.step * (np.ones(len(x.step)) if beta is None else beta))

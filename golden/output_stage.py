@@ -15,6 +15,12 @@ A global average pool replaces step 3 by :func:`global_pool_sum` — ``sum_posit
 sample and channel, :func:`pool_sum_bits` wide — and requantizes that sum once with ``1/(H*W)``
 folded into the multiplier.
 
+ASQ's output (per-sample step ``s * beta``) needs the layer's whole output before any code: the
+first run holds ``relu(t)`` on chip and sums it per channel (:func:`global_pool_sum`); the host
+turns the integer sums into the adapter's input (:func:`adapter_input`) and ``beta`` into the
+sample's multipliers; a second pass requantizes the held values.  Requantizing ``relu(t)``
+equals requantizing ``t``: the clip at 0 maps every negative ``t`` to code 0 either way.
+
 A signed input runs as two unsigned passes (``golden.integer.IntegerLayer.accumulate``) and
 step 2 combines them (:func:`two_pass_totals`): the first pass writes
 ``t1 = sign * acc(max(x, 0)) + bias`` (RAW), the second adds ``-sign * acc(max(-x, 0))`` to
@@ -70,3 +76,11 @@ def global_pool_sum(total: np.ndarray) -> np.ndarray:
 def pool_sum_bits(sum_bits: int, positions: int) -> int:
     """Unsigned width of :func:`global_pool_sum` over up to ``positions`` values of a ``sum_bits``-bit ``t``."""
     return (positions * signed_range(sum_bits)[1]).bit_length()
+
+
+def adapter_input(sums: np.ndarray, positions: int, spatial: int, unit: np.ndarray) -> np.ndarray:
+    """The ASQ adapter's real input ``[N, C]`` from the integer sums of ``relu(t)`` over ``positions`` values each.
+
+    ``spatial``: positions a global pool already summed into each value; ``unit``: ``[N, C]``.
+    """
+    return np.asarray(sums, dtype=np.float64) / positions / spatial * unit

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from golden.errors import ConfigError
 
 from .config import ArrayConfig
 from .cycles import gemm_cycles
-from .host import GemmJob, HostWrite, job_writes, output_word_count, tile_descriptor
-from .layout import REGION_BITS, host_bus_widths, out_word_layout, tile_layout
+from .host import GemmJob, HostWrite, job_writes, output_word_count, pool_sums_base, tile_descriptor
+from .layout import REGION_BITS, host_bus_widths, out_word_layout, read_address_bits, tile_layout
 
 #: the wait for ``done`` gives up after this many times the expected cycles (plus the slack):
 #: a slow run is then measured and reported against gemm_cycles instead of cut off at it
@@ -48,7 +47,7 @@ class HostBus(wiring.Signature):
             "tile": In(tile_layout(cfg)),
             "busy": Out(1),  # from the edge after start until the run ends
             "done": Out(1),  # from the end of a run until the next start
-            "rd_addr": In(max(ceil_log2(cfg.out_depth), 1)),
+            "rd_addr": In(read_address_bits(cfg)),  # the top bit selects the pool's sums (hw.layout)
             "rd_data": Out(out_word_layout(cfg)),  # the word at the rd_addr of the previous edge
         })
 
@@ -120,14 +119,15 @@ def wait_step(cfg: ArrayConfig, m: int, k: int, n: int) -> BusStep:
     return BusStep(wait_limit=DONE_BUDGET_FACTOR * gemm_cycles(cfg, m, k, n) + DONE_BUDGET_SLACK)
 
 
-def read_step(cfg: ArrayConfig, m: int, n: int) -> BusStep:
+def read_step(cfg: ArrayConfig, m: int, n: int, pool_sums: bool = False) -> BusStep:
     """Output words ``0 .. count-1``: address ``b + 1`` is presented while the data of ``b`` is taken.
 
     The read port is synchronous (one cycle), so row ``b + 1`` captures word ``b``; the extra
-    last row presents address 0 again.
+    last row presents address 0 again.  ``pool_sums``: the pool unit's channel sums instead.
     """
-    count = output_word_count(cfg, m, n)
-    return BusStep({"rd_addr": np.arange(count + 1) % count}, capture=np.arange(count + 1) > 0)
+    count = output_word_count(cfg, m, n, pool_sums)
+    base = pool_sums_base(cfg) if pool_sums else 0
+    return BusStep({"rd_addr": base + np.arange(count + 1) % count}, capture=np.arange(count + 1) > 0)
 
 
 def gemm_steps(cfg: ArrayConfig, job: GemmJob, writes: Sequence[HostWrite] | None = None) -> list[BusStep]:
@@ -140,4 +140,4 @@ def gemm_steps(cfg: ArrayConfig, job: GemmJob, writes: Sequence[HostWrite] | Non
     writes = job_writes(cfg, job) if writes is None else writes
     m, k, n = job.shape
     steps = [write_step(writes)] if writes else []
-    return steps + [start_step(cfg, job), wait_step(cfg, m, k, n), read_step(cfg, *job.output_shape)]
+    return steps + [start_step(cfg, job), wait_step(cfg, m, k, n), read_step(cfg, *job.output_shape, job.reads_pool_sums)]

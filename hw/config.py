@@ -92,6 +92,8 @@ class ArrayConfig:
         spec.check_accumulator(datapath, self.accumulator_width, self.max_reduction)
         _check_int("bias_bits", self.bias_bits, 1, spec.MAX_SUM_BITS)
         _check_int("residual_bits", self.residual_bits, 0, spec.MAX_SUM_BITS)
+        if self.global_pool and self.pool_sum_bits > self.rows * self.out_word_bits:
+            raise ConfigError(f"a {self.pool_sum_bits}-bit pooled sum per column does not fit the {self.rows}-row read word")
         if self.requant.sum_bits > spec.MAX_SUM_BITS:
             raise ConfigError(
                 f"accumulator ({self.accumulator_width} bits) + bias ({self.bias_bits} bits) + shortcut "

@@ -32,6 +32,8 @@ from .layout import (
     channel_layout,
     multiplier_layout,
     out_word_layout,
+    pool_word_layout,
+    read_address_bits,
     residual_row_layout,
     slot_bits,
     tile_layout,
@@ -106,8 +108,12 @@ class GemmJob:
     tables (lcq_product: they define the product table).  ``negate`` (per channel, 0/1) is the
     channel's sign; ``shortcut`` (``M x N``, configs with ``residual_bits``) the residual operand
     added after ``rescale`` by ``shortcut_mantissa`` / ``shortcut_shift`` (per channel;
-    :mod:`golden.output_stage`).  ``pool``: the run's output is one row, each channel's
-    ``clip(rescale(sum over rows of relu(t)))`` (a global average pool; ``REQUANT`` only).
+    :mod:`golden.output_stage`).  ``pool``: each channel's sum of ``relu(t)`` over the run's
+    rows; in ``REQUANT`` the run's output is that sum requantized (a global average pool, one
+    row), in ``RAW`` the output buffer holds ``relu(t)`` and the host reads the sums
+    (:attr:`reads_pool_sums`).  ``held``: the run adds the values the output buffer holds —
+    the previous run's output, same ``M x N`` — to ``sign * acc + bias`` (ASQ's second pass, on
+    zero operands; :func:`golden_outputs` takes them as ``held``).
     """
 
     act_codes: np.ndarray
@@ -127,6 +133,12 @@ class GemmJob:
     shortcut_mantissa: np.ndarray | int = IDENTITY_MULTIPLIER[0]
     shortcut_shift: np.ndarray | int = IDENTITY_MULTIPLIER[1]
     pool: bool = False
+    held: bool = False
+
+    @property
+    def reads_pool_sums(self) -> bool:
+        """The host reads the pool unit's channel sums (a pooled RAW run) instead of output words."""
+        return self.pool and self.mode == OutputMode.RAW
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -167,8 +179,12 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
         raise ConfigError("row_mantissa and row_shift go together")
     if not np.all(np.isin(np.asarray(job.negate), (0, 1))):
         raise ConfigError("negate holds one 0/1 flag per output channel")
-    if job.pool and not (cfg.global_pool and job.mode == OutputMode.REQUANT and job.row_mantissa is None):
-        raise ConfigError("a pooled run needs an array config with global_pool, REQUANT mode and channel multipliers")
+    if (job.pool or job.held) and not cfg.global_pool:
+        raise ConfigError("pooled and held runs need an array config with global_pool")
+    if job.pool and (job.mode not in (OutputMode.REQUANT, OutputMode.RAW) or job.row_mantissa is not None or job.held):
+        raise ConfigError("a pooled run is REQUANT or RAW with channel multipliers, and adds no held values")
+    if job.held and job.shortcut is not None:
+        raise ConfigError("a held run adds its held values, not a shortcut")
     if job.shortcut is not None:
         if not cfg.residual_bits:
             raise ConfigError("a shortcut needs an array config with residual_bits")
@@ -270,17 +286,29 @@ def tile_descriptor(cfg: ArrayConfig, job: GemmJob) -> int:
     if cfg.residual_bits:
         fields.append(int(job.shortcut is not None))
     if cfg.global_pool:
-        fields += [int(job.pool), m - (-(-m // cfg.rows) - 1) * cfg.rows]
+        fields += [int(job.pool), m - (-(-m // cfg.rows) - 1) * cfg.rows, int(job.held)]
     return pack_words(tile_layout(cfg), np.array([fields]))[0]
 
 
-def output_word_count(cfg: ArrayConfig, m: int, n: int) -> int:
-    """Output words of an ``M x N`` result: one per ``R x C`` block, addresses ``0 ..`` in block order."""
-    return -(-m // cfg.rows) * -(-n // cfg.cols)
+def output_word_count(cfg: ArrayConfig, m: int, n: int, pool_sums: bool = False) -> int:
+    """Output words of an ``M x N`` result: one per ``R x C`` block, addresses ``0 ..`` in block order.
+
+    ``pool_sums``: the pool unit's words of a ``1 x N`` result, one per ``n`` block, from :func:`pool_sums_base`.
+    """
+    return -(-n // cfg.cols) * (1 if pool_sums else -(-m // cfg.rows))
 
 
-def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
+def pool_sums_base(cfg: ArrayConfig) -> int:
+    """Read address of the pool unit's first word: the top ``rd_addr`` bit (:func:`hw.layout.read_address_bits`)."""
+    return 1 << (read_address_bits(cfg) - 1)
+
+
+def decode_outputs(cfg: ArrayConfig, words, m: int, n: int, pool_sums: bool = False) -> np.ndarray:
     """``(M, N)`` int64 results from the output words read at addresses ``0 .. output_word_count - 1``."""
+    if pool_sums:
+        if len(words) != output_word_count(cfg, 1, n, True) or m != 1:
+            raise ConfigError(f"expected {output_word_count(cfg, 1, n, True)} pool words for 1x{n}, got {len(words)}")
+        return unpack_words(pool_word_layout(cfg), words).reshape(1, -1)[:, :n]
     m_blocks, n_blocks = -(-m // cfg.rows), -(-n // cfg.cols)
     if len(words) != m_blocks * n_blocks:
         raise ConfigError(f"expected {m_blocks * n_blocks} output words for {m}x{n}, got {len(words)}")
@@ -288,11 +316,18 @@ def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
     return values.transpose(0, 2, 1, 3).reshape(m_blocks * cfg.rows, n_blocks * cfg.cols)[:m, :n]
 
 
-def golden_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
-    """What the accelerator must write for ``job``: golden's accumulators (``golden.gemm.int_gemm``) and output stage."""
+def golden_outputs(cfg: ArrayConfig, job: GemmJob, held: np.ndarray | None = None) -> np.ndarray:
+    """What the accelerator must write for ``job``: golden's accumulators (``golden.gemm.int_gemm``) and output stage.
+
+    ``held``: for a held run, the ``M x N`` values the output buffer holds.
+    """
+    if job.held != (held is not None):
+        raise ConfigError("the held values must be given exactly for a held run")
     acc = int_gemm(cfg.datapath, job.act_codes, job.weight_codes, job.weight_table, job.act_table)
     sign = np.where(np.asarray(job.negate) == 1, -1, 1)
     total = output_total(acc, sign, job.bias, job.shortcut, job.shortcut_mantissa, job.shortcut_shift)
+    if job.held:
+        total = total + held
     if job.pool:  # golden.output_stage.global_pool_sum over the run's rows, one sample
         total = global_pool_sum(total.T[None, :, :, None])
     if job.mode == OutputMode.REQUANT:

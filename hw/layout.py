@@ -95,9 +95,20 @@ def tile_layout(cfg: ArrayConfig) -> data.StructLayout:
     if cfg.residual_bits:
         fields["residual"] = unsigned(1)  # add each output's RESIDUAL operand
     if cfg.global_pool:
-        fields["pool"] = unsigned(1)  # REQUANT of each channel's sum of relu(t) over the run's rows
+        fields["pool"] = unsigned(1)  # sum relu(t) per channel over the run's rows (REQUANT: the pooled codes)
         fields["last_rows"] = unsigned(ceil_log2(cfg.rows + 1))  # rows of the last m-block that are outputs
+        fields["held"] = unsigned(1)  # add the output buffer's held values (the ASQ barrier's second pass)
     return data.StructLayout(fields)
+
+
+def pool_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One host-readable word of the pool unit's channel sums: the ``C`` channels of an ``n`` block."""
+    return data.ArrayLayout(unsigned(cfg.pool_sum_bits), cfg.cols)
+
+
+def read_address_bits(cfg: ArrayConfig) -> int:
+    """``rd_addr`` width: output words, and with a pool unit one more bit that selects its channel sums."""
+    return max(ceil_log2(cfg.out_depth), 1) + (1 if cfg.global_pool else 0)
 
 
 def slot_bits(count: int) -> int:

@@ -78,6 +78,9 @@ class OutputLane(wiring.Component):
             members["thresholds"] = In(data.ArrayLayout(signed(cfg.threshold_bits), cfg.threshold_count))
         if cfg.residual_bits:
             members["shortcut"] = In(shortcut_signature(cfg))
+        if cfg.global_pool:  # the ASQ barrier's second pass adds the value the output buffer holds
+            members["held"] = In(signed(cfg.requant.sum_bits))
+            members["add_held"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -93,12 +96,16 @@ class OutputLane(wiring.Component):
         m.d.sync += [signed_total.eq(Mux(self.negate, -self.acc, self.acc) + self.bias),
                      multiplier.eq(self.multiplier), valid1.eq(self.valid)]
         total = Signal(signed(cfg.requant.sum_bits))
+        addend = 0
         if cfg.residual_bits:
             m.submodules.shortcut = aligner = ShortcutAligner(cfg)
             wiring.connect(m, wiring.flipped(self.shortcut), aligner.operand)
-            m.d.comb += total.eq(signed_total + aligner.aligned)
-        else:
-            m.d.comb += total.eq(signed_total)
+            addend = aligner.aligned
+        if cfg.global_pool:  # a held run adds no shortcut (hw.host.check_job)
+            held, add_held = Signal.like(self.held), Signal()
+            m.d.sync += [held.eq(self.held), add_held.eq(self.add_held)]
+            addend = Mux(add_held, held, addend)
+        m.d.comb += total.eq(signed_total + addend)
 
         # stage 2: total * mantissa, threshold code, raw value
         product = Signal(signed(product_bits))
@@ -142,7 +149,8 @@ class GlobalPool(wiring.Component):
     total is requantized: ``write`` and ``codes`` (output row 0 of block ``write_block``) follow
     the last row's lane result by :attr:`latency` cycles.  ``capture`` takes the block's
     multipliers when its row 0 enters the lanes (the controller's parameter read is then free
-    for the next block).
+    for the next block).  Without ``requantize`` (a RAW run: the ASQ barrier's first pass) the
+    totals are only kept, for the host to read (``rd_addr`` / ``rd_data``, one cycle).
     """
 
     latency = 1
@@ -161,6 +169,9 @@ class GlobalPool(wiring.Component):
             "first_block": In(1),  # the run's first m block: totals start at 0
             "last_block": In(1),  # its last m block: requantize
             "n_block": In(range(cfg.n_blocks_max)),
+            "requantize": In(1),
+            "rd_addr": In(range(cfg.n_blocks_max)),
+            "rd_data": Out(data.ArrayLayout(unsigned(cfg.pool_sum_bits), cfg.cols)),
             "write": Out(1),
             "write_block": Out(range(cfg.n_blocks_max)),
             "codes": Out(data.ArrayLayout(unsigned(cfg.out_bits), cfg.cols)),
@@ -175,11 +186,13 @@ class GlobalPool(wiring.Component):
         m.submodules.totals = totals = memory.Memory(shape=data.ArrayLayout(unsigned(width), cfg.cols),
                                                      depth=cfg.n_blocks_max, init=[])
         total_read, total_write = totals.read_port(domain="comb"), totals.write_port()
+        host_read = totals.read_port()
+        m.d.comb += [host_read.addr.eq(self.rd_addr), self.rd_data.eq(host_read.data)]
         held = Signal.like(self.multipliers)
         with m.If(self.capture):
             m.d.sync += held.eq(self.multipliers)
         block_end = self.valid & self.last_row
-        emit = block_end & self.last_block
+        emit = block_end & self.last_block & self.requantize
         m.d.comb += [total_read.addr.eq(self.n_block), total_write.addr.eq(self.n_block), total_write.en.eq(block_end)]
         m.d.sync += [self.write.eq(emit), self.write_block.eq(self.n_block)]
         for column in range(cfg.cols):

@@ -115,8 +115,9 @@ def simulate_jobs(cfg: ArrayConfig, jobs: list[GemmJob]) -> list[RunResult]:
         for job in jobs:
             m, n = job.output_shape
             run = await drive_steps(ctx, dut, gemm_steps(cfg, job))
-            words = run.field("rd_data")[-output_word_count(cfg, m, n):]
-            results.append(RunResult(decode_outputs(cfg, words, m, n), run.waits[0], run.busy_while_waiting[0], run.edges))
+            words = run.field("rd_data")[-output_word_count(cfg, m, n, job.reads_pool_sums):]
+            outputs = decode_outputs(cfg, words, m, n, job.reads_pool_sums)
+            results.append(RunResult(outputs, run.waits[0], run.busy_while_waiting[0], run.edges))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -104,7 +104,9 @@ class Accelerator(wiring.Component):
         m.submodules.out_buffer = out_buffer = memory.Memory(shape=out_word_layout(cfg), depth=cfg.out_depth, init=[])
         out_write = out_buffer.write_port(granularity=1)
         out_read = out_buffer.read_port()
-        m.d.comb += [out_read.addr.eq(self.rd_addr), self.rd_data.eq(out_read.data)]
+        m.d.comb += out_read.addr.eq(self.rd_addr)
+        if cfg.global_pool:  # the drain reads the held values (the ASQ barrier's second pass)
+            held_read = out_buffer.read_port()
 
         # ---- array and its configuration-time tables ------------------------------------------
         m.submodules.array = array = MacArray(cfg)
@@ -176,6 +178,8 @@ class Accelerator(wiring.Component):
         ]
         if cfg.residual_bits:
             m.d.comb += [residual_read.addr.eq(drain_block), residual_read.en.eq(params_read)]
+        if cfg.global_pool:
+            m.d.comb += [held_read.addr.eq(drain_block), held_read.en.eq(params_read)]
         run_drained = Signal()
         m.d.comb += run_drained.eq(last_drain & (drain_m == tile.m_blocks - 1) & (drain_n == tile.n_blocks - 1))
         with m.If(last_drain):
@@ -248,6 +252,8 @@ class Accelerator(wiring.Component):
             ]
             if cfg.threshold_bank:
                 m.d.comb += lane_unit.thresholds.eq(params.thresholds)
+            if cfg.global_pool:
+                m.d.comb += [lane_unit.held.eq(held_read.data[drain_row][column]), lane_unit.add_held.eq(tile.held)]
             if cfg.residual_bits:
                 m.d.comb += [lane_unit.shortcut.value.eq(residual_read.data[drain_row][column]),
                              lane_unit.shortcut.multiplier.eq(params.shortcut),
@@ -266,9 +272,15 @@ class Accelerator(wiring.Component):
             out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row, 0)),
             out_write.data.eq(Cat([out_row] * rows)),
         ]
-        if cfg.global_pool:
+        if not cfg.global_pool:
+            m.d.comb += self.rd_data.eq(out_read.data)
+        else:
             m.submodules.pool = pool = GlobalPool(cfg)
             written_m = written["m"][-1]
+            read_sums = Signal()  # rd_addr's top bit, as the synchronous reads saw it
+            m.d.sync += read_sums.eq(self.rd_addr[-1])
+            m.d.comb += [pool.rd_addr.eq(self.rd_addr), self.rd_data.eq(Mux(read_sums, pool.rd_data, out_read.data)),
+                         pool.requantize.eq(tile.mode == OutputMode.REQUANT)]
             m.d.comb += [
                 pool.capture.eq(draining & (drain_row == 0)),
                 pool.valid.eq(lanes[0].result_valid & pooling),
@@ -280,7 +292,7 @@ class Accelerator(wiring.Component):
             for column, lane_unit in enumerate(lanes):
                 m.d.comb += [pool.multipliers[column].eq(channel_read.data[column].multiplier),
                              pool.values[column].eq(lane_unit.result)]
-            with m.If(pooling):  # the pooled row replaces the lanes' rows: row 0 of block n
+            with m.If(pooling & (tile.mode == OutputMode.REQUANT)):  # the pooled row replaces the lanes' rows
                 m.d.comb += [out_write.addr.eq(pool.write_block), out_write.en.eq(Mux(pool.write, 1, 0))]
                 m.d.comb += [out_row[column].eq(pool.codes[column]) for column in range(cols)]
         return m

@@ -122,8 +122,9 @@ def split_gemm(cfg: ArrayConfig, job: GemmJob) -> list[Run]:
             f"K={k} exceeds max_reduction={cfg.max_reduction}: the requantizer needs whole sums "
             "(build the array with a larger max_reduction)"
         )
-    if job.pool and m > cfg.max_m:
-        raise ConfigError(f"a pooled run sums all M={m} rows at once; the array holds max_m={cfg.max_m}")
+    if (job.pool or job.held) and (m > cfg.max_m or n > cfg.max_n):
+        raise ConfigError(f"a pooled or held run covers all of M={m} x N={n} at once; the array holds "
+                          f"{cfg.max_m} x {cfg.max_n}")
     runs = []
     for n0 in range(0, n, cfg.max_n):
         n1 = min(n, n0 + cfg.max_n)
@@ -201,12 +202,13 @@ class AcceleratorDriver:
 
     def decode(self, result: HostResult, runs: list[Run]) -> list[RunOutcome]:
         words = result.captures.ints("rd_data")
-        words = words[len(words) - sum(output_word_count(self.cfg, *r.job.output_shape) for r in runs):]
+        words = words[len(words) - sum(output_word_count(self.cfg, *r.job.output_shape, r.job.reads_pool_sums)
+                                       for r in runs):]
         outcomes, offset = [], 0
         for run, cycles in zip(runs, result.waits, strict=True):
             m, k, n = run.shape
-            count = output_word_count(self.cfg, *run.job.output_shape)
-            outputs = decode_outputs(self.cfg, words[offset : offset + count], *run.job.output_shape)
+            count = output_word_count(self.cfg, *run.job.output_shape, run.job.reads_pool_sums)
+            outputs = decode_outputs(self.cfg, words[offset : offset + count], *run.job.output_shape, run.job.reads_pool_sums)
             offset += count
             outcomes.append(RunOutcome(run, outputs, int(cycles), gemm_cycles(self.cfg, m, k, n, run.job.pool)))
         return outcomes

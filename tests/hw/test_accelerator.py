@@ -43,10 +43,11 @@ def random_job(cfg: ArrayConfig, rng, m: int, k: int, n: int, mode=OutputMode.RE
     return GemmJob(act, weight, **fields)
 
 
-def run_and_check(cfg: ArrayConfig, jobs: list[GemmJob]) -> None:
+def run_and_check(cfg: ArrayConfig, jobs: list[GemmJob], held: dict | None = None) -> None:
+    """``held``: job index -> the values its run finds in the output buffer."""
     results = simulate_jobs(cfg, jobs)
-    for job, result in zip(jobs, results, strict=True):
-        np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job))
+    for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job, (held or {}).get(index)))
         assert result.cycles == gemm_cycles(cfg, *job.shape, pool=job.pool)
         assert result.busy_during_run
 
@@ -127,8 +128,34 @@ def test_global_average_pool(kind):
     assert 0 < sum(np.count_nonzero(p) for p in pooled) < sum(p.size for p in pooled)
     with pytest.raises(ConfigError, match="global_pool"):
         job_writes(small_config(kind), GemmJob(**{**jobs[0].__dict__}))
-    with pytest.raises(ConfigError, match="REQUANT"):
-        job_writes(cfg, GemmJob(**{**jobs[0].__dict__, "mode": OutputMode.RAW}))
+    with pytest.raises(ConfigError, match="REQUANT or RAW"):
+        job_writes(cfg, GemmJob(**{**jobs[0].__dict__, "row_mantissa": jobs[0].mantissa, "row_shift": jobs[0].shift}))
+
+
+@pytest.mark.parametrize("kind", ["int", "lcq"])
+def test_asq_barrier_holds_relu_t_and_requantizes_it(kind):
+    """Pass 1 (pooled RAW): the output buffer holds relu(t), the host reads each channel's sum; pass 2 (zero
+    operands, held): the held values requantized with new multipliers, with no host transfer of t."""
+    cfg = small_config(kind, global_pool=True)
+    rng = np.random.default_rng(12)
+    jobs, held = [], {}
+    for m, k, n in ((7, 24, 7), (4, 5, 3)):
+        first = random_job(cfg, rng, m, k, n, OutputMode.RAW, negate=rng.integers(0, 2, n), pool=True)
+        raw = GemmJob(**{**first.__dict__, "pool": False, "relu": True})
+        mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 2.0, n) * first.mantissa / 2.0 ** first.shift)
+        zero_weight = cfg.datapath.weight.legal_codes()[0]
+        second = GemmJob(np.zeros((m, 1), int), np.full((1, n), zero_weight), OutputMode.REQUANT, mantissa=mantissa,
+                         shift=shift, held=True, **tables_of(first))
+        held[len(jobs) + 1] = golden_outputs(cfg, raw)
+        jobs += [first, second]
+    run_and_check(cfg, jobs + [random_job(cfg, rng, 5, 6, 4)], held)
+    sums = golden_outputs(cfg, jobs[0])
+    assert sums.shape == (1, 7) and np.array_equal(sums[0], held[1].sum(axis=0))
+    codes = golden_outputs(cfg, jobs[1], held[1])
+    assert 0 < np.count_nonzero(codes) < codes.size and codes.max() <= (1 << cfg.out_bits) - 1
+    assert gemm_cycles(cfg, 7, 1, 7) == -(-7 // cfg.rows) * -(-7 // cfg.cols) * (cfg.rows + 1) + cfg.cols + cfg.rows + 4
+    with pytest.raises(ConfigError, match="exactly for a held run"):
+        golden_outputs(cfg, jobs[1])
 
 
 def test_shortcut_validation():
