@@ -46,6 +46,7 @@ from golden import spec
 from golden.errors import ConfigError, UnsupportedBitsError
 from golden.gemm import conv_output_size, conv_weight_matrix, im2col
 from golden.integer import NETWORK_INPUT, IntegerLayer, IntegerNetwork
+from golden.output_stage import adapter_input
 from golden.spec import WeightScheme
 from golden.stages import Accumulators, Codes
 from hw.config import ArrayConfig
@@ -138,13 +139,14 @@ def runs_on_requantizer(layer: IntegerLayer) -> bool:
     The output lanes apply the channel signs, the bias and the aligned shortcut, and combine a
     signed input's two passes (:mod:`golden.output_stage`); a per-sample input step (after an
     ASQ layer) runs one sample per accelerator run with that sample's channel parameters.  A
-    global average pool before a uniform output runs on the pool unit, one sample per run.  Max
-    pooling and ASQ's own output (beta from the layer's pooled output) are not on chip.
+    global average pool before a uniform output runs on the pool unit, one sample per run, and
+    so does an ASQ output: the pool unit's sums give the host beta, a second pass requantizes
+    the held ``relu(t)`` (:func:`_asq_barrier`).  Max pooling is not on chip.
     """
     out = layer.output
     return (
         layer.groups == 1 and out.max_pool is None and (not out.global_pool or out.mode == "uniform")
-        and out.mode in ("uniform", "threshold", "accumulator")
+        and out.mode in ("uniform", "threshold", "accumulator", "asq")
         and not (layer.signed_input and layer.residual is not None)  # one shortcut operand per output
     )  # fmt: skip
 
@@ -214,7 +216,7 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
             act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
             max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
             threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
-            global_pool=any(layer.output.global_pool for layer in direct),
+            global_pool=any(layer.output.global_pool or layer.output.mode == "asq" for layer in direct),
         )  # fmt: skip
         residual = max([residual_bits(network, layer, cfg.requant.sum_bits) for layer in direct], default=0)
         configs[key] = cfg.replace(residual_bits=residual) if residual else cfg
@@ -287,7 +289,7 @@ def _gemm_matrix(values: np.ndarray) -> np.ndarray:
 
 async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, shortcut):
     """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages."""
-    per_sample = layer.input_adaptive or layer.output.global_pool
+    per_sample = layer.input_adaptive or layer.output.global_pool or layer.output.mode == "asq"
     if runs_on_requantizer(layer) and per_sample and len(x.step) > 1:
         parts = [await run_layer(session, driver, layer, _sample(x, i), _sample(shortcut, i)) for i in range(len(x.step))]
         return _concatenate([output for output, _ in parts]), _total([run for _, run in parts])
@@ -310,7 +312,9 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         negate = (_channel_params(params.sign, "channel signs", layer) < 0).astype(np.int64)
         bias = _channel_params(params.bias, "biases", layer)
         out = layer.output
-        if out.mode == "uniform":
+        if out.mode == "asq":  # the barrier's first pass: hold relu(t), sum it per channel
+            finish = dict(mode=OutputMode.RAW, pool=True)
+        elif out.mode == "uniform":
             finish = dict(mode=OutputMode.REQUANT, mantissa=_channel_params(params.mantissa, "multipliers", layer),
                           shift=_channel_params(params.shift, "multipliers", layer), pool=pool)
         elif out.mode == "threshold":
@@ -328,12 +332,17 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
                                        shortcut_shift=_channel_params(shift, "shortcut multipliers", layer))
         else:
             matrix, shape = await gemm(array_input, **finish, bias=bias, negate=negate)
+        step = None if isinstance(golden, Accumulators) else golden.step
+        if out.mode == "asq":  # the sample's step comes from the RTL's sums, checked against golden's
+            matrix, beta = await _asq_barrier(session, driver, layer, x, matrix, acc_shape, tally, tables)
+            step = out.step * beta
         values = matrix if pool else _to_channels_first(matrix, shape)
         if isinstance(golden, Accumulators):
             output = Accumulators(values, golden.unit)
         else:
-            output = Codes(values, golden.step, golden.table)
+            output = Codes(values, step, golden.table)
         stage, mismatches = "codes", int(np.sum(values != _integers(golden)))
+        mismatches += 0 if step is None else int(np.sum(step != golden.step))
     else:
         if layer.signed_input:  # two unsigned passes, as golden's accumulate defines it
             positive, shape = await gemm(np.maximum(array_input, 0), mode=OutputMode.RAW)
@@ -348,6 +357,28 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         stage, mismatches = "accumulators", mismatches + (0 if same else 1)
     return output, LayerRun(layer.name, stage, mismatches == 0 and tally.cycles == tally.expected, mismatches,
                             tally.cycles, tally.expected, tally.program, tally.runs, tally.macs, driver.cfg.name_hint)
+
+
+async def _asq_barrier(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, sums: np.ndarray,
+                       acc_shape: tuple, tally, tables: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes [M, N], beta [1])`` of one sample's ASQ output: the barrier's second pass on the held ``relu(t)``.
+
+    The host runs the adapter on the integer sums the first pass left in the pool unit
+    (``golden.output_stage.adapter_input``, as golden does), turns beta into the sample's channel
+    multipliers, and the accelerator requantizes the values its output buffer holds — a run on
+    zero operands (``K = 1``) whose lanes add the held value instead of an accumulator.
+    """
+    positions = int(np.prod(acc_shape[2:], dtype=np.int64))
+    params = layer.requant_params(x.step)
+    beta = layer.output.adapter(adapter_input(sums, positions, 1, params.unit))
+    params = layer.requant_params(x.step, 1, beta)
+    m, n = positions * acc_shape[0], layer.out_channels
+    zero_weight = array_datapath(layer.cfg).weight.legal_codes()[0]
+    job = GemmJob(np.zeros((m, 1), dtype=np.int64), np.full((1, n), zero_weight), OutputMode.REQUANT,
+                  mantissa=params.mantissa[0], shift=params.shift[0], held=True, **tables)
+    outcome = await run_gemm(session, driver, job)
+    tally.add(outcome)
+    return outcome.outputs, beta
 
 
 async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNetwork, indices: list[int],

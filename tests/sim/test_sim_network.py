@@ -18,6 +18,7 @@ from golden.errors import ConfigError, UnsupportedBitsError
 from golden.export import export_model
 from golden.gemm import int_conv2d
 from golden.layers import calibrate, quantize_model
+from golden.models import DigitsNet
 from sim.failures import SimulationError
 from sim.network import (
     LayerRun,
@@ -208,3 +209,23 @@ def test_resnet20_under_cocotb_verilator():
     run = run_network_rtl(network, x, "cocotb-verilator")
     print(_summary(run))
     check_network(run)
+
+
+def test_asq_network_finishes_every_layer_on_chip():
+    """ASQ outputs through the barrier (pooled RAW pass, host adapter on the RTL's integer sums, held pass),
+    after a signed 8-bit stem; every layer's codes and every sample's step equal golden's."""
+    torch.manual_seed(0)
+    model = quantize_model(DigitsNet(width=4).eval(), "asq", 4)
+    calibrate(model, torch.randn(16, 1, 8, 8))
+    network, _ = export_model(model.eval())
+    assert [layer.output.mode for layer in network.layers] == ["asq", "asq", "uniform", "accumulator"]
+    assert network.layers[0].signed_input
+    x = np.random.default_rng(0).normal(0, 1, (2, 1, 8, 8))
+    run = run_network_rtl(network, x, "verilator", APOT_ARRAY, APOT_ARRAY)
+    check_network(run)
+    assert {layer.stage for layer in run.layers} == {"codes"}
+    runs = {layer.name: layer.runs for layer in run.layers}
+    assert runs == {"features.0": 2 * 3, "features.3": 2 * 2, "features.6": 2, "classifier": 1}  # per sample
+    golden = network.run(x)
+    for name in ("features.0", "features.3"):
+        assert len(set(run.outputs[name].step)) == 2 and np.array_equal(run.outputs[name].step, golden[name].step)
