@@ -195,6 +195,11 @@ def _run_cycles(rows: int, cols: int, m: int, k: int, n: int) -> int:
     return gemm_cycles(cfg, m, k, n)
 
 
+def asq_barrier_cycles(rows: int, cols: int, positions: int, channels: int) -> int:
+    """Cycles the barrier adds to one sample of a layer with an ASQ output of ``channels x positions``."""
+    return POOL_CYCLES + _run_cycles(rows, cols, positions, 1, channels)
+
+
 def asq_on_chip(network: str, layers: list[Layer], rows: int, cols: int, units: tuple[SynthRecord, ...] = ()) -> dict:
     """ASQ's on-chip cost for one sample of ``network`` on an ``rows x cols`` array (module docstring, "On chip").
 
@@ -202,7 +207,7 @@ def asq_on_chip(network: str, layers: list[Layer], rows: int, cols: int, units: 
     same PE configuration and column count (``pool_*`` / ``array_*`` transistors, if both exist).
     """
     network_cycles = sum(layer.groups * _run_cycles(rows, cols, layer.m, layer.k, layer.n) for layer in layers)
-    barrier = sum(POOL_CYCLES + _run_cycles(rows, cols, layer.hin * layer.win, 1, layer.cin) for layer in adapted_layers(layers))
+    barrier = sum(asq_barrier_cycles(rows, cols, layer.hin * layer.win, layer.cin) for layer in adapted_layers(layers))
     row = {"network": network, "array": f"{rows}x{cols}", "network_cycles": network_cycles, "barrier_cycles": barrier,
            "barrier_cycles_pct": _pct(barrier, network_cycles)}
     pool = next((unit for unit in units if unit.unit == UnitType.POOL), None)
