@@ -19,7 +19,15 @@ Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
   shadow registers go to the ``C`` requantizer lanes, one per cycle, with the drained block's
   channel parameters (block ``nb``) and row multipliers (block ``mb``), read the cycle before;
   the results are written to its output word two cycles later.
-* When the last block's last row has drained: two ``FLUSH`` cycles for the requantizer, then ``DONE``.
+* When the last block's last row has drained: two ``FLUSH`` cycles for the requantizer, then ``DONE``
+  (a pooled run adds ``POOL`` for the pool unit's requantizer).
+
+Output stage (:mod:`hw.output_stage`): the drained row goes through the ``C`` output lanes with
+the block's channel parameters, its residual operands (the ``RESIDUAL`` buffer, one word per
+output block, read with the channel parameters) and, in a held run, the values the output
+buffer holds for the block (a second read port).  With ``global_pool`` the lanes' results also
+feed the :class:`~hw.output_stage.GlobalPool` unit, whose sums the host reads under ``rd_addr``'s
+top bit.
 """
 
 from __future__ import annotations

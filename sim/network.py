@@ -4,15 +4,15 @@ Every conv/linear layer's GEMM runs on the RTL (golden's ``im2col`` lowers a con
 layer's input is the previous layer's *RTL* output, so errors would propagate exactly as they
 would in silicon.  Two ways a layer runs:
 
-* **on-chip requantizer** (``stage="codes"``): a layer with no residual, no pooling, static
-  input step, positive channel signs and an unsigned input runs in REQUANT (uniform output) or
-  THRESHOLD (LCQ output) mode, or RAW for an ``accumulator`` output (``acc + bias``); the RTL's
-  output is the next layer's input as is;
-* **accumulators** (``stage="accumulators"``): the accelerator has no residual input and no
-  pooling unit, so a layer with a residual add, pooling, an ASQ output, a negated channel or a
-  signed input (two unsigned passes) runs in RAW mode with zero bias and golden's own
-  ``IntegerLayer.forward`` finishes it from the RTL accumulators (shortcut, pooling,
-  requantization).  The accumulators are compared bit for bit too.
+* **on chip** (``stage="codes"``): the output stage finishes the layer
+  (:func:`runs_on_requantizer`): channel signs, bias, the residual add (the host writes the
+  shortcut operand), a signed input's two passes (the second adds the first's ``t``), a global
+  average pool, ASQ's output through the barrier (a pooled pass holds ``relu(t)``, the host runs
+  the adapter on the RTL's integer channel sums, a held pass requantizes), then REQUANT,
+  THRESHOLD or RAW (``accumulator`` output); the RTL's output is the next layer's input as is;
+* **accumulators** (``stage="accumulators"``): a max pool or a grouped conv runs in RAW mode
+  and golden's ``IntegerLayer.finish`` completes it from the RTL accumulators.  The
+  accumulators are compared bit for bit too.
 
 A layer with int weights and table activations (APoT) has no PE kind of its own: the host looks
 each activation code up in the layer's table at the array edge and an int array
@@ -71,7 +71,7 @@ class LayerRun:
     """One layer's RTL result next to golden's, totalled over the passes (the batch, or every image)."""
 
     name: str
-    stage: str  # "codes" (on-chip requantizer / RAW output) or "accumulators" (golden finished the layer)
+    stage: str  # "codes" (the on-chip output stage finished the layer) or "accumulators" (golden finished it)
     bit_exact: bool  # every pass: no mismatch and measured cycles == expected
     mismatches: int
     cycles: int  # measured start..done cycles of the layer's accelerator runs
