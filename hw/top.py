@@ -273,15 +273,11 @@ class Accelerator(wiring.Component):
                 chain.append(Signal.like(chain[0], name=f"written_{name}{stage}"))
                 m.d.sync += chain[-1].eq(chain[-2])
         written_row, written_block = written["row"][-1], written["block"][-1]
-        out_row = Signal(data.ArrayLayout(signed(cfg.out_word_bits), cols))
-        m.d.comb += [out_row[column].eq(lane_unit.result) for column, lane_unit in enumerate(lanes)]
-        m.d.comb += [
-            out_write.addr.eq(written_block),
-            out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row, 0)),
-            out_write.data.eq(Cat([out_row] * rows)),
-        ]
+        lane_row = [lane_unit.result for lane_unit in lanes]
+        lane_write = (written_block, Mux(lanes[0].result_valid, Const(1, rows) << written_row, 0))
         if not cfg.global_pool:
             m.d.comb += self.rd_data.eq(out_read.data)
+            write_row, (write_addr, write_en) = lane_row, lane_write
         else:
             m.submodules.pool = pool = GlobalPool(cfg)
             written_m = written["m"][-1]
@@ -300,7 +296,14 @@ class Accelerator(wiring.Component):
             for column, lane_unit in enumerate(lanes):
                 m.d.comb += [pool.multipliers[column].eq(channel_read.data[column].multiplier),
                              pool.values[column].eq(lane_unit.result)]
-            with m.If(pooling & (tile.mode == OutputMode.REQUANT)):  # the pooled row replaces the lanes' rows
-                m.d.comb += [out_write.addr.eq(pool.write_block), out_write.en.eq(Mux(pool.write, 1, 0))]
-                m.d.comb += [out_row[column].eq(pool.codes[column]) for column in range(cols)]
+            # a pooled REQUANT run writes the pooled row (row 0 of block n) instead of the lanes' rows.  Muxes, not
+            # an m.If: with the m.If Icarus lost the first block after reset (Verilator and Amaranth's simulator did not)
+            pooled = Signal()
+            m.d.comb += pooled.eq(pooling & (tile.mode == OutputMode.REQUANT))
+            write_row = [Mux(pooled, pool.codes[column], lane_row[column]) for column in range(cols)]
+            write_addr = Mux(pooled, pool.write_block, lane_write[0])
+            write_en = Mux(pooled, pool.write, lane_write[1])
+        out_row = Signal(data.ArrayLayout(signed(cfg.out_word_bits), cols))
+        m.d.comb += [out_row[column].eq(value) for column, value in enumerate(write_row)]
+        m.d.comb += [out_write.addr.eq(write_addr), out_write.en.eq(write_en), out_write.data.eq(Cat([out_row] * rows))]
         return m

@@ -211,17 +211,24 @@ def test_resnet20_under_cocotb_verilator():
     check_network(run)
 
 
-def test_asq_network_finishes_every_layer_on_chip():
-    """ASQ outputs through the barrier (pooled RAW pass, host adapter on the RTL's integer sums, held pass),
-    after a signed 8-bit stem; every layer's codes and every sample's step equal golden's."""
+@pytest.fixture(scope="module")
+def asq_network():
+    """A calibrated 4-bit ASQ DigitsNet (width 4) and two images."""
     torch.manual_seed(0)
     model = quantize_model(DigitsNet(width=4).eval(), "asq", 4)
     calibrate(model, torch.randn(16, 1, 8, 8))
     network, _ = export_model(model.eval())
+    return network, np.random.default_rng(0).normal(0, 1, (2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("backend", ["verilator", "cocotb-icarus"])
+def test_asq_network_finishes_every_layer_on_chip(asq_network, backend):
+    """ASQ outputs through the barrier (pooled RAW pass, host adapter on the RTL's integer sums, held pass),
+    after a signed 8-bit stem; every layer's codes and every sample's step equal golden's."""
+    network, x = asq_network
     assert [layer.output.mode for layer in network.layers] == ["asq", "asq", "uniform", "accumulator"]
     assert network.layers[0].signed_input
-    x = np.random.default_rng(0).normal(0, 1, (2, 1, 8, 8))
-    run = run_network_rtl(network, x, "verilator", APOT_ARRAY, APOT_ARRAY)
+    run = run_network_rtl(network, x, backend, APOT_ARRAY, APOT_ARRAY)
     check_network(run)
     assert {layer.stage for layer in run.layers} == {"codes"}
     runs = {layer.name: layer.runs for layer in run.layers}
