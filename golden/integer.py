@@ -23,6 +23,7 @@ from .errors import (
     UnknownSchemeError,
 )
 from .gemm import as_pair, conv_output_size, gemm_accumulator_bits, int_conv2d, int_linear
+from .output_stage import IDENTITY_MULTIPLIER, adapter_input, global_pool_sum, output_total
 from .spec import WeightScheme
 from .stages import Accumulators, Codes, OutputStage, Residual, float_array, quantize_real
 
@@ -140,7 +141,8 @@ class IntegerLayer:
     ``signed_input``: the input codes are two's complement (a signed first-layer quantizer); the
     layer runs as two passes on the unsigned datapath, ``acc(max(x, 0)) - acc(max(-x, 0))``
     (``|x| <= 2^(b-1)`` fits the unsigned ``b``-bit code; zero padding stays exact), and the
-    difference needs one bit more than ``accumulator_width``.
+    difference needs one bit more than ``accumulator_width``; the output stage combines the
+    passes (:func:`golden.output_stage.two_pass_totals`).
     """
 
     name: str
@@ -310,14 +312,16 @@ class IntegerLayer:
         return RequantParams(sign, unit, bias)
 
     def forward(self, x: Codes, shortcut: Codes | Accumulators | None = None) -> Codes | Accumulators:
-        """The layer on a batch: accumulate, add bias and shortcut, pool, requantize."""
+        """The layer on a batch: accumulate, then :meth:`finish`."""
+        return self.finish(x, self.accumulate(x), shortcut)
+
+    def finish(self, x: Codes, acc: np.ndarray, shortcut: Codes | Accumulators | None = None) -> Codes | Accumulators:
+        """The output stage on the layer's accumulators: sign, bias and shortcut (:mod:`golden.output_stage`), pool, requantize."""
         if (shortcut is None) != (self.residual is None):
             raise ConfigError(f"layer {self.name!r}: a shortcut must be given exactly when the layer has a residual")
-        acc = self.accumulate(x)
         params = self.requant_params(x.step)
-        t = _channels(params.sign, acc) * acc + _channels(params.bias, acc)
-        if shortcut is not None:
-            t = t + self._aligned_shortcut(shortcut, params.unit, t.shape)
+        operand = (None, *IDENTITY_MULTIPLIER) if shortcut is None else self.shortcut_operand(shortcut, params.unit, acc.shape)
+        t = output_total(acc, _channels(params.sign, acc), _channels(params.bias, acc), *operand)
         out = self.output
         if out.mode == "accumulator":
             return Accumulators(t, params.unit)
@@ -326,19 +330,25 @@ class IntegerLayer:
             t = max_pool(np.maximum(t, 0), *out.max_pool)
         elif out.global_pool:
             spatial = t.shape[2] * t.shape[3]
-            t = np.maximum(t, 0).sum(axis=(2, 3))
+            t = global_pool_sum(t)
         if out.mode == "threshold":
             params = self.requant_params(x.step, spatial)
             return Codes(threshold_channels(t, 0, params.thresholds), np.full(len(x.step), out.step), out.levels)
         beta = None
-        if out.mode == "asq":
-            pooled = np.maximum(t, 0) if t.ndim == 2 else np.maximum(t, 0).mean(axis=tuple(range(2, t.ndim)))
-            beta = out.adapter(pooled / spatial * params.unit)
+        if out.mode == "asq":  # golden.output_stage: the sums of relu(t), then the held relu(t) requantized
+            t = np.maximum(t, 0)
+            sums, positions = (t, 1) if t.ndim == 2 else (global_pool_sum(t), t.shape[2] * t.shape[3])
+            beta = out.adapter(adapter_input(sums, positions, spatial, params.unit))
         params = self.requant_params(x.step, spatial, beta)
         codes = requantize_channels(t, 0, params.mantissa, params.shift, out.bits)
         return Codes(codes, out.step * (np.ones(len(x.step)) if beta is None else beta))
 
-    def _aligned_shortcut(self, shortcut: Codes | Accumulators, unit: np.ndarray, shape: tuple) -> np.ndarray:
+    def shortcut_operand(self, shortcut: Codes | Accumulators, unit: np.ndarray, shape: tuple) -> tuple[np.ndarray, ...]:
+        """``(values, mantissa, shift)``: the shortcut subsampled and channel-padded to ``shape``, and its alignment multipliers.
+
+        ``values`` are the integers the output stage adds after ``rescale`` (codes' values, or
+        a downsample conv's ``t``); the multipliers are ``[N, C, 1...]``, ``unit`` is this layer's.
+        """
         residual = self.residual
         if isinstance(shortcut, Codes) != (residual.mode == "codes"):
             raise ConfigError(f"layer {self.name!r}: residual mode {residual.mode!r} does not match the shortcut given")
@@ -354,7 +364,7 @@ class IntegerLayer:
         if values.shape != shape:
             raise ConfigError(f"layer {self.name!r}: shortcut shape {values.shape} does not match the output {shape}")
         mantissa, shift = requantization.quantize_multiplier(shortcut_ratio(source_unit, unit, residual.channel_pad))
-        return requantization.rescale(values, _channels(mantissa, values), _channels(shift, values), "shortcut")
+        return values, _channels(mantissa, values), _channels(shift, values)
 
 
 def shortcut_ratio(source_unit: np.ndarray, unit: np.ndarray, channel_pad: tuple[int, int]) -> np.ndarray:

@@ -95,16 +95,27 @@ def threshold_quantize(acc: np.ndarray, bias: np.ndarray | int, thresholds: np.n
 
 @dataclass(frozen=True)
 class RequantSpec:
-    """Widths of the requantizer that follows an ``accumulator_width``-bit accumulator."""
+    """Widths of the output stage that follows an ``accumulator_width``-bit accumulator.
+
+    ``shortcut_bits``: signed width of the residual operand (0: no residual add); the operand is
+    aligned with an unsigned ``multiplier_bits`` mantissa (:mod:`golden.output_stage`).
+    """
 
     accumulator_width: int
     bias_bits: int
     multiplier_bits: int = MULTIPLIER_BITS
+    shortcut_bits: int = 0
+
+    @property
+    def aligned_shortcut_bits(self) -> int:
+        """Width of ``rescale(shortcut, mantissa, shift)``: the product's, at the smallest shift (0)."""
+        return self.shortcut_bits + self.multiplier_bits if self.shortcut_bits else 0
 
     @property
     def sum_bits(self) -> int:
-        """Width of ``acc + bias``."""
-        return max(self.accumulator_width, self.bias_bits) + 1
+        """Width of ``sign * acc + bias`` (the negation fits: ``2^(w-1) + bias_max < 2^max(w, b)``), plus the aligned shortcut."""
+        total = max(self.accumulator_width, self.bias_bits) + 1
+        return max(total, self.aligned_shortcut_bits) + 1 if self.shortcut_bits else total
 
     @property
     def product_bits(self) -> int:

@@ -28,8 +28,8 @@ from golden.errors import ConfigError
 
 from .config import ArrayConfig
 from .cycles import gemm_cycles
-from .host import GemmJob, HostWrite, job_writes, output_word_count, tile_descriptor
-from .layout import BANKED_REGIONS, BANKS, REGION_BITS, host_bus_widths, out_word_layout, tile_layout
+from .host import GemmJob, HostWrite, job_writes, output_word_count, pool_sums_base, tile_descriptor
+from .layout import BANKED_REGIONS, BANKS, REGION_BITS, host_bus_widths, out_word_layout, read_address_bits, tile_layout
 
 #: the wait for ``done`` gives up after this many times the expected cycles (plus the slack):
 #: a slow run is then measured and reported against gemm_cycles instead of cut off at it
@@ -53,8 +53,8 @@ class HostBus(wiring.Signature):
             "busy": Out(1),  # from the edge after start until the run ends
             "done": Out(1),  # from the end of a run until the next start
             "wr_refused": Out(1),  # a write since the last start was dropped: it targeted the running run's bank or a table
-            "rd_bank": In(bank_bits),
-            "rd_addr": In(max(ceil_log2(cfg.out_depth), 1)),
+            "rd_bank": In(bank_bits),  # the output bank rd_addr reads (the pool's sums have one bank)
+            "rd_addr": In(read_address_bits(cfg)),  # with a pool unit the top bit selects its sums (hw.layout)
             "rd_data": Out(out_word_layout(cfg)),  # the word at the rd_addr of the previous edge
         })
 
@@ -128,22 +128,26 @@ def start_step(cfg: ArrayConfig, job: GemmJob, bank: int = 0) -> BusStep:
     return BusStep({"start": 1, "tile": tile_descriptor(cfg, job, _check_bank(bank))})
 
 
-def wait_step(cfg: ArrayConfig, m: int, k: int, n: int, capture: bool = False) -> BusStep:
+def wait_step(cfg: ArrayConfig, m: int, k: int, n: int, capture: bool = False, pool: bool = False) -> BusStep:
     """Wait for ``done``; ``gemm_cycles`` edges are expected (see :data:`DONE_BUDGET_FACTOR`)."""
-    return BusStep(capture=capture, wait_limit=DONE_BUDGET_FACTOR * gemm_cycles(cfg, m, k, n) + DONE_BUDGET_SLACK)
+    limit = DONE_BUDGET_FACTOR * gemm_cycles(cfg, m, k, n, pool) + DONE_BUDGET_SLACK
+    return BusStep(capture=capture, wait_limit=limit)
 
 
-def read_step(cfg: ArrayConfig, m: int, n: int, bank: int = 0, first: int = 0, stop: int | None = None) -> BusStep:
+def read_step(cfg: ArrayConfig, m: int, n: int, bank: int = 0, first: int = 0, stop: int | None = None,
+              pool_sums: bool = False) -> BusStep:
     """Output words ``first .. stop-1`` (default all) of ``bank``: address ``b + 1`` is presented while ``b`` is taken.
 
     The read port is synchronous (one cycle), so row ``b + 1`` captures word ``b``; the extra
-    last row presents ``first`` again.
+    last row presents ``first`` again.  ``pool_sums``: the pool unit's channel sums of a ``1 x N``
+    result instead (``rd_addr``'s top bit set; they have one bank, ``bank`` is ignored).
     """
-    count = output_word_count(cfg, m, n)
+    count = output_word_count(cfg, m, n, pool_sums)
     stop = count if stop is None else stop
     if not 0 <= first < stop <= count:
         raise ConfigError(f"output words {first}..{stop - 1} are not inside 0..{count - 1}")
-    addresses = np.append(np.arange(first, stop), first)
+    base = pool_sums_base(cfg) if pool_sums else 0
+    addresses = base + np.append(np.arange(first, stop), first)
     return BusStep({"rd_addr": addresses, "rd_bank": _check_bank(bank)}, capture=np.arange(len(addresses)) > 0)
 
 
@@ -157,7 +161,8 @@ def gemm_steps(cfg: ArrayConfig, job: GemmJob, writes: Sequence[HostWrite] | Non
     writes = job_writes(cfg, job) if writes is None else writes
     m, k, n = job.shape
     steps = [write_step(writes)] if writes else []
-    return steps + [start_step(cfg, job), wait_step(cfg, m, k, n), read_step(cfg, m, n)]
+    return steps + [start_step(cfg, job), wait_step(cfg, m, k, n, pool=job.pool),
+                     read_step(cfg, *job.output_shape, pool_sums=job.reads_pool_sums)]
 
 
 @dataclass(frozen=True)
@@ -213,10 +218,19 @@ def program_steps(cfg: ArrayConfig, jobs: Sequence[GemmJob], writes: Sequence[Se
     :func:`hw.host.job_writes`; a driver passes fewer when the bank already holds some.
     ``prefetch``: banked writes for whatever runs after the program (the next layer's weights),
     into the bank after the last run's, issued while the last run computes.
+
+    Pooled and held runs (the global pool, the ASQ barrier) are true dependencies: the pool unit
+    keeps one bank of channel sums, which the next pooled run would overwrite, and the host needs
+    them before it can parameterize the held run, which re-reads its bank's held values.  Such a
+    run is a program of its own (a barrier): its outputs or sums are read after its ``done``, and
+    only ``prefetch`` (into the other bank) overlaps it.  The windows use
+    ``gemm_cycles(..., pool)``.
     """
     writes = [job_writes(cfg, job) for job in jobs] if writes is None else [list(w) for w in writes]
     if not jobs or len(writes) != len(jobs):
         raise ConfigError(f"a program needs at least one job and one write list per job, got {len(jobs)} and {len(writes)}")
+    if len(jobs) > 1 and any(job.pool or job.held for job in jobs):
+        raise ConfigError("a pooled or held run is a barrier: it runs as a program of its own")
     banks = tuple((_check_bank(first_bank) + i) % BANKS for i in range(len(jobs)))
     if any(w.region not in BANKED_REGIONS for w in prefetch):
         raise ConfigError(f"only banked regions ({', '.join(r.name for r in BANKED_REGIONS)}) can be prefetched")
@@ -235,10 +249,13 @@ def program_steps(cfg: ArrayConfig, jobs: Sequence[GemmJob], writes: Sequence[Se
         if part:
             add(write_step(part, bank))
 
+    def word_count(run: int) -> int:
+        return output_word_count(cfg, *jobs[run].output_shape, jobs[run].reads_pool_sums)
+
     def add_reads(run: int, first: int, stop: int) -> None:
         if first < stop:
-            m, _, n = jobs[run].shape
-            add(read_step(cfg, m, n, banks[run], first, stop), ("word", run))
+            job = jobs[run]
+            add(read_step(cfg, *job.output_shape, banks[run], first, stop, job.reads_pool_sums), ("word", run))
 
     def split(run: int) -> tuple[list[HostWrite], list[HostWrite]]:
         """(banked writes, table writes) of ``run``."""
@@ -249,9 +266,9 @@ def program_steps(cfg: ArrayConfig, jobs: Sequence[GemmJob], writes: Sequence[Se
     add(start_step(cfg, jobs[0], banks[0]))
     for run, job in enumerate(jobs):
         m, k, n = job.shape
-        expected = gemm_cycles(cfg, m, k, n)
+        expected = gemm_cycles(cfg, m, k, n, job.pool)
         window = max(expected - 2, 0)
-        unread = output_word_count(cfg, *jobs[run - 1].shape[::2]) if run else 0
+        unread = word_count(run - 1) if run else 0
         last = run + 1 == len(jobs)
         banked, tables = (list(prefetch), []) if last else split(run + 1)
         next_bank = (banks[run] + 1) % BANKS
@@ -261,12 +278,12 @@ def program_steps(cfg: ArrayConfig, jobs: Sequence[GemmJob], writes: Sequence[Se
         early = banked[: window - used]
         add_writes(early, next_bank)
         windows.append(used + len(early))
-        add(wait_step(cfg, m, k, n, capture=True), ("done", run))
+        add(wait_step(cfg, m, k, n, capture=True, pool=job.pool), ("done", run))
         edges += expected - windows[-1]
         add_reads(run - 1, reads, unread)
         if not last:
             add_writes(banked[len(early):] + tables, next_bank)
             add(start_step(cfg, jobs[run + 1], next_bank))
-    add_reads(len(jobs) - 1, 0, output_word_count(cfg, *jobs[-1].shape[::2]))
+    add_reads(len(jobs) - 1, 0, word_count(len(jobs) - 1))
     add_writes(banked[len(early):], next_bank)  # what of the prefetch did not fit the last run
     return BusProgram(steps, banks, tuple(windows), tuple(tags), edges)

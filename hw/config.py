@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from golden import requantization, spec
+from golden import output_stage, requantization, spec
 from golden.errors import ConfigError, UnsupportedBitsError
 
 from . import kinds
@@ -37,6 +37,9 @@ class ArrayConfig:
     ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
     ``bias_bits = accumulator_width``, ``threshold_bank`` on for table activations (lcq, apot) and
     ``act_level_bits`` from the kind (``hw.kinds.PeKind.act_level_bits``; 8 unless it says).
+    ``residual_bits``: signed width of the residual operand the output stage adds
+    (:mod:`golden.output_stage`; 0: no residual unit).  ``global_pool``: a global-average-pool
+    unit that sums each channel over a run's rows and requantizes the sum once.
     One run (``Accelerator`` start..done) computes ``M x K`` by ``K x N`` with ``M <= max_m``,
     ``K <= max_reduction`` and ``N <= max_n``.
     """
@@ -58,6 +61,8 @@ class ArrayConfig:
     bias_bits: int | None = None
     host_lanes: int = 4
     threshold_bank: bool | None = None
+    residual_bits: int = 0
+    global_pool: bool = False
 
     def __post_init__(self) -> None:
         datapath = self.datapath
@@ -80,15 +85,21 @@ class ArrayConfig:
                 object.__setattr__(self, name, value)
         if self.bias_bits is None:
             object.__setattr__(self, "bias_bits", self.accumulator_width)
+        if not isinstance(self.global_pool, bool):
+            raise ConfigError(f"global_pool must be a bool, got {self.global_pool!r}")
         if not isinstance(self.threshold_bank, bool):
             raise ConfigError(f"threshold_bank must be a bool, got {self.threshold_bank!r}")
         if not isinstance(self.out_bits, int) or not spec.MIN_BITS <= self.out_bits <= spec.MAX_BITS:
             raise UnsupportedBitsError(f"out_bits={self.out_bits!r} is not supported (expected {spec.MIN_BITS}..{spec.MAX_BITS})")
         spec.check_accumulator(datapath, self.accumulator_width, self.max_reduction)
         _check_int("bias_bits", self.bias_bits, 1, spec.MAX_SUM_BITS)
+        _check_int("residual_bits", self.residual_bits, 0, spec.MAX_SUM_BITS)
+        if self.global_pool and self.pool_sum_bits > self.rows * self.out_word_bits:
+            raise ConfigError(f"a {self.pool_sum_bits}-bit pooled sum per column does not fit the {self.rows}-row read word")
         if self.requant.sum_bits > spec.MAX_SUM_BITS:
             raise ConfigError(
-                f"accumulator ({self.accumulator_width} bits) + bias ({self.bias_bits} bits) needs "
+                f"accumulator ({self.accumulator_width} bits) + bias ({self.bias_bits} bits) + shortcut "
+                f"({self.residual_bits} bits) needs "
                 f"{self.requant.sum_bits} bits; the requantizer is exact up to {spec.MAX_SUM_BITS}"
             )
 
@@ -137,11 +148,16 @@ class ArrayConfig:
 
     @cached_property
     def requant(self) -> requantization.RequantSpec:
-        return requantization.RequantSpec(self.accumulator_width, self.bias_bits)
+        return requantization.RequantSpec(self.accumulator_width, self.bias_bits, shortcut_bits=self.residual_bits)
 
     @property
     def shift_bits(self) -> int:
         return spec.MAX_REQUANT_SHIFT.bit_length()
+
+    @property
+    def pool_sum_bits(self) -> int:
+        """Width of a channel's pooled sum: ``relu(t)`` over up to ``max_m`` rows."""
+        return output_stage.pool_sum_bits(self.requant.sum_bits, self.max_m)
 
     @property
     def threshold_count(self) -> int:

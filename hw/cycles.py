@@ -29,6 +29,7 @@ from golden.errors import ConfigError
 from .config import ArrayConfig
 
 RUN_OVERHEAD_CYCLES = 4
+POOL_CYCLES = 1  # hw.output_stage.GlobalPool.latency
 
 
 def _check_dims(cfg: ArrayConfig, m: int, k: int, n: int) -> None:
@@ -48,18 +49,23 @@ def block_period(cfg: ArrayConfig, k: int) -> int:
     return max(k, min_block_period(cfg))
 
 
-def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
-    """Exact cycles from the start edge to ``done`` for an ``M x K`` by ``K x N`` run."""
+def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int, pool: bool = False) -> int:
+    """Exact cycles from the start edge to ``done`` for an ``M x K`` by ``K x N`` run.
+
+    A pooled run (``hw.host.GemmJob.pool``) ends ``POOL_CYCLES`` later: the global pool's
+    requantizer follows the last row's lane.
+    """
     _check_dims(cfg, m, k, n)
     blocks = math.ceil(m / cfg.rows) * math.ceil(n / cfg.cols)
-    return blocks * block_period(cfg, k) + cfg.cols + cfg.rows + RUN_OVERHEAD_CYCLES
+    return blocks * block_period(cfg, k) + cfg.cols + cfg.rows + RUN_OVERHEAD_CYCLES + (POOL_CYCLES if pool else 0)
 
 
-def host_write_count(cfg: ArrayConfig, m: int, k: int, n: int, row_multipliers: bool = False) -> int:
-    """Bus writes :func:`hw.host.job_writes` issues for a run (one per clock), tables included."""
+def host_write_count(cfg: ArrayConfig, m: int, k: int, n: int, row_multipliers: bool = False, shortcut: bool = False) -> int:
+    """Bus writes :func:`hw.host.job_writes` issues for a run (one per clock), tables and residual rows included."""
     _check_dims(cfg, m, k, n)
     k_words = math.ceil(k / cfg.host_lanes)
     writes = (math.ceil(m / cfg.rows) + math.ceil(n / cfg.cols)) * k_words + n + (m if row_multipliers else 0)
+    writes += m * math.ceil(n / cfg.cols) if shortcut else 0
     return writes + sum(entries for entries, _ in cfg.kind.edges.table_regions(cfg.datapath).values())
 
 

@@ -21,6 +21,7 @@ from amaranth.lib import data
 from golden import requantization, spec
 from golden.errors import CodeRangeError, ConfigError, LevelTableError
 from golden.gemm import int_gemm
+from golden.output_stage import IDENTITY_MULTIPLIER, global_pool_sum, output_total
 from golden.spec import WeightScheme
 
 from .config import ArrayConfig
@@ -31,6 +32,9 @@ from .layout import (
     channel_layout,
     multiplier_layout,
     out_word_layout,
+    pool_word_layout,
+    read_address_bits,
+    residual_row_layout,
     slot_bits,
     tile_layout,
     weight_word_layout,
@@ -101,7 +105,15 @@ class GemmJob:
     ``mantissa``/``shift`` are per output channel (scalars broadcast); ``row_mantissa`` /
     ``row_shift`` (per output row, ASQ's per-sample ``1/beta``) replace them when given.
     ``thresholds`` is ``(N, 2^out_bits - 1)`` for ``THRESHOLD``.  lcq jobs carry both level
-    tables (lcq_product: they define the product table).
+    tables (lcq_product: they define the product table).  ``negate`` (per channel, 0/1) is the
+    channel's sign; ``shortcut`` (``M x N``, configs with ``residual_bits``) the residual operand
+    added after ``rescale`` by ``shortcut_mantissa`` / ``shortcut_shift`` (per channel;
+    :mod:`golden.output_stage`).  ``pool``: each channel's sum of ``relu(t)`` over the run's
+    rows; in ``REQUANT`` the run's output is that sum requantized (a global average pool, one
+    row), in ``RAW`` the output buffer holds ``relu(t)`` and the host reads the sums
+    (:attr:`reads_pool_sums`).  ``held``: the run adds the values the output buffer holds —
+    the previous run's output, same ``M x N`` — to ``sign * acc + bias`` (ASQ's second pass, on
+    zero operands; :func:`golden_outputs` takes them as ``held``).
     """
 
     act_codes: np.ndarray
@@ -116,12 +128,29 @@ class GemmJob:
     relu: bool = False
     weight_table: np.ndarray | None = None
     act_table: np.ndarray | None = None
+    negate: np.ndarray | int = 0
+    shortcut: np.ndarray | None = None
+    shortcut_mantissa: np.ndarray | int = IDENTITY_MULTIPLIER[0]
+    shortcut_shift: np.ndarray | int = IDENTITY_MULTIPLIER[1]
+    pool: bool = False
+    held: bool = False
+
+    @property
+    def reads_pool_sums(self) -> bool:
+        """The host reads the pool unit's channel sums (a pooled RAW run) instead of output words."""
+        return self.pool and self.mode == OutputMode.RAW
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(M, K, N)``."""
         m, k = np.shape(self.act_codes)
         return m, k, np.shape(self.weight_codes)[1]
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        """``(rows, N)`` the run writes: ``(1, N)`` pooled, else ``(M, N)``."""
+        m, _, n = self.shape
+        return (1 if self.pool else m), n
 
 
 def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
@@ -151,6 +180,19 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
             check(table)
     if (job.row_mantissa is None) != (job.row_shift is None):
         raise ConfigError("row_mantissa and row_shift go together")
+    if not np.all(np.isin(np.asarray(job.negate), (0, 1))):
+        raise ConfigError("negate holds one 0/1 flag per output channel")
+    if (job.pool or job.held) and not cfg.global_pool:
+        raise ConfigError("pooled and held runs need an array config with global_pool")
+    if job.pool and (job.mode not in (OutputMode.REQUANT, OutputMode.RAW) or job.row_mantissa is not None or job.held):
+        raise ConfigError("a pooled run is REQUANT or RAW with channel multipliers, and adds no held values")
+    if job.held and job.shortcut is not None:
+        raise ConfigError("a held run adds its held values, not a shortcut")
+    if job.shortcut is not None:
+        if not cfg.residual_bits:
+            raise ConfigError("a shortcut needs an array config with residual_bits")
+        if np.shape(job.shortcut) != (m, n):
+            raise ConfigError(f"the shortcut must be M x N = {(m, n)}, got {np.shape(job.shortcut)}")
 
 
 def _channel_params(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
@@ -159,7 +201,11 @@ def _channel_params(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
     mantissa = np.broadcast_to(np.asarray(job.mantissa, dtype=np.int64), (n,))
     shift = np.broadcast_to(np.asarray(job.shift, dtype=np.int64), (n,))
     _check_multipliers(mantissa, shift)
-    columns = [bias[:, None], mantissa[:, None], shift[:, None]]
+    columns = [bias[:, None], mantissa[:, None], shift[:, None], np.broadcast_to(np.asarray(job.negate), (n,))[:, None]]
+    if cfg.residual_bits:
+        shortcut = [np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)) for value in (job.shortcut_mantissa, job.shortcut_shift)]
+        _check_multipliers(*shortcut)
+        columns += [value[:, None] for value in shortcut]
     if cfg.threshold_bank:
         columns.append(_threshold_bank(cfg, job, n))
     return np.concatenate(columns, axis=1)
@@ -211,9 +257,24 @@ def job_writes(cfg: ArrayConfig, job: GemmJob) -> list[HostWrite]:
         row = np.arange(m)
         row_addr = (row // rows) << slot_bits(rows) | row % rows
         writes += _region_writes(Region.ROW_MULTIPLIER, row_addr, pack_words(multiplier_layout(cfg), np.stack([mantissa, shift], 1)))
+    if job.shortcut is not None:
+        writes += _residual_writes(cfg, np.asarray(job.shortcut, dtype=np.int64))
     for region, words in cfg.kind.edges.table_words(cfg.datapath, job.weight_table, job.act_table).items():
         writes += _region_writes(region, np.arange(words.size), words)
     return writes
+
+
+def _residual_writes(cfg: ArrayConfig, shortcut: np.ndarray) -> list[HostWrite]:
+    """One write per output row ``m`` and column block: the operands of row ``m % R`` of block ``(m // R, nb)``."""
+    m, n = shortcut.shape
+    n_blocks = -(-n // cfg.cols)
+    padded = np.zeros((m, n_blocks * cfg.cols), dtype=np.int64)
+    padded[:, :n] = shortcut
+    rows = np.repeat(np.arange(m), n_blocks)
+    blocks = np.tile(np.arange(n_blocks), m)
+    addresses = ((rows // cfg.rows) * n_blocks + blocks) << slot_bits(cfg.rows) | rows % cfg.rows
+    words = padded.reshape(m, n_blocks, cfg.cols).reshape(m * n_blocks, cfg.cols)
+    return _region_writes(Region.RESIDUAL, addresses, pack_words(residual_row_layout(cfg), words))
 
 
 def _region_writes(region: Region, addresses, words) -> list[HostWrite]:
@@ -225,17 +286,33 @@ def tile_descriptor(cfg: ArrayConfig, job: GemmJob, bank: int = 0) -> int:
     check_job(cfg, job)
     m, k, n = job.shape
     fields = [k, -(-m // cfg.rows), -(-n // cfg.cols), int(job.mode), int(job.relu), int(job.row_mantissa is not None),
-              bank]
+              bank]  # hw.layout.tile_layout's order: the bank, then the output-stage fields this config has
+    if cfg.residual_bits:
+        fields.append(int(job.shortcut is not None))
+    if cfg.global_pool:
+        fields += [int(job.pool), m - (-(-m // cfg.rows) - 1) * cfg.rows, int(job.held)]
     return pack_words(tile_layout(cfg), np.array([fields]))[0]
 
 
-def output_word_count(cfg: ArrayConfig, m: int, n: int) -> int:
-    """Output words of an ``M x N`` result: one per ``R x C`` block, addresses ``0 ..`` in block order."""
-    return -(-m // cfg.rows) * -(-n // cfg.cols)
+def output_word_count(cfg: ArrayConfig, m: int, n: int, pool_sums: bool = False) -> int:
+    """Output words of an ``M x N`` result: one per ``R x C`` block, addresses ``0 ..`` in block order.
+
+    ``pool_sums``: the pool unit's words of a ``1 x N`` result, one per ``n`` block, from :func:`pool_sums_base`.
+    """
+    return -(-n // cfg.cols) * (1 if pool_sums else -(-m // cfg.rows))
 
 
-def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
+def pool_sums_base(cfg: ArrayConfig) -> int:
+    """Read address of the pool unit's first word: the top ``rd_addr`` bit (:func:`hw.layout.read_address_bits`)."""
+    return 1 << (read_address_bits(cfg) - 1)
+
+
+def decode_outputs(cfg: ArrayConfig, words, m: int, n: int, pool_sums: bool = False) -> np.ndarray:
     """``(M, N)`` int64 results from the output words read at addresses ``0 .. output_word_count - 1``."""
+    if pool_sums:
+        if len(words) != output_word_count(cfg, 1, n, True) or m != 1:
+            raise ConfigError(f"expected {output_word_count(cfg, 1, n, True)} pool words for 1x{n}, got {len(words)}")
+        return unpack_words(pool_word_layout(cfg), words).reshape(1, -1)[:, :n]
     m_blocks, n_blocks = -(-m // cfg.rows), -(-n // cfg.cols)
     if len(words) != m_blocks * n_blocks:
         raise ConfigError(f"expected {m_blocks * n_blocks} output words for {m}x{n}, got {len(words)}")
@@ -243,17 +320,26 @@ def decode_outputs(cfg: ArrayConfig, words, m: int, n: int) -> np.ndarray:
     return values.transpose(0, 2, 1, 3).reshape(m_blocks * cfg.rows, n_blocks * cfg.cols)[:m, :n]
 
 
-def golden_outputs(cfg: ArrayConfig, job: GemmJob) -> np.ndarray:
-    """What the accelerator must write for ``job``: golden's accumulators (``golden.gemm.int_gemm``) and output stage."""
+def golden_outputs(cfg: ArrayConfig, job: GemmJob, held: np.ndarray | None = None) -> np.ndarray:
+    """What the accelerator must write for ``job``: golden's accumulators (``golden.gemm.int_gemm``) and output stage.
+
+    ``held``: for a held run, the ``M x N`` values the output buffer holds.
+    """
+    if job.held != (held is not None):
+        raise ConfigError("the held values must be given exactly for a held run")
     acc = int_gemm(cfg.datapath, job.act_codes, job.weight_codes, job.weight_table, job.act_table)
-    bias = np.asarray(job.bias, dtype=np.int64)
+    sign = np.where(np.asarray(job.negate) == 1, -1, 1)
+    total = output_total(acc, sign, job.bias, job.shortcut, job.shortcut_mantissa, job.shortcut_shift)
+    if job.held:
+        total = total + held
+    if job.pool:  # golden.output_stage.global_pool_sum over the run's rows, one sample
+        total = global_pool_sum(total.T[None, :, :, None])
     if job.mode == OutputMode.REQUANT:
         if job.row_mantissa is not None:
             mantissa, shift = np.asarray(job.row_mantissa)[:, None], np.asarray(job.row_shift)[:, None]
         else:
             mantissa, shift = job.mantissa, job.shift
-        return requantization.requantize(acc, bias, mantissa, shift, cfg.out_bits)
+        return requantization.requantize(total, 0, mantissa, shift, cfg.out_bits)
     if job.mode == OutputMode.THRESHOLD:
-        return requantization.threshold_quantize(acc, bias, job.thresholds)
-    total = acc + bias  # RAW: the accumulator plus bias, as the requantizer's first stage forms it
-    return np.maximum(total, 0) if job.relu else total
+        return requantization.threshold_quantize(total, 0, job.thresholds)
+    return np.maximum(total, 0) if job.relu else total  # RAW

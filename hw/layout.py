@@ -29,6 +29,7 @@ class Region(IntEnum):
     WEIGHT_TABLE = 4  # lcq: weight level table
     ACT_TABLE = 5  # lcq: activation level table
     PRODUCT_TABLE = 6  # lcq_product: product table
+    RESIDUAL = 7  # residual operands, one output-block row per write (configs with residual_bits)
 
 
 class OutputMode(IntEnum):
@@ -43,7 +44,7 @@ REGION_BITS = 3
 MODE_BITS = 2
 #: the operand, parameter and output buffers each have two banks: the host loads one while a run uses the other
 BANKS = 2
-BANKED_REGIONS = (Region.ACT, Region.WEIGHT, Region.CHANNEL, Region.ROW_MULTIPLIER)
+BANKED_REGIONS = (Region.ACT, Region.WEIGHT, Region.CHANNEL, Region.ROW_MULTIPLIER, Region.RESIDUAL)
 
 
 def act_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
@@ -61,11 +62,22 @@ def multiplier_layout(cfg: ArrayConfig) -> data.StructLayout:
 
 
 def channel_layout(cfg: ArrayConfig) -> data.StructLayout:
-    """Per-output-channel requantizer parameters (one host write per channel)."""
-    fields = {"bias": signed(cfg.bias_bits), "multiplier": multiplier_layout(cfg)}
+    """Per-output-channel output-stage parameters (one host write per channel).
+
+    ``negate``: the channel's sign (``t = -acc + bias``); ``shortcut``: the multiplier that aligns
+    the residual operand (configs with ``residual_bits``).
+    """
+    fields = {"bias": signed(cfg.bias_bits), "multiplier": multiplier_layout(cfg), "negate": unsigned(1)}
+    if cfg.residual_bits:
+        fields["shortcut"] = multiplier_layout(cfg)
     if cfg.threshold_bank:
         fields["thresholds"] = data.ArrayLayout(signed(cfg.threshold_bits), cfg.threshold_count)
     return data.StructLayout(fields)
+
+
+def residual_row_layout(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One residual write: row ``i`` of an output block, the ``C`` operands of its columns."""
+    return data.ArrayLayout(signed(cfg.residual_bits), cfg.cols)
 
 
 def out_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
@@ -75,7 +87,7 @@ def out_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
 
 def tile_layout(cfg: ArrayConfig) -> data.StructLayout:
     """The run descriptor on the ``tile`` port, sampled when ``start`` is high."""
-    return data.StructLayout({
+    fields = {
         "k": unsigned(ceil_log2(cfg.max_reduction + 1)),
         "m_blocks": unsigned(ceil_log2(cfg.m_blocks_max + 1)),
         "n_blocks": unsigned(ceil_log2(cfg.n_blocks_max + 1)),
@@ -83,11 +95,28 @@ def tile_layout(cfg: ArrayConfig) -> data.StructLayout:
         "relu": unsigned(1),
         "row_multiplier": unsigned(1),
         "bank": unsigned(ceil_log2(BANKS)),  # the buffer bank the run reads its operands from and writes its outputs to
-    })
+    }
+    if cfg.residual_bits:
+        fields["residual"] = unsigned(1)  # add each output's RESIDUAL operand
+    if cfg.global_pool:
+        fields["pool"] = unsigned(1)  # sum relu(t) per channel over the run's rows (REQUANT: the pooled codes)
+        fields["last_rows"] = unsigned(ceil_log2(cfg.rows + 1))  # rows of the last m-block that are outputs
+        fields["held"] = unsigned(1)  # add the output buffer's held values (the ASQ barrier's second pass)
+    return data.StructLayout(fields)
+
+
+def pool_word_layout(cfg: ArrayConfig) -> data.ArrayLayout:
+    """One host-readable word of the pool unit's channel sums: the ``C`` channels of an ``n`` block."""
+    return data.ArrayLayout(unsigned(cfg.pool_sum_bits), cfg.cols)
+
+
+def read_address_bits(cfg: ArrayConfig) -> int:
+    """``rd_addr`` width: output words, and with a pool unit one more bit that selects its channel sums."""
+    return max(ceil_log2(cfg.out_depth), 1) + (1 if cfg.global_pool else 0)
 
 
 def slot_bits(count: int) -> int:
-    """Address bits that select a slot inside a word of ``count`` slots (CHANNEL, ROW_MULTIPLIER)."""
+    """Address bits that select a slot inside a word of ``count`` slots (CHANNEL, ROW_MULTIPLIER, RESIDUAL)."""
     return ceil_log2(count)
 
 
@@ -99,6 +128,8 @@ def region_geometry(cfg: ArrayConfig) -> dict[Region, tuple[int, int]]:
         Region.CHANNEL: (ceil_log2(cfg.n_blocks_max) + slot_bits(cfg.cols), channel_layout(cfg).size),
         Region.ROW_MULTIPLIER: (ceil_log2(cfg.m_blocks_max) + slot_bits(cfg.rows), multiplier_layout(cfg).size),
     }
+    if cfg.residual_bits:
+        geometry[Region.RESIDUAL] = (ceil_log2(cfg.out_depth) + slot_bits(cfg.rows), residual_row_layout(cfg).size)
     for region, (depth, shape) in cfg.kind.edges.table_regions(cfg.datapath).items():
         geometry[region] = (ceil_log2(depth), Shape.cast(shape).width)
     return geometry

@@ -100,7 +100,7 @@ def simulate_steps(cfg: ArrayConfig, steps: list[BusStep]) -> StepsResult:
 
 @dataclass
 class RunResult:
-    outputs: np.ndarray  # (M, N)
+    outputs: np.ndarray  # job.output_shape (the pool sums of a pooled RAW run)
     cycles: int  # start edge .. done, as hw.cycles.gemm_cycles counts them
     busy_during_run: bool  # busy read 1 on every edge from the start edge until done
     edges: int  # every edge of the run: writes, start, wait, reads
@@ -113,10 +113,11 @@ def simulate_jobs(cfg: ArrayConfig, jobs: list[GemmJob]) -> list[RunResult]:
 
     async def bench(ctx):
         for job in jobs:
-            m, _, n = job.shape
+            m, n = job.output_shape
             run = await drive_steps(ctx, dut, gemm_steps(cfg, job))
-            words = run.field("rd_data")[-output_word_count(cfg, m, n):]
-            results.append(RunResult(decode_outputs(cfg, words, m, n), run.waits[0], run.busy_while_waiting[0], run.edges))
+            words = run.field("rd_data")[-output_word_count(cfg, m, n, job.reads_pool_sums):]
+            outputs = decode_outputs(cfg, words, m, n, job.reads_pool_sums)
+            results.append(RunResult(outputs, run.waits[0], run.busy_while_waiting[0], run.edges))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -138,6 +139,6 @@ def simulate_program(cfg: ArrayConfig, jobs: list[GemmJob], writes=None, first_b
     program = program_steps(cfg, jobs, writes, first_bank)
     result = simulate_steps(cfg, program.steps)
     runs = program.decode(result.field("rd_data"), result.field("wr_refused"), result.waits)
-    outcomes = [RunResult(decode_outputs(cfg, run.words, job.shape[0], job.shape[2]), run.cycles, busy, 0)
+    outcomes = [RunResult(decode_outputs(cfg, run.words, *job.output_shape, job.reads_pool_sums), run.cycles, busy, 0)
                 for job, run, busy in zip(jobs, runs, result.busy_while_waiting, strict=True)]
     return ProgramResult(outcomes, [run.refused for run in runs], result.edges, program)

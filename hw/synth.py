@@ -11,7 +11,10 @@ Amaranth for
   with lcq at 2 bits to compare),
   int (the energy anchor of :mod:`reports.energy`) and both POST variants at 8 bits; ``--full``
   adds 8 x 8 int/POST arrays at 4 bits, the 8-bit pot array and lcq_product arrays at 3 and 4 bits,
-* one requantizer lane with and without the LCQ threshold bank.
+* one output lane (:class:`hw.output_stage.OutputLane`) with and without the LCQ threshold bank,
+  and with the residual unit (a 4-bit codes shortcut),
+* the global pool unit (:class:`hw.output_stage.GlobalPool`: GAP sums, ASQ's held sums and their
+  requantizers) of a 4-column array.
 
 With ``--config NAME`` only that preset's PE, array core and requantizer lane are synthesized.
 
@@ -50,11 +53,12 @@ from . import SOURCE_FINGERPRINT
 from .array import MacArray
 from .config import ArrayConfig, load_presets
 from .kinds import KINDS, kinds_of_scheme, network_kind
-from .requant import RequantLane
+from .output_stage import GlobalPool, OutputLane
 from .synth_record import SynthRecord, SynthReport, UnitType
 
 YOSYS = "/usr/bin/yosys"
 ARRAY_REDUCTION = 512
+RESIDUAL_CODE_BITS = 5  # the synthesized residual unit adds 4-bit codes (signed 5 bits)
 UNIT_TIMEOUT_SECONDS = 900
 
 
@@ -69,12 +73,12 @@ class SynthTarget:
     def build(self):
         cfg = self.cfg
         return {UnitType.PE: lambda: cfg.kind.pe(cfg.datapath), UnitType.ARRAY: lambda: MacArray(cfg),
-                UnitType.REQUANT: lambda: RequantLane(cfg)}[self.unit]()
+                UnitType.REQUANT: lambda: OutputLane(cfg), UnitType.POOL: lambda: GlobalPool(cfg)}[self.unit]()
 
     def fields(self) -> dict:
         """The :class:`SynthRecord` fields known before synthesis."""
         cfg = self.cfg
-        rows, cols = (cfg.rows, cfg.cols) if self.unit == UnitType.ARRAY else (1, 1)
+        rows, cols = {UnitType.ARRAY: (cfg.rows, cfg.cols), UnitType.POOL: (1, cfg.cols)}.get(self.unit, (1, 1))
         return {"name": self.name, "unit": self.unit, "pe_kind": cfg.pe_kind, "weight_bits": cfg.weight_bits,
                 "act_bits": cfg.act_bits, "frac_bits": cfg.frac_bits, "rows": rows, "cols": cols,
                 "accumulator_width": cfg.accumulator_width if self.unit != UnitType.PE else None,
@@ -119,6 +123,10 @@ def default_units(full: bool = False) -> list[SynthTarget]:
     for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
         kind = network_kind(scheme).name
         units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4)))
+    int_kind = network_kind(WeightScheme.INT).name
+    units.append(SynthTarget(f"requant_{int_kind}_w4a4_residual", UnitType.REQUANT,
+                             _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS)))
+    units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL, _config(int_kind, 4, 4, 4).replace(global_pool=True)))
     return units
 
 
@@ -131,6 +139,8 @@ def estimated_cost(unit: SynthTarget) -> float:
     cfg = unit.cfg
     if unit.unit == UnitType.REQUANT:
         return 200.0 + cfg.threshold_count * 20
+    if unit.unit == UnitType.POOL:
+        return 2000.0
     size = cfg.rows * cfg.cols if unit.unit == UnitType.ARRAY else 1
     return size * (cfg.weight_bits + cfg.act_bits) * cfg.kind.synthesis.effort * (1 << max(cfg.act_bits - 4, 0))
 
@@ -260,7 +270,7 @@ def markdown(report: SynthReport) -> str:
         f"{report.yosys_version}; generic CMOS flow (`synth -flatten`, `dfflegalize`, `abc -g cmos`, "
         "`stat -tech cmos`, `ltp -noff`) and `synth_ice40`. PE = combinational product unit alone; "
         "array = MAC array core (skew registers, edge units, PEs, accumulators sized for K = "
-        f"{ARRAY_REDUCTION}); requant = one output lane.",
+        f"{ARRAY_REDUCTION}); requant = one output lane; pool = the global pool unit of a 4-column array.",
         "",
         "| unit | kind | w/a bits | F | R x C | acc bits | cells | transistors | DFFs | logic depth | iCE40 LUT4 | carry | iCE40 DFF |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -24,11 +24,12 @@ DFF_TRANSISTORS = 16
 
 
 class UnitType(StrEnum):
-    """What a synthesized unit is: a PE's product unit, a MAC array core or one requantizer lane."""
+    """What a synthesized unit is: a PE's product unit, a MAC array core, one output lane or the global pool unit."""
 
     PE = "pe"
     ARRAY = "array"
     REQUANT = "requant"
+    POOL = "pool"  # hw.output_stage.GlobalPool of a whole row of columns (cols = the array's)
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,27 @@ Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
   shadow registers go to the ``C`` requantizer lanes, one per cycle, with the drained block's
   channel parameters (block ``nb``) and row multipliers (block ``mb``), read the cycle before;
   the results are written to its output word two cycles later.
-* When the last block's last row has drained: two ``FLUSH`` cycles for the requantizer, then ``DONE``.
+* When the last block's last row has drained: two ``FLUSH`` cycles for the requantizer, then ``DONE``
+  (a pooled run adds ``POOL`` for the pool unit's requantizer).
 
 Buffers: every buffer the next run needs while this one runs (activations, weights, channel
-parameters, row multipliers, outputs) has two banks, one memory each with the bank as the
+parameters, row multipliers, residual operands, outputs) has two banks, one memory each with the bank as the
 address LSB.  A run reads and writes bank ``tile.bank``; while it is busy the host may write
 the other bank and read the other output bank.  A write into the run's bank (or into a table
 of the array, which has one bank) is dropped and sets ``wr_refused`` until the next start.
+
+Output stage (:mod:`hw.output_stage`): the drained row goes through the ``C`` output lanes with
+the block's channel parameters, its residual operands (the ``RESIDUAL`` buffer, one word per
+output block, read with the channel parameters) and, in a held run, the values the output
+buffer holds for the block (a second read port).  Both are banked like the output buffer: a run
+reads ``tile.bank``'s residual word and held values, ``Cat(tile.bank, block)``.  With
+``global_pool`` the lanes' results also feed the :class:`~hw.output_stage.GlobalPool` unit, whose
+sums (one bank: the last pooled run's) the host reads under ``rd_addr``'s top bit.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.utils import ceil_log2
 
@@ -41,16 +50,18 @@ from .cycles import min_block_period
 from .layout import (
     BANKED_REGIONS,
     BANKS,
+    OutputMode,
     Region,
     act_word_layout,
     channel_layout,
     multiplier_layout,
     out_word_layout,
+    residual_row_layout,
     slot_bits,
     tile_layout,
     weight_word_layout,
 )
-from .requant import RequantLane
+from .output_stage import GlobalPool, OutputLane
 
 
 class Accelerator(wiring.Component):
@@ -111,11 +122,20 @@ class Accelerator(wiring.Component):
         slotted_write(row_multipliers.write_port(granularity=1), Region.ROW_MULTIPLIER, rows, multipliers.size)
         row_read = row_multipliers.read_port()
 
+        if cfg.residual_bits:  # residual operands, one word per output block like the output buffer (banked)
+            m.submodules.residuals = residuals = memory.Memory(
+                shape=data.ArrayLayout(residual_row_layout(cfg), rows), depth=BANKS * cfg.out_depth, init=[])
+            slotted_write(residuals.write_port(granularity=1), Region.RESIDUAL, rows, residual_row_layout(cfg).size)
+            residual_read = residuals.read_port()
+
         m.submodules.out_buffer = out_buffer = memory.Memory(
             shape=out_word_layout(cfg), depth=BANKS * cfg.out_depth, init=[])
         out_write = out_buffer.write_port(granularity=1)
         out_read = out_buffer.read_port()
-        m.d.comb += [out_read.addr.eq(Cat(self.rd_bank, self.rd_addr)), self.rd_data.eq(out_read.data)]
+        word_bits = max(ceil_log2(cfg.out_depth), 1)  # rd_addr's output-word bits (with a pool unit one more on top)
+        m.d.comb += out_read.addr.eq(Cat(self.rd_bank, self.rd_addr[:word_bits]))
+        if cfg.global_pool:  # the drain reads the held values (the ASQ barrier's second pass)
+            held_read = out_buffer.read_port()
 
         # ---- array and its configuration-time tables ------------------------------------------
         m.submodules.array = array = MacArray(cfg)
@@ -125,7 +145,7 @@ class Accelerator(wiring.Component):
 
         lanes = []
         for column in range(cols):
-            m.submodules[f"requant{column}"] = lane = RequantLane(cfg)
+            m.submodules[f"requant{column}"] = lane = OutputLane(cfg)
             lanes.append(lane)
 
         # ---- feed: buffer words -> skew -> array, one block right behind the other -------------
@@ -184,6 +204,10 @@ class Accelerator(wiring.Component):
             channel_read.en.eq(params_read), row_read.en.eq(params_read),
             last_drain.eq(draining & (drain_row == rows - 1)),
         ]
+        if cfg.residual_bits:
+            m.d.comb += [residual_read.addr.eq(Cat(tile.bank, drain_block)), residual_read.en.eq(params_read)]
+        if cfg.global_pool:
+            m.d.comb += [held_read.addr.eq(Cat(tile.bank, drain_block)), held_read.en.eq(params_read)]
         run_drained = Signal()
         m.d.comb += run_drained.eq(last_drain & (drain_m == tile.m_blocks - 1) & (drain_n == tile.n_blocks - 1))
         with m.If(last_drain):
@@ -225,6 +249,13 @@ class Accelerator(wiring.Component):
             with m.State("FLUSH0"):
                 m.next = "FLUSH1"
             with m.State("FLUSH1"):
+                if cfg.global_pool:  # a pooled run's requantizer follows the lanes (GlobalPool.latency = 1)
+                    m.next = "DONE"
+                    with m.If(tile.pool):
+                        m.next = "POOL"
+                else:
+                    m.next = "DONE"
+            with m.State("POOL"):
                 m.next = "DONE"
             with m.State("DONE"):
                 with m.If(self.start):
@@ -236,25 +267,67 @@ class Accelerator(wiring.Component):
 
         # ---- requantizer lanes -> output buffer ---------------------------------------------------
         m.d.comb += array.drain_row.eq(drain_row)
+        pooling = tile.pool if cfg.global_pool else Const(0)
         for column, lane_unit in enumerate(lanes):
             params = channel_read.data[column]
             m.d.comb += [
                 lane_unit.valid.eq(draining),
                 lane_unit.acc.eq(array.acc_row[column]),
+                lane_unit.negate.eq(params.negate),
                 lane_unit.bias.eq(params.bias),
                 lane_unit.multiplier.eq(Mux(tile.row_multiplier, row_read.data[drain_row], params.multiplier)),
-                lane_unit.mode.eq(tile.mode),
-                lane_unit.relu.eq(tile.relu),
+                lane_unit.mode.eq(Mux(pooling, OutputMode.RAW, tile.mode)),  # a pool sums relu(t)
+                lane_unit.relu.eq(tile.relu | pooling),
             ]
             if cfg.threshold_bank:
                 m.d.comb += lane_unit.thresholds.eq(params.thresholds)
-        written_row = [Signal.like(drain_row, name=f"written_row{stage}") for stage in range(2)]
-        written_block = [Signal.like(drain_block, name=f"written_block{stage}") for stage in range(2)]
-        m.d.sync += [written_row[0].eq(drain_row), written_row[1].eq(written_row[0]),
-                     written_block[0].eq(drain_block), written_block[1].eq(written_block[0])]
+            if cfg.global_pool:
+                m.d.comb += [lane_unit.held.eq(held_read.data[drain_row][column]), lane_unit.add_held.eq(tile.held)]
+            if cfg.residual_bits:
+                m.d.comb += [lane_unit.shortcut.value.eq(residual_read.data[drain_row][column]),
+                             lane_unit.shortcut.multiplier.eq(params.shortcut),
+                             lane_unit.shortcut.enable.eq(tile.residual)]
+        # the row, block and m/n block each lane result belongs to, delayed by the lanes' latency
+        written = {"row": [drain_row], "block": [drain_block], "m": [drain_m], "n": [drain_n]}
+        for stage in range(OutputLane.latency):
+            for name, chain in written.items():
+                chain.append(Signal.like(chain[0], name=f"written_{name}{stage}"))
+                m.d.sync += chain[-1].eq(chain[-2])
+        written_row, written_block = written["row"][-1], written["block"][-1]
+        lane_row = [lane_unit.result for lane_unit in lanes]
+        lane_write = (written_block, Mux(lanes[0].result_valid, Const(1, rows) << written_row, 0))
+        if not cfg.global_pool:
+            m.d.comb += self.rd_data.eq(out_read.data)
+            write_row, (write_addr, write_en) = lane_row, lane_write
+        else:
+            m.submodules.pool = pool = GlobalPool(cfg)
+            written_m = written["m"][-1]
+            read_sums = Signal()  # rd_addr's top bit, as the synchronous reads saw it
+            m.d.sync += read_sums.eq(self.rd_addr[-1])
+            m.d.comb += [pool.rd_addr.eq(self.rd_addr), self.rd_data.eq(Mux(read_sums, pool.rd_data, out_read.data)),
+                         pool.requantize.eq(tile.mode == OutputMode.REQUANT)]
+            m.d.comb += [
+                pool.capture.eq(draining & (drain_row == 0)),
+                pool.valid.eq(lanes[0].result_valid & pooling),
+                pool.counted.eq((written_m != tile.m_blocks - 1) | (written_row < tile.last_rows)),
+                pool.first_row.eq(written_row == 0), pool.last_row.eq(written_row == rows - 1),
+                pool.first_block.eq(written_m == 0), pool.last_block.eq(written_m == tile.m_blocks - 1),
+                pool.n_block.eq(written["n"][-1]),
+            ]
+            for column, lane_unit in enumerate(lanes):
+                m.d.comb += [pool.multipliers[column].eq(channel_read.data[column].multiplier),
+                             pool.values[column].eq(lane_unit.result)]
+            # a pooled REQUANT run writes the pooled row (row 0 of block n) instead of the lanes' rows.  Muxes, not
+            # an m.If: with the m.If Icarus lost the first block after reset (Verilator and Amaranth's simulator did not)
+            pooled = Signal()
+            m.d.comb += pooled.eq(pooling & (tile.mode == OutputMode.REQUANT))
+            write_row = [Mux(pooled, pool.codes[column], lane_row[column]) for column in range(cols)]
+            write_addr = Mux(pooled, pool.write_block, lane_write[0])
+            write_en = Mux(pooled, pool.write, lane_write[1])
+        out_row = Signal(data.ArrayLayout(signed(cfg.out_word_bits), cols))
+        m.d.comb += [out_row[column].eq(value) for column, value in enumerate(write_row)]
         m.d.comb += [
-            out_write.addr.eq(Cat(tile.bank, written_block[1])),  # the last write lands before DONE: tile.bank still holds
-            out_write.en.eq(Mux(lanes[0].result_valid, Const(1, rows) << written_row[1], 0)),
-            out_write.data.eq(Cat([Cat([lane_unit.result for lane_unit in lanes])] * rows)),
+            out_write.addr.eq(Cat(tile.bank, write_addr)),  # the last write lands before DONE: tile.bank still holds
+            out_write.en.eq(write_en), out_write.data.eq(Cat([out_row] * rows)),
         ]
         return m

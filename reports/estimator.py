@@ -269,10 +269,11 @@ def asq_stage_energy(adapter_shapes: list[tuple[int, int]], channels: int, posit
     """Energy (pJ) one sample's ASQ output stage adds to a layer, beyond the on-chip requantizer's.
 
     ``beta`` depends on the whole output feature map (golden/README.md#asq), so the layer cannot
-    requantize as it drains: its ``channels * positions`` accumulators (``acc_bits`` each) wait
-    in the output buffer (written and read back once: ``buffer``), the host pools them per
-    channel (``positions`` 32-bit adds per channel and one fp32 scale), runs the adapter MLP in
-    fp32 (``adapter_shapes``: ``(out, in)`` per linear layer; ``in * out`` multiply-adds and
+    requantize as it drains: its ``channels * positions`` values ``relu(t)`` (``acc_bits`` each)
+    are held in the output buffer (written and read back once by the barrier's held pass:
+    ``buffer``), the on-chip pool unit sums them per channel (``positions`` adds per channel,
+    priced as 32-bit adds; ``hw.output_stage.GlobalPool``), the host scales the sums (one fp32
+    multiply per channel), runs the adapter MLP in fp32 (``adapter_shapes``: ``(out, in)`` per linear layer; ``in * out`` multiply-adds and
     ``out`` bias adds) and turns ``beta`` into the sample's requantization multiplier
     (:data:`RECIPROCAL_FP32_MULTS` / ``_ADDS``): ``compute``.
     """

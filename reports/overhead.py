@@ -23,6 +23,12 @@ and the only family that reproduces every printed digit of Table 1 for ResNet-18
 (``Cout`` products of a 16-bit mantissa with 1/beta plus one reciprocal per adapted layer) and
 the feature-map buffer the adapter's barrier needs (the largest adapted input map, held at
 accumulator width until its GAP is known).
+
+**On chip** (:func:`asq_on_chip`): what the accelerator's output stage (``hw.output_stage``)
+spends on ASQ — the cycles of the barrier (each adapted map's pooled first pass ends
+``hw.cycles.POOL_CYCLES`` later, and a held pass re-reads it through the lanes:
+``gemm_cycles(H*W, 1, C)`` per sample) and the area of the global pool unit, both from the RTL's
+own formula and synthesis.
 """
 
 from __future__ import annotations
@@ -31,8 +37,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.spec import MULTIPLIER_BITS, DatapathConfig, WeightFormat, WeightScheme, accumulator_bits, legal_frac_bits
-from hw.kinds import kinds_of_scheme
+from golden.spec import (
+    MULTIPLIER_BITS,
+    DatapathConfig,
+    WeightFormat,
+    WeightScheme,
+    accumulator_bits,
+    legal_frac_bits,
+)
+from hw.config import ArrayConfig
+from hw.cycles import POOL_CYCLES, gemm_cycles
+from hw.kinds import kinds_of_scheme, network_kind
+from hw.synth_record import SynthRecord, UnitType
 
 from .networks import Layer
 
@@ -193,3 +209,34 @@ def post_lut_rows(layers: list[Layer], rows: int, cols: int, frac_bits: int | No
             row[f"{variant}_pct"] = _pct(lut_bits * count, model_bits)
         out.append(row)
     return out
+
+
+def _run_cycles(rows: int, cols: int, m: int, k: int, n: int) -> int:
+    """``hw.cycles.gemm_cycles`` of one run on an ``rows x cols`` array (the formula does not depend on the PE kind)."""
+    cfg = ArrayConfig(network_kind(WeightScheme.INT).name, rows, cols, 8, 8, max_reduction=k, max_m=m, max_n=n)
+    return gemm_cycles(cfg, m, k, n)
+
+
+def asq_barrier_cycles(rows: int, cols: int, positions: int, channels: int) -> int:
+    """Cycles the barrier adds to one sample of a layer with an ASQ output of ``channels x positions``."""
+    return POOL_CYCLES + _run_cycles(rows, cols, positions, 1, channels)
+
+
+def asq_on_chip(network: str, layers: list[Layer], rows: int, cols: int, units: tuple[SynthRecord, ...] = ()) -> dict:
+    """ASQ's on-chip cost for one sample of ``network`` on an ``rows x cols`` array (module docstring, "On chip").
+
+    ``units``: synthesis records; the global pool unit is compared with the array core of the
+    same PE configuration and column count (``pool_*`` / ``array_*`` transistors, if both exist).
+    """
+    network_cycles = sum(layer.groups * _run_cycles(rows, cols, layer.m, layer.k, layer.n) for layer in layers)
+    barrier = sum(asq_barrier_cycles(rows, cols, layer.hin * layer.win, layer.cin) for layer in adapted_layers(layers))
+    row = {"network": network, "array": f"{rows}x{cols}", "network_cycles": network_cycles, "barrier_cycles": barrier,
+           "barrier_cycles_pct": _pct(barrier, network_cycles)}
+    pool = next((unit for unit in units if unit.unit == UnitType.POOL), None)
+    if pool is not None:
+        core = next((unit for unit in units if unit.unit == UnitType.ARRAY and unit.key == pool.key
+                     and unit.cols == pool.cols), None)
+        if core is not None:
+            row |= {"pool_unit": pool.name, "pool_transistors": pool.transistors, "array_core": core.name,
+                    "array_transistors": core.transistors, "pool_area_pct_of_array": _pct(pool.transistors, core.transistors)}
+    return row

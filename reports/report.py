@@ -69,6 +69,15 @@ def _table1(writer: ReportWriter, networks: list[ReportedNetwork]) -> list[dict]
     return rows
 
 
+def _asq_on_chip(writer: ReportWriter, networks: list[ReportedNetwork], options: ReportOptions, synthesis: Synthesis) -> None:
+    rows = [overhead.asq_on_chip(net.name, net.layers, options.rows, options.cols, synthesis.units) for net in networks]
+    writer.table("asq_on_chip", rows, f"ASQ's output stage on chip: barrier cycles per sample and the pool unit's area, "
+                 f"{options.rows}x{options.cols} array", notes="The paper calls ASQ's overhead negligible (Table 1 "
+                 "counts the adapter only); these are the cycles the barrier adds to a sample's run on the own array "
+                 "(hw.cycles) and the synthesized global pool unit next to the array core of its size.",
+                 formats={c: ".2f" for c in rows[0] if c.endswith("_pct") or c.endswith("_pct_of_array")})
+
+
 def _convention_search(writer: ReportWriter) -> None:
     result = asq_search.search("resnet18")
     notes = (f"{result.param_conventions} Param% conventions and {result.compute_conventions} Compute% conventions "
@@ -174,6 +183,7 @@ def generate(options: ReportOptions) -> list[str]:
     networks = _reported_networks(options)
     with staged_report(options.out) as writer:
         table1 = _table1(writer, networks)
+        _asq_on_chip(writer, networks, options, synthesis)
         _convention_search(writer)
         _ops_and_luts(writer, networks, options)
         _estimates(writer, networks, options, synthesis, table)

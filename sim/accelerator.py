@@ -89,7 +89,7 @@ class Run:
 @dataclass
 class RunOutcome:
     run: Run
-    outputs: np.ndarray  # (m, n) as read from the output buffer
+    outputs: np.ndarray  # the run's output_shape, as read from the output buffer (or the pool sums)
     cycles: int  # measured: start edge .. done
     expected_cycles: int  # hw.cycles.gemm_cycles
 
@@ -124,6 +124,9 @@ def split_gemm(cfg: ArrayConfig, job: GemmJob) -> list[Run]:
             f"K={k} exceeds max_reduction={cfg.max_reduction}: the requantizer needs whole sums "
             "(build the array with a larger max_reduction)"
         )
+    if (job.pool or job.held) and (m > cfg.max_m or n > cfg.max_n):
+        raise ConfigError(f"a pooled or held run covers all of M={m} x N={n} at once; the array holds "
+                          f"{cfg.max_m} x {cfg.max_n}")
     runs = []
     for n0 in range(0, n, cfg.max_n):
         n1 = min(n, n0 + cfg.max_n)
@@ -139,6 +142,10 @@ def split_gemm(cfg: ArrayConfig, job: GemmJob) -> list[Run]:
                 thresholds=_slice(job.thresholds, n0, n1, n),
                 row_mantissa=_slice(job.row_mantissa, m0, m1, m),
                 row_shift=_slice(job.row_shift, m0, m1, m),
+                negate=_slice(job.negate, n0, n1, n),
+                shortcut=None if job.shortcut is None else np.asarray(job.shortcut)[m0:m1, n0:n1],
+                shortcut_mantissa=_slice(job.shortcut_mantissa, n0, n1, n),
+                shortcut_shift=_slice(job.shortcut_shift, n0, n1, n),
             )))  # fmt: skip
     return runs
 
@@ -151,6 +158,10 @@ class AcceleratorDriver:
     :func:`hw.bus.gemm_steps`'s write -> start -> wait -> read from bank 0 (the reference the
     overlap is measured against).  Writes a bank already holds are left out: weights and channel
     parameters per bank, level tables (one bank) for the whole array.
+
+    Pooled and held runs are barriers (:func:`hw.bus.program_steps`): each is a bus program of
+    its own, and a held run (the ASQ barrier's second pass) runs in the bank of the run before it,
+    whose output buffer holds the values it requantizes.
     """
 
     def __init__(self, cfg: ArrayConfig, layout: HostLayout, check_reset_outputs: bool = True,
@@ -192,7 +203,9 @@ class AcceleratorDriver:
 
     def _bus_program(self, runs: list[Run], prefetch: GemmJob | None) -> BusProgram:
         first = 0
-        if self.overlap:  # every bank is idle between programs: start in one that holds the weights if any does
+        if self.overlap and runs[0].job.held:  # the previous run's bank holds the values
+            first = (self.next_bank - 1) % BANKS
+        elif self.overlap:  # every bank is idle between programs: start in one that holds the weights if any does
             weights = tuple(w for w in job_writes(self.cfg, runs[0].job) if w.region == Region.WEIGHT)
             holding = [bank for bank in range(BANKS) if self._held[bank].get(Region.WEIGHT) == weights]
             first = holding[0] if holding else self.next_bank
@@ -209,16 +222,21 @@ class AcceleratorDriver:
         groups: list[list[Run]] = []
         entries = captures = 0
         budget = PROGRAM_DEPTH - RESET_CYCLES - 3 - self.cfg.weight_depth  # room for a prefetch of weights
+        barrier = False
         for run in runs:
             m, k, n = run.shape
-            words = output_word_count(self.cfg, m, n)
-            needed, wanted = host_write_count(self.cfg, m, k, n, run.job.row_mantissa is not None) + words + 8, words + 1
+            words = output_word_count(self.cfg, *run.job.output_shape, run.job.reads_pool_sums)
+            needed = host_write_count(self.cfg, m, k, n, run.job.row_mantissa is not None,
+                                      run.job.shortcut is not None) + words + 8
+            wanted = words + 1
             if needed > budget or wanted + 2 > CAPTURE_DEPTH:
                 raise ConfigError(f"one run needs {needed} program entries and {wanted} captures; the memories "
                                   f"hold {PROGRAM_DEPTH} and {CAPTURE_DEPTH}")
-            if not groups or entries + needed > budget or captures + wanted + 2 > CAPTURE_DEPTH:
+            alone = run.job.pool or run.job.held  # a barrier: a program of its own
+            if not groups or barrier or alone or entries + needed > budget or captures + wanted + 2 > CAPTURE_DEPTH:
                 groups.append([])
                 entries = captures = 0
+            barrier = alone
             groups[-1].append(run)
             entries, captures = entries + needed, captures + wanted
         return groups
@@ -279,8 +297,8 @@ class AcceleratorDriver:
             if done.refused:
                 raise SimulationError(f"a write loading the run after rows {run.m0}.. cols {run.n0}.. was refused: "
                                       "the host protocol wrote into the bank in use")
-            outputs = decode_outputs(self.cfg, done.words, m, n)
-            outcomes.append(RunOutcome(run, outputs, done.cycles, gemm_cycles(self.cfg, m, k, n)))
+            outputs = decode_outputs(self.cfg, done.words, *run.job.output_shape, run.job.reads_pool_sums)
+            outcomes.append(RunOutcome(run, outputs, done.cycles, gemm_cycles(self.cfg, m, k, n, run.job.pool)))
         return outcomes
 
 
@@ -294,12 +312,11 @@ def append_steps(program: HostProgram, steps: list[BusStep]) -> None:
 
 
 async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob, prefetch: GemmJob | None = None) -> GemmOutcome:
-    """``job`` (any M, N) on the accelerator behind ``session``; outputs assembled to ``(M, N)``.
+    """``job`` (any M, N) on the accelerator behind ``session``; outputs assembled to ``job.output_shape``.
 
     ``prefetch``: the next GEMM on this accelerator, whose weights load while ``job``'s last run computes.
     """
-    m, _, n = job.shape
-    outputs = np.zeros((m, n), dtype=np.int64)
+    outputs = np.zeros(job.output_shape, dtype=np.int64)
     outcomes: list[RunOutcome] = []
     program_cycles, seconds = 0, 0.0
     for program, runs, bus_programs in driver.programs(split_gemm(driver.cfg, job), prefetch):
@@ -307,7 +324,7 @@ async def run_gemm(session, driver: AcceleratorDriver, job: GemmJob, prefetch: G
         program_cycles += result.cycles
         seconds += result.seconds
         for outcome in driver.decode(result, runs, bus_programs):
-            rm, _, rn = outcome.run.shape
+            rm, rn = outcome.outputs.shape
             outputs[outcome.run.m0 : outcome.run.m0 + rm, outcome.run.n0 : outcome.run.n0 + rn] = outcome.outputs
             outcomes.append(outcome)
     return GemmOutcome(outputs, outcomes, program_cycles, seconds)

@@ -4,15 +4,15 @@ Every conv/linear layer's GEMM runs on the RTL (golden's ``im2col`` lowers a con
 layer's input is the previous layer's *RTL* output, so errors would propagate exactly as they
 would in silicon.  Two ways a layer runs:
 
-* **on-chip requantizer** (``stage="codes"``): a layer with no residual, no pooling, static
-  input step, positive channel signs and an unsigned input runs in REQUANT (uniform output) or
-  THRESHOLD (LCQ output) mode, or RAW for an ``accumulator`` output (``acc + bias``); the RTL's
-  output is the next layer's input as is;
-* **accumulators** (``stage="accumulators"``): the accelerator has no residual input and no
-  pooling unit, so a layer with a residual add, pooling, an ASQ output, a negated channel or a
-  signed input (two unsigned passes) runs in RAW mode with zero bias and golden's own
-  ``IntegerLayer.forward`` finishes it from the RTL accumulators (shortcut, pooling,
-  requantization).  The accumulators are compared bit for bit too.
+* **on chip** (``stage="codes"``): the output stage finishes the layer
+  (:func:`runs_on_requantizer`): channel signs, bias, the residual add (the host writes the
+  shortcut operand), a signed input's two passes (the second adds the first's ``t``), a global
+  average pool, ASQ's output through the barrier (a pooled pass holds ``relu(t)``, the host runs
+  the adapter on the RTL's integer channel sums, a held pass requantizes), then REQUANT,
+  THRESHOLD or RAW (``accumulator`` output); the RTL's output is the next layer's input as is;
+* **accumulators** (``stage="accumulators"``): a max pool or a grouped conv runs in RAW mode
+  and golden's ``IntegerLayer.finish`` completes it from the RTL accumulators.  The
+  accumulators are compared bit for bit too.
 
 A layer runs on the PE kind of its weight scheme (:func:`hw.kinds.network_kind`); the layer's
 level tables (lcq weights, table activations of lcq and apot) go to the array's table regions.
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import dataclasses
 import itertools
 import tempfile
@@ -44,7 +43,8 @@ import numpy as np
 from golden import spec
 from golden.errors import ConfigError
 from golden.gemm import conv_output_size, conv_weight_matrix, im2col
-from golden.integer import IntegerLayer, IntegerNetwork
+from golden.integer import NETWORK_INPUT, IntegerLayer, IntegerNetwork
+from golden.output_stage import adapter_input
 from golden.stages import Accumulators, Codes
 from hw.config import ArrayConfig
 from hw.host import GemmJob
@@ -68,7 +68,7 @@ class LayerRun:
     """One layer's RTL result next to golden's, totalled over the passes (the batch, or every image)."""
 
     name: str
-    stage: str  # "codes" (on-chip requantizer / RAW output) or "accumulators" (golden finished the layer)
+    stage: str  # "codes" (the on-chip output stage finished the layer) or "accumulators" (golden finished it)
     bit_exact: bool  # every pass: no mismatch and measured cycles == expected
     mismatches: int
     cycles: int  # measured start..done cycles of the layer's accelerator runs
@@ -111,24 +111,60 @@ class NetworkRun:
 
 
 def runs_on_requantizer(layer: IntegerLayer) -> bool:
-    """Whether the layer's whole output comes from the accelerator's output stage."""
+    """Whether the layer's whole output comes from the accelerator's output stage.
+
+    The output lanes apply the channel signs, the bias and the aligned shortcut, and combine a
+    signed input's two passes (:mod:`golden.output_stage`); a per-sample input step (after an
+    ASQ layer) runs one sample per accelerator run with that sample's channel parameters.  A
+    global average pool before a uniform output runs on the pool unit, one sample per run, and
+    so does an ASQ output: the pool unit's sums give the host beta, a second pass requantizes
+    the held ``relu(t)`` (:func:`_asq_barrier`).  Max pooling is not on chip.
+    """
     out = layer.output
     return (
-        layer.residual is None and not layer.signed_input and not layer.input_adaptive and layer.groups == 1
-        and out.max_pool is None and not out.global_pool and out.mode in ("uniform", "threshold", "accumulator")
-        and bool(np.all(layer.weight_scale > 0))
+        layer.groups == 1 and out.max_pool is None and (not out.global_pool or out.mode == "uniform")
+        and out.mode in ("uniform", "threshold", "accumulator", "asq")
+        and not (layer.signed_input and layer.residual is not None)  # one shortcut operand per output
     )  # fmt: skip
+
+
+def residual_bits(network: IntegerNetwork, layer: IntegerLayer, cfg_sum_bits: int) -> int:
+    """Signed width of the residual operand ``layer`` needs on chip (0: none).
+
+    A signed input's second pass adds its first pass's ``t`` (at most ``cfg_sum_bits`` wide, the
+    array's ``sign * acc + bias``); a codes shortcut adds code values (uniform codes or the
+    producer's level table); an accumulator shortcut adds its producer's ``t``, bounded like the
+    producer's own accumulators and bias.
+    """
+    if layer.signed_input:
+        return cfg_sum_bits
+    if layer.residual is None:
+        return 0
+    producers = {NETWORK_INPUT: None} | {other.name: other for other in network.layers}
+    producer = producers[layer.residual.source]
+    stage = network.input_stage if producer is None else producer.output
+    if layer.residual.mode == "codes":
+        top = int(stage.levels.max()) if stage.mode == "threshold" else (1 << stage.bits) - 1
+        return spec.signed_bits_for(-top if stage.signed else 0, top)
+    if producer.residual is not None or producer.signed_input:
+        raise ConfigError(f"layer {layer.name!r}: an accumulator shortcut from {producer.name!r} with its own shortcut "
+                          "or two passes has no on-chip width bound")
+    acc_bits = spec.accumulator_bits(producer.cfg, producer.reduction_length)
+    return max(acc_bits, spec.signed_bits_for(*_bias_range(producer))) + 1
 
 
 def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256, max_n: int = 64,
                 max_reduction: int | None = None) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
     """Accelerator configurations the network needs and which one runs each layer.
 
-    One configuration per (array datapath, output bits) of the layers that use the on-chip
-    requantizer; a layer finished by golden (RAW mode) joins a configuration of its datapath, so
+    One configuration per (array datapath, output bits) of the layers whose output stage
+    requantizes on chip; a layer with a RAW output (``accumulator`` mode, or finished by golden)
+    joins a configuration of its datapath, so
     consecutive layers share one accelerator.  Each is sized for the longest reduction of its
     layers, or for ``max_reduction`` when given: one bound for every accelerator makes the
-    designs of networks with the same datapaths identical, so they share builds.
+    designs of networks with the same datapaths identical, so they share builds.  A
+    configuration has a residual unit (``residual_bits``) when one of its layers adds a shortcut
+    or has a signed input.
     """
     for layer in network.layers:
         cfg = layer.cfg
@@ -143,9 +179,9 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
         raise ConfigError(f"max_reduction={max_reduction} is shorter than the network's longest reduction ({longest})")
     keys: dict[str, tuple] = {}
     for layer in network.layers:
-        if runs_on_requantizer(layer):
-            keys[layer.name] = (layer.cfg, None if layer.output.mode == "accumulator" else layer.output.bits)
-    for layer in network.layers:
+        if runs_on_requantizer(layer) and layer.output.mode != "accumulator":
+            keys[layer.name] = (layer.cfg, layer.output.bits)
+    for layer in network.layers:  # RAW outputs (on chip or finished by golden) need no output bits of their own
         if layer.name not in keys:
             datapath = layer.cfg
             keys[layer.name] = next((key for key in keys.values() if key[0] == datapath), (datapath, None))
@@ -157,13 +193,16 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
         direct = [layer for layer in layers if runs_on_requantizer(layer)]
         bias_bits = max([spec.accumulator_bits(datapath, reduction)]
                         + [spec.signed_bits_for(*_bias_range(layer)) for layer in direct])
-        configs[key] = ArrayConfig(
+        cfg = ArrayConfig(
             network_kind(datapath.scheme).name, rows, cols, datapath.weight.bits, datapath.act_bits,
             frac_bits=datapath.frac_bits, levels=datapath.weight.levels, level_bits=datapath.weight.level_bits,
             act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
             max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
             threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
+            global_pool=any(layer.output.global_pool or layer.output.mode == "asq" for layer in direct),
         )  # fmt: skip
+        residual = max([residual_bits(network, layer, cfg.requant.sum_bits) for layer in direct], default=0)
+        configs[key] = cfg.replace(residual_bits=residual) if residual else cfg
     return configs, keys
 
 
@@ -213,13 +252,6 @@ def _integers(output: Codes | Accumulators) -> np.ndarray:
     return output.values if isinstance(output, Accumulators) else output.codes
 
 
-def forward_from_accumulators(layer: IntegerLayer, x: Codes, shortcut, acc: np.ndarray):
-    """golden's ``IntegerLayer.forward`` with its accumulation replaced by ``acc`` (from the RTL)."""
-    stand_in = copy.copy(layer)
-    object.__setattr__(stand_in, "accumulate", lambda _codes: acc)
-    return stand_in.forward(x, shortcut)
-
-
 class _LayerTally:
     def __init__(self) -> None:
         self.cycles = self.expected = self.program = self.runs = self.macs = 0
@@ -232,12 +264,40 @@ class _LayerTally:
         self.macs += sum(int(np.prod(run.run.shape)) for run in outcome.runs)
 
 
+def _sample(value: Codes | Accumulators | None, index: int):
+    """Sample ``index`` of a layer input or shortcut (as a batch of one)."""
+    if value is None:
+        return None
+    if isinstance(value, Accumulators):
+        return Accumulators(value.values[index : index + 1], value.unit[index : index + 1])
+    return Codes(value.codes[index : index + 1], value.step[index : index + 1], value.table)
+
+
+def _channel_params(params, what: str, layer: IntegerLayer) -> np.ndarray:
+    """The one row of ``[N, C]`` parameters a run loads (the host splits per-sample layers into one run per sample)."""
+    params = np.asarray(params).reshape(params.shape[0], -1)
+    if np.any(params != params[:1]):
+        raise ConfigError(f"layer {layer.name!r}: {what} differ between the samples of one accelerator run")
+    return params[0]
+
+
+def _gemm_matrix(values: np.ndarray) -> np.ndarray:
+    """``[N, C, H, W]`` (or ``[N, C]``) values as the GEMM's ``[N*H*W, C]`` rows."""
+    return values if values.ndim == 2 else values.transpose(0, 2, 3, 1).reshape(-1, values.shape[1])
+
+
 async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, shortcut,
                     prefetch: GemmJob | None = None):
     """The layer on the RTL: ``(its output, LayerRun)``; see the module docstring for the two stages.
 
     ``prefetch``: the next GEMM on this accelerator (:func:`weights_job`), loaded during the layer's last run.
     """
+    per_sample = layer.input_adaptive or layer.output.global_pool or layer.output.mode == "asq"
+    if runs_on_requantizer(layer) and per_sample and len(x.step) > 1:
+        last = len(x.step) - 1
+        parts = [await run_layer(session, driver, layer, _sample(x, i), _sample(shortcut, i),
+                                 prefetch if i == last else weights_job(layer)) for i in range(len(x.step))]
+        return _concatenate([output for output, _ in parts]), _total([run for _, run in parts])
     golden = layer.forward(x, shortcut)
     tally = _LayerTally()
     tables = _tables(layer)
@@ -249,21 +309,48 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         return outcome.outputs, shape
 
     if runs_on_requantizer(layer):
-        params = layer.requant_params(x.step)
-        if layer.output.mode == "uniform":
-            matrix, shape = await gemm(x.codes, mode=OutputMode.REQUANT, bias=params.bias[0],
-                                       mantissa=params.mantissa[0], shift=params.shift[0])
-        elif layer.output.mode == "threshold":
-            matrix, shape = await gemm(x.codes, mode=OutputMode.THRESHOLD, bias=params.bias[0],
-                                       thresholds=params.thresholds[0])
+        _, _, (samples, *positions) = _gemm_operands(layer, x.codes)
+        acc_shape = (samples, layer.out_channels, *positions)
+        pool = layer.output.global_pool  # the pool unit requantizes the sum: 1/(H*W) in the multiplier
+        params = layer.requant_params(x.step, int(np.prod(positions)) if pool else 1)
+        negate = (_channel_params(params.sign, "channel signs", layer) < 0).astype(np.int64)
+        bias = _channel_params(params.bias, "biases", layer)
+        out = layer.output
+        if out.mode == "asq":  # the barrier's first pass: hold relu(t), sum it per channel
+            finish = dict(mode=OutputMode.RAW, pool=True)
+        elif out.mode == "uniform":
+            finish = dict(mode=OutputMode.REQUANT, mantissa=_channel_params(params.mantissa, "multipliers", layer),
+                          shift=_channel_params(params.shift, "multipliers", layer), pool=pool)
+        elif out.mode == "threshold":
+            finish = dict(mode=OutputMode.THRESHOLD, thresholds=params.thresholds[0])
+            _channel_params(params.thresholds, "thresholds", layer)
         else:
-            matrix, shape = await gemm(x.codes, mode=OutputMode.RAW, bias=params.bias[0])
-        values = _to_channels_first(matrix, shape)
+            finish = dict(mode=OutputMode.RAW)
+        # the ASQ barrier's pooled pass prefetches nothing: the held pass that follows loads the next weights
+        following = None if out.mode == "asq" else prefetch
+        if layer.signed_input:  # two unsigned passes; the second adds the first's t (golden.output_stage.two_pass_totals)
+            first, _ = await gemm(np.maximum(x.codes, 0), weights_job(layer), mode=OutputMode.RAW, bias=bias,
+                                  negate=negate)
+            matrix, shape = await gemm(np.maximum(-x.codes, 0), following, **finish, negate=1 - negate, shortcut=first)
+        elif layer.residual is not None:
+            values, mantissa, shift = layer.shortcut_operand(shortcut, params.unit, acc_shape)
+            matrix, shape = await gemm(x.codes, following, **finish, bias=bias, negate=negate,
+                                       shortcut=_gemm_matrix(values),
+                                       shortcut_mantissa=_channel_params(mantissa, "shortcut multipliers", layer),
+                                       shortcut_shift=_channel_params(shift, "shortcut multipliers", layer))
+        else:
+            matrix, shape = await gemm(x.codes, following, **finish, bias=bias, negate=negate)
+        step = None if isinstance(golden, Accumulators) else golden.step
+        if out.mode == "asq":  # the sample's step comes from the RTL's sums, checked against golden's
+            matrix, beta = await _asq_barrier(session, driver, layer, x, matrix, acc_shape, tally, tables, prefetch)
+            step = out.step * beta
+        values = matrix if pool else _to_channels_first(matrix, shape)
         if isinstance(golden, Accumulators):
             output = Accumulators(values, golden.unit)
         else:
-            output = Codes(values, golden.step, golden.table)
+            output = Codes(values, step, golden.table)
         stage, mismatches = "codes", int(np.sum(values != _integers(golden)))
+        mismatches += 0 if step is None else int(np.sum(step != golden.step))
     else:
         if layer.signed_input:  # two unsigned passes, as golden's accumulate defines it
             positive, shape = await gemm(np.maximum(x.codes, 0), weights_job(layer), mode=OutputMode.RAW)
@@ -272,12 +359,36 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
         else:
             matrix, shape = await gemm(x.codes, mode=OutputMode.RAW)
         acc = _to_channels_first(matrix, shape)
-        output = forward_from_accumulators(layer, x, shortcut, acc)
+        output = layer.finish(x, acc, shortcut)
         mismatches = int(np.sum(acc != layer.accumulate(x)))
         same = np.array_equal(_integers(output), _integers(golden))
         stage, mismatches = "accumulators", mismatches + (0 if same else 1)
     return output, LayerRun(layer.name, stage, mismatches == 0 and tally.cycles == tally.expected, mismatches,
                             tally.cycles, tally.expected, tally.program, tally.runs, tally.macs, driver.cfg.name_hint)
+
+
+async def _asq_barrier(session, driver: AcceleratorDriver, layer: IntegerLayer, x: Codes, sums: np.ndarray,
+                       acc_shape: tuple, tally, tables: dict,
+                       prefetch: GemmJob | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes [M, N], beta [1])`` of one sample's ASQ output: the barrier's second pass on the held ``relu(t)``.
+
+    The host runs the adapter on the integer sums the first pass left in the pool unit
+    (``golden.output_stage.adapter_input``, as golden does), turns beta into the sample's channel
+    multipliers, and the accelerator requantizes the values its output buffer holds — a run on
+    zero operands (``K = 1``) whose lanes add the held value instead of an accumulator, in the
+    bank the first pass wrote (the driver runs a held run there).  ``prefetch``: loaded during it.
+    """
+    positions = int(np.prod(acc_shape[2:], dtype=np.int64))
+    params = layer.requant_params(x.step)
+    beta = layer.output.adapter(adapter_input(sums, positions, 1, params.unit))
+    params = layer.requant_params(x.step, 1, beta)
+    m, n = positions * acc_shape[0], layer.out_channels
+    zero_weight = layer.cfg.weight.legal_codes()[0]
+    job = GemmJob(np.zeros((m, 1), dtype=np.int64), np.full((1, n), zero_weight), OutputMode.REQUANT,
+                  mantissa=params.mantissa[0], shift=params.shift[0], held=True, **tables)
+    outcome = await run_gemm(session, driver, job, prefetch)
+    tally.add(outcome)
+    return outcome.outputs, beta
 
 
 async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNetwork, indices: list[int],

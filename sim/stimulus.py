@@ -87,6 +87,9 @@ def _finish(cfg: ArrayConfig, name: str, act, weight, rng, mode: str, tables: di
         params = spread_thresholds(cfg, acc, rng)
     else:
         params = spread_requant(cfg, acc, rng, per_row=mode == "asq")
+    negate = rng.integers(0, 2, acc.shape[1])  # the output stage's channel signs (a BatchNorm gamma < 0)
+    if mode != "threshold":  # thresholds are spread over acc's own range
+        params["negate"] = negate
     return Workload(name, GemmJob(act, weight, **(params | tables | extra)))
 
 

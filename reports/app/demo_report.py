@@ -172,7 +172,8 @@ def summary_markdown(demo: DemoResult) -> str:
         "energies scaled from Yosys synthesis of 4x4 array cores relative to the 8-bit int array (Horowitz 45 nm anchor); "
         "compute = MAC + PE registers, where the PE kinds differ; every weight is read from DRAM once per inference, "
         "which dominates at batch 1.  asq = what an ASQ output stage adds (reports.estimator.asq_stage_energy): the "
-        "layer's accumulators wait in the output buffer until the host has pooled them and run the fp32 adapter.",
+        "layer's relu(t) is held in the output buffer while the pool unit sums it per channel and the host runs the "
+        "fp32 adapter on the sums; a second pass requantizes the held values (its cycles are in the layer's).",
         "",
         markdown_table(energy_summary_rows(demo), {**{f"{p}_nj": ".3f" for p in (*DEMO_ENERGY_PARTS, "compute", "energy")},
                                            "rtl_cycles": ".0f"}),

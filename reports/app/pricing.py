@@ -11,11 +11,13 @@ from golden.integer import IntegerLayer, IntegerNetwork
 from golden.layers import SCHEME_WEIGHTS
 from golden.models import DigitsNet
 from golden.spec import WeightScheme, accumulator_bits
+from hw.cycles import POOL_CYCLES
 from hw.kinds import kinds_of_scheme, network_kind
 
 from ..energy import Synthesis
 from ..estimator import OWN_ARRAY, HardwareConfig, asq_stage_energy, estimate
 from ..networks import trace
+from ..overhead import asq_barrier_cycles
 from .training import model_name
 
 DEMO_ENERGY_PARTS = ("mac", "register", "sram", "dram", "asq")
@@ -53,13 +55,16 @@ def energy_rows(network: IntegerNetwork, scheme: str, bits: int, rows: int, cols
             (row,), _ = estimate([shape], config, synthesis)
             passes = 2 if layer.signed_input else 1  # a signed input runs as two unsigned passes
             adapter = layer.output.adapter
+            # the output stage's own cycles: ASQ's barrier (hw.output_stage), a global pool's requantizer
+            extra = (asq_barrier_cycles(rows, cols, shape.hout * shape.wout, shape.cout) if adapter is not None
+                     else POOL_CYCLES if layer.output.global_pool else 0)
             asq_nj = 0.0 if adapter is None else 1e-3 * sum(asq_stage_energy(
                 [w.shape for w in adapter.weights], shape.cout, shape.hout * shape.wout,
                 accumulator_bits(config.datapath, shape.k), config.ofmap_kb).values())
             out.append({"model": model_name(scheme, bits), "scheme": scheme, "bits": bits, "pe_kind": kind,
                         "layer": layer.name, "layer_pe": config.pe_kind, "weight_bits": config.weight_bits,
                         "act_bits": config.act_bits, "frac_bits": config.frac_bits, "macs": row["macs"] * passes,
-                        "cycles": row["cycles"] * passes, "mac_nj": row["mac_nj"] * passes,
+                        "cycles": row["cycles"] * passes + extra, "mac_nj": row["mac_nj"] * passes,
                         "register_nj": row["register_nj"] * passes, "sram_nj": row["sram_nj"] * passes,
                         "dram_nj": row["dram_nj"] * passes, "asq_nj": asq_nj,
                         "energy_nj": row["energy_nj"] * passes + asq_nj})

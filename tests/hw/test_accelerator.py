@@ -5,21 +5,22 @@ import pytest
 from hwtest import job_tables, random_job, small_config
 
 from golden import requantization, spec
-from golden.errors import ConfigError, LevelTableError
+from golden.errors import CodeRangeError, ConfigError, LevelTableError
 from hw.bus import BusStep, gemm_steps, start_step, wait_step, write_step
 from hw.config import ArrayConfig, preset
-from hw.cycles import gemm_cycles
+from hw.cycles import gemm_cycles, host_write_count
 from hw.host import GemmJob, golden_outputs, job_writes, output_word_count
 from hw.kinds import PE_KINDS
-from hw.layout import OutputMode
+from hw.layout import OutputMode, Region
 from hw.pysim_driver import simulate_jobs, simulate_steps
 
 
-def run_and_check(cfg: ArrayConfig, jobs: list[GemmJob]) -> None:
+def run_and_check(cfg: ArrayConfig, jobs: list[GemmJob], held: dict | None = None) -> None:
+    """``held``: job index -> the values its run finds in the output buffer."""
     results = simulate_jobs(cfg, jobs)
-    for job, result in zip(jobs, results, strict=True):
-        np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job))
-        assert result.cycles == gemm_cycles(cfg, *job.shape)
+    for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        np.testing.assert_array_equal(result.outputs, golden_outputs(cfg, job, (held or {}).get(index)))
+        assert result.cycles == gemm_cycles(cfg, *job.shape, pool=job.pool)
         assert result.busy_during_run
 
 
@@ -58,6 +59,91 @@ def test_per_row_multiplier_override(kind):
     m = 7
     row_mantissa, row_shift = requantization.quantize_multiplier(rng.uniform(0.01, 0.5, m))
     run_and_check(cfg, [random_job(cfg, rng, m, 9, 6, row_mantissa=row_mantissa, row_shift=row_shift)])
+
+
+@pytest.mark.parametrize("kind", ["int", "post_shared", "lcq"])
+def test_residual_add_and_negated_channels(kind):
+    """Shortcut operands from the RESIDUAL region, aligned per channel, with negated channels; runs with and without."""
+    cfg = small_config(kind, residual_bits=6)
+    rng = np.random.default_rng(6)
+    lo, hi = spec.signed_range(cfg.residual_bits)
+    jobs = []
+    for m, k, n, mode in ((7, 24, 7, OutputMode.REQUANT), (5, 3, 4, OutputMode.RAW), (4, 9, 6, OutputMode.RAW)):
+        shortcut = rng.integers(lo, hi, (m, n), endpoint=True)
+        shortcut[0, 0], shortcut[-1, -1] = lo, hi
+        mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 400.0, n))
+        jobs.append(random_job(cfg, rng, m, k, n, mode, negate=rng.integers(0, 2, n), shortcut=shortcut,
+                               shortcut_mantissa=mantissa, shortcut_shift=shift))
+    jobs.append(random_job(cfg, rng, 6, 5, 5, OutputMode.RAW, negate=np.ones(5, int)))  # no shortcut: the tile bit is off
+    run_and_check(cfg, jobs)
+    totals = [golden_outputs(cfg, job) for job in jobs[1:3]]
+    without = [golden_outputs(cfg, GemmJob(**{**job.__dict__, "shortcut": None})) for job in jobs[1:3]]
+    assert all(np.any(a != b) for a, b in zip(totals, without, strict=True))  # the shortcut changed the sums
+
+
+@pytest.mark.parametrize("kind", ["int", "post_shared"])
+def test_global_average_pool(kind):
+    """One row of requantized channel sums of relu(t): padded rows excluded, m blocks interleaved with n blocks."""
+    cfg = small_config(kind, residual_bits=6, global_pool=True)
+    rng = np.random.default_rng(8)
+    jobs = []
+    for m, k, n in ((7, 24, 7), (5, 3, 4), (1, 9, 2), (6, 1, 3)):
+        job = random_job(cfg, rng, m, k, n, negate=rng.integers(0, 2, n), pool=True)
+        mantissa, shift = requantization.quantize_multiplier(job.mantissa / 2.0 ** job.shift / m)
+        jobs.append(GemmJob(**{**job.__dict__, "mantissa": mantissa, "shift": shift}))
+    shortcut = rng.integers(-32, 32, (7, 5))
+    jobs.append(random_job(cfg, rng, 7, 10, 5, pool=True, shortcut=shortcut, shortcut_mantissa=40000, shortcut_shift=12))
+    jobs.append(random_job(cfg, rng, 7, 10, 5))  # and a plain run after the pooled ones
+    run_and_check(cfg, jobs)
+    pooled = [golden_outputs(cfg, job) for job in jobs[:-1]]
+    assert all(p.shape == (1, job.shape[2]) for p, job in zip(pooled, jobs, strict=False))
+    assert 0 < sum(np.count_nonzero(p) for p in pooled) < sum(p.size for p in pooled)
+    with pytest.raises(ConfigError, match="global_pool"):
+        job_writes(small_config(kind), GemmJob(**{**jobs[0].__dict__}))
+    with pytest.raises(ConfigError, match="REQUANT or RAW"):
+        job_writes(cfg, GemmJob(**{**jobs[0].__dict__, "row_mantissa": jobs[0].mantissa, "row_shift": jobs[0].shift}))
+
+
+@pytest.mark.parametrize("kind", ["int", "lcq"])
+def test_asq_barrier_holds_relu_t_and_requantizes_it(kind):
+    """Pass 1 (pooled RAW): the output buffer holds relu(t), the host reads each channel's sum; pass 2 (zero
+    operands, held): the held values requantized with new multipliers, with no host transfer of t."""
+    cfg = small_config(kind, global_pool=True)
+    rng = np.random.default_rng(12)
+    jobs, held = [], {}
+    for m, k, n in ((7, 24, 7), (4, 5, 3)):
+        first = random_job(cfg, rng, m, k, n, OutputMode.RAW, negate=rng.integers(0, 2, n), pool=True)
+        raw = GemmJob(**{**first.__dict__, "pool": False, "relu": True})
+        mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 2.0, n) * first.mantissa / 2.0 ** first.shift)
+        zero_weight = cfg.datapath.weight.legal_codes()[0]
+        second = GemmJob(np.zeros((m, 1), int), np.full((1, n), zero_weight), OutputMode.REQUANT, mantissa=mantissa,
+                         shift=shift, held=True, **tables_of(first))
+        held[len(jobs) + 1] = golden_outputs(cfg, raw)
+        jobs += [first, second]
+    run_and_check(cfg, jobs + [random_job(cfg, rng, 5, 6, 4)], held)
+    sums = golden_outputs(cfg, jobs[0])
+    assert sums.shape == (1, 7) and np.array_equal(sums[0], held[1].sum(axis=0))
+    codes = golden_outputs(cfg, jobs[1], held[1])
+    assert 0 < np.count_nonzero(codes) < codes.size and codes.max() <= (1 << cfg.out_bits) - 1
+    assert gemm_cycles(cfg, 7, 1, 7) == -(-7 // cfg.rows) * -(-7 // cfg.cols) * (cfg.rows + 1) + cfg.cols + cfg.rows + 4
+    with pytest.raises(ConfigError, match="exactly for a held run"):
+        golden_outputs(cfg, jobs[1])
+
+
+def test_shortcut_validation():
+    cfg = small_config("int", residual_bits=4)
+    act, weight = np.zeros((2, 3), int), np.zeros((3, 2), int)
+    with pytest.raises(ConfigError, match="residual_bits"):
+        job_writes(small_config("int"), GemmJob(act, weight, shortcut=np.zeros((2, 2), int)))
+    with pytest.raises(ConfigError, match="M x N"):
+        job_writes(cfg, GemmJob(act, weight, shortcut=np.zeros((2, 3), int)))
+    with pytest.raises(CodeRangeError, match="outside the 4-bit"):
+        job_writes(cfg, GemmJob(act, weight, shortcut=np.full((2, 2), 8)))
+    with pytest.raises(ConfigError, match="0/1"):
+        job_writes(cfg, GemmJob(act, weight, negate=np.array([0, 2])))
+    writes = job_writes(cfg, GemmJob(np.zeros((5, 3), int), np.zeros((3, 4), int), shortcut=np.ones((5, 4), int)))
+    assert len(writes) == host_write_count(cfg, 5, 3, 4, shortcut=True)
+    assert sum(w.region == Region.RESIDUAL for w in writes) == 5 * 2
 
 
 def extreme_codes(cfg: ArrayConfig, rng, largest: bool):

@@ -1,4 +1,4 @@
-"""The requantizer lane and threshold bank alone, one vector per cycle through the pipeline, against golden.spec."""
+"""The output lane and threshold bank alone, one vector per cycle through the pipeline, against golden."""
 
 import numpy as np
 import pytest
@@ -6,19 +6,25 @@ from amaranth import Value, signed
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from golden import requantization, spec
+from golden import output_stage, requantization, spec
 from hw.config import ArrayConfig
 from hw.host import pack_words
 from hw.layout import OutputMode, multiplier_layout
-from hw.requant import RequantLane
+from hw.output_stage import OutputLane
 
-LATENCY = 2
+LATENCY = OutputLane.latency
 
 
-def run_lane(cfg: ArrayConfig, acc, bias, mantissa, shift, mode: OutputMode, relu=False, thresholds=None) -> np.ndarray:
-    lane = RequantLane(cfg)
+def run_lane(cfg: ArrayConfig, acc, bias, mantissa, shift, mode: OutputMode, relu=False, thresholds=None,
+             negate=None, shortcut=None) -> np.ndarray:
+    """``shortcut``: ``(values, mantissas, shifts)`` per vector, on a config with ``residual_bits``."""
+    lane = OutputLane(cfg)
     results = []
     multipliers = pack_words(multiplier_layout(cfg), np.stack([mantissa, shift], 1))
+    negate = np.zeros(len(acc), dtype=np.int64) if negate is None else negate
+    if shortcut is not None:
+        shortcut_values, shortcut_mantissa, shortcut_shift = shortcut
+        shortcut_multipliers = pack_words(multiplier_layout(cfg), np.stack([shortcut_mantissa, shortcut_shift], 1))
 
     async def bench(ctx):
         ctx.set(lane.mode, mode)
@@ -31,6 +37,11 @@ def run_lane(cfg: ArrayConfig, acc, bias, mantissa, shift, mode: OutputMode, rel
                 ctx.set(lane.acc, int(acc[step]))
                 ctx.set(lane.bias, int(bias[step]))
                 ctx.set(Value.cast(lane.multiplier), multipliers[step])
+                ctx.set(lane.negate, int(negate[step]))
+                if shortcut is not None:
+                    ctx.set(lane.shortcut.enable, 1)
+                    ctx.set(lane.shortcut.value, int(shortcut_values[step]))
+                    ctx.set(Value.cast(lane.shortcut.multiplier), shortcut_multipliers[step])
             else:
                 ctx.set(lane.valid, 0)
             if step >= LATENCY:
@@ -94,3 +105,41 @@ def test_threshold_mode_in_the_lane():
     packed = pack_words(data.ArrayLayout(signed(cfg.threshold_bits), cfg.threshold_count), thresholds[None])[0]
     got = run_lane(cfg, acc, bias, np.ones_like(acc), np.zeros_like(acc), OutputMode.THRESHOLD, thresholds=packed)
     np.testing.assert_array_equal(got, requantization.threshold_quantize(acc, 0, thresholds))
+
+
+def test_negated_channels_and_aligned_shortcuts_match_golden():
+    """sign * acc + bias + rescale(shortcut) (golden.output_stage), then requantized or raw, at the extremes too."""
+    cfg = ArrayConfig("int", 2, 2, 8, 8, max_reduction=64, out_bits=4, residual_bits=9)
+    rng = np.random.default_rng(3)
+    count = 400
+    acc, bias, mantissa, shift = random_operands(cfg, rng, count)
+    negate = rng.integers(0, 2, count)
+    lo, hi = spec.signed_range(cfg.residual_bits)
+    values = rng.integers(lo, hi, count, endpoint=True)
+    shortcut_mantissa = rng.integers(0, 1 << spec.MULTIPLIER_BITS, count)
+    shortcut_shift = rng.integers(0, 30, count)
+    acc_lo, acc_hi = spec.signed_range(cfg.accumulator_width)
+    # edge cases: every extreme of acc, bias and shortcut at shift 0 and the largest mantissa; shifts past the product
+    extremes = [(a, n, v) for a in (acc_lo, acc_hi) for n in (0, 1) for v in (lo, hi)]
+    for index, (a, n, v) in enumerate(extremes):
+        acc[index], negate[index], values[index] = a, n, v
+        shortcut_mantissa[index], shortcut_shift[index] = (1 << spec.MULTIPLIER_BITS) - 1, 0
+    shortcut_shift[len(extremes):len(extremes) + 4] = [cfg.requant.aligned_shortcut_bits + d for d in (-1, 0, 1, 30)]
+    shortcut = (values, shortcut_mantissa, shortcut_shift)
+    total = output_stage.output_total(acc, 1 - 2 * negate, bias, values, shortcut_mantissa, shortcut_shift)
+    assert np.any(total > spec.signed_range(cfg.accumulator_width + 1)[1])  # the shortcut widened the sum
+    got = run_lane(cfg, acc, bias, mantissa, shift, OutputMode.RAW, negate=negate, shortcut=shortcut)
+    np.testing.assert_array_equal(got, total)
+    got = run_lane(cfg, acc, bias, mantissa, shift, OutputMode.REQUANT, negate=negate, shortcut=shortcut)
+    np.testing.assert_array_equal(got, requantization.requantize(total, 0, mantissa, shift, cfg.out_bits))
+
+
+def test_negate_without_a_residual_unit():
+    cfg = ArrayConfig("int", 2, 2, 8, 8, max_reduction=64, out_bits=4)
+    rng = np.random.default_rng(4)
+    acc, bias, mantissa, shift = random_operands(cfg, rng, 200)
+    acc[:2] = spec.signed_range(cfg.accumulator_width)
+    negate = rng.integers(0, 2, 200)
+    negate[:2] = 1
+    got = run_lane(cfg, acc, bias, mantissa, shift, OutputMode.RAW, relu=True, negate=negate)
+    np.testing.assert_array_equal(got, np.maximum(np.where(negate == 1, -acc, acc) + bias, 0))

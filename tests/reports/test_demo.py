@@ -112,7 +112,7 @@ def test_integer_model_within_bound_of_fake_quant(data, float_model, scheme):
 
 
 def test_models_share_accelerator_designs(data, float_model):
-    """lsq and asq (and every model's 8-bit edge layers) plan identical accelerators, so they build once."""
+    """asq plans lsq's accelerators plus the pool unit (its barrier), and every model's 8-bit edge layers share one."""
     plans = {}
     for scheme in ("lsq", "asq", "post", "asq_post", "apot"):
         model = quantize_model(float_model, scheme, 4)
@@ -122,10 +122,14 @@ def test_models_share_accelerator_designs(data, float_model):
         assert reduction == max(layer.reduction_length for layer in network.layers)
         configs, keys = plan_arrays(network, 8, 8, max_reduction=reduction)
         assert set(keys) == {layer.name for layer in network.layers}
-        plans[scheme] = {repr(cfg.to_dict()) for cfg in configs.values()}
+        plans[scheme] = {repr(cfg.replace(global_pool=False).to_dict()) for cfg in configs.values()}
         assert all(cfg.max_reduction == reduction for cfg in configs.values())
+        assert all(cfg.global_pool == scheme.startswith("asq") for cfg in configs.values() if cfg.out_bits == 4)
     assert plans["asq"] <= plans["lsq"] and plans["asq_post"] <= plans["post"]
-    assert plans["lsq"] & plans["post"] & plans["apot"], "the 8-bit edge accelerator is the same for every scheme"
+    assert plans["lsq"] & plans["post"], "the 8-bit edge accelerator is the same for the uniform schemes"
+    # apot's stem thresholds into table activations on chip: the same accelerator plus the threshold bank
+    banked = {cfg for cfg in plans["lsq"] & plans["post"] if "'threshold_bank': False" in cfg}
+    assert {cfg.replace("'threshold_bank': False", "'threshold_bank': True") for cfg in banked} & plans["apot"]
 
 
 def test_apot_energy_prices_the_apot_array(data, float_model):

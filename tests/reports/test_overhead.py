@@ -116,3 +116,26 @@ def test_post_lut_variants():
     assert row["post_shared_bits"] == 8 * row["lut_bits"] and row["post_lut_bits"] == 32 * row["lut_bits"]
     assert row["single_table_pct"] < 0.002  # the authors' claim holds for one table
     assert row["post_lut_pct"] == pytest.approx(32 * row["single_table_pct"])
+
+
+def test_asq_on_chip_barrier_cycles_and_pool_area():
+    """Per adapted layer: one pooled-pass cycle and a held pass over its input map (hw.cycles), per sample."""
+    import dataclasses
+
+    from hw.config import ArrayConfig
+    from hw.cycles import POOL_CYCLES, gemm_cycles
+    from hw.synth_record import SynthRecord, UnitType
+    from reports.networks import Layer
+    from reports.overhead import asq_on_chip
+
+    layers = [Layer("a", "conv", 3, 8, 3, 3, 1, 1, hin=6, win=6, hout=6, wout=6),
+              Layer("b", "conv", 8, 16, 3, 3, 2, 1, hin=6, win=6, hout=3, wout=3),
+              Layer("fc", "linear", 144, 10)]
+    row = asq_on_chip("tiny", layers, 4, 4)
+    held = gemm_cycles(ArrayConfig("int", 4, 4, 8, 8, max_reduction=1, max_m=36, max_n=8), 36, 1, 8)
+    assert row["barrier_cycles"] == POOL_CYCLES + held == POOL_CYCLES + 9 * 2 * 5 + 4 + 4 + 4  # only "b" is adapted
+    assert 0 < row["barrier_cycles_pct"] < 100 and "pool_transistors" not in row
+    core = SynthRecord("array_int_w4a4_4x4", "int", 4, 4, 0, 4, 4, 1, 1000, 1, 1, unit=UnitType.ARRAY)
+    pool = dataclasses.replace(core, name="pool_int_w4a4_4col", rows=1, transistors=250, unit=UnitType.POOL)
+    priced = asq_on_chip("tiny", layers, 4, 4, (core, pool))
+    assert priced["pool_area_pct_of_array"] == 25.0 and priced["array_core"] == core.name

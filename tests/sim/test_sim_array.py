@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from golden import requantization
 from golden.errors import ConfigError, UnsupportedBitsError
 from hw.config import ArrayConfig, preset
 from hw.host import GemmJob
@@ -62,6 +63,32 @@ def _check(cfg, simulator, seed, waves, full):
 @pytest.mark.parametrize("cfg", list(DEFAULT_CONFIGS.values()), ids=list(DEFAULT_CONFIGS))
 def test_array_matches_golden(cfg, simulator, sim_seed, waves):
     _check(cfg, simulator, sim_seed, waves, full=False)
+
+
+def test_output_stage_residual_and_pool_match_golden(simulator, sim_seed):
+    """The residual add (negated channels, operands at both extremes), pooled REQUANT and pooled RAW (the
+    channel sums under rd_addr's top bit) on the simulators, after a plain run; edge rows beyond M are excluded."""
+    cfg = ArrayConfig("int", 4, 4, 8, 8, max_reduction=32, max_m=64, max_n=8, residual_bits=12, global_pool=True)
+    rng = np.random.default_rng(sim_seed)
+    lo, hi = -(1 << 11), (1 << 11) - 1
+
+    def job(m, n, **extra):
+        mantissa, shift = requantization.quantize_multiplier(rng.uniform(0.5, 2.0, n) * 16 / 2e5)
+        return GemmJob(rng.integers(0, 256, (m, 9)), rng.integers(-128, 128, (9, n)), bias=rng.integers(-999, 999, n),
+                       mantissa=mantissa, shift=shift, negate=rng.integers(0, 2, n), **extra)
+
+    shortcut = rng.integers(lo, hi + 1, (61, 7))
+    shortcut[0], shortcut[-1] = lo, hi
+    workloads = [Workload("plain", job(8, 4, mode=OutputMode.RAW)),
+                 Workload("residual raw", job(61, 7, mode=OutputMode.RAW, shortcut=shortcut, shortcut_mantissa=65535,
+                                              shortcut_shift=0)),
+                 Workload("residual requant", job(61, 7, shortcut=shortcut, shortcut_mantissa=40000, shortcut_shift=9)),
+                 Workload("pooled sums", job(61, 7, mode=OutputMode.RAW, pool=True, shortcut=shortcut)),
+                 Workload("pooled codes", job(61, 7, pool=True))]
+    report = check_array(cfg, workloads, simulator, sim_seed).report
+    assert not report.failures
+    assert all(run.cycles == run.expected_cycles for run in report.runs)
+    assert report.outputs_checked == 8 * 4 + 2 * 61 * 7 + 2 * 7
 
 
 @pytest.mark.regress

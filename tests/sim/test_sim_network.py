@@ -18,6 +18,7 @@ from golden import spec
 from golden.errors import ConfigError
 from golden.export import export_model
 from golden.layers import calibrate, quantize_model
+from golden.models import DigitsNet
 from sim.failures import SimulationError
 from sim.network import (
     LayerRun,
@@ -84,7 +85,9 @@ def test_apot_layers_run_on_the_apot_kind(apot_network):
     apot = configs[keys["features.3"]]
     assert (apot.pe_kind, apot.act_bits, apot.threshold_bank) == ("apot", 4, True)
     assert apot.datapath == network.layers[1].cfg and apot.act_level_bits == 6  # the 4-bit APoT grid 48
-    assert keys["features.6"] == keys["features.10"] == keys["features.3"]
+    assert keys["features.6"] == keys["features.3"]  # the max pool is finished by golden on the same array
+    pooled = configs[keys["features.10"]]  # the global pool into the classifier's 8-bit codes runs on its own
+    assert (pooled.pe_kind, pooled.out_bits, pooled.global_pool) == ("apot", 8, True)
 
 
 def test_a_layer_no_kind_runs_is_refused(apot_network):
@@ -159,22 +162,28 @@ def test_max_reduction_sizes_every_array(small_resnet):
 def test_plan_shares_one_array_per_datapath(small_resnet):
     network, _ = small_resnet
     configs, keys = plan_arrays(network, 4, 4)
-    assert sorted(cfg.pe_kind for cfg in configs.values()) == ["int", "post_shared"]
+    assert sorted(cfg.pe_kind for cfg in configs.values()) == ["int", "post_shared", "post_shared"]
     assert keys["conv1"] == keys["fc"] and keys["layer1.0.conv1"] == keys["layer1.0.conv2"]
-    on_chip = [layer.name for layer in network.layers if runs_on_requantizer(layer)]
-    assert on_chip == [f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)] + ["fc"]
-    post = configs[keys["layer3.2.conv2"]]
-    assert post.max_reduction == 576 and post.out_bits == 4
+    assert all(runs_on_requantizer(layer) for layer in network.layers)
+    post = configs[keys["layer3.1.conv2"]]
+    assert post.max_reduction == 576 and post.out_bits == 4 and not post.global_pool
+    assert post.residual_bits == 5  # the shortcut's unsigned 4-bit codes
+    pooled = configs[keys["layer3.2.conv2"]]  # the global average pool before the fc, into its 8-bit codes
+    assert (pooled.pe_kind, pooled.out_bits, pooled.global_pool, pooled.residual_bits) == ("post_shared", 8, True, 5)
+    stem = configs[keys["conv1"]]  # the signed input's second pass adds the first's sign * acc + bias
+    assert stem.residual_bits == max(stem.accumulator_width, stem.bias_bits) + 1
+    assert configs[keys["fc"]].residual_bits == stem.residual_bits
 
 
 def test_resnet20_smoke_is_bit_exact_through_the_rtl(small_resnet, simulator):
+    """Signed stem (two passes), negated channels, shortcuts and the pooled last conv all on chip."""
     network, x = small_resnet
     run = run_network_rtl(network, x, f"cocotb-{simulator}", rows=2, cols=2, optimize=False)
     print(_summary(run))
     check_network(run)
     assert [layer.name for layer in run.layers] == [layer.name for layer in network.layers]
     assert all(layer.cycles == layer.expected_cycles and layer.runs >= 1 for layer in run.layers)
-    assert {layer.stage for layer in run.layers} == {"codes", "accumulators"}
+    assert {layer.stage for layer in run.layers} == {"codes"}  # every layer's output comes from the RTL
     assert run.matches_golden_run
 
 
@@ -206,3 +215,30 @@ def test_resnet20_under_cocotb_verilator():
     run = run_network_rtl(network, x, "cocotb-verilator")
     print(_summary(run))
     check_network(run)
+
+
+@pytest.fixture(scope="module")
+def asq_network():
+    """A calibrated 4-bit ASQ DigitsNet (width 4) and two images."""
+    torch.manual_seed(0)
+    model = quantize_model(DigitsNet(width=4).eval(), "asq", 4)
+    calibrate(model, torch.randn(16, 1, 8, 8))
+    network, _ = export_model(model.eval())
+    return network, np.random.default_rng(0).normal(0, 1, (2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("backend", ["verilator", "cocotb-icarus"])
+def test_asq_network_finishes_every_layer_on_chip(asq_network, backend):
+    """ASQ outputs through the barrier (pooled RAW pass, host adapter on the RTL's integer sums, held pass),
+    after a signed 8-bit stem; every layer's codes and every sample's step equal golden's."""
+    network, x = asq_network
+    assert [layer.output.mode for layer in network.layers] == ["asq", "asq", "uniform", "accumulator"]
+    assert network.layers[0].signed_input
+    run = run_network_rtl(network, x, backend, APOT_ARRAY, APOT_ARRAY)
+    check_network(run)
+    assert {layer.stage for layer in run.layers} == {"codes"}
+    runs = {layer.name: layer.runs for layer in run.layers}
+    assert runs == {"features.0": 2 * 3, "features.3": 2 * 2, "features.6": 2, "classifier": 1}  # per sample
+    golden = network.run(x)
+    for name in ("features.0", "features.3"):
+        assert len(set(run.outputs[name].step)) == 2 and np.array_equal(run.outputs[name].step, golden[name].step)

@@ -1,0 +1,215 @@
+"""The output stage: one :class:`OutputLane` per array column, with its residual :class:`ShortcutAligner`.
+
+A lane turns a finished accumulator into the value written to the output buffer, in the order
+:mod:`golden.output_stage` defines:
+
+1. ``t = sign * acc + bias`` (``negate``: the channel's sign) and, on a config with
+   ``residual_bits``, ``+ rescale(shortcut, shortcut_multiplier)`` (the residual add; the
+   operand comes from the RESIDUAL region, the multiplier from the channel's parameters);
+2. ``REQUANT``: ``clip(rescale(t, mantissa, shift), 0, 2^out_bits - 1)`` (the clip at 0 is the
+   ReLU); ``THRESHOLD``: ``#{k : t >= thresholds[k]}``; ``RAW``: ``t``, ``max(t, 0)`` with ``relu``.
+
+Latency 2 (:attr:`OutputLane.latency`): ``valid``/``acc`` in cycle ``t`` -> ``result_valid``/``result``
+in cycle ``t + 2``.  ``negate``, ``bias``, ``multiplier`` and the shortcut inputs are taken in cycle
+``t``, ``thresholds`` and ``relu`` in ``t + 1`` and ``mode`` in ``t + 2`` (the controller holds all
+but the operands for a whole block).  The shortcut's alignment product is registered with
+``sign * acc + bias``, so the residual add costs no pipeline stage.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ArrayConfig
+from .layout import MODE_BITS, OutputMode, multiplier_layout
+from .requant import ThresholdBank, round_shift, saturated_shift
+
+
+def shortcut_signature(cfg: ArrayConfig) -> wiring.Signature:
+    """A residual operand, its alignment multiplier and whether to add it (from the lane's side: inputs)."""
+    return wiring.Signature({"value": Out(signed(cfg.residual_bits)), "multiplier": Out(multiplier_layout(cfg)),
+                             "enable": Out(1)})
+
+
+class ShortcutAligner(wiring.Component):
+    """``rescale(value, multiplier)`` (0 when not enabled), latency 1: the product is registered, the rounding follows."""
+
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        super().__init__({"operand": In(shortcut_signature(cfg)),
+                          "aligned": Out(signed(cfg.requant.aligned_shortcut_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self.cfg.requant.aligned_shortcut_bits
+        product = Signal(signed(width))
+        shift = Signal(range(width + 1))
+        m.d.sync += [
+            product.eq(Mux(self.operand.enable, self.operand.value * self.operand.multiplier.mantissa, 0)),
+            shift.eq(saturated_shift(m, self.operand.multiplier.shift, width, "shortcut_shift")),
+        ]
+        m.d.comb += self.aligned.eq(round_shift(m, product, shift, "shortcut_rounded"))
+        return m
+
+
+class OutputLane(wiring.Component):
+    """One output channel's output stage (see the module docstring for the arithmetic and timing)."""
+
+    latency = 2
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        members = {
+            "valid": In(1),
+            "acc": In(signed(cfg.accumulator_width)),
+            "negate": In(1),
+            "bias": In(signed(cfg.bias_bits)),
+            "multiplier": In(multiplier_layout(cfg)),
+            "mode": In(MODE_BITS),
+            "relu": In(1),
+            "result_valid": Out(1),
+            "result": Out(signed(cfg.out_word_bits)),
+        }
+        if cfg.threshold_bank:
+            members["thresholds"] = In(data.ArrayLayout(signed(cfg.threshold_bits), cfg.threshold_count))
+        if cfg.residual_bits:
+            members["shortcut"] = In(shortcut_signature(cfg))
+        if cfg.global_pool:  # the ASQ barrier's second pass adds the value the output buffer holds
+            members["held"] = In(signed(cfg.requant.sum_bits))
+            members["add_held"] = In(1)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        product_bits = cfg.requant.product_bits
+        code_max = (1 << cfg.out_bits) - 1
+
+        # stage 1: sign * acc + bias (and the shortcut's alignment product)
+        signed_total = Signal(signed(max(cfg.accumulator_width, cfg.bias_bits) + 1))
+        multiplier = Signal.like(self.multiplier)
+        valid1 = Signal()
+        m.d.sync += [signed_total.eq(Mux(self.negate, -self.acc, self.acc) + self.bias),
+                     multiplier.eq(self.multiplier), valid1.eq(self.valid)]
+        total = Signal(signed(cfg.requant.sum_bits))
+        addend = 0
+        if cfg.residual_bits:
+            m.submodules.shortcut = aligner = ShortcutAligner(cfg)
+            wiring.connect(m, wiring.flipped(self.shortcut), aligner.operand)
+            addend = aligner.aligned
+        if cfg.global_pool:  # a held run adds no shortcut (hw.host.check_job)
+            held, add_held = Signal.like(self.held), Signal()
+            m.d.sync += [held.eq(self.held), add_held.eq(self.add_held)]
+            addend = Mux(add_held, held, addend)
+        m.d.comb += total.eq(signed_total + addend)
+
+        # stage 2: total * mantissa, threshold code, raw value
+        product = Signal(signed(product_bits))
+        shift = Signal(range(product_bits + 1))
+        raw = Signal(signed(cfg.requant.sum_bits))
+        threshold_code = Signal(unsigned(cfg.out_bits))
+        valid2 = Signal()
+        m.d.sync += [
+            product.eq(total * multiplier.mantissa),
+            shift.eq(saturated_shift(m, multiplier.shift, product_bits, "requant_shift")),
+            raw.eq(Mux(self.relu & (total < 0), 0, total)),
+            valid2.eq(valid1),
+        ]
+        if cfg.threshold_bank:
+            m.submodules.thresholds = bank = ThresholdBank(cfg.requant.sum_bits, cfg.threshold_bits, cfg.threshold_count)
+            m.d.comb += [bank.value.eq(total), bank.thresholds.eq(self.thresholds)]
+            m.d.sync += threshold_code.eq(bank.code)
+
+        # output: round half up, clip
+        rounded = round_shift(m, product, shift, "rounded")
+        clipped = Mux(rounded < 0, 0, Mux(rounded > code_max, code_max, rounded))
+        with m.Switch(self.mode):
+            with m.Case(OutputMode.REQUANT):
+                m.d.comb += self.result.eq(clipped)
+            with m.Case(OutputMode.THRESHOLD):
+                m.d.comb += self.result.eq(threshold_code)
+            with m.Default():
+                m.d.comb += self.result.eq(raw)
+        m.d.comb += self.result_valid.eq(valid2)
+        return m
+
+
+class GlobalPool(wiring.Component):
+    """A global average pool over a run's rows: per channel ``sum relu(t)``, then one requantization.
+
+    ``golden.output_stage.global_pool_sum``, then ``clip(rescale(sum, mantissa, shift))`` with
+    ``1/(H*W)`` in the channel's multiplier.  The lanes (RAW with ReLU) feed it their results
+    row by row; a block's rows are summed in one register per column, and at the block's last row
+    that sum is added to the channel block's running total (one word per ``n`` block, so the
+    ``m`` blocks of the run may interleave with the ``n`` blocks).  At the last ``m`` block the
+    total is requantized: ``write`` and ``codes`` (output row 0 of block ``write_block``) follow
+    the last row's lane result by :attr:`latency` cycles.  ``capture`` takes the block's
+    multipliers when its row 0 enters the lanes (the controller's parameter read is then free
+    for the next block).  Without ``requantize`` (a RAW run: the ASQ barrier's first pass) the
+    totals are only kept, for the host to read (``rd_addr`` / ``rd_data``, one cycle).
+    """
+
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        multipliers = data.ArrayLayout(multiplier_layout(cfg), cfg.cols)
+        super().__init__({
+            "capture": In(1),
+            "multipliers": In(multipliers),
+            "valid": In(1),
+            "values": In(data.ArrayLayout(signed(cfg.out_word_bits), cfg.cols)),
+            "counted": In(1),  # this row is an output row (not padding beyond M)
+            "first_row": In(1),
+            "last_row": In(1),
+            "first_block": In(1),  # the run's first m block: totals start at 0
+            "last_block": In(1),  # its last m block: requantize
+            "n_block": In(range(cfg.n_blocks_max)),
+            "requantize": In(1),
+            "rd_addr": In(range(cfg.n_blocks_max)),
+            "rd_data": Out(data.ArrayLayout(unsigned(cfg.pool_sum_bits), cfg.cols)),
+            "write": Out(1),
+            "write_block": Out(range(cfg.n_blocks_max)),
+            "codes": Out(data.ArrayLayout(unsigned(cfg.out_bits), cfg.cols)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        width, value_bits = cfg.pool_sum_bits, cfg.requant.sum_bits - 1  # relu(t) >= 0 has sum_bits - 1 magnitude bits
+        product_bits = width + multiplier_layout(cfg)["mantissa"].shape.width + 1  # signed, for round_shift
+        code_max = (1 << cfg.out_bits) - 1
+        m.submodules.totals = totals = memory.Memory(shape=data.ArrayLayout(unsigned(width), cfg.cols),
+                                                     depth=cfg.n_blocks_max, init=[])
+        total_read, total_write = totals.read_port(domain="comb"), totals.write_port()
+        host_read = totals.read_port()
+        m.d.comb += [host_read.addr.eq(self.rd_addr), self.rd_data.eq(host_read.data)]
+        held = Signal.like(self.multipliers)
+        with m.If(self.capture):
+            m.d.sync += held.eq(self.multipliers)
+        block_end = self.valid & self.last_row
+        emit = block_end & self.last_block & self.requantize
+        m.d.comb += [total_read.addr.eq(self.n_block), total_write.addr.eq(self.n_block), total_write.en.eq(block_end)]
+        m.d.sync += [self.write.eq(emit), self.write_block.eq(self.n_block)]
+        for column in range(cfg.cols):
+            block_sum = Signal(unsigned(width), name=f"block_sum{column}")
+            running = Signal(unsigned(width), name=f"running{column}")
+            total = Signal(unsigned(width), name=f"total{column}")
+            value = Mux(self.counted, self.values[column][:value_bits], 0)
+            m.d.comb += [running.eq(Mux(self.first_row, 0, block_sum) + value),
+                         total.eq(Mux(self.first_block, 0, total_read.data[column]) + running),
+                         total_write.data[column].eq(total)]
+            with m.If(self.valid):
+                m.d.sync += block_sum.eq(running)
+            product = Signal(signed(product_bits), name=f"pool_product{column}")
+            shift = Signal(range(product_bits + 1), name=f"pool_shift{column}")
+            with m.If(emit):
+                m.d.sync += [product.eq(total * held[column].mantissa),
+                             shift.eq(saturated_shift(m, held[column].shift, product_bits, f"pool_shift_sat{column}"))]
+            rounded = round_shift(m, product, shift, f"pool_rounded{column}")
+            m.d.comb += self.codes[column].eq(Mux(rounded > code_max, code_max, rounded))
+        return m
