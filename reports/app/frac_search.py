@@ -23,12 +23,13 @@ from torch import nn
 from golden import spec
 from golden.errors import ConfigError, UnsupportedBitsError
 from golden.export import export_model
-from golden.layers import check_scheme, load_checkpoint, quantize_model
+from golden.layers import SCHEME_WEIGHTS, check_scheme, load_checkpoint, quantize_model
 from golden.models import DigitsNet
-from golden.spec import TrainingScheme
+from golden.spec import SHIFT_SCHEMES
 
 from .. import digits
 from ..output import markdown_table
+from .demo import DEFAULT_BITS
 from .training import (
     FLOAT_EPOCHS,
     QAT_EPOCHS,
@@ -40,9 +41,9 @@ from .training import (
     train_quantized,
 )
 
-#: The demo's models with shift weights and their bits (reports.app.demo.DEFAULT_BITS).
-SEARCH_RUNS = ((TrainingScheme.POT, 4), (TrainingScheme.POT, 3), (TrainingScheme.POT, 2), (TrainingScheme.POST, 4),
-               (TrainingScheme.POST, 3), (TrainingScheme.ASQ_POST, 4), (TrainingScheme.ASQ_POST, 3))
+#: The demo's models with shift weights and their bits, read off the demo's own defaults.
+SEARCH_RUNS = tuple((scheme, bits) for scheme, scheme_bits in DEFAULT_BITS.items()
+                    if SCHEME_WEIGHTS[scheme] in SHIFT_SCHEMES for bits in scheme_bits)
 
 
 @dataclass(frozen=True)
