@@ -153,8 +153,21 @@ def residual_bits(network: IntegerNetwork, layer: IntegerLayer, cfg_sum_bits: in
     return max(acc_bits, spec.signed_bits_for(*_bias_range(producer))) + 1
 
 
+def held_rows(network: IntegerNetwork, x: Codes) -> dict[str, int]:
+    """GEMM rows per sample of every layer whose run covers a whole sample at once, for input ``x``.
+
+    A global average pool sums every output position of a sample in one run, and ASQ's barrier
+    holds them all until beta is known, so those layers' accelerators need ``max_m`` at least this.
+    """
+    outputs = network.run(_image(x, 0))
+    return {layer.name: _gemm_operands(layer, outputs[network.input_name(index)].codes)[0].shape[0]
+            for index, layer in enumerate(network.layers)
+            if runs_on_requantizer(layer) and (layer.output.global_pool or layer.output.mode == "asq")}
+
+
 def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256, max_n: int = 64,
-                max_reduction: int | None = None) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
+                max_reduction: int | None = None,
+                whole_sample_rows: dict[str, int] | None = None) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
     """Accelerator configurations the network needs and which one runs each layer.
 
     One configuration per (array datapath, output bits) of the layers whose output stage
@@ -164,7 +177,8 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
     layers, or for ``max_reduction`` when given: one bound for every accelerator makes the
     designs of networks with the same datapaths identical, so they share builds.  A
     configuration has a residual unit (``residual_bits``) when one of its layers adds a shortcut
-    or has a signed input.
+    or has a signed input.  ``whole_sample_rows`` (:func:`held_rows`): a configuration's ``max_m``
+    grows to the largest of its layers' whole-sample runs — the barrier storage ASQ needs.
     """
     for layer in network.layers:
         cfg = layer.cfg
@@ -197,7 +211,8 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
             network_kind(datapath.scheme).name, rows, cols, datapath.weight.bits, datapath.act_bits,
             frac_bits=datapath.frac_bits, levels=datapath.weight.levels, level_bits=datapath.weight.level_bits,
             act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
-            max_reduction=reduction, max_m=max_m, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
+            max_reduction=reduction, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
+            max_m=max([max_m] + [(whole_sample_rows or {}).get(layer.name, 0) for layer in direct]),
             threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
             global_pool=any(layer.output.global_pool or layer.output.mode == "asq" for layer in direct),
         )  # fmt: skip
@@ -476,7 +491,8 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
     x_codes = x if isinstance(x, Codes) else network.quantize_input(x)
-    configs, layer_keys = plan_arrays(network, rows, cols, max_reduction=max_reduction)
+    configs, layer_keys = plan_arrays(network, rows, cols, max_reduction=max_reduction,
+                                      whole_sample_rows=held_rows(network, x_codes))
     images = [_image(x_codes, i) for i in range(x_codes.codes.shape[0])] if per_image else [x_codes]
     passes = [{"input": image} for image in images]
     if backend == "verilator":

@@ -124,6 +124,32 @@ def run_sim(args: argparse.Namespace) -> int:
     return 0 if bit_exact else 1
 
 
+def add_resnet20(subparsers) -> None:
+    from sim.network import BACKENDS
+
+    from .resnet20 import CIFAR_SIZE, DEFAULT_SCHEMES
+
+    parser = subparsers.add_parser("resnet20", help="CIFAR ResNet-20 (random weights) per scheme on the RTL, every layer checked")
+    parser.add_argument("--schemes", nargs="+", default=list(DEFAULT_SCHEMES), help="schemes (default: all seven)")
+    parser.add_argument("--bits", type=int, default=4, help="bits of every layer but the 8-bit first conv and fc (default 4)")
+    parser.add_argument("--images", type=_positive, default=1, help="random input images, one at a time (default 1)")
+    parser.add_argument("--size", type=_positive, default=CIFAR_SIZE, help=f"input height and width (default {CIFAR_SIZE})")
+    parser.add_argument("--array", type=_array, default=(8, 8), help="accelerator array RxC (default 8x8)")
+    parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="RTL simulator (default: the Verilator harness)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the input (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="write rtl_layers and rtl_summary (.md/.csv/.json) here")
+    parser.set_defaults(func=run_resnet20)
+
+
+def run_resnet20(args: argparse.Namespace) -> int:
+    from .resnet20 import resnet20_rtl
+
+    text, bit_exact = resnet20_rtl(tuple(args.schemes), args.bits, args.images, args.size, args.array[0], args.array[1],
+                                   args.backend, args.seed, args.out)
+    print(text)
+    return 0 if bit_exact else 1
+
+
 def add_frac_search(subparsers) -> None:
     parser = subparsers.add_parser("frac-search", help="smallest product fraction bits F keeping each demo model's predictions")
     parser.add_argument("--quick", action="store_true", help="train with the demo's quick epochs")
@@ -145,7 +171,8 @@ def run_frac_search(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "demo": add_demo, "sim": add_sim, "frac-search": add_frac_search}
+SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
+                                   "frac-search": add_frac_search}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from sim.network import (
     NetworkRun,
     _integers,
     check_network,
+    held_rows,
     plan_arrays,
     run_network_rtl,
     runs_on_requantizer,
@@ -157,6 +158,17 @@ def test_max_reduction_sizes_every_array(small_resnet):
         assert cfg.accumulator_width == spec.accumulator_bits(cfg.datapath, 2000) > own[key].accumulator_width
     with pytest.raises(ConfigError, match="longest reduction"):
         plan_arrays(network, 4, 4, max_reduction=575)
+
+
+def test_whole_sample_runs_size_their_arrays():
+    """ASQ's barrier holds a sample's whole output: at 32x32 the first stage's arrays hold 1024 rows, the rest 256."""
+    x = np.random.default_rng(3).normal(0, 1, (1, 3, 32, 32))
+    network = random_resnet20(x, "asq", 4, seed=3)
+    rows = held_rows(network, network.quantize_input(x))
+    assert rows["conv1"] == rows["layer1.2.conv2"] == 1024 and rows["layer3.2.conv2"] == 64 and "fc" not in rows
+    configs, keys = plan_arrays(network, 8, 8, whole_sample_rows=rows)
+    assert configs[keys["layer1.0.conv1"]].max_m == 1024 and configs[keys["conv1"]].max_m == 1024
+    assert plan_arrays(network, 8, 8)[0][keys["layer1.0.conv1"]].max_m == 256
 
 
 def test_plan_shares_one_array_per_datapath(small_resnet):
