@@ -24,7 +24,6 @@ one int for every shift layer, ``{weight bits: F}``, or by default ``WeightForma
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ from .gemm import gemm_accumulator_bits
 from .integer import IntegerLayer, IntegerNetwork
 from .layers import QuantConv2d, QuantLinear, QuantTracer
 from .quantizer_export import ExportReport, InputSide, as_numpy, choose_frac_bits, input_side, weight_side
-from .spec import WeightScheme
 from .stages import OutputStage, Residual
 
 #: ``export_model``'s ``frac_bits``: None (each format's default), "auto", one F, or ``{weight bits: F}``.
@@ -188,7 +186,7 @@ class _Exporter:
         )
         if self.fold_signs and np.any(layer.weight_scale < 0):
             try:
-                layer = signs_in_weights(layer)
+                layer = layer.with_signs_in_weights()
             except CodeRangeError as error:
                 self.report.approximations.append(f"{name}: negative BN gain stays in the requantizer ({error})")
         pending.layer = layer
@@ -422,21 +420,6 @@ def _check_same_quantizer(first: nn.Module, second: nn.Module, what: str, consum
             f"{consumer}: {what} is quantized by a different activation quantizer than its other consumer; "
             "the integer model makes one code tensor per layer output (share or tie the quantizers)"
         )
-
-
-def signs_in_weights(layer: IntegerLayer) -> IntegerLayer:
-    """:meth:`IntegerLayer.with_signs_in_weights`; apot codes (which it does not know) toggle their sign bit.
-
-    An apot code is sign-magnitude with the sign applied after the shift-add, so the toggle
-    negates every product exactly; zero stays ``+0``.
-    """
-    if layer.cfg.scheme != WeightScheme.APOT:
-        return layer.with_signs_in_weights()
-    if not np.any(layer.weight_scale < 0):
-        return layer
-    flip = (layer.weight_scale < 0).reshape((-1,) + (1,) * (layer.weight_codes.ndim - 1))
-    codes = layer.cfg.weight.apot.negate(layer.weight_codes, flip)
-    return dataclasses.replace(layer, weight_codes=codes, weight_scale=np.abs(layer.weight_scale))
 
 
 def export_model(

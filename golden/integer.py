@@ -238,8 +238,9 @@ class IntegerLayer:
 
         A requantizer without a negation then runs it: the accumulators of the flipped channels
         come out negated exactly.  pot/post toggle the sign bit (the sign is applied after the
-        magnitude path), int negates the code, lcq maps code ``i`` to the mirror entry of a
-        symmetric level table.  Raises CodeRangeError when a negation is not representable (an
+        magnitude path), apot toggles its sign bit too (sign-magnitude, the sign applied after
+        the shift-add; zero stays ``+0``), int negates the code, lcq maps code ``i`` to the mirror
+        entry of a symmetric level table.  Raises CodeRangeError when a negation is not representable (an
         int channel holding ``-2^(b-1)``, an asymmetric lcq table).
         """
         negative = self.weight_scale < 0
@@ -251,6 +252,8 @@ class IntegerLayer:
         if self.cfg.scheme in spec.SHIFT_SCHEMES:
             zero = fmt.unpack_power(codes)[2]
             codes = np.where(flip & ~zero, codes ^ (1 << fmt.exponent_bits), codes)
+        elif self.cfg.scheme == WeightScheme.APOT:
+            codes = fmt.apot.negate(codes, flip)
         elif self.cfg.scheme == WeightScheme.INT:
             if np.any(codes[negative] == spec.signed_range(fmt.bits)[0]):
                 raise CodeRangeError(f"layer {self.name!r}: a channel to negate holds the code -2^{fmt.bits - 1}")

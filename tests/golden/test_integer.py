@@ -18,7 +18,6 @@ from golden.errors import (
     NonFiniteInputError,
     UnknownSchemeError,
 )
-from golden.export import signs_in_weights
 from golden.gemm import (
     int_conv2d,
 )
@@ -157,13 +156,13 @@ def test_signs_move_into_weight_codes_exactly(scheme):
         codes = np.where(layer.weight_codes == -8, -7, layer.weight_codes)
         layer = IntegerLayer(**{**_fields(layer), "weight_codes": codes})
     assert np.any(layer.weight_scale < 0)
-    folded = signs_in_weights(layer)  # IntegerLayer.with_signs_in_weights, apot codes included
+    folded = layer.with_signs_in_weights()
     assert np.all(folded.weight_scale > 0)
     x = input_codes(rng, layer, (2, 3, 6, 6))
     sign = layer.sign[None, :, None, None]
     np.testing.assert_array_equal(folded.accumulate(x), sign * layer.accumulate(x))
     np.testing.assert_array_equal(folded.forward(x).codes, layer.forward(x).codes)
-    assert signs_in_weights(folded) is folded
+    assert folded.with_signs_in_weights() is folded
 
 
 def test_sign_folding_refuses_inexact_negation():
