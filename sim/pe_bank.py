@@ -30,8 +30,8 @@ from .sequencer import host_design
 class PeBank(wiring.Component):
     """One PE per kind, each with its own ports (a test fixture, not part of the accelerator)."""
 
-    def __init__(self, kinds: tuple[str, ...], weight_bits: int, act_bits: int):
-        self.pes = {kind: pe_kind(kind).pe(pe_kind(kind).datapath(weight_bits, act_bits)) for kind in kinds}
+    def __init__(self, kinds: tuple[str, ...], weight_bits: int, act_bits: int, frac_bits: int | None = None):
+        self.pes = {kind: pe_kind(kind).pe(pe_kind(kind).datapath(weight_bits, act_bits, frac_bits)) for kind in kinds}
         members = {}
         for kind, pe in self.pes.items():
             for name, member in pe.signature.members.items():
@@ -51,9 +51,12 @@ class PeBank(wiring.Component):
         return m
 
 
-def bank_design(kinds: tuple[str, ...], weight_bits: int, act_bits: int, depth: int) -> tuple[HdlDesign, HostLayout]:
-    name = f"pe_bank_w{weight_bits}a{act_bits}_" + "_".join(kinds)
-    bank = PeBank(kinds, weight_bits, act_bits)
+def bank_design(kinds: tuple[str, ...], weight_bits: int, act_bits: int, depth: int,
+                frac_bits: int | None = None) -> tuple[HdlDesign, HostLayout]:
+    """The bank's host design; ``frac_bits`` (pot/post kinds): every PE at that F instead of its format's default."""
+    fraction = "" if frac_bits is None else f"F{frac_bits}_"
+    name = f"pe_bank_w{weight_bits}a{act_bits}_{fraction}" + "_".join(kinds)
+    bank = PeBank(kinds, weight_bits, act_bits, frac_bits)
     text = verilog.convert(bank, name=name, emit_src=False)
     ports = signature_ports(bank.signature, clocked=False)  # the PEs are combinational
     return host_design(text, name, ports, wait_output=None, program_depth=depth + 4, capture_depth=depth)
@@ -74,10 +77,11 @@ class PeCase:
         return self.weight_codes.size
 
 
-def pe_cases(kind: str, weight_bits: int, act_bits: int, rng: np.random.Generator) -> list[PeCase]:
+def pe_cases(kind: str, weight_bits: int, act_bits: int, rng: np.random.Generator,
+             frac_bits: int | None = None) -> list[PeCase]:
     """Every code pair under each of the kind's test tables (``hw.kinds.PeKind.pe_test_cases``)."""
     entry = pe_kind(kind)
-    datapath = entry.datapath(weight_bits, act_bits)
+    datapath = entry.datapath(weight_bits, act_bits, frac_bits)
     return [PeCase(kind, datapath, *case) for case in entry.pe_test_cases(datapath, rng)]
 
 

@@ -26,10 +26,12 @@ def check_array(cfg: ArrayConfig, workloads: list[Workload], simulator: str, see
     return run_testbench(design, simulator, job, waves=waves, label=f"array-{cfg.name_hint}")
 
 
-def check_pes(kinds: tuple[str, ...], bits: int, simulator: str, seed: int, waves: bool | None = None) -> SimRun:
-    """Every PE kind in ``kinds`` at ``bits``-bit weights and activations, exhaustively, on one bank build."""
+def check_pes(kinds: tuple[str, ...], bits: int, simulator: str, seed: int, waves: bool | None = None,
+              frac_bits: int | None = None) -> SimRun:
+    """Every PE kind in ``kinds`` at ``bits``-bit weights and activations (and ``frac_bits``), exhaustively, on one bank build."""
     rng = np.random.default_rng(seed)
-    cases = [case for kind in kinds for case in pe_cases(kind, bits, bits, rng)]
-    design, layout = bank_design(tuple(kinds), bits, bits, max(len(case) for case in cases))
+    cases = [case for kind in kinds for case in pe_cases(kind, bits, bits, rng, frac_bits)]
+    design, layout = bank_design(tuple(kinds), bits, bits, max(len(case) for case in cases), frac_bits)
+    fraction = "" if frac_bits is None else f"-F{frac_bits}"
     return run_testbench(design, simulator, PeJob(seed=seed, layout=layout, cases=cases), waves=waves,
-                         label=f"pe-w{bits}-{'-'.join(kinds)}")
+                         label=f"pe-w{bits}{fraction}-{'-'.join(kinds)}")

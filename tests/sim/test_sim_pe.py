@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from golden import spec
 from golden.errors import UnsupportedBitsError
 from hw.kinds import KINDS, PE_KINDS, pe_kind
 from sim.pe_bank import bank_design, check_case, expected_products, pe_cases
@@ -46,6 +47,29 @@ def test_pe_matrix_matches_golden(kinds, bits, simulator, sim_seed, waves):
     if not usable:
         pytest.skip(f"no kind of {kinds} supports {bits} bits")
     _check(usable, bits, simulator, sim_seed, waves)
+
+
+def _legal(bits: int) -> dict[int, tuple[str, ...]]:
+    """``{F: the shift kinds whose bits-bit datapath accepts F}`` over every F some kind accepts."""
+    shift_kinds = [kind for kind in PE_KINDS if KINDS[kind].has_frac_bits]
+    legal = {kind: spec.legal_frac_bits(pe_kind(kind).datapath(bits, bits).weight, bits) for kind in shift_kinds}
+    return {frac: tuple(kind for kind in shift_kinds if frac in legal[kind]) for frac in sorted(set().union(*legal.values()))}
+
+
+@pytest.mark.parametrize("frac_bits", sorted(_legal(4)))
+def test_shift_pes_at_every_legal_fraction_width(frac_bits):
+    """pot/post at 4 bits at every legal F, not only the default the other RTL runs use (Icarus, every code pair)."""
+    kinds = _legal(4)[frac_bits]
+    result = check_pes(kinds, 4, "icarus", seed=frac_bits, frac_bits=frac_bits)
+    assert not result.report.failures
+    assert all(result.report.products_checked[kind] >= 1 << (4 + 4) for kind in kinds)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("bits", [2, 3])
+def test_shift_pes_at_every_legal_fraction_width_both_simulators(bits, simulator):
+    for frac_bits, kinds in _legal(bits).items():
+        assert not check_pes(kinds, bits, simulator, seed=frac_bits, frac_bits=frac_bits).report.failures
 
 
 def test_lcq_cases_use_every_level_value():
