@@ -43,7 +43,7 @@ class RegisteredPE(wiring.Component):
 
     def __init__(self, pe: wiring.Component):
         self.pe = pe
-        super().__init__(pe.signature.members)
+        super().__init__(dict(pe.signature.members))
 
     def elaborate(self, platform):
         m = Module()
@@ -77,28 +77,26 @@ def version(binary: str) -> str:
 
 def _place_and_route(binary: str, device: tuple[str, ...], netlist: Path, work: Path, tag: str) -> dict:
     report, log = work / f"{tag}_report.json", work / f"{tag}_pnr.log"
-    command = [binary, *device, "--json", str(netlist), "--report", str(report), "--freq", str(TARGET_MHZ),
-               "--timing-allow-fail", "--seed", "1", "-q", "-l", str(log)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=PNR_TIMEOUT_SECONDS)
+    # relative paths from the work folder: the WebAssembly build (yowasp) sees only its current directory
+    command = [binary, *device, "--json", netlist.name, "--report", report.name, "--freq", str(TARGET_MHZ),
+               "--timing-allow-fail", "--seed", "1", "-q", "-l", log.name]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=PNR_TIMEOUT_SECONDS, cwd=work)
     if result.returncode or not report.is_file():
-        overfull = re.search(r"no BELs remaining to implement cell type '(\w+)'", log.read_text() if log.is_file() else "")
+        text = log.read_text() if log.is_file() else ""
+        used = {bel: (int(n), int(of)) for bel, n, of in re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)}
+        overfull = sorted(bel for bel, (n, of) in used.items() if n > of)
         if overfull:
-            raise DoesNotFit(overfull.group(1), _used(log.read_text(), overfull.group(1)))
+            raise DoesNotFit(overfull, used.get("ICESTORM_LC", (None, None))[0])
         raise RuntimeError(f"{Path(binary).name} failed on {netlist.name} (exit {result.returncode}); see {log}")
     return json.loads(report.read_text())
 
 
 class DoesNotFit(Exception):
-    """nextpnr ran out of ``bel`` sites: ``used`` of them were asked for (from its utilization log)."""
+    """The design needs more of ``bels`` than the device has; ``logic_cells`` it asked for (from nextpnr's log)."""
 
-    def __init__(self, bel: str, used: int):
-        super().__init__(f"{used} {bel} do not fit the device")
-        self.bel, self.used = bel, used
-
-
-def _used(log: str, bel: str) -> int:
-    match = re.search(rf"{bel}:\s+(\d+)/", log)
-    return int(match.group(1)) if match else 0
+    def __init__(self, bels: list[str], logic_cells: int | None):
+        super().__init__(f"{', '.join(bels)} over the device's capacity")
+        self.logic_cells = logic_cells
 
 
 def _fmax(report: dict, netlist: Path) -> float:
@@ -112,8 +110,8 @@ def ice40(netlist: Path, work: Path) -> dict:
     """``ice40_lc`` and ``ice40_fmax_mhz`` of a ``synth_ice40 -json`` netlist (no Fmax if it does not fit)."""
     try:
         report = _place_and_route(ice40_binary(), ICE40_DEVICE, netlist, work, "ice40")
-    except DoesNotFit as overfull:  # the cells it needs are recorded, with no Fmax
-        return {"ice40_lc": overfull.used if overfull.bel == "ICESTORM_LC" else None, "ice40_fmax_mhz": None}
+    except DoesNotFit as overfull:  # too many logic cells or pins: the cells it asked for, no Fmax
+        return {"ice40_lc": overfull.logic_cells, "ice40_fmax_mhz": None}
     used = {name: cell["used"] for name, cell in report["utilization"].items()}
     return {"ice40_lc": used.get("ICESTORM_LC", 0), "ice40_fmax_mhz": _fmax(report, netlist)}
 

@@ -42,8 +42,9 @@ PERIOD_NS = 100.0  # loose: the critical path is read off the slack
 STA_TIMEOUT_SECONDS = 300
 
 
-def liberty(path: Path = LIBERTY) -> Path:
-    """The Liberty file, or a one-line error saying which package provides it."""
+def liberty(path: Path | None = None) -> Path:
+    """The Liberty file (default :data:`LIBERTY`), or a one-line error saying which package provides it."""
+    path = LIBERTY if path is None else path
     if not Path(path).is_file():
         raise ToolMissingError(f"Liberty file {path} not found: install Debian package qflow-tech-osu018 (make apt)")
     return Path(path)

@@ -49,7 +49,7 @@ from golden.errors import LutmacError
 from golden.files import write_atomic
 from golden.spec import WeightScheme
 
-from . import SOURCE_FINGERPRINT, stdcell
+from . import SOURCE_FINGERPRINT, stdcell, synth_tables
 from . import fpga as fpga_flow
 from .array import MacArray
 from .config import ArrayConfig, load_presets
@@ -119,15 +119,19 @@ def _frac_variants(kind, bits: int) -> list[tuple[str, int | None]]:
     return variants
 
 
-#: PEs, lanes and the pool unit: standard cells and iCE40 place-and-route (ECP5 only for array cores)
+#: PEs and lanes: standard cells and iCE40 place-and-route (ECP5 only for array cores)
 UNIT_FLOWS = Flows(stdcell=True, ice40=True)
+STDCELL = Flows(stdcell=True)
+#: array cores placed on both FPGAs by default (at the default F): PoTAcc's setting, multiplier vs. shifts
+FPGA_ARRAYS = {(kind, bits) for kind in ("int", "pot", "post_shared", "apot", "lcq") for bits in (3, 4)}
 
 
 def default_units(full: bool = False) -> list[SynthTarget]:
     """Every kind's :class:`hw.kinds.SynthPlan` (``full`` adds the slow units, minutes each) and two requantizer lanes.
 
-    Every unit runs the standard-cell and iCE40 flows (the pool unit: standard cells); ECP5 runs on the array cores at the format's
-    default F (every F with ``full``), which keeps the default run near five minutes on two cores.
+    Every unit runs the standard-cell flow; PEs and lanes also iCE40 place-and-route; the array cores
+    of :data:`FPGA_ARRAYS` at the default F both FPGA flows (every array core with ``full``): FPGA
+    routing takes minutes on the large cores (lcq_product, 8 bits), which ``full`` pays for.
     """
     units = []
     for kind in KINDS.values():
@@ -143,7 +147,7 @@ def default_units(full: bool = False) -> list[SynthTarget]:
         for bits, size in kind.synthesis.arrays + (kind.synthesis.full_arrays if full else ()):
             for suffix, frac in _frac_variants(kind, bits):
                 cfg = _config(kind.name, bits, size, size, frac)
-                flows = ALL_FLOWS if full or frac is None else UNIT_FLOWS
+                flows = ALL_FLOWS if full or (frac is None and (kind.name, bits) in FPGA_ARRAYS) else STDCELL
                 units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY, cfg, flows))
     for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
         kind = network_kind(scheme).name
@@ -153,7 +157,7 @@ def default_units(full: bool = False) -> list[SynthTarget]:
                              _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS), UNIT_FLOWS))
     # the pool unit needs more logic cells (9394) and pins (291) than the HX8K has: standard cells only
     units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL,
-                             _config(int_kind, 4, 4, 4).replace(global_pool=True), Flows(stdcell=True)))
+                             _config(int_kind, 4, 4, 4).replace(global_pool=True), STDCELL))
     return units
 
 
@@ -337,6 +341,7 @@ def markdown(report: SynthReport) -> str:
         lines += ["", "## Array cores against int", "",
                   "Shift kinds at their default F (golden.spec.MEASURED_FRAC_BITS) and at F = 8, or at the largest "
                   "legal F where 8 is not (pot: F <= m, so 4-bit pot's exact maximum F = 6).", ""] + versus_int
+    lines += synth_tables.flow_sections(report.tool_versions, units)
     comparison = post_comparison(units)
     if len(comparison) > 2:
         lines += ["", "## POST: LUT in every PE vs. shared per row", "",
@@ -350,9 +355,13 @@ def markdown(report: SynthReport) -> str:
 
 
 def write_reports(report: SynthReport, out: Path) -> None:
-    """``synth.json`` (schema: :mod:`hw.synth_record`) and ``synth.md``."""
+    """``synth.json`` (schema: :mod:`hw.synth_record`), ``synth.md`` and the PE timing table as CSV and plot."""
     write_atomic(out / "synth.json", report.text())
     write_atomic(out / "synth.md", markdown(report))
+    timing = synth_tables.pe_timing(list(report.units))
+    if timing:
+        write_atomic(out / "pe_timing.csv", synth_tables.pe_timing_csv(timing))
+        write_atomic(out / "pe_timing.png", synth_tables.pe_timing_png(timing))
 
 
 def tool_versions(units: list[SynthTarget]) -> dict[str, str]:
