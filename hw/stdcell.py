@@ -8,8 +8,9 @@ capacitance).
 
 Mapping (:func:`yosys_commands`, appended to :mod:`hw.synth`'s script after the generic
 ``synth -flatten``): ``dfflibmap -liberty`` (every flip-flop a ``DFFPOSX1``; synchronous resets
-and enables become gates), ``abc -liberty`` (area-oriented, no buffering or sizing), ``stat
--liberty`` for the area.  Constants: the library has no tie cells, so a constant output is left
+and enables become gates), ``abc -liberty -constr -D 10000`` (area-oriented mapping at a loose
+10 ns target, then abc's ``buffer``/``upsize``/``dnsize`` on high-fanout nets, with the port
+drive and load below), ``stat -liberty`` for the area (buffers included).  Constants: the library has no tie cells, so a constant output is left
 as ``assign port = 1'b0/1`` in the netlist: tied to the rail, no area, and OpenSTA reads it as a
 constant net without timing arcs (abc folds constants off every cell input).
 
@@ -38,6 +39,8 @@ LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
 LIBRARY_NAME = "osu018_stdcells"
 STA = "sta"
 PORT_CELL = "INVX1"  # drives every input port, loads every output port
+PORT_LOAD_FF = 9.32  # INVX1's input pin capacitance (0.00932 pF), abc's output load
+ABC_DELAY_TARGET_PS = 10000  # loose: abc maps for area, then buffers and sizes within it
 PERIOD_NS = 100.0  # loose: the critical path is read off the slack
 STA_TIMEOUT_SECONDS = 300
 
@@ -63,10 +66,16 @@ def sta_version() -> str:
 
 
 def yosys_commands(work: Path, lib: Path) -> list[str]:
-    """Yosys commands mapping the design in memory (after ``synth -flatten``) onto the library."""
+    """Yosys commands mapping the design in memory (after ``synth -flatten``) onto the library.
+
+    ``-constr`` makes abc buffer high-fanout nets and size cells (without it one INVX1 drove a
+    whole array's accumulator control: a 33 ns net); its ports match :func:`sta_script`'s.
+    """
+    constraints = work / "abc.constr"
+    constraints.write_text(f"set_driving_cell {PORT_CELL}\nset_load {PORT_LOAD_FF}\n")
     return [
         f"dfflibmap -liberty {lib}",
-        f"abc -liberty {lib}",
+        f"abc -liberty {lib} -constr {constraints} -D {ABC_DELAY_TARGET_PS}",
         "opt_clean -purge",
         "setundef -zero",
         f"tee -q -o {work / 'stdcell_stat.txt'} stat -liberty {lib}",

@@ -133,8 +133,8 @@ def flow_sections(tool_versions: dict[str, str], units: list[SynthRecord]) -> li
     """The standard-cell/FPGA, PE timing and PoTAcc sections of ``synth.md`` (constraints stated in the text)."""
     lines = ["", "## Standard cells (OSU 0.18 um) and FPGA place-and-route", "",
               f"Tools: {', '.join(f'{k} `{v}`' for k, v in tool_versions.items()) or 'none recorded'}. "
-              "Standard cells (hw.stdcell): `dfflibmap -liberty` + `abc -liberty` on the generic `synth -flatten` "
-              "result, `stat -liberty` area (no tie cells in the library: constant outputs are tied to the rails, "
+              "Standard cells (hw.stdcell): `dfflibmap -liberty` + `abc -liberty -constr -D 10000` (area mapping, "
+              "then buffering and sizing of high-fanout nets) on the generic `synth -flatten` result, `stat -liberty` area (no tie cells in the library: constant outputs are tied to the rails, "
               "no area, no timing arc); OpenSTA with inputs driven by an INVX1 and outputs loading one INVX1 input, "
               "no wire load, ideal clock. Critical path: register to register at `clk` for arrays, lanes and the "
               "pool unit; input to output (a virtual clock, input/output delays 0) for the combinational PEs; "
