@@ -24,11 +24,19 @@ Per unit, two flows on the same RTL:
   synchronous resets become gates), ``abc -g cmos`` (NAND/NOR/AOI/OAI/MUX/XOR), then
   ``stat -tech cmos`` for cells and a transistor estimate and ``ltp -noff`` for the logic depth
   (gate levels on the longest register-to-register or port-to-port path);
-* ``synth_ice40`` for iCE40 LUT4, carry and flip-flop counts.
+* ``synth_ice40`` for iCE40 LUT4, carry and flip-flop counts;
 
-Output: ``DIR/synth.json`` (schema in :func:`write_reports`), ``DIR/synth.md`` (tables and the
-POST variant comparison) and the Yosys logs under ``DIR/work/``; JSON/Markdown are written
-atomically.  Units run in parallel (``--jobs``, default 2).
+and, per the unit's :class:`Flows` (:func:`default_units` says which units run which):
+
+* standard cells (:mod:`hw.stdcell`): OSU 0.18 um area (``area_um2``) and OpenSTA critical path
+  and maximum clock (``critical_path_ns``, ``fmax_mhz``; constraints in that module);
+* FPGA place-and-route (:mod:`hw.fpga`): nextpnr-ice40 on an HX8K and nextpnr-ecp5 on an
+  LFE5U-25F, utilization and Fmax.
+
+Output: ``DIR/synth.json`` (schema: :mod:`hw.synth_record`, with every tool's version),
+``DIR/synth.md`` (tables, the POST variant comparison, the PE timing table and the PoTAcc
+comparison: :mod:`hw.synth_tables`), ``DIR/pe_timing.csv`` and ``.png``, and the tool logs under
+``DIR/work/``; all written atomically.  Units run in parallel (``--jobs``, default 2).
 """
 
 from __future__ import annotations
