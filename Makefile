@@ -45,7 +45,8 @@ lint: setup
 verilog: setup
 	$(PY) -m hw.generate --out build/verilog
 
-## Yosys area figures; re-run only when the hardware or the datapath spec changes.
+## Yosys area figures, OSU 0.18 um area and timing, iCE40/ECP5 place-and-route (hw.synth; 666 s measured
+## on 2 cores beside another synthesis run; `--full` adds every unit on every flow); re-run when the hardware changes.
 synth: $(SYNTH_JSON)
 
 $(SYNTH_JSON): $(wildcard hw/*.py hw/*.toml) golden/spec.py golden/requantization.py | setup
@@ -59,10 +60,14 @@ bench: setup
 
 setup: $(STAMP) apt
 
-# Debian packages: Icarus Verilog (simulation) and Yosys 0.23 (synthesis figures).
+# Debian packages: Icarus Verilog (simulation), Yosys 0.23 (synthesis figures), the OSU 0.18 um
+# standard cells with OpenSTA (area and timing) and nextpnr-ice40 with icestorm (FPGA place-and-route).
+LIBERTY := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 apt:
-	@command -v iverilog >/dev/null && command -v yosys >/dev/null || { \
-	  apt-get update && apt-get install -y --no-install-recommends iverilog yosys; }
+	@command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
+	  && command -v nextpnr-ice40 >/dev/null && command -v icepack >/dev/null && test -f $(LIBERTY) || { \
+	  apt-get update && apt-get install -y --no-install-recommends iverilog yosys \
+	    qflow-tech-osu018 opensta nextpnr-ice40 fpga-icestorm; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

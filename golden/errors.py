@@ -39,3 +39,7 @@ class CheckpointMismatchError(LutmacError):
 
 class ConfigError(LutmacError):
     """A malformed configuration: unknown key, wrong type, impossible combination."""
+
+
+class ToolMissingError(LutmacError):
+    """An external tool or its data (OpenSTA, nextpnr, a Liberty library) that is not installed."""

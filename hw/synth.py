@@ -24,11 +24,19 @@ Per unit, two flows on the same RTL:
   synchronous resets become gates), ``abc -g cmos`` (NAND/NOR/AOI/OAI/MUX/XOR), then
   ``stat -tech cmos`` for cells and a transistor estimate and ``ltp -noff`` for the logic depth
   (gate levels on the longest register-to-register or port-to-port path);
-* ``synth_ice40`` for iCE40 LUT4, carry and flip-flop counts.
+* ``synth_ice40`` for iCE40 LUT4, carry and flip-flop counts;
 
-Output: ``DIR/synth.json`` (schema in :func:`write_reports`), ``DIR/synth.md`` (tables and the
-POST variant comparison) and the Yosys logs under ``DIR/work/``; JSON/Markdown are written
-atomically.  Units run in parallel (``--jobs``, default 2).
+and, per the unit's :class:`Flows` (:func:`default_units` says which units run which):
+
+* standard cells (:mod:`hw.stdcell`): OSU 0.18 um area (``area_um2``) and OpenSTA critical path
+  and maximum clock (``critical_path_ns``, ``fmax_mhz``; constraints in that module);
+* FPGA place-and-route (:mod:`hw.fpga`): nextpnr-ice40 on an HX8K and nextpnr-ecp5 on an
+  LFE5U-25F, utilization and Fmax.
+
+Output: ``DIR/synth.json`` (schema: :mod:`hw.synth_record`, with every tool's version),
+``DIR/synth.md`` (tables, the POST variant comparison, the PE timing table and the PoTAcc
+comparison: :mod:`hw.synth_tables`), ``DIR/pe_timing.csv`` and ``.png``, and the tool logs under
+``DIR/work/``; all written atomically.  Units run in parallel (``--jobs``, default 2).
 """
 
 from __future__ import annotations
@@ -49,9 +57,11 @@ from golden.errors import LutmacError
 from golden.files import write_atomic
 from golden.spec import WeightScheme
 
-from . import SOURCE_FINGERPRINT
+from . import SOURCE_FINGERPRINT, stdcell, synth_tables
+from . import fpga as fpga_flow
 from .array import MacArray
 from .config import ArrayConfig, load_presets
+from .fpga import RegisteredPE
 from .kinds import KINDS, kinds_of_scheme, network_kind
 from .output_stage import GlobalPool, OutputLane
 from .synth_record import SynthRecord, SynthReport, UnitType
@@ -63,12 +73,25 @@ UNIT_TIMEOUT_SECONDS = 900
 
 
 @dataclass(frozen=True)
+class Flows:
+    """Which flows run on a unit besides the generic CMOS and ``synth_ice40`` counts (those always run)."""
+
+    stdcell: bool = False  # OSU 0.18 um mapping and OpenSTA (hw.stdcell)
+    ice40: bool = False  # nextpnr-ice40 place-and-route (hw.fpga)
+    ecp5: bool = False  # synth_ecp5 and nextpnr-ecp5 (hw.fpga)
+
+
+ALL_FLOWS = Flows(stdcell=True, ice40=True, ecp5=True)
+
+
+@dataclass(frozen=True)
 class SynthTarget:
-    """One design to synthesize: a PE, an array core or a requantizer lane of ``cfg``."""
+    """One design to synthesize: a PE, an array core or a requantizer lane of ``cfg``, through ``flows``."""
 
     name: str
     unit: UnitType
     cfg: ArrayConfig
+    flows: Flows = Flows()
 
     def build(self):
         cfg = self.cfg
@@ -104,14 +127,27 @@ def _frac_variants(kind, bits: int) -> list[tuple[str, int | None]]:
     return variants
 
 
+#: PEs and lanes: standard cells and iCE40 place-and-route (ECP5 only for array cores)
+UNIT_FLOWS = Flows(stdcell=True, ice40=True)
+STDCELL = Flows(stdcell=True)
+#: array cores placed on both FPGAs by default (at the default F): PoTAcc's setting, multiplier vs. shifts
+FPGA_ARRAYS = {(kind, bits) for kind in ("int", "pot", "post_shared", "apot", "lcq") for bits in (3, 4)}
+
+
 def default_units(full: bool = False) -> list[SynthTarget]:
-    """Every kind's :class:`hw.kinds.SynthPlan` (``full`` adds the slow units, minutes each) and two requantizer lanes."""
+    """Every kind's :class:`hw.kinds.SynthPlan` (``full`` adds the slow units, minutes each) and two requantizer lanes.
+
+    Every unit runs the standard-cell flow; PEs and lanes also iCE40 place-and-route; the array cores
+    of :data:`FPGA_ARRAYS` at the default F both FPGA flows (every array core with ``full``): FPGA
+    routing takes minutes on the large cores (lcq_product, 8 bits), which ``full`` pays for.
+    """
     units = []
     for kind in KINDS.values():
         plan = kind.synthesis
         for bits in plan.pe_bits + (plan.full_pe_bits if full else ()):
             try:  # bits the kind does not support (apot stops at 7) are skipped
-                units += [SynthTarget(f"pe_{kind.name}_w{bits}a{bits}{suffix}", UnitType.PE, _config(kind.name, bits, frac_bits=frac))
+                units += [SynthTarget(f"pe_{kind.name}_w{bits}a{bits}{suffix}", UnitType.PE,
+                                      _config(kind.name, bits, frac_bits=frac), UNIT_FLOWS)
                           for suffix, frac in _frac_variants(kind, bits)]
             except LutmacError:
                 continue
@@ -119,19 +155,23 @@ def default_units(full: bool = False) -> list[SynthTarget]:
         for bits, size in kind.synthesis.arrays + (kind.synthesis.full_arrays if full else ()):
             for suffix, frac in _frac_variants(kind, bits):
                 cfg = _config(kind.name, bits, size, size, frac)
-                units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY, cfg))
+                flows = ALL_FLOWS if full or (frac is None and (kind.name, bits) in FPGA_ARRAYS) else STDCELL
+                units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY, cfg, flows))
     for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
         kind = network_kind(scheme).name
-        units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4)))
+        units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4), UNIT_FLOWS))
     int_kind = network_kind(WeightScheme.INT).name
     units.append(SynthTarget(f"requant_{int_kind}_w4a4_residual", UnitType.REQUANT,
-                             _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS)))
-    units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL, _config(int_kind, 4, 4, 4).replace(global_pool=True)))
+                             _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS), UNIT_FLOWS))
+    # the pool unit needs more logic cells (9394) and pins (291) than the HX8K has: standard cells only
+    units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL,
+                             _config(int_kind, 4, 4, 4).replace(global_pool=True), STDCELL))
     return units
 
 
 def preset_units(name: str, cfg: ArrayConfig) -> list[SynthTarget]:
-    return [SynthTarget(f"{unit}_{name}", unit, cfg) for unit in UnitType]
+    return [SynthTarget(f"{unit}_{name}", unit, cfg, ALL_FLOWS if unit == UnitType.ARRAY else UNIT_FLOWS)
+            for unit in UnitType]
 
 
 def estimated_cost(unit: SynthTarget) -> float:
@@ -153,21 +193,31 @@ def yosys_version() -> str:
     return result.stdout.strip()
 
 
-def _script(verilog_path: Path, top: str, work: Path) -> str:
-    return "\n".join([
+def _script(verilog_path: Path, top: str, work: Path, flows: Flows, fpga: tuple[Path, str]) -> str:
+    """The Yosys script; ``fpga`` is the ``(Verilog, top)`` the FPGA flows place (a PE: its registered wrapper)."""
+    lines = [
         f"read_verilog {verilog_path}",
         f"hierarchy -top {top}",
         "design -save rtl",
         f"synth -flatten -top {top}",
+        "design -save generic",
         "dfflegalize -cell $_DFF_P_ 01",
         "abc -g cmos",
         "opt_clean",
         f"tee -q -o {work / 'cmos_stat.txt'} stat -tech cmos",
         f"tee -q -o {work / 'ltp.txt'} ltp -noff",
-        "design -load rtl",
-        f"synth_ice40 -top {top}",
-        f"tee -q -o {work / 'ice40_stat.txt'} stat",
-    ]) + "\n"
+    ]
+    if flows.stdcell:
+        lines += ["design -load generic", *stdcell.yosys_commands(work, stdcell.liberty())]
+    lines += ["design -load rtl", f"synth_ice40 -top {top}", f"tee -q -o {work / 'ice40_stat.txt'} stat"]
+    fpga_verilog, fpga_top = fpga
+    if flows.ice40 or flows.ecp5:
+        lines += ["design -reset", f"read_verilog {fpga_verilog}", f"hierarchy -top {fpga_top}", "design -save fpga"]
+    if flows.ice40:
+        lines += [f"synth_ice40 -top {fpga_top} -json {work / 'ice40.json'}"]
+    if flows.ecp5:
+        lines += ["design -load fpga", f"synth_ecp5 -top {fpga_top} -json {work / 'ecp5.json'}"]
+    return "\n".join(lines) + "\n"
 
 
 def _number(pattern: str, text: str, what: str) -> int:
@@ -183,15 +233,20 @@ def _cell_counts(stat: str) -> dict[str, int]:
 
 
 def synthesize(unit: SynthTarget, work_root: Path) -> SynthRecord:
-    """Generate, synthesize and measure one unit."""
+    """Generate, synthesize and measure one unit through its flows."""
     started = time.monotonic()
     work = work_root / unit.name
     work.mkdir(parents=True, exist_ok=True)
     top = re.sub(r"\W", "_", unit.name)
     verilog_path = work / f"{top}.v"
-    verilog_path.write_text(verilog.convert(unit.build(), name=top))
+    design = unit.build()
+    fpga = (verilog_path, top)
+    if unit.unit == UnitType.PE and (unit.flows.ice40 or unit.flows.ecp5):
+        fpga = (work / f"{top}_registered.v", f"{top}_registered")
+        fpga[0].write_text(verilog.convert(RegisteredPE(unit.build()), name=fpga[1]))
+    verilog_path.write_text(verilog.convert(design, name=top))
     script = work / "synth.ys"
-    script.write_text(_script(verilog_path, top, work))
+    script.write_text(_script(verilog_path, top, work, unit.flows, fpga))
     log = work / "yosys.log"
     with open(log, "w") as stream:
         result = subprocess.run([YOSYS, "-q", "-s", str(script)], stdout=stream, stderr=subprocess.STDOUT,
@@ -204,6 +259,13 @@ def synthesize(unit: SynthTarget, work_root: Path) -> SynthRecord:
     transistors = re.search(r"Estimated number of transistors:\s+(\d+)(\+?)", cmos)
     if not transistors or transistors.group(2):
         raise RuntimeError(f"{unit.name}: transistor estimate missing or incomplete (unknown cells) in {work}")
+    measured = {}
+    if unit.flows.stdcell:
+        measured |= stdcell.measure(work, top, unit.unit != UnitType.PE, stdcell.liberty())
+    if unit.flows.ice40:
+        measured |= fpga_flow.ice40(work / "ice40.json", work)
+    if unit.flows.ecp5:
+        measured |= fpga_flow.ecp5(work / "ecp5.json", work)
     return SynthRecord(
         **unit.fields(),
         cells=_number(r"Number of cells:\s+(\d+)", cmos, "the cell count"),
@@ -215,6 +277,7 @@ def synthesize(unit: SynthTarget, work_root: Path) -> SynthRecord:
         ice40_dff=sum(count for name, count in ice40_cells.items() if name.startswith("SB_DFF")),
         ice40_bram=ice40_cells.get("SB_RAM40_4K", 0),
         seconds=round(time.monotonic() - started, 2),
+        **measured,
     )
 
 
@@ -286,6 +349,7 @@ def markdown(report: SynthReport) -> str:
         lines += ["", "## Array cores against int", "",
                   "Shift kinds at their default F (golden.spec.MEASURED_FRAC_BITS) and at F = 8, or at the largest "
                   "legal F where 8 is not (pot: F <= m, so 4-bit pot's exact maximum F = 6).", ""] + versus_int
+    lines += synth_tables.flow_sections(report.tool_versions, units)
     comparison = post_comparison(units)
     if len(comparison) > 2:
         lines += ["", "## POST: LUT in every PE vs. shared per row", "",
@@ -299,14 +363,32 @@ def markdown(report: SynthReport) -> str:
 
 
 def write_reports(report: SynthReport, out: Path) -> None:
-    """``synth.json`` (schema: :mod:`hw.synth_record`) and ``synth.md``."""
+    """``synth.json`` (schema: :mod:`hw.synth_record`), ``synth.md`` and the PE timing table as CSV and plot."""
     write_atomic(out / "synth.json", report.text())
     write_atomic(out / "synth.md", markdown(report))
+    timing = synth_tables.pe_timing(list(report.units))
+    if timing:
+        write_atomic(out / "pe_timing.csv", synth_tables.pe_timing_csv(timing))
+        write_atomic(out / "pe_timing.png", synth_tables.pe_timing_png(timing))
+
+
+def tool_versions(units: list[SynthTarget]) -> dict[str, str]:
+    """Version lines of the tools ``units`` need; a missing tool fails here, before any synthesis."""
+    versions = {}
+    if any(unit.flows.stdcell for unit in units):
+        stdcell.liberty()
+        versions["opensta"] = stdcell.sta_version()
+        versions["liberty"] = str(stdcell.LIBERTY)
+    if any(unit.flows.ice40 for unit in units):
+        versions["nextpnr-ice40"] = fpga_flow.version(fpga_flow.ice40_binary())
+    if any(unit.flows.ecp5 for unit in units):
+        versions["nextpnr-ecp5"] = fpga_flow.version(fpga_flow.ecp5_binary())
+    return versions
 
 
 def run(units: list[SynthTarget], out: Path, jobs: int = 2) -> SynthReport:
     """Synthesize ``units`` (longest first, ``jobs`` in parallel) and write the reports."""
-    version = yosys_version()
+    version, tools = yosys_version(), tool_versions(units)
     work = out / "work"
     ordered = sorted(units, key=estimated_cost, reverse=True)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -314,10 +396,10 @@ def run(units: list[SynthTarget], out: Path, jobs: int = 2) -> SynthReport:
         records = []
         for unit, future in futures:
             record = future.result()
-            print(f"{unit.name}: {record.transistors} transistors, {record.ice40_lut4} LUT4, "
-                  f"depth {record.logic_depth} ({record.seconds} s)", flush=True)
+            print(f"{unit.name}: {record.transistors} transistors, {record.area_um2} um2, {record.fmax_mhz} MHz, "
+                  f"{record.ice40_lut4} LUT4 ({record.seconds} s)", flush=True)
             records.append(record)
-    report = SynthReport(version, tuple(sorted(records, key=lambda r: r.name)), SOURCE_FINGERPRINT)
+    report = SynthReport(version, tuple(sorted(records, key=lambda r: r.name)), SOURCE_FINGERPRINT, tools)
     write_reports(report, out)
     return report
 

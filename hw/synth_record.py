@@ -1,6 +1,6 @@
 """The ``synth.json`` schema, defined once: :mod:`hw.synth` writes it, the estimator and the demo read it.
 
-``{"yosys_version": str, "hw_fingerprint": str, "units": [SynthRecord, ...]}``; the fingerprint is
+``{"yosys_version": str, "hw_fingerprint": str, "tool_versions": {tool: str}, "units": [SynthRecord, ...]}``; the fingerprint is
 :data:`hw.SOURCE_FINGERPRINT` of the sources the units were made from (absent in hand-made files).
 Reading validates every field's type, so a file from another version fails with the field named.
 """
@@ -59,6 +59,16 @@ class SynthRecord:
     ice40_dff: int = 0
     ice40_bram: int = 0
     seconds: float = 0.0
+    # standard-cell flow (hw.stdcell) and place-and-route (hw.fpga); None where a flow did not run
+    area_um2: float | None = None
+    critical_path_ns: float | None = None
+    fmax_mhz: float | None = None
+    ice40_lc: int | None = None
+    ice40_fmax_mhz: float | None = None
+    ecp5_lut4: int | None = None
+    ecp5_dsp: int | None = None
+    ecp5_ff: int | None = None
+    ecp5_fmax_mhz: float | None = None
 
     @classmethod
     def from_json(cls, raw, where: str) -> SynthRecord:
@@ -74,7 +84,7 @@ class SynthRecord:
                                   f"unknown field(s) {extra}" if extra else "") if part) + " (re-run `make synth`)")
         hints = typing.get_type_hints(cls)
         for name, value in raw.items():
-            accepted = {float: (int, float), UnitType: str}.get(hints[name], hints[name])
+            accepted = {float: (int, float), float | None: (int, float, type(None)), UnitType: str}.get(hints[name], hints[name])
             if not isinstance(value, accepted) or isinstance(value, bool):
                 raise ConfigError(f"{where}: field {name!r} must be {getattr(hints[name], '__name__', hints[name])}, "
                                   f"got {value!r}")
@@ -119,6 +129,8 @@ class SynthReport:
     yosys_version: str
     units: tuple[SynthRecord, ...]
     hw_fingerprint: str | None = None
+    #: version line of every other tool of the flows (OpenSTA, nextpnr-ice40, nextpnr-ecp5); empty in old files
+    tool_versions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def from_these_sources(self) -> bool | None:
@@ -127,7 +139,8 @@ class SynthReport:
 
     def to_json(self) -> dict:
         stamp = {} if self.hw_fingerprint is None else {"hw_fingerprint": self.hw_fingerprint}
-        return {"yosys_version": self.yosys_version} | stamp | {"units": [unit.to_json() for unit in self.units]}
+        return ({"yosys_version": self.yosys_version} | stamp | {"tool_versions": dict(self.tool_versions)}
+                | {"units": [unit.to_json() for unit in self.units]})
 
     def text(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"
@@ -141,8 +154,11 @@ class SynthReport:
         stamp = raw.get("hw_fingerprint")
         if stamp is not None and not isinstance(stamp, str):
             raise ConfigError(f"synthesis results {where}: hw_fingerprint must be a string, got {stamp!r}")
+        versions = raw.get("tool_versions", {})
+        if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
+            raise ConfigError(f"synthesis results {where}: tool_versions must map tool names to strings, got {versions!r}")
         units = tuple(SynthRecord.from_json(unit, f"{where} unit {i}") for i, unit in enumerate(raw["units"]))
-        return cls(raw["yosys_version"], units, stamp)
+        return cls(raw["yosys_version"], units, stamp, versions)
 
     @classmethod
     def read(cls, path: Path) -> SynthReport:

@@ -24,6 +24,10 @@ Defaults are Horowitz (ISSCC 2014), 45 nm:
   anchor is taken at that same size.  Energy is taken as proportional to switched logic
   transistors: equal activity and supply for every PE kind — the stated approximation.
 
+Clock: a design point without a set ``clock_mhz`` runs at its array core's measured maximum clock
+(``fmax_mhz``: OSU 0.18 um standard cells, OpenSTA register to register, :mod:`hw.stdcell`;
+the core alone, no buffers or wires), and at 200 MHz when the synthesis file predates that flow.
+
 Every value can be overridden from a TOML or JSON file with the keys of :data:`DEFAULTS`; an
 unknown key, a wrong type or a non-positive value raises :class:`~golden.errors.ConfigError`.
 """
@@ -153,6 +157,11 @@ class Synthesis:
         """Energy of one MAC: ``anchor_pj * logic transistors/PE / the int w8a8 array's`` (module docstring)."""
         unit = self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols)
         return table.mac_anchor_pj * unit.logic_transistors_per_pe / self.anchor(rows, cols).logic_transistors_per_pe
+
+    def clock_mhz(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int,
+                  rows: int | None = None, cols: int | None = None) -> float | None:
+        """The array core's standard-cell fmax (OSU 0.18 um, OpenSTA register to register; ``make synth``), if measured."""
+        return self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols).fmax_mhz
 
     def configurations(self) -> list[tuple[str, int, int, int]]:
         """PE configurations with a synthesized array unit (the ones a sweep can price)."""

@@ -42,6 +42,8 @@ from .networks import Layer
 OWN_ARRAY = "lutmac"
 FLOWS = DATAFLOWS + (OWN_ARRAY,)
 SRAM_TRANSISTORS_PER_BIT = 6
+#: the clock of a design point whose array core has no measured fmax (synthesized before hw.stdcell)
+FALLBACK_CLOCK_MHZ = 200.0
 ENERGY_PARTS = ("mac", "register", "sram", "dram")
 
 
@@ -59,7 +61,8 @@ class HardwareConfig:
     ifmap_kb: float = 64.0
     filter_kb: float = 64.0
     ofmap_kb: float = 64.0
-    clock_mhz: float = 200.0
+    #: None: the synthesized array core's standard-cell fmax (Synthesis.clock_mhz), else FALLBACK_CLOCK_MHZ
+    clock_mhz: float | None = None
     datapath: DatapathConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +71,8 @@ class HardwareConfig:
             raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {FLOWS}")
         for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz"):
             value = getattr(self, name)
+            if name == "clock_mhz" and value is None:
+                continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
         datapath = pe_kind(self.pe_kind).datapath(self.weight_bits, self.act_bits, self.frac_bits)
@@ -131,6 +136,7 @@ class Evaluation:
     mac_pj: np.ndarray
     area_transistors: np.ndarray
     accesses: dict[str, np.ndarray]
+    clock_mhz: np.ndarray  # per point: its config's, or its synthesized array core's fmax
 
     @cached_property
     def total_cycles(self) -> np.ndarray:
@@ -146,8 +152,7 @@ class Evaluation:
 
     @cached_property
     def latency_s(self) -> np.ndarray:
-        clock = np.array([c.clock_mhz for c in self.configs]) * 1e6
-        return self.total_cycles / clock
+        return self.total_cycles / (self.clock_mhz * 1e6)
 
     @cached_property
     def mean_utilization(self) -> np.ndarray:
@@ -159,6 +164,7 @@ class Evaluation:
         config = self.configs[index]
         row = config.as_dict()
         row |= {
+            "clock_mhz": float(self.clock_mhz[index]),
             "cycles": int(self.total_cycles[index]),
             "latency_ms": float(self.latency_s[index] * 1e3),
             "utilization": float(self.mean_utilization[index]),
@@ -256,7 +262,9 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
     pe_transistors = np.array([synthesis.unit(*c.synth_key, c.rows, c.cols).transistors_per_pe for c in configs])
     sram_bits = (_column(configs, "ifmap_kb") + _column(configs, "filter_kb") + _column(configs, "ofmap_kb"))[:, 0] * 8192
     area = pe_transistors * (rows * cols)[:, 0] + SRAM_TRANSISTORS_PER_BIT * sram_bits
-    return Evaluation(configs, shape, cycles, shape.macs / (rows * cols * cycles), energy, mac_pj, area, accesses)
+    clock = np.array([c.clock_mhz or synthesis.clock_mhz(*c.synth_key, c.rows, c.cols) or FALLBACK_CLOCK_MHZ
+                      for c in configs])
+    return Evaluation(configs, shape, cycles, shape.macs / (rows * cols * cycles), energy, mac_pj, area, accesses, clock)
 
 
 #: a per-sample ``1 / beta`` by two Newton-Raphson steps from a small seed table: 2 multiplies

@@ -36,7 +36,7 @@ class SweepSpec:
     bits: tuple[tuple[int, int], ...] | None = None  # (weight_bits, act_bits)
     frac_bits: tuple[int, ...] | None = None
     buffer_kb: float = 64.0
-    clock_mhz: float = 200.0
+    clock_mhz: float | None = None  # None: each point's synthesized array core's fmax (estimator.HardwareConfig)
 
     def __post_init__(self) -> None:
         if not self.arrays or not self.dataflows:

@@ -1,6 +1,9 @@
 """Estimator: hand-computed cycles and energy of a one-layer workload, per-layer/network consistency, errors."""
 
+import json
+
 import pytest
+from synth_fixture import synth_payload
 
 from golden.errors import ConfigError, UnknownSchemeError, UnsupportedBitsError
 from golden.spec import DatapathConfig, accumulator_bits
@@ -117,3 +120,21 @@ def test_asq_stage_energy_by_hand():
     assert 0.9 * 20 / 64 < float(table.sram_pj_per_bit(32)) < 1.1 * 20 / 64
     wider = asq_stage_energy([(4, 16), (1, 4)], 16, 50, 20, 32, table)
     assert wider["buffer"] == pytest.approx(2 * parts["buffer"])
+
+
+def test_clock_is_the_array_cores_measured_fmax_unless_set(tmp_path):
+    """A unit with ``fmax_mhz`` sets its points' clock; a set clock_mhz wins; without one, 200 MHz."""
+    payload = synth_payload()
+    for unit in payload["units"]:
+        if unit["name"] == "array_int_w8a8_4x4":
+            unit["fmax_mhz"] = 125.0
+    path = tmp_path / "synth.json"
+    path.write_text(json.dumps(payload))
+    synthesis = load_synthesis(path)
+    measured = HardwareConfig(rows=4, cols=4, dataflow="os")
+    (row,), summary = estimate(one_layer(), measured, synthesis)
+    assert summary["clock_mhz"] == 125.0 and summary["latency_ms"] == pytest.approx(row["cycles"] / 125e6 * 1e3)
+    _, fixed = estimate(one_layer(), HardwareConfig(rows=4, cols=4, dataflow="os", clock_mhz=300.0), synthesis)
+    assert fixed["clock_mhz"] == 300.0
+    _, unmeasured = estimate(one_layer(), HardwareConfig(rows=4, cols=4, dataflow="os", weight_bits=4, act_bits=4), synthesis)
+    assert unmeasured["clock_mhz"] == 200.0

