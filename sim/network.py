@@ -153,16 +153,24 @@ def residual_bits(network: IntegerNetwork, layer: IntegerLayer, cfg_sum_bits: in
     return max(acc_bits, spec.signed_bits_for(*_bias_range(producer))) + 1
 
 
+def uses_pool_unit(layer: IntegerLayer) -> bool:
+    """A global average pool or an ASQ output: the pool unit sums a whole sample's outputs in one run."""
+    return layer.output.global_pool or layer.output.mode == "asq"
+
+
 def held_rows(network: IntegerNetwork, x: Codes) -> dict[str, int]:
     """GEMM rows per sample of every layer whose run covers a whole sample at once, for input ``x``.
 
     A global average pool sums every output position of a sample in one run, and ASQ's barrier
     holds them all until beta is known, so those layers' accelerators need ``max_m`` at least this.
     """
-    outputs = network.run(_image(x, 0))
-    return {layer.name: _gemm_operands(layer, outputs[network.input_name(index)].codes)[0].shape[0]
-            for index, layer in enumerate(network.layers)
-            if runs_on_requantizer(layer) and (layer.output.global_pool or layer.output.mode == "asq")}
+    whole = [index for index, layer in enumerate(network.layers) if runs_on_requantizer(layer) and uses_pool_unit(layer)]
+    if not whole:
+        return {}
+    outputs = network.run(_image(x, 0))  # the layers' input shapes
+    return {network.layers[index].name: _gemm_operands(network.layers[index],
+                                                       outputs[network.input_name(index)].codes)[0].shape[0]
+            for index in whole}
 
 
 def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256, max_n: int = 64,
@@ -214,7 +222,7 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
             max_reduction=reduction, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
             max_m=max([max_m] + [(whole_sample_rows or {}).get(layer.name, 0) for layer in direct]),
             threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
-            global_pool=any(layer.output.global_pool or layer.output.mode == "asq" for layer in direct),
+            global_pool=any(uses_pool_unit(layer) for layer in direct),
         )  # fmt: skip
         residual = max([residual_bits(network, layer, cfg.requant.sum_bits) for layer in direct], default=0)
         configs[key] = cfg.replace(residual_bits=residual) if residual else cfg
@@ -307,7 +315,7 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
 
     ``prefetch``: the next GEMM on this accelerator (:func:`weights_job`), loaded during the layer's last run.
     """
-    per_sample = layer.input_adaptive or layer.output.global_pool or layer.output.mode == "asq"
+    per_sample = layer.input_adaptive or uses_pool_unit(layer)
     if runs_on_requantizer(layer) and per_sample and len(x.step) > 1:
         last = len(x.step) - 1
         parts = [await run_layer(session, driver, layer, _sample(x, i), _sample(shortcut, i),
