@@ -5,18 +5,22 @@ Amaranth for
 
 * every PE kind alone (the combinational product unit) at 2, 3, 4 and 8 bits (lcq_product at
   2 and 3 bits; its 4-bit table PE with ``--full``; 8 bits is not supported; apot at 2..4 bits,
-  its weights stop at 7 bits),
+  its weights stop at 7 bits), at the format's default F and the plan's other F,
 * the MAC array core (:class:`hw.array.MacArray`: skew registers, edge units, PEs, accumulators
-  for K = 512; no buffers or controller) at 4 x 4: every kind at 3 and 4 bits (lcq_product at 2,
-  with lcq at 2 bits to compare),
-  int (the energy anchor of :mod:`reports.energy`) and both POST variants at 8 bits; ``--full``
-  adds 8 x 8 int/POST arrays at 4 bits, the 8-bit pot array and lcq_product arrays at 3 and 4 bits,
+  for K = 512; no buffers or controller) at 4 x 4 of :data:`DEFAULT_ARRAYS`: int, pot,
+  post_shared, apot and lcq at 3 and 4 bits and the 8-bit int energy anchor, at the default F;
+  ``--full`` adds every kind's whole plan (post_lut, lcq_product, 8-bit POST and pot, 8 x 8
+  arrays) at every F,
 * one output lane (:class:`hw.output_stage.OutputLane`) with and without the LCQ threshold bank,
   and with the residual unit (a 4-bit codes shortcut),
 * the global pool unit (:class:`hw.output_stage.GlobalPool`: GAP sums, ASQ's held sums and their
-  requantizers) of a 4-column array.
+  requantizers) of a 4-column array,
+* the whole accelerator (:class:`hw.top.Accelerator`: buffers, controller, array, output lanes)
+  of the presets in :data:`DEFAULT_ACCELERATORS` (``--full``: every preset of hw/presets.toml);
+  its buffers are SRAM macros in the standard-cell flow (:mod:`hw.sram`) and block RAM on the FPGAs.
 
-With ``--config NAME`` only that preset's PE, array core and requantizer lane are synthesized.
+With ``--config NAME`` only that preset's PE, array core, requantizer lane and whole accelerator
+are synthesized.
 
 Per unit, two flows on the same RTL:
 
@@ -28,10 +32,11 @@ Per unit, two flows on the same RTL:
 
 and, per the unit's :class:`Flows` (:func:`default_units` says which units run which):
 
-* standard cells (:mod:`hw.stdcell`): OSU 0.18 um area (``area_um2``) and OpenSTA critical path
+* standard cells (:mod:`hw.stdcell`), every unit: OSU 0.18 um area (``area_um2``, flip-flops
+  ``register_area_um2``, an accelerator's SRAM macros ``sram_area_um2``) and OpenSTA critical path
   and maximum clock (``critical_path_ns``, ``fmax_mhz``; constraints in that module);
-* FPGA place-and-route (:mod:`hw.fpga`): nextpnr-ice40 on an HX8K and nextpnr-ecp5 on an
-  LFE5U-25F, utilization and Fmax.
+* FPGA place-and-route (:mod:`hw.fpga`): nextpnr-ice40 on an HX8K (PEs, array cores, lanes) and
+  nextpnr-ecp5 on an LFE5U-25F (array cores and accelerators), utilization, block RAM and Fmax.
 
 Output: ``DIR/synth.json`` (schema: :mod:`hw.synth_record`, with every tool's version),
 ``DIR/synth.md`` (tables, the POST variant comparison, the PE timing table and the PoTAcc
@@ -136,8 +141,11 @@ STDCELL = Flows(stdcell=True)
 #: the array cores of the default run, at the default F: every kind at 3 and 4 bits (PoTAcc's setting,
 #: multiplier vs. shifts, on both FPGAs) and the 8-bit int energy anchor; ``full`` adds the rest of every plan
 DEFAULT_ARRAYS = {(kind, bits) for kind in ("int", "pot", "post_shared", "apot", "lcq") for bits in (3, 4)} | {("int", 8)}
-#: the whole accelerators of the default run (hw/presets.toml): the default preset and int at the same geometry
-DEFAULT_ACCELERATORS = ("post4-4x4", "int4-4x4")
+#: the whole accelerator of the default run (hw/presets.toml' default; every preset with ``full``)
+DEFAULT_ACCELERATORS = ("post4-4x4",)
+#: an accelerator's buffers need more block RAM than the HX8K has (its SB_RAM40_4K count from
+#: ``synth_ice40`` says how many): placed on the ECP5 only
+ACCELERATOR_FLOWS = Flows(stdcell=True, ecp5=True)
 
 
 def default_units(full: bool = False) -> list[SynthTarget]:
@@ -145,8 +153,8 @@ def default_units(full: bool = False) -> list[SynthTarget]:
     plan's, at every F), two requantizer lanes and the residual one, the pool unit and the whole accelerators
     of :data:`DEFAULT_ACCELERATORS` (``full``: every preset's).
 
-    Every unit runs the standard-cell flow; PEs and lanes also iCE40 place-and-route; array cores and
-    accelerators both FPGA flows.  ``full`` pays for the slow units (minutes each: lcq_product, 8x8 arrays).
+    Every unit runs the standard-cell flow; PEs and lanes also iCE40 place-and-route; array cores both
+    FPGA flows, accelerators the ECP5's (:data:`ACCELERATOR_FLOWS`).  ``full`` pays for the slow units (minutes each: lcq_product, 8x8 arrays).
     """
     units = []
     for kind in KINDS.values():
@@ -176,15 +184,15 @@ def default_units(full: bool = False) -> list[SynthTarget]:
                              _config(int_kind, 4, 4, 4).replace(global_pool=True), STDCELL))
     _, presets = load_presets()
     for name in sorted(presets) if full else DEFAULT_ACCELERATORS:
-        units.append(SynthTarget(f"accelerator_{name}", UnitType.ACCELERATOR, presets[name], ALL_FLOWS))
+        units.append(SynthTarget(f"accelerator_{name}", UnitType.ACCELERATOR, presets[name], ACCELERATOR_FLOWS))
     return units
 
 
 def preset_units(name: str, cfg: ArrayConfig) -> list[SynthTarget]:
     """One preset's PE, array core, requantizer lane and whole accelerator (a pool unit only if it has one)."""
     units = [UnitType.PE, UnitType.ARRAY, UnitType.REQUANT, UnitType.ACCELERATOR] + ([UnitType.POOL] * cfg.global_pool)
-    return [SynthTarget(f"{unit}_{name}", unit, cfg, ALL_FLOWS if unit in (UnitType.ARRAY, UnitType.ACCELERATOR)
-                        else UNIT_FLOWS) for unit in units]
+    flows = {UnitType.ARRAY: ALL_FLOWS, UnitType.ACCELERATOR: ACCELERATOR_FLOWS, UnitType.POOL: STDCELL}
+    return [SynthTarget(f"{unit}_{name}", unit, cfg, flows.get(unit, UNIT_FLOWS)) for unit in units]
 
 
 def estimated_cost(unit: SynthTarget) -> float:
@@ -429,12 +437,14 @@ def run(units: list[SynthTarget], out: Path, jobs: int = 2) -> SynthReport:
 def main(argv: list[str] | None = None) -> int:
     default, presets = load_presets()
     parser = argparse.ArgumentParser(prog="python -m hw.synth", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", metavar="NAME", help="synthesize only this preset's PE, array and requantizer lane "
+    parser.add_argument("--config", metavar="NAME", help="synthesize only this preset's PE, array, requantizer lane "
+                        "and whole accelerator "
                         f"(presets: {', '.join(sorted(presets))}, or 'default')")
     parser.add_argument("--out", type=Path, default=Path("build/synth"), help="output directory (default: build/synth)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (default: 2)")
-    parser.add_argument("--full", action="store_true", help="add the slow units: 8x8 arrays, the 8-bit pot array, "
-                        "lcq_product at 3-4 bits (about 20 minutes on 2 cores)")
+    parser.add_argument("--full", action="store_true", help="add the slow units: every kind's whole plan at every F "
+                        "(8x8 arrays, post_lut, lcq_product, 8-bit POST and pot arrays) and every preset's whole "
+                        "accelerator")
     args = parser.parse_args(argv)
     if args.config:
         key = default if args.config == "default" else args.config

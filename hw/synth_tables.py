@@ -45,16 +45,15 @@ def flow_table(units: list[SynthRecord]) -> list[str]:
 
 def accelerator_table(units: list[SynthRecord]) -> list[str]:
     """Markdown lines: every whole accelerator's logic and SRAM area, clock and FPGA figures."""
-    lines = ["| unit | kind | R x C | logic mm^2 | SRAM mm^2 | total mm^2 | SRAM kbit | fmax MHz | iCE40 LC | "
+    lines = ["| unit | kind | R x C | logic mm^2 | SRAM mm^2 | total mm^2 | SRAM kbit | fmax MHz | iCE40 LUT4 | "
              "iCE40 BRAM | ECP5 LUT4 | ECP5 DSP | ECP5 BRAM | ECP5 Fmax MHz |", "|" + "---|" * 14]
     for u in units:
         if u.unit != UnitType.ACCELERATOR or u.area_um2 is None:
             continue
         sram_um2 = u.sram_area_um2 or 0.0
-        lc = "-" if u.ice40_lc is None else f"{u.ice40_lc}" + (" (does not fit)" if u.ice40_fmax_mhz is None else "")
         lines.append(f"| {u.name} | {u.pe_kind} | {u.rows}x{u.cols} | {(u.area_um2 - sram_um2) * 1e-6:.3f} | "
                      f"{sram_um2 * 1e-6:.3f} | {u.area_um2 * 1e-6:.3f} | {(u.sram_bits or 0) / 1024:.1f} | "
-                     f"{_cell(u.fmax_mhz, 1)} | {lc} | {u.ice40_bram} | {_cell(u.ecp5_lut4)} | {_cell(u.ecp5_dsp)} | "
+                     f"{_cell(u.fmax_mhz, 1)} | {u.ice40_lut4} | {u.ice40_bram} | {_cell(u.ecp5_lut4)} | {_cell(u.ecp5_dsp)} | "
                      f"{_cell(u.ecp5_bram)} | {_cell(u.ecp5_fmax_mhz, 1)} |")
     return lines
 
@@ -178,7 +177,10 @@ def flow_sections(tool_versions: dict[str, str], units: list[SynthRecord]) -> li
                   "published SCMOS density for the periphery; Horowitz's 45 nm access energies scaled by C V^2 to "
                   "0.18 um, 1.8 V); the clock is the logic's, register to register, with the macro ports untimed "
                   "(the model has no access time). FPGAs: the buffers map to block RAM (iCE40 SB_RAM40_4K, ECP5 "
-                  "DP16KD); an iCE40 LC count without Fmax means the design does not fit the HX8K.", ""] + accelerators
+                  "DP16KD; the iCE40 figures are synth_ice40's counts, not placed: the buffers need more block RAM "
+                  "than the HX8K's 32); on the ECP5 the accelerator sits behind a three-pin serial wrapper (hw.fpga."
+                  "SerialPorts: its host bus is wider than the package's pins), whose chains are in its figures.",
+                  ""] + accelerators
         lines += ["", "SRAM macros (0.18 um, 1.8 V):", ""] + macro_table(units)
     timing = pe_timing(units)
     if timing:
