@@ -28,9 +28,13 @@ Defaults are Horowitz (ISSCC 2014), 45 nm:
   waveform is not possible with the packaged OpenSTA (2.0.17): it reads neither VCD nor SAIF,
   only global or per-pin activity settings.
 
-Clock: a design point without a set ``clock_mhz`` runs at its array core's measured maximum clock
-(``fmax_mhz``: OSU 0.18 um standard cells, OpenSTA register to register, :mod:`hw.stdcell`;
-the core alone, no buffers or wires), and at 200 MHz when the synthesis file predates that flow.
+Clock: a design point without a set ``clock_mhz`` runs at the slower of its array core's and its
+output lane's measured maximum clock (``fmax_mhz``: OSU 0.18 um standard cells, OpenSTA register
+to register, :mod:`hw.stdcell`; no wires).  The lane's one-cycle requantizer multiply (about
+5.5 ns) is slower than most array cores, and the whole accelerator (``make synth``'s
+``accelerator_*`` row) is timed by it.  The lane is the kind's own (LCQ's with its thresholds),
+else int's plain one; the residual lane and the pool unit, slower still, would bound networks
+that use them and are not applied.  200 MHz when the synthesis file predates the flow.
 
 Every value can be overridden from a TOML or JSON file with the keys of :data:`DEFAULTS`; an
 unknown key, a wrong type or a non-positive value raises :class:`~golden.errors.ConfigError`.
@@ -161,8 +165,18 @@ class Synthesis:
 
     def clock_mhz(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int,
                   rows: int | None = None, cols: int | None = None) -> float | None:
-        """The array core's standard-cell fmax (OSU 0.18 um, OpenSTA register to register; ``make synth``), if measured."""
-        return self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols).fmax_mhz
+        """The design point's clock: the slower of its array core and its output lane (module docstring), if measured."""
+        core = self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols).fmax_mhz
+        lane = self.output_lane_mhz(pe_kind)
+        return core if lane is None or core is None else min(core, lane)
+
+    def output_lane_mhz(self, pe_kind: str) -> float | None:
+        """The fastest synthesized output lane of ``pe_kind`` (int's where it has none): the plain lane every
+        network needs; a residual or threshold-free variant is not told apart by its record, so the fastest."""
+        lanes = {kind: [u.fmax_mhz for u in self.units if u.unit == UnitType.REQUANT and u.pe_kind == kind
+                        and u.fmax_mhz is not None] for kind in (pe_kind, kinds.network_kind(WeightScheme.INT).name)}
+        found = lanes[pe_kind] or lanes[kinds.network_kind(WeightScheme.INT).name]
+        return max(found) if found else None
 
     def configurations(self) -> list[tuple[str, int, int, int]]:
         """PE configurations with a synthesized array unit (the ones a sweep can price)."""
