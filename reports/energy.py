@@ -30,9 +30,9 @@ Defaults are Horowitz (ISSCC 2014), 45 nm:
 
 Clock: a design point without a set ``clock_mhz`` runs at the slower of its array core's and its
 output lane's measured maximum clock (``fmax_mhz``: OSU 0.18 um standard cells, OpenSTA register
-to register, :mod:`hw.stdcell`; no wires).  The lane's one-cycle requantizer multiply (about
-5.5 ns) is slower than most array cores, and the whole accelerator (``make synth``'s
-``accelerator_*`` row) is timed by it.  The lane is the kind's own (LCQ's with its thresholds),
+to register, :mod:`hw.stdcell`; no wires).  The lane's requantizer multiply (a pipeline stage of
+its own, still a 17 x 18-bit product in one cycle) is slower than most array cores, and the
+whole accelerator (``make synth``'s ``accelerator_*`` row) is timed by it.  The lane is the kind's own (LCQ's with its thresholds),
 else int's plain one; the residual lane and the pool unit, slower still, would bound networks
 that use them and are not applied.  200 MHz when the synthesis file predates the flow.
 
