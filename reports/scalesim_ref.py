@@ -18,12 +18,19 @@ from .topology import topology_kind
 REPORTS = ("COMPUTE_REPORT", "BANDWIDTH_REPORT", "DETAILED_ACCESS_REPORT")
 
 
-def read_report(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a SCALE-Sim report CSV (``name, name, ...,`` header, a trailing comma on every line) as floats."""
+def _value(cell: str) -> float | str:
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
+
+
+def read_report(path: str | Path) -> list[dict[str, float | str]]:
+    """Rows of a SCALE-Sim report CSV (``name, name, ...,`` header, a trailing comma on every line); numbers as floats."""
     with Path(path).open(newline="") as handle:
         lines = [[cell.strip() for cell in row if cell.strip()] for row in csv.reader(handle) if row]
     header, *rows = lines
-    return [dict(zip(header, map(float, row), strict=True)) for row in rows]
+    return [dict(zip(header, map(_value, row), strict=True)) for row in rows]
 
 
 def run_scalesim(config: str | Path, topology: str | Path, out: str | Path) -> dict[str, list[dict[str, float]]]:

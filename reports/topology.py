@@ -112,6 +112,21 @@ def read_topology(path: str | Path) -> list[Layer]:
     return layers
 
 
+def scalesim_layers(layers: list[Layer]) -> list[Layer]:
+    """The layers as SCALE-Sim simulates (and reports) them: a ``DP`` layer of ``C`` channels becomes ``C``
+    single-channel layers named ``<name>Channel_<i>``, each with all ``Num Filter`` filters
+    (``topology_utils.load_arrays_conv``), so ``C`` times a true depthwise layer's MACs.
+    """
+    out = []
+    for layer in layers:
+        if layer.type != "depthwise":
+            out.append(layer)
+            continue
+        out += [Layer(f"{layer.name}Channel_{channel}", "conv", 1, layer.cout, kh=layer.kh, kw=layer.kw, stride=layer.stride,
+                      hin=layer.hin, win=layer.win, hout=layer.hout, wout=layer.wout) for channel in range(layer.cin)]
+    return out
+
+
 def topology_csv(layers: list[Layer]) -> str:
     """SCALE-Sim conv-topology text (padded IFMAP) for traced layers, so SCALE-Sim can cross-check."""
     lines = ["Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,"]
