@@ -140,12 +140,12 @@ def sram_accesses(dataflow: str, rows, cols, m, k, n, groups=1) -> dict[str, np.
     return {"ifmap_reads": ifmap, "filter_reads": weights, "ofmap_final": outputs, "psum_writes": spills, "psum_reads": spills}
 
 
-def dram_bits(dataflow: str, rows, cols, m, k, n, groups, *, input_elements, params, output_elements,
-              act_bits, weight_bits, acc_bits, ifmap_capacity, filter_capacity, ofmap_capacity) -> np.ndarray:
-    """DRAM traffic in bits under SCALE-Sim's fold order (column folds outer, row folds inner).
+def dram_traffic(dataflow: str, rows, cols, m, k, n, groups, *, input_elements, params, output_elements,
+                 act_bits, weight_bits, acc_bits, ifmap_capacity, filter_capacity, ofmap_capacity) -> dict[str, np.ndarray]:
+    """DRAM traffic in elements per tensor under SCALE-Sim's fold order (column folds outer, row folds inner).
 
     A tensor is read from (or written to) DRAM once when the part of it that must stay on chip
-    fits its buffer; otherwise it is re-read once per pass the loop order makes over it:
+    fits its buffer (capacities in bits); otherwise it is re-read once per pass the loop order makes over it:
 
     * os: the activations are swept once per column fold (all of them must fit to be read once);
       a column fold's weights (``K x min(N, C)``) are reused by every row fold.
@@ -153,6 +153,11 @@ def dram_bits(dataflow: str, rows, cols, m, k, n, groups, *, input_elements, par
       (``M x min(N, C)`` at accumulator width) must fit the output buffer or spill to DRAM.
     * is: activations are read once; all weights are swept once per column fold; partial sums
       of a column fold (``N x min(M, C)``) must fit the output buffer or spill.
+
+    ``psum`` counts spilled partial sums once (each is written and read back).  When everything
+    fits, ``ifmap``, ``filter`` and ``ofmap`` are the tensors' sizes: SCALE-Sim's DRAM reads in its
+    CALC bandwidth mode (DETAILED_ACCESS_REPORT.csv), and its output writes in os; in ws and is
+    SCALE-Sim writes every row fold's partial outputs to DRAM (tests/reports/test_bandwidth.py).
     """
     row_folds, col_folds = folds(dataflow, rows, cols, m, k, n)
     g = np.asarray(groups, dtype=np.int64)
@@ -168,5 +173,27 @@ def dram_bits(dataflow: str, rows, cols, m, k, n, groups, *, input_elements, par
         ifmap_passes = 1
         weight_passes = np.where(params * weight_bits <= filter_capacity, 1, col_folds)
         spills = np.where(n * np.minimum(m, cols) * acc_bits <= ofmap_capacity, 0, (row_folds - 1) * g * m * n)
-    return (ifmap_passes * input_elements * act_bits + weight_passes * params * weight_bits
-            + output_elements * act_bits + 2 * spills * acc_bits)
+    return {"ifmap": ifmap_passes * input_elements, "filter": weight_passes * params, "ofmap": output_elements,
+            "psum": spills}
+
+
+def dram_bits(dataflow: str, rows, cols, m, k, n, groups, *, act_bits, weight_bits, acc_bits, **sizes) -> np.ndarray:
+    """DRAM traffic in bits (:func:`dram_traffic` at each tensor's width; spilled partial sums both ways)."""
+    traffic = dram_traffic(dataflow, rows, cols, m, k, n, groups, act_bits=act_bits, weight_bits=weight_bits,
+                           acc_bits=acc_bits, **sizes)
+    return ((traffic["ifmap"] + traffic["ofmap"]) * act_bits + traffic["filter"] * weight_bits
+            + 2 * traffic["psum"] * acc_bits)
+
+
+def bandwidth_stalls(dram_bits, compute_cycles, bytes_per_cycle) -> np.ndarray:
+    """Cycles the array waits for DRAM at ``bytes_per_cycle`` (``inf``: no limit).
+
+    Transfers overlap compute (double-buffered operands): a layer whose traffic needs
+    ``ceil(bytes / limit)`` cycles, more than its compute, stalls for the difference.  This is a
+    roofline, not SCALE-Sim's trace model: SCALE-Sim 2.0.2's USER bandwidth mode prefetches a
+    layer's first operands before cycle 0 (outside Total Cycles) and fetches the im2col operand
+    matrix (``M * K`` activation words, no reuse of overlapping windows), so it reports stalls only
+    when a fold's operands do not fit its buffers (tests/reports/test_bandwidth.py gives an example).
+    """
+    transfer = np.ceil(np.asarray(dram_bits, dtype=np.float64) / (8 * np.asarray(bytes_per_cycle, dtype=np.float64)))
+    return np.maximum(transfer - compute_cycles, 0).astype(np.int64)

@@ -17,6 +17,10 @@ Energy is
   once per pass the dataflow makes over it; partial sums that do not fit spill to DRAM and
   back (:func:`reports.dataflow.dram_bits`).
 
+Bandwidth: with a DRAM limit (``dram_bytes_per_cycle``) a layer whose traffic takes longer than
+its compute stalls for the difference (:func:`reports.dataflow.bandwidth_stalls`); its cycles
+include those stalls.
+
 Idle PEs cost nothing (no leakage or clock-tree model): utilization shows in latency only.
 All layers of a network run at the design point's weight/activation widths.
 """
@@ -35,7 +39,7 @@ from hw.cycles import gemm_cycles
 from hw.kinds import network_kind, pe_kind
 
 from . import dataflow
-from .dataflow import DATAFLOWS, check_array_shape, sram_accesses, systolic_cycles
+from .dataflow import DATAFLOWS, bandwidth_stalls, check_array_shape, sram_accesses, systolic_cycles
 from .energy import DEFAULTS, EnergyTable, Synthesis
 from .networks import Layer
 
@@ -63,15 +67,17 @@ class HardwareConfig:
     ofmap_kb: float = 64.0
     #: None: the synthesized array core's standard-cell fmax (Synthesis.clock_mhz), else FALLBACK_CLOCK_MHZ
     clock_mhz: float | None = None
+    #: DRAM bandwidth limit in bytes per cycle (SCALE-Sim's words of one byte); None: unlimited
+    dram_bytes_per_cycle: float | None = None
     datapath: DatapathConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_array_shape(self.rows, self.cols)
         if self.dataflow not in FLOWS:
             raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {FLOWS}")
-        for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz"):
+        for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz", "dram_bytes_per_cycle"):
             value = getattr(self, name)
-            if name == "clock_mhz" and value is None:
+            if name in ("clock_mhz", "dram_bytes_per_cycle") and value is None:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
@@ -137,6 +143,8 @@ class Evaluation:
     area_transistors: np.ndarray
     accesses: dict[str, np.ndarray]
     clock_mhz: np.ndarray  # per point: its config's, or its synthesized array core's fmax
+    stall_cycles: np.ndarray  # (P, L): of ``cycles``, those waiting for DRAM (HardwareConfig.dram_bytes_per_cycle)
+    dram_bits: np.ndarray  # (P, L)
 
     @cached_property
     def total_cycles(self) -> np.ndarray:
@@ -182,7 +190,8 @@ class Evaluation:
             rows.append({
                 "layer": name, "M": int(self.layers.m[0, j]), "K": int(self.layers.k[0, j]), "N": int(self.layers.n[0, j]),
                 "groups": int(self.layers.groups[0, j]), "macs": int(self.layers.macs[0, j]),
-                "cycles": int(self.cycles[index, j]), "utilization": float(self.utilization[index, j]),
+                "cycles": int(self.cycles[index, j]), "stall_cycles": int(self.stall_cycles[index, j]),
+                "utilization": float(self.utilization[index, j]),
                 **{f"{part}_nj": value * 1e-3 for part, value in energy.items()},
                 "energy_nj": sum(energy.values()) * 1e-3,
                 **{key: int(value[index, j]) for key, value in self.accesses.items()},
@@ -220,15 +229,17 @@ class PointColumns:
     ifmap_kb: np.ndarray
     filter_kb: np.ndarray
     ofmap_kb: np.ndarray
+    dram_bytes_per_cycle: np.ndarray  # inf: no limit
     own_cycles: np.ndarray | None = None  # dataflow lutmac only
 
 
-def layer_costs(flow: str, shape: LayerArrays, points: PointColumns, table: EnergyTable = DEFAULTS):
-    """Cycles, operand-buffer accesses and energy (pJ, by part) per (point, layer), all points on dataflow ``flow``."""
+def layer_costs(flow: str, shape: LayerArrays, points: PointColumns, table: EnergyTable = DEFAULTS) -> dict:
+    """Per (point, layer), all points on dataflow ``flow``: ``cycles`` (compute plus ``stall_cycles`` waiting for
+    DRAM), ``dram_bits``, operand-buffer ``accesses`` and ``energy`` (pJ, by part)."""
     rows, cols = points.rows, points.cols
     dims = (shape.m, shape.k, shape.n)
     access_flow = "os" if flow == OWN_ARRAY else flow  # the own array moves data as the os model does
-    cycles = points.own_cycles if flow == OWN_ARRAY else systolic_cycles(flow, rows, cols, *dims, shape.groups)
+    compute = points.own_cycles if flow == OWN_ARRAY else systolic_cycles(flow, rows, cols, *dims, shape.groups)
     accesses = sram_accesses(access_flow, rows, cols, *dims, shape.groups)
     act_bits, weight_bits, acc_bits = points.act_bits, points.weight_bits, points.acc_bits
     psum_traffic = (accesses["psum_writes"] + accesses["psum_reads"]) * acc_bits
@@ -237,6 +248,7 @@ def layer_costs(flow: str, shape: LayerArrays, points: PointColumns, table: Ener
         access_flow, rows, cols, *dims, shape.groups, input_elements=shape.input_elements, params=shape.params,
         output_elements=shape.output_elements, act_bits=act_bits, weight_bits=weight_bits, acc_bits=acc_bits,
         ifmap_capacity=points.ifmap_kb * 8192, filter_capacity=points.filter_kb * 8192, ofmap_capacity=points.ofmap_kb * 8192)
+    stalls = bandwidth_stalls(dram_bits, compute, points.dram_bytes_per_cycle)
     energy = {
         "mac": shape.macs * points.mac_pj,
         "register": shape.macs * (act_bits + weight_bits + 2 * acc_bits) * table.register_pj_per_bit,
@@ -245,7 +257,8 @@ def layer_costs(flow: str, shape: LayerArrays, points: PointColumns, table: Ener
                  + (accesses["ofmap_final"] * act_bits + psum_traffic) * pj_ofmap),
         "dram": dram_bits * table.dram_pj_per_bit,
     }
-    return cycles, accesses, energy
+    return {"cycles": compute + stalls, "stall_cycles": stalls, "dram_bits": dram_bits, "accesses": accesses,
+            "energy": energy}
 
 
 def area_transistors(pe_transistors, rows, cols, ifmap_kb, filter_kb, ofmap_kb) -> np.ndarray:
@@ -268,9 +281,12 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
     columns = PointColumns(
         _column(configs, "rows", np.int64), _column(configs, "cols", np.int64), _column(configs, "act_bits"),
         _column(configs, "weight_code_bits"), acc_table[[datapaths.index(c.datapath) for c in configs]].astype(np.float64),
-        mac_pj[:, None], _column(configs, "ifmap_kb"), _column(configs, "filter_kb"), _column(configs, "ofmap_kb"))
+        mac_pj[:, None], _column(configs, "ifmap_kb"), _column(configs, "filter_kb"), _column(configs, "ofmap_kb"),
+        np.array([c.dram_bytes_per_cycle or np.inf for c in configs], dtype=np.float64)[:, None])
     points, layer_count = len(configs), len(layers)
     cycles = np.zeros((points, layer_count), dtype=np.int64)
+    stalls = np.zeros((points, layer_count), dtype=np.int64)
+    dram_bits = np.zeros((points, layer_count))
     energy = {part: np.zeros((points, layer_count)) for part in ENERGY_PARTS}
     accesses: dict[str, np.ndarray] = {}
     flows = np.array([c.dataflow for c in configs])
@@ -283,19 +299,19 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
             shapes = [(configs[i].rows, configs[i].cols) for i in index]
             unique = sorted(set(shapes))
             subset.own_cycles = own_array_table(unique, shape)[[unique.index(s) for s in shapes]]
-        flow_cycles, flow_accesses, flow_energy = layer_costs(flow, shape, subset, table)
-        cycles[index] = flow_cycles
-        for key, value in flow_accesses.items():
+        costs = layer_costs(flow, shape, subset, table)
+        cycles[index], stalls[index], dram_bits[index] = costs["cycles"], costs["stall_cycles"], costs["dram_bits"]
+        for key, value in costs["accesses"].items():
             accesses.setdefault(key, np.zeros((points, layer_count), dtype=np.int64))[index] = value
         for part in ENERGY_PARTS:
-            energy[part][index] = flow_energy[part]
+            energy[part][index] = costs["energy"][part]
     pe_transistors = np.array([synthesis.unit(*c.synth_key, c.rows, c.cols).transistors_per_pe for c in configs])
     area = area_transistors(pe_transistors, columns.rows[:, 0], columns.cols[:, 0], columns.ifmap_kb[:, 0],
                             columns.filter_kb[:, 0], columns.ofmap_kb[:, 0])
     clock = np.array([c.clock_mhz or synthesis.clock_mhz(*c.synth_key, c.rows, c.cols) or FALLBACK_CLOCK_MHZ
                       for c in configs])
     utilization = shape.macs / (columns.rows * columns.cols * cycles)
-    return Evaluation(configs, shape, cycles, utilization, energy, mac_pj, area, accesses, clock)
+    return Evaluation(configs, shape, cycles, utilization, energy, mac_pj, area, accesses, clock, stalls, dram_bits)
 
 
 #: a per-sample ``1 / beta`` by two Newton-Raphson steps from a small seed table: 2 multiplies

@@ -3,8 +3,8 @@
 A :class:`SweepSpec` lists each axis's values: array shapes, dataflows, the PE axis (the
 synthesized PE configurations — only those have a measured energy — filtered by PE kind, bits
 and fraction bits), the three buffer sizes, the clock and the batch size.  The space is the
-product of the axes, ordered dataflow, batch, array, ifmap, filter and ofmap buffer, PE, clock
-(the last fastest); the project's own array (``lutmac``) only takes shapes up to
+product of the axes, ordered dataflow, batch, array, ifmap, filter and ofmap buffer, PE, clock,
+DRAM bandwidth limit (the last fastest); the project's own array (``lutmac``) only takes shapes up to
 ``hw.config.MAX_ARRAY_DIM`` a side.  A point is its flat index: a chunk of points is evaluated by
 unravelling a range of indices into axis indices and gathering from small per-axis tables
 (accumulator widths per PE and layer, MAC energy, PE transistors and fmax per PE and array
@@ -14,7 +14,8 @@ shape, the own array's cycles per shape, layer and batch) into ``(points, layers
 Batch: a batch of ``B`` inferences runs each layer as one GEMM with ``B`` times the rows
 (``M -> B*M``), so weights cross DRAM (and, where the loop order re-reads them, the filter
 buffer) once per batch.  Cycles and latency are per batch, energy per inference (the batch's
-divided by ``B``).
+divided by ``B``).  A DRAM bandwidth limit adds the cycles a layer waits for its traffic
+(:func:`reports.dataflow.bandwidth_stalls`).
 
 Chunks are independent (:func:`evaluate_chunk` of a picklable :class:`SweepPlan`), so the same
 sweep runs in one process (:func:`run_sweep`) or on Dask (:mod:`reports.sweep_dask`) with
@@ -54,7 +55,7 @@ DEFAULT_ARRAYS = ((8, 8), (16, 16), (32, 32), (64, 64), (128, 128), (16, 64), (6
 DEFAULT_CHUNK = 1 << 15  # points per chunk: (chunk x layers) float64 columns stay a few MB
 PROGRESS_THRESHOLD = 200_000  # points; below this the sweep is too quick to need a progress bar
 #: the per-point axes, in the order of the space (the last varies fastest)
-AXES = ("dataflow", "batch", "array", "ifmap_kb", "filter_kb", "ofmap_kb", "pe", "clock_mhz")
+AXES = ("dataflow", "batch", "array", "ifmap_kb", "filter_kb", "ofmap_kb", "pe", "clock_mhz", "dram_bytes_per_cycle")
 
 
 def _positive_numbers(name: str, values: tuple, allow_none: bool = False) -> None:
@@ -81,6 +82,7 @@ class SweepSpec:
     ofmap_kb: tuple[float, ...] = (64.0,)
     clock_mhz: tuple[float | None, ...] = (None,)  # None: each point's synthesized array core's fmax
     batch: tuple[int, ...] = (1,)
+    dram_bytes_per_cycle: tuple[float | None, ...] = (None,)  # None: no DRAM bandwidth limit
 
     def __post_init__(self) -> None:
         if not self.arrays or not self.dataflows:
@@ -93,6 +95,7 @@ class SweepSpec:
         for name in ("ifmap_kb", "filter_kb", "ofmap_kb"):
             _positive_numbers(name, getattr(self, name))
         _positive_numbers("clock_mhz", self.clock_mhz, allow_none=True)
+        _positive_numbers("dram_bytes_per_cycle", self.dram_bytes_per_cycle, allow_none=True)
         if not self.batch or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in self.batch):
             raise ConfigError(f"batch sizes must be positive integers, got {self.batch!r}")
 
@@ -122,7 +125,7 @@ class Group:
     flow: str
     batch_index: int
     arrays: np.ndarray  # indices into spec.arrays
-    shape: tuple[int, ...]  # (arrays, ifmap, filter, ofmap, pe, clock)
+    shape: tuple[int, ...]  # (arrays, ifmap, filter, ofmap, pe, clock, bandwidth)
     offset: int  # flat index of the group's first point
 
     @property
@@ -170,7 +173,8 @@ def plan_sweep(layers: list[Layer], spec: SweepSpec, synthesis: Synthesis, table
     shapes = tuple(_batched(layers, batch) for batch in spec.batch)
     units = [[synthesis.unit(*key, r, c) for r, c in spec.arrays] for key in pes]
     own = np.flatnonzero(np.maximum(rows, cols) <= MAX_ARRAY_DIM)
-    rest = (len(spec.ifmap_kb), len(spec.filter_kb), len(spec.ofmap_kb), len(pes), len(spec.clock_mhz))
+    rest = (len(spec.ifmap_kb), len(spec.filter_kb), len(spec.ofmap_kb), len(pes), len(spec.clock_mhz),
+            len(spec.dram_bytes_per_cycle))
     groups, offset = [], 0
     for flow, batch_index in itertools.product(spec.dataflows, range(len(spec.batch))):
         arrays = own if flow == OWN_ARRAY else np.arange(len(spec.arrays))
@@ -201,19 +205,21 @@ def evaluate_chunk(plan: SweepPlan, group_index: int, start: int, stop: int) -> 
     """Per-point columns of the group's local points ``start .. stop - 1``."""
     group = plan.groups[group_index]
     spec = plan.spec
-    array_i, ifmap_i, filter_i, ofmap_i, pe, clock_i = np.unravel_index(np.arange(start, stop), group.shape)
+    array_i, ifmap_i, filter_i, ofmap_i, pe, clock_i, bandwidth_i = np.unravel_index(np.arange(start, stop), group.shape)
     array = group.arrays[array_i]
     rows, cols = plan.rows[array][:, None], plan.cols[array][:, None]
     ifmap_kb = np.asarray(spec.ifmap_kb, dtype=np.float64)[ifmap_i][:, None]
     filter_kb = np.asarray(spec.filter_kb, dtype=np.float64)[filter_i][:, None]
     ofmap_kb = np.asarray(spec.ofmap_kb, dtype=np.float64)[ofmap_i][:, None]
     mac_pj = plan.mac_pj[pe, array]
+    limits = np.array([np.inf if b is None else b for b in spec.dram_bytes_per_cycle], dtype=np.float64)[bandwidth_i]
     points = PointColumns(rows, cols, plan.act_bits[pe][:, None], plan.weight_bits[pe][:, None], plan.acc_bits[pe],
-                          mac_pj[:, None], ifmap_kb, filter_kb, ofmap_kb,
+                          mac_pj[:, None], ifmap_kb, filter_kb, ofmap_kb, limits[:, None],
                           plan.own_cycles[group.batch_index][array] if group.flow == OWN_ARRAY else None)
     shape = plan.shapes[group.batch_index]
-    cycles, _, energy = layer_costs(group.flow, shape, points, plan.table)
-    total_cycles = cycles.sum(axis=1)
+    costs = layer_costs(group.flow, shape, points, plan.table)
+    energy = costs["energy"]
+    total_cycles = costs["cycles"].sum(axis=1)
     batch = spec.batch[group.batch_index]
     clocks = np.array([np.nan if c is None else c for c in spec.clock_mhz], dtype=np.float64)[clock_i]
     clocks = np.where(np.isnan(clocks), plan.fmax_mhz[pe, array], clocks)
@@ -223,7 +229,9 @@ def evaluate_chunk(plan: SweepPlan, group_index: int, start: int, stop: int) -> 
         "batch": np.full(count, group.batch_index, dtype=np.int16),
         "array": array.astype(np.int32), "ifmap_kb": ifmap_i.astype(np.int16), "filter_kb": filter_i.astype(np.int16),
         "ofmap_kb": ofmap_i.astype(np.int16), "pe": pe.astype(np.int16), "clock_mhz": clock_i.astype(np.int16),
-        "cycles": total_cycles, "clock": clocks, "latency_s": total_cycles / (clocks * 1e6),
+        "dram_bytes_per_cycle": bandwidth_i.astype(np.int16),
+        "cycles": total_cycles, "stall_cycles": costs["stall_cycles"].sum(axis=1),
+        "dram_bytes": costs["dram_bits"].sum(axis=1) / 8 / batch, "clock": clocks, "latency_s": total_cycles / (clocks * 1e6),
         **{f"energy_{part}": energy[part].sum(axis=1) / batch for part in ENERGY_PARTS},
         "utilization": shape.macs.sum() / ((rows * cols)[:, 0] * total_cycles),
         "mac_pj": mac_pj,
@@ -289,7 +297,8 @@ class SweepResult:
 
     def values(self, axis: str) -> np.ndarray:
         """Each point's value on an axis (``dataflow``, ``pe_kind``, ``rows``, ``cols``, ``weight_bits``, ``act_bits``,
-        ``frac_bits``, ``ifmap_kb``, ``filter_kb``, ``ofmap_kb``, ``clock_mhz`` (the clock used), ``batch``)."""
+        ``frac_bits``, ``ifmap_kb``, ``filter_kb``, ``ofmap_kb``, ``clock_mhz`` (the clock used), ``batch``,
+        ``dram_bytes_per_cycle``)."""
         spec, pes = self.plan.spec, self.plan.pes
         if axis == "dataflow":
             return np.asarray(FLOWS)[self.columns["dataflow"]]
@@ -298,7 +307,7 @@ class SweepResult:
             return np.asarray([key[position] for key in pes])[self.columns["pe"]]
         if axis in ("rows", "cols"):
             return (self.plan.rows if axis == "rows" else self.plan.cols)[self.columns["array"]]
-        if axis in ("ifmap_kb", "filter_kb", "ofmap_kb", "batch"):
+        if axis in ("ifmap_kb", "filter_kb", "ofmap_kb", "batch", "dram_bytes_per_cycle"):
             return np.asarray(getattr(spec, axis))[self.columns[axis]]
         if axis == "clock_mhz":
             return self.columns["clock"]
@@ -313,7 +322,8 @@ class SweepResult:
                               spec.ifmap_kb[int(self.columns["ifmap_kb"][index])],
                               spec.filter_kb[int(self.columns["filter_kb"][index])],
                               spec.ofmap_kb[int(self.columns["ofmap_kb"][index])],
-                              spec.clock_mhz[int(self.columns["clock_mhz"][index])])
+                              spec.clock_mhz[int(self.columns["clock_mhz"][index])],
+                              spec.dram_bytes_per_cycle[int(self.columns["dram_bytes_per_cycle"][index])])
 
     def pareto(self) -> np.ndarray:
         """Points no other point beats on both latency and energy (both minimized)."""
@@ -327,7 +337,9 @@ class SweepResult:
             config = self.config(i)
             out.append({
                 **config.as_dict(), "clock_mhz": float(self.columns["clock"][i]), "batch": int(self.values("batch")[i]),
-                "cycles": int(self.cycles[i]), "latency_ms": float(self.latency_s[i] * 1e3),
+                "cycles": int(self.cycles[i]), "stall_cycles": int(self.columns["stall_cycles"][i]),
+                "dram_mb_per_inference": float(self.columns["dram_bytes"][i] * 1e-6),
+                "latency_ms": float(self.latency_s[i] * 1e3),
                 "energy_uj": float(self.total_energy_pj[i] * 1e-6),
                 **{f"{part}_uj": float(self.energy_pj[part][i] * 1e-6) for part in ENERGY_PARTS},
                 "utilization": float(self.utilization[i]), "mac_pj": float(self.mac_pj[i]),

@@ -82,7 +82,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     path = write_compute_report(args.out or Path(config.run_name), rows)
     summary = totals(rows)
     print(f"{summary['layers']} layers on {config.rows}x{config.cols} {config.dataflow} ({hardware.pe_kind} "
-          f"w{hardware.weight_bits}a{hardware.act_bits}): {summary['cycles']} cycles, "
+          f"w{hardware.weight_bits}a{hardware.act_bits}): {summary['cycles']} cycles ({summary['stall_cycles']} DRAM stalls), "
           f"{summary['overall_util_pct']:.2f} % overall utilization, {summary['energy_uj']:.4g} uJ; wrote {path}")
     return 0
 

@@ -54,10 +54,13 @@ def test_space_covers_the_grid(synth_path):
 def test_sweep_matches_the_per_point_estimator(synth_path):
     synthesis = load_synthesis(synth_path)
     layers = network_layers("resnet20")
-    spec = SweepSpec(arrays=((4, 4), (8, 16), (128, 8)), ifmap_kb=(2.0, 64.0), ofmap_kb=(1.0, 64.0), clock_mhz=(None, 150.0))
+    spec = SweepSpec(arrays=((4, 4), (8, 16), (128, 8)), ifmap_kb=(2.0, 64.0), ofmap_kb=(1.0, 64.0), clock_mhz=(None, 150.0),
+                     dram_bytes_per_cycle=(None, 0.5))
     result = run_sweep(layers, spec, synthesis, chunk=7)
     direct = evaluate(layers, [result.config(i) for i in range(len(result))], synthesis)
     np.testing.assert_array_equal(result.cycles, direct.total_cycles)
+    np.testing.assert_array_equal(result.columns["stall_cycles"], direct.stall_cycles.sum(axis=1))
+    assert (result.columns["stall_cycles"][result.values("dram_bytes_per_cycle") == 0.5] > 0).any()
     np.testing.assert_allclose(result.total_energy_pj, direct.total_energy_pj, rtol=1e-12)
     for part in ("mac", "register", "sram", "dram"):
         np.testing.assert_allclose(result.energy_pj[part], direct.energy_totals_pj[part], rtol=1e-12)
