@@ -123,6 +123,28 @@ def _estimates(writer: ReportWriter, networks: list[ReportedNetwork], options: R
                  f"{options.dataflow}", formats={"latency_ms": ".3f", "energy_uj": ".1f", "utilization": ".3f"})
 
 
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _batch_energy(writer: ReportWriter, net: ReportedNetwork, options: ReportOptions, synthesis: Synthesis,
+                  table: EnergyTable) -> None:
+    """Energy per inference against batch size at the report's array and dataflow, the reference PE."""
+    reference = preset("default")
+    key = (reference.pe_kind, reference.weight_bits, reference.act_bits, reference.frac_bits)
+    pes = synthesis.configurations()
+    kind, wb, ab, frac = key if key in pes else pes[0]
+    spec = SweepSpec(arrays=((options.rows, options.cols),), dataflows=(options.dataflow,), pe_kinds=(kind,),
+                     bits=((wb, ab),), frac_bits=(frac,), batch=BATCHES)
+    result = run_sweep(net.layers, spec, synthesis, table)
+    rows = [{"batch": int(row["batch"]), "cycles_per_batch": row["cycles"], "latency_ms_per_batch": row["latency_ms"],
+             "energy_uj": row["energy_uj"], "dram_uj": row["dram_uj"], "dram_mb": row["dram_mb_per_inference"]}
+            for row in result.rows()]
+    writer.table(f"energy_vs_batch_{net.name}", rows,
+                 f"{net.name}: energy per inference vs batch ({kind} w{wb}a{ab} F={frac}, {options.rows}x{options.cols} "
+                 f"{options.dataflow}; a batch runs each layer as one GEMM, weights cross DRAM once per batch)",
+                 formats={"latency_ms_per_batch": ".3f", "energy_uj": ".1f", "dram_uj": ".1f", "dram_mb": ".3f"})
+
+
 def _sweep(writer: ReportWriter, net: ReportedNetwork, options: ReportOptions, synthesis: Synthesis, table: EnergyTable) -> dict:
     result = run_sweep(net.layers, options.sweep, synthesis, table)
     writer.table(f"sweep_{net.name}", result.rows(), f"{net.name}: design-space sweep ({len(result)} points)")
@@ -194,6 +216,8 @@ def generate(options: ReportOptions) -> list[str]:
         _ops_and_luts(writer, networks, options)
         _estimates(writer, networks, options, synthesis, table)
         sweeps = [_sweep(writer, net, options, synthesis, table) for net in networks]
+        for net in networks:
+            _batch_energy(writer, net, options, synthesis, table)
         for net in networks:
             if all(layer.groups == 1 or layer.type == "depthwise" for layer in net.layers):
                 writer.text(f"topology_{net.name}.csv", topology_csv(net.layers))
