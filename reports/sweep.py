@@ -54,8 +54,6 @@ from .networks import Layer
 DEFAULT_ARRAYS = ((8, 8), (16, 16), (32, 32), (64, 64), (128, 128), (16, 64), (64, 16), (32, 128), (128, 32))
 DEFAULT_CHUNK = 1 << 15  # points per chunk: (chunk x layers) float64 columns stay a few MB
 PROGRESS_THRESHOLD = 200_000  # points; below this the sweep is too quick to need a progress bar
-#: the per-point axes, in the order of the space (the last varies fastest)
-AXES = ("dataflow", "batch", "array", "ifmap_kb", "filter_kb", "ofmap_kb", "pe", "clock_mhz", "dram_bytes_per_cycle")
 
 
 def _positive_numbers(name: str, values: tuple, allow_none: bool = False) -> None:
@@ -126,7 +124,6 @@ class Group:
     batch_index: int
     arrays: np.ndarray  # indices into spec.arrays
     shape: tuple[int, ...]  # (arrays, ifmap, filter, ofmap, pe, clock, bandwidth)
-    offset: int  # flat index of the group's first point
 
     @property
     def size(self) -> int:
@@ -175,12 +172,11 @@ def plan_sweep(layers: list[Layer], spec: SweepSpec, synthesis: Synthesis, table
     own = np.flatnonzero(np.maximum(rows, cols) <= MAX_ARRAY_DIM)
     rest = (len(spec.ifmap_kb), len(spec.filter_kb), len(spec.ofmap_kb), len(pes), len(spec.clock_mhz),
             len(spec.dram_bytes_per_cycle))
-    groups, offset = [], 0
+    groups = []
     for flow, batch_index in itertools.product(spec.dataflows, range(len(spec.batch))):
         arrays = own if flow == OWN_ARRAY else np.arange(len(spec.arrays))
         if arrays.size:
-            groups.append(Group(flow, batch_index, arrays, (arrays.size, *rest), offset))
-            offset += groups[-1].size
+            groups.append(Group(flow, batch_index, arrays, (arrays.size, *rest)))
     if not groups:
         raise ConfigError(f"no design points: the own array ({OWN_ARRAY}) takes arrays up to {MAX_ARRAY_DIM} a side")
     own_cycles = []
@@ -255,7 +251,9 @@ def chunks(plan: SweepPlan, chunk: int = DEFAULT_CHUNK, limit: int | None = None
 
 @dataclass
 class SweepResult:
-    """Per-point columns: axis indices (``AXES``) and figures; cycles and latency per batch, energy per inference."""
+    """Per-point columns: the index on each axis (``dataflow``, ``batch``, ``array``, ``ifmap_kb``, ``filter_kb``,
+    ``ofmap_kb``, ``pe``, ``clock_mhz``, ``dram_bytes_per_cycle``) and the figures; cycles and latency per batch,
+    energy and DRAM bytes per inference."""
 
     plan: SweepPlan
     columns: dict[str, np.ndarray]
