@@ -20,7 +20,7 @@ import numpy as np
 
 from .energy import DEFAULT_SYNTH_PATH, load_synthesis
 from .networks import network_layers
-from .sweep import DEFAULT_CHUNK, SweepResult, SweepSpec, run_sweep
+from .sweep import DEFAULT_CHUNK, SweepResult, SweepSpec, plan_sweep, run_sweep
 
 TARGET_SECONDS = 10.0
 SIDES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -44,11 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     synthesis = load_synthesis(args.synth)
     layers = network_layers(args.network)
+    available = plan_sweep(layers, benchmark_spec(), synthesis).size
+    if available < args.points:
+        raise SystemExit(f"the benchmark space has only {available} points with this synthesis file; cannot time {args.points}")
     start = time.perf_counter()
     result = run_sweep(layers, benchmark_spec(), synthesis, chunk=args.chunk, limit=args.points, progress=False)
     elapsed = time.perf_counter() - start
-    if len(result) < args.points:
-        raise SystemExit(f"the benchmark space has only {len(result)} points with this synthesis file; cannot time {args.points}")
     verdict = "OK" if elapsed <= TARGET_SECONDS * len(result) / 1e6 else "TOO SLOW"
     print(f"{len(result)} design points x {len(layers)} layers of {args.network}: {elapsed:.3f} s "
           f"({len(result) / elapsed:,.0f} points/s; target 10^6 points <= {TARGET_SECONDS:.0f} s: {verdict})")

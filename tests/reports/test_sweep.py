@@ -130,3 +130,13 @@ def test_bad_sweeps(synth_path):
         run_sweep(network_layers("resnet20"), SweepSpec(arrays=((128, 128),), dataflows=("lutmac",)), synthesis)
     with pytest.raises(ConfigError, match="chunk must be a positive"):
         run_sweep(network_layers("resnet20"), SweepSpec(), synthesis, chunk=0)
+
+
+def test_benchmark_prints_points_and_seconds(synth_path, capsys):
+    from reports import bench_sweep
+
+    bench_sweep.main(["--synth", str(synth_path), "--points", "3000", "--chunk", "1000"])
+    out = capsys.readouterr().out
+    assert out.startswith("3000 design points x 21 layers of resnet18: ") and " s (" in out
+    with pytest.raises(SystemExit, match="only"):
+        bench_sweep.main(["--synth", str(synth_path), "--points", "100000000"])
