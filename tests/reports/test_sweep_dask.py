@@ -38,3 +38,21 @@ def test_bad_addresses(address, message):
 def test_bad_worker_count(tmp_path):
     with pytest.raises(ConfigError, match="positive number of workers"), dask_client("local", workers=0, scratch=tmp_path):
         pass
+
+
+def test_a_running_scheduler_by_its_tcp_address(synth_path, tmp_path):
+    import dask
+    from distributed import LocalCluster
+
+    synthesis = load_synthesis(synth_path)
+    layers = network_layers("resnet20")
+    spec = SweepSpec(arrays=((4, 4), (8, 8)), dataflows=("os", "lutmac"))
+    with dask.config.set({"temporary-directory": str(tmp_path)}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                         dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        with dask_client(cluster.scheduler_address) as client:
+            remote = run_sweep_dask(layers, spec, synthesis, client, chunk=5)
+    local = run_sweep(layers, spec, synthesis)
+    for name in local.columns:
+        np.testing.assert_array_equal(remote.columns[name], local.columns[name])
