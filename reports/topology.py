@@ -4,8 +4,9 @@ Two formats, told apart by the header (SCALE-Sim writes a trailing comma on ever
 
 * conv: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
   Num Filter, Strides`` (or ``Stride height, Stride width``).  The IFMAP is already padded
-  (SCALE-Sim has no padding field), so ``Hout = (H - Fh) // S + 1``.  As in SCALE-Sim, a layer
-  whose name contains ``DP`` is depthwise.
+  (SCALE-Sim has no padding field), and the output size is SCALE-Sim's
+  ``Hout = ceil((H - Fh + S) / S)`` (``topology_utils.topo_calc_hyperparams``: a last, partial
+  window counts).  As in SCALE-Sim, a layer whose name contains ``DP`` is depthwise.
 * GEMM: ``Layer, M, N, K`` — an ``(M x K) @ (K x N)`` product, i.e. a linear layer applied to
   ``M`` rows (represented as a 1x1 conv over an ``M x 1`` map).
 """
@@ -61,7 +62,7 @@ def _conv_layer(name: str, numbers: list[int], where: str) -> Layer:
     return Layer(
         name, "depthwise" if depthwise and channels > 1 else "conv", channels, filters, kh=fh, kw=fw, stride=stride,
         groups=channels if depthwise else 1, hin=height, win=width,
-        hout=(height - fh) // stride + 1, wout=(width - fw) // stride + 1,
+        hout=-(-(height - fh + stride) // stride), wout=-(-(width - fw + stride) // stride),
     )
 
 
@@ -72,9 +73,8 @@ def _gemm_layer(name: str, numbers: list[int], where: str) -> Layer:
     return Layer(name, "conv", k, n, hin=m, win=1, hout=m, wout=1)
 
 
-def read_topology(path: str | Path) -> list[Layer]:
-    """Layers of a SCALE-Sim conv or GEMM topology CSV."""
-    path = Path(path)
+def _rows(path: Path) -> list[tuple[int, list[str]]]:
+    """Numbered non-blank rows, SCALE-Sim's trailing empty field dropped."""
     if not path.is_file():
         raise ConfigError(f"topology file {path} does not exist")
     with path.open(newline="") as handle:
@@ -84,6 +84,20 @@ def read_topology(path: str | Path) -> list[Layer]:
     rows = [(number, row) for number, row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise ConfigError(f"{path}: empty topology file")
+    return rows
+
+
+def topology_kind(path: str | Path) -> str:
+    """``"conv"`` or ``"gemm"``: which of SCALE-Sim's two forms a topology file has (by its header)."""
+    path = Path(path)
+    number, header = _rows(path)[0]
+    return _header_kind(header, f"{path}:{number}")
+
+
+def read_topology(path: str | Path) -> list[Layer]:
+    """Layers of a SCALE-Sim conv or GEMM topology CSV."""
+    path = Path(path)
+    rows = _rows(path)
     kind = _header_kind(rows[0][1], f"{path}:{rows[0][0]}")
     layers = []
     for number, row in rows[1:]:
@@ -96,6 +110,21 @@ def read_topology(path: str | Path) -> list[Layer]:
     if not layers:
         raise ConfigError(f"{path}: the topology has a header but no layers")
     return layers
+
+
+def scalesim_layers(layers: list[Layer]) -> list[Layer]:
+    """The layers as SCALE-Sim simulates (and reports) them: a ``DP`` layer of ``C`` channels becomes ``C``
+    single-channel layers named ``<name>Channel_<i>``, each with all ``Num Filter`` filters
+    (``topology_utils.load_arrays_conv``), so ``C`` times a true depthwise layer's MACs.
+    """
+    out = []
+    for layer in layers:
+        if layer.type != "depthwise":
+            out.append(layer)
+            continue
+        out += [Layer(f"{layer.name}Channel_{channel}", "conv", 1, layer.cout, kh=layer.kh, kw=layer.kw, stride=layer.stride,
+                      hin=layer.hin, win=layer.win, hout=layer.hout, wout=layer.wout) for channel in range(layer.cin)]
+    return out
 
 
 def topology_csv(layers: list[Layer]) -> str:
