@@ -167,8 +167,8 @@ def flow_sections(tool_versions: dict[str, str], units: list[SynthRecord]) -> li
               f"(LC = packed logic cells) and nextpnr-ecp5 `{' '.join(fpga.ECP5_DEVICE)}` (LUT4 = "
               f"TRELLIS_COMB, DSP = MULT18X18D), timing-driven at {fpga.TARGET_MHZ} MHz, seed 1; Fmax = "
               "nextpnr's post-route figure; a PE is placed between registers on all its ports for its FPGA Fmax. "
-              "`-`: the flow did not run on that unit (array cores and accelerators run both FPGA flows, PEs and "
-              "lanes iCE40 only; the pool unit needs more pins than the HX8K has).", ""] + flow_table(units)
+              "`-`: the flow did not run on that unit (array cores run both FPGA flows, PEs and lanes iCE40 only, "
+              "the whole accelerator ECP5 only; the pool unit needs more pins than the HX8K has).", ""] + flow_table(units)
     accelerators = accelerator_table(units)
     if len(accelerators) > 2:
         lines += ["", "## The whole accelerator, buffers included", "",
