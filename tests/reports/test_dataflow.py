@@ -13,7 +13,7 @@ from systolic_sim import simulate
 
 from golden.errors import ConfigError, UnknownSchemeError
 from hw.config import ArrayConfig
-from hw.cycles import gemm_cycles
+from hw.cycles import RUN_OVERHEAD_CYCLES, gemm_cycles
 from reports.dataflow import (
     DATAFLOWS,
     dram_bits,
@@ -125,10 +125,10 @@ def test_own_array_streams_where_the_analytical_os_model_fills_and_drains():
         config = ArrayConfig("int", rows, cols, 8, 8, max_reduction=k, max_m=m, max_n=n)
         blocks = -(-m // rows) * -(-n // cols)
         own = gemm_cycles(config, m, k, n)
-        assert own == blocks * max(k, rows + 1, cols) + rows + cols + 4
+        assert own == blocks * max(k, rows + 1, cols) + rows + cols + RUN_OVERHEAD_CYCLES
         if k >= max(rows + 1, cols):
             scalesim_os = systolic_cycles("os", rows, cols, m, k, n) + 1
-            assert scalesim_os - (own - rows - cols - 4) == blocks * (rows + cols - 2)
+            assert scalesim_os - (own - rows - cols - RUN_OVERHEAD_CYCLES) == blocks * (rows + cols - 2)
 
 
 @pytest.mark.parametrize("rows, cols", [(0, 4), (4, 0), (-1, 2), (2.5, 2)])
