@@ -69,8 +69,8 @@ from .config import ArrayConfig, load_presets
 from .fpga import RegisteredPE, SerialPorts
 from .kinds import KINDS, kinds_of_scheme, network_kind
 from .output_stage import GlobalPool, OutputLane
-from .top import BUFFERS, Accelerator
 from .synth_record import SynthRecord, SynthReport, UnitType
+from .top import BUFFERS, Accelerator
 
 YOSYS = "/usr/bin/yosys"
 ARRAY_REDUCTION = 512

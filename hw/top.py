@@ -63,7 +63,6 @@ from .layout import (
 )
 from .output_stage import GlobalPool, OutputLane
 
-
 #: the memories that hold data between runs (submodule names below): SRAM macros in the standard-cell flow
 #: (hw.stdcell, hw.sram), block RAM on the FPGAs; the array's small tables stay logic
 BUFFERS = ("act_buffer", "weight_buffer", "channel_params", "row_multipliers", "residuals", "out_buffer")

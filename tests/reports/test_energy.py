@@ -90,7 +90,7 @@ def test_clock_is_the_slower_of_the_array_core_and_the_output_lane(tmp_path):
     payload = synth_payload([("array", "int", 8, 8, 0, 2, 2, 3000, 40), ("array", "pot", 4, 4, POT_F, 2, 2, 600, 30),
                              ("array", "lcq", 4, 4, 0, 2, 2, 1500, 30), ("requant", "int", 4, 4, 0, 1, 1, 5000, 60),
                              ("requant", "int", 4, 4, 0, 1, 1, 5000, 60), ("requant", "lcq", 4, 4, 0, 1, 1, 5000, 60)])
-    for unit, fmax in zip(payload["units"], (190.0, 300.0, 170.0, 180.0, 100.0, 160.0)):
+    for unit, fmax in zip(payload["units"], (190.0, 300.0, 170.0, 180.0, 100.0, 160.0), strict=True):
         unit["fmax_mhz"] = fmax
     payload["units"][4]["name"] += "_residual"
     path = tmp_path / "synth.json"
