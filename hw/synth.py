@@ -138,9 +138,10 @@ def _frac_variants(kind, bits: int) -> list[tuple[str, int | None]]:
 #: PEs and lanes: standard cells and iCE40 place-and-route (ECP5 only for array cores)
 UNIT_FLOWS = Flows(stdcell=True, ice40=True)
 STDCELL = Flows(stdcell=True)
-#: the array cores of the default run, at the default F: every kind at 3 and 4 bits (PoTAcc's setting,
-#: multiplier vs. shifts, on both FPGAs) and the 8-bit int energy anchor; ``full`` adds the rest of every plan
-DEFAULT_ARRAYS = {(kind, bits) for kind in ("int", "pot", "post_shared", "apot", "lcq") for bits in (3, 4)} | {("int", 8)}
+#: the array cores of the default run, at the default F: every network-running kind at 3 and 4 bits (PoTAcc's
+#: setting, multiplier vs. shifts, on both FPGAs) and the 8-bit int energy anchor; ``full`` adds the rest of every plan
+DEFAULT_ARRAYS = ({(kind.name, bits) for kind in KINDS.values() if kind.runs_networks for bits in (3, 4)}
+                  | {(network_kind(WeightScheme.INT).name, 8)})
 #: the whole accelerator of the default run (hw/presets.toml' default; every preset with ``full``)
 DEFAULT_ACCELERATORS = ("post4-4x4",)
 #: an accelerator's buffers need more block RAM than the HX8K has (its SB_RAM40_4K count from

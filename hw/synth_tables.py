@@ -21,7 +21,7 @@ from .synth_record import SynthRecord, UnitType
 POTACC_FEWER_LUT_PCT = (23, 31)
 POTACC_FEWER_DSP_PCT = (21, 33)
 #: the kinds PoTAcc's shift designs correspond to
-SHIFT_KINDS = ("pot", "apot", "post_shared")
+SHIFT_KINDS = tuple(network_kind(scheme).name for scheme in (WeightScheme.POT, WeightScheme.APOT, WeightScheme.POST))
 TIMING_CSV_COLUMNS = ("pe_kind", "bits", "frac_bits", "critical_path_ns", "int_critical_path_ns", "speedup_vs_int")
 
 

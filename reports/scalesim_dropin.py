@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from golden.files import write_atomic
+from golden.spec import WeightScheme
 from hw.kinds import network_kind
 
 from .dataflow import scalesim_utilization
@@ -39,7 +40,7 @@ LUTMAC_COLUMNS = ("Layer", "MACs", "DRAM Bytes", "DRAM Demand B/cycle", *ENERGY_
                   "Area Mtransistors")
 
 
-def hardware_config(config: ScaleConfig, scheme: str = "int", weight_bits: int = 8, act_bits: int | None = None,
+def hardware_config(config: ScaleConfig, scheme: str = WeightScheme.INT, weight_bits: int = 8, act_bits: int | None = None,
                     pe_kind: str | None = None, frac_bits: int | None = None, clock_mhz: float | None = None) -> HardwareConfig:
     """The lutmac design point of a SCALE-Sim config and a quantization (the scheme's network PE unless ``pe_kind``);
     the cfg's Bandwidth limits DRAM in its USER mode."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from golden.errors import LutmacError
+from golden.spec import WeightScheme
 
 
 def _array(text: str) -> tuple[int, int]:
@@ -54,7 +55,8 @@ def add_estimate(subparsers) -> None:
     parser.add_argument("-t", "--topology", type=Path, default=None,
                         help="SCALE-Sim topology CSV, conv or GEMM (M, N, K) form (default: the cfg's TopologyCsvLoc)")
     parser.add_argument("--out", type=Path, default=None, help="folder for COMPUTE_REPORT.csv (default ./RUN_NAME, as SCALE-Sim)")
-    parser.add_argument("--scheme", default="int", help="weight scheme: int, pot, post, lcq, apot (default int)")
+    parser.add_argument("--scheme", default=str(WeightScheme.INT),
+                        help=f"weight scheme: {', '.join(WeightScheme)} (default {WeightScheme.INT})")
     parser.add_argument("--bits", type=_positive, default=8, help="weight bits (default 8)")
     parser.add_argument("--act-bits", type=_positive, default=None, help="activation bits (default: --bits)")
     parser.add_argument("--pe-kind", default=None, help="PE kind (default: the scheme's network PE, hw.kinds)")
