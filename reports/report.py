@@ -17,7 +17,7 @@ from . import asq_search, energy, overhead, plots
 from .energy import DEFAULT_SYNTH_PATH, EnergyTable, Synthesis, load_energy_table, load_synthesis
 from .estimator import FLOWS, HardwareConfig, evaluate
 from .networks import NETWORKS, build, count_parameters, network_layers
-from .output import ReportWriter, staged_report
+from .output import ReportWriter, check_output_folder, staged_report
 from .sweep import SweepResult, SweepSpec, design_points, run_sweep
 from .topology import read_topology, topology_csv
 
@@ -178,6 +178,7 @@ def _index(options: ReportOptions, synthesis: Synthesis, table: EnergyTable, tab
 
 def generate(options: ReportOptions) -> list[str]:
     """Write the report; returns the files written (relative to ``options.out``)."""
+    check_output_folder(options.out)  # before the work, not after it
     synthesis = load_synthesis(options.synth)
     table = load_energy_table(options.energy_config)
     networks = _reported_networks(options)
