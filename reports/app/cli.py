@@ -108,9 +108,9 @@ def add_sim(subparsers) -> None:
     source.add_argument("--checkpoint", type=Path, help="a demo checkpoint (out/checkpoints/SCHEME_wBITS.pt) of --scheme/--bits")
     parser.add_argument("--scheme", default="post", help="scheme of --checkpoint or of the demo model (default post)")
     parser.add_argument("--bits", type=int, default=4, help="bits of --checkpoint or of the demo model (default 4)")
-    parser.add_argument("--from", dest="demo_out", type=Path, default=Path("out"),
-                        help="demo output folder holding networks/SCHEME_wBITS.json (default out/); "
-                             "without it the model is trained now (quick epochs)")
+    parser.add_argument("--from", dest="demo_out", type=Path, default=None,
+                        help="demo output folder holding networks/SCHEME_wBITS.json (an error if it does not); "
+                             "default out/ when it holds one, else the model is trained now (quick epochs)")
     _rtl_options(parser)
     parser.set_defaults(func=run_sim)
 

@@ -123,6 +123,7 @@ class DemoOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < (0 if name == "rtl_images" else 1)):
                 raise ConfigError(f"{name} must be a {'non-negative' if name == 'rtl_images' else 'positive'} int, got {value!r}")
+        digits.check_image_count(self.rtl_images)
         HardwareConfig(self.rows, self.cols, OWN_ARRAY)  # the RTL's array limits
         check_output_folder(self.out)
         SynthesisCache(self.synth).missing(set())  # a broken synthesis file fails now, not after training
