@@ -17,7 +17,7 @@ from pathlib import Path
 
 from golden.errors import ConfigError
 
-from .networks import Layer
+from .networks import MAX_COUNT, Layer
 
 CONV_FIELDS = ("ifmap height", "ifmap width", "filter height", "filter width", "channels", "num filter")
 
@@ -73,28 +73,39 @@ def _gemm_layer(name: str, numbers: list[int], where: str) -> Layer:
 
 
 def read_topology(path: str | Path) -> list[Layer]:
-    """Layers of a SCALE-Sim conv or GEMM topology CSV."""
+    """Layers of a SCALE-Sim conv or GEMM topology CSV, read row by row (a 10^6-row file is not held as text)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"topology file {path} does not exist")
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.reader(handle)]
-    # SCALE-Sim ends every row with a comma: drop the empty last field; skip blank lines
-    rows = [(number, row[:-1] if row and not row[-1].strip() else row) for number, row in enumerate(rows, 1)]
-    rows = [(number, row) for number, row in rows if any(cell.strip() for cell in row)]
-    if not rows:
+    layers, kind, total_macs = [], None, 0
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            for number, row in enumerate(csv.reader(handle), 1):
+                if row and not row[-1].strip():  # SCALE-Sim ends every row with a comma
+                    row = row[:-1]
+                if not any(cell.strip() for cell in row):  # blank line
+                    continue
+                where = f"{path}:{number}"
+                if any("\x00" in cell for cell in row):
+                    raise ConfigError(f"{where}: a NUL byte: not a UTF-8 text CSV file")
+                if kind is None:
+                    kind = _header_kind(row, where)
+                    continue
+                name = row[0].strip()
+                if not name:
+                    raise ConfigError(f"{where}: missing layer name")
+                numbers = _positive_ints(row[1:], where)
+                layer = _conv_layer(name, numbers, where) if kind == "conv" else _gemm_layer(name, numbers, where)
+                total_macs += layer.macs
+                layers.append(layer)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{path}: not a UTF-8 text CSV file ({error})") from None
+    if kind is None:
         raise ConfigError(f"{path}: empty topology file")
-    kind = _header_kind(rows[0][1], f"{path}:{rows[0][0]}")
-    layers = []
-    for number, row in rows[1:]:
-        where = f"{path}:{number}"
-        name = row[0].strip()
-        if not name:
-            raise ConfigError(f"{where}: missing layer name")
-        numbers = _positive_ints(row[1:], where)
-        layers.append(_conv_layer(name, numbers, where) if kind == "conv" else _gemm_layer(name, numbers, where))
     if not layers:
         raise ConfigError(f"{path}: the topology has a header but no layers")
+    if total_macs >= MAX_COUNT:
+        raise ConfigError(f"{path}: the network's MACs total is too large (counts must stay below 2**53 to be exact)")
     return layers
 
 
