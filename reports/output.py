@@ -92,9 +92,15 @@ class ReportWriter:
         self.files.append(name)
 
 
-def check_output_folder(out: str | Path) -> None:
+#: The file a folder replaced whole carries: a later run replaces only an empty folder or one holding it.
+OUTPUT_MARKER = ".lutmac-output"
+
+
+def check_output_folder(out: str | Path, replace_folder: bool = True) -> None:
     """Raise ConfigError unless ``out`` can be replaced by a staged folder: a folder (or nothing yet) of its own,
-    in a parent that takes the staging folder, itself writable when it exists.  Cheap: run it before the work."""
+    in a parent that takes the staging folder, itself writable when it exists, and (``replace_folder``) empty or
+    written by lutmac (:data:`OUTPUT_MARKER`), so a run never deletes files it did not write.  Cheap: run it before
+    the work."""
     out = Path(out)
     real = Path(os.path.realpath(out))
     here = Path(os.path.realpath(os.getcwd()))
@@ -109,8 +115,12 @@ def check_output_folder(out: str | Path) -> None:
         for folder in (real.parent, real) if real.is_dir() else (real.parent,):
             with tempfile.TemporaryFile(dir=folder):
                 pass
+        foreign = replace_folder and real.is_dir() and not (real / OUTPUT_MARKER).is_file() and any(real.iterdir())
     except OSError as error:
         raise ConfigError(f"output folder {out} is not writable: {error.strerror or error}") from None
+    if foreign:
+        raise ConfigError(f"output folder {out} holds files lutmac did not write (no {OUTPUT_MARKER}); the run replaces "
+                          "the whole folder: name a new or empty folder, or remove this one")
 
 
 def _umask() -> int:
@@ -149,9 +159,10 @@ def staged_report(out_dir: str | Path, replace_folder: bool = True) -> Iterator[
     or moves its files in one by one, on error ``out_dir`` stays as it was.
 
     The staging folder ``.NAME.staging-<pid>-*`` is removed on any exit, on SIGTERM/SIGINT while
-    :func:`golden.files.removed_on_signal` is active, or by the next run when its process is gone.
+    :func:`golden.files.removed_on_signal` is active, or by the next run when its process is gone.  A folder
+    replaced whole carries :data:`OUTPUT_MARKER`.
     """
-    check_output_folder(out_dir)
+    check_output_folder(out_dir, replace_folder)
     out_dir = Path(os.path.realpath(out_dir)) if Path(out_dir).is_symlink() else Path(out_dir)
     staging = make_temporary_folder(out_dir.parent, f".{out_dir.name}.staging-")
     try:
@@ -159,6 +170,7 @@ def staged_report(out_dir: str | Path, replace_folder: bool = True) -> Iterator[
         writer = ReportWriter(staging)
         yield writer
         if replace_folder:
+            (staging / OUTPUT_MARKER).write_text("written by lutmac: the next run into this folder replaces it whole\n")
             _swap_in(staging, out_dir)
         else:
             for name in writer.files:

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from synth_fixture import synth_payload
 
+from golden.errors import ConfigError
 from reports import report
 from reports.app import demo
 from reports.app.cli import main
-from reports.output import staged_report
+from reports.output import OUTPUT_MARKER, staged_report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,7 +84,7 @@ def test_a_successful_run_replaces_the_whole_folder(tmp_path):
         writer.text("checkpoints/lsq_w4.pt", "an earlier run's checkpoint")
     with staged_report(out) as writer:
         writer.text("summary.md", "quick run")
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["summary.md"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [OUTPUT_MARKER, "summary.md"]
     assert (out / "summary.md").read_text() == "quick run"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     umask = os.umask(0o022)
@@ -91,14 +92,36 @@ def test_a_successful_run_replaces_the_whole_folder(tmp_path):
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # as a folder made by mkdir, not mkdtemp's 0700
 
 
+def test_a_folder_lutmac_did_not_write_is_not_replaced(tmp_path, monkeypatch, capsys):
+    """Replacing whole must not delete a user's own files: only an empty folder or one marked as lutmac's output."""
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    monkeypatch.setattr(report, "load_synthesis", no_work)
+    assert main(["report", "--out", str(mine)]) == 2
+    assert "holds files lutmac did not write" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="holds files lutmac did not write"), staged_report(mine) as writer:
+        writer.text("a.md", "a")
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    with staged_report(mine, replace_folder=False) as writer:  # file by file (lutmac resnet20 --out) is fine
+        writer.text("a.md", "a")
+    assert sorted(p.name for p in mine.iterdir()) == ["a.md", "thesis.tex"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with staged_report(empty) as writer:
+        writer.text("a.md", "a")
+    assert sorted(p.name for p in empty.iterdir()) == [OUTPUT_MARKER, "a.md"]
+
+
 def test_a_symlinked_output_folder_is_replaced_at_its_target(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     (target / "old.md").write_text("old")
+    (target / OUTPUT_MARKER).write_text("")
     os.symlink(target, tmp_path / "link")
     with staged_report(tmp_path / "link") as writer:
         writer.text("new.md", "new")
-    assert (tmp_path / "link").is_symlink() and sorted(p.name for p in target.iterdir()) == ["new.md"]
+    assert (tmp_path / "link").is_symlink() and sorted(p.name for p in target.iterdir()) == [OUTPUT_MARKER, "new.md"]
 
 
 def test_stale_staging_folders_of_dead_runs_are_removed(tmp_path):
@@ -144,6 +167,7 @@ def test_a_signal_removes_the_staging_folder_and_exits_non_zero(signum, tmp_path
     out.mkdir()
     scratch.mkdir()
     (out / "summary.md").write_text("earlier results")
+    (out / OUTPUT_MARKER).write_text("")
     env = os.environ | {"PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", STAGED_AND_WAITING, str(out), str(scratch)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
@@ -156,7 +180,7 @@ def test_a_signal_removes_the_staging_folder_and_exits_non_zero(signum, tmp_path
     assert child.returncode == 128 + signum, err
     assert f"stopped by {signal.Signals(signum).name}; removed 2 temporary folder(s)" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scratch"] and list(scratch.iterdir()) == []
-    assert [p.name for p in out.iterdir()] == ["summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "summary.md"]
 
 
 def test_the_cli_removes_temporaries_on_a_signal(tmp_path):
@@ -164,6 +188,7 @@ def test_the_cli_removes_temporaries_on_a_signal(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.md").write_text("earlier results")
+    (out / OUTPUT_MARKER).write_text("")
     (tmp_path / "synth.json").write_text(json.dumps(synth_payload()))
     env = os.environ | {"PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-m", "reports.app.cli", "report", "--out", str(out), "--synth",
@@ -177,5 +202,5 @@ def test_the_cli_removes_temporaries_on_a_signal(tmp_path):
     _, err = child.communicate(timeout=30)
     assert child.returncode == 128 + signal.SIGTERM, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "synth.json"]
-    assert [p.name for p in out.iterdir()] == ["summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "summary.md"]
 
