@@ -97,14 +97,14 @@ OUTPUT_MARKER = ".lutmac-output"
 
 
 def check_output_folder(out: str | Path, replace_folder: bool = True) -> None:
-    """Raise ConfigError unless ``out`` can be replaced by a staged folder: a folder (or nothing yet) of its own,
-    in a parent that takes the staging folder, itself writable when it exists, and (``replace_folder``) empty or
-    written by lutmac (:data:`OUTPUT_MARKER`), so a run never deletes files it did not write.  Cheap: run it before
-    the work."""
+    """Raise ConfigError unless ``out`` can take a staged report: a folder (or nothing yet) in a parent that takes
+    the staging folder, itself writable when it exists, and, to be replaced whole (``replace_folder``), neither the
+    working directory nor one holding it, and empty or written by lutmac (:data:`OUTPUT_MARKER`), so a run never
+    deletes files it did not write.  Cheap: run it before the work."""
     out = Path(out)
     real = Path(os.path.realpath(out))
     here = Path(os.path.realpath(os.getcwd()))
-    if real == here or real in here.parents:
+    if replace_folder and (real == here or real in here.parents):
         raise ConfigError(f"output folder {str(out)!r} is the working directory or holds it: name a folder of its own")
     if out.is_symlink() and not out.exists():
         raise ConfigError(f"output folder {out} is a dangling symlink or a symlink loop")

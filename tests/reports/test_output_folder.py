@@ -204,3 +204,12 @@ def test_the_cli_removes_temporaries_on_a_signal(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "synth.json"]
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "summary.md"]
 
+
+
+def test_files_moved_in_one_by_one_may_go_to_the_working_directory(tmp_path, monkeypatch):
+    """`lutmac resnet20 --out .` adds its files beside the user's: nothing is replaced, so the folder may be cwd."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    with staged_report(Path("."), replace_folder=False) as writer:
+        writer.text("rtl_summary.md", "summary")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "rtl_summary.md"]
