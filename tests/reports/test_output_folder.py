@@ -183,27 +183,28 @@ def test_a_signal_removes_the_staging_folder_and_exits_non_zero(signum, tmp_path
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "summary.md"]
 
 
-def test_the_cli_removes_temporaries_on_a_signal(tmp_path):
-    """`lutmac report` itself: SIGTERM while it computes leaves no staging folder and the old results."""
+@pytest.mark.parametrize("command", [["report", "--networks", "resnet18"], ["demo", "--quick"]], ids=["report", "demo"])
+def test_the_cli_removes_temporaries_on_a_signal(command, tmp_path):
+    """`lutmac report` and `lutmac demo` themselves: SIGTERM while they compute leaves no staging folder and the
+    old results (the demo's RTL and Yosys threads are not waited for)."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.md").write_text("earlier results")
     (out / OUTPUT_MARKER).write_text("")
     (tmp_path / "synth.json").write_text(json.dumps(synth_payload()))
     env = os.environ | {"PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-m", "reports.app.cli", "report", "--out", str(out), "--synth",
-                              str(tmp_path / "synth.json"), "--networks", "resnet18"], stderr=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-m", "reports.app.cli", command[0], "--out", str(out), "--synth",
+                              str(tmp_path / "synth.json"), *command[1:]], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              text=True, env=env, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not [p for p in tmp_path.iterdir() if p.name.startswith(".out.staging-")]:
-        assert child.poll() is None and time.monotonic() < deadline, "the report never staged"
+        assert child.poll() is None and time.monotonic() < deadline, f"lutmac {command[0]} never staged"
         time.sleep(0.05)
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=30)
     assert child.returncode == 128 + signal.SIGTERM, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "synth.json"]
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "summary.md"]
-
 
 
 def test_files_moved_in_one_by_one_may_go_to_the_working_directory(tmp_path, monkeypatch):
