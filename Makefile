@@ -74,10 +74,16 @@ apt:
 	  apt-get update && apt-get install -y --no-install-recommends iverilog yosys \
 	    qflow-tech-osu018 opensta nextpnr-ice40 fpga-icestorm; }
 
-$(STAMP): pyproject.toml
+# SCALE-Sim v2, the reference the dataflow models and `lutmac estimate` are tested against (reports.scalesim_ref).
+# --no-deps: of its declared requirements it imports only numpy and tqdm (ours); pandas, absl-py and the
+# configparser backport are never imported on its simulation path.
+SCALESIM := scalesim==2.0.2
+
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(SCALESIM)
 	touch $(STAMP)
 
 clean:

@@ -9,11 +9,11 @@ number of the first edge after which ``done`` reads 1.  Derivation (:mod:`hw.top
   than that is padded with zero operands: its shadow registers must hold for the ``C``
   cycles its last column takes and the ``R + 1`` its rows take to leave.
 * One closing flag follows the last block; ``C`` cycles after it the last block's row 0
-  drains, then rows ``1 .. R-1``, one per cycle, into the two-stage requantizer.
+  drains, then rows ``1 .. R-1``, one per cycle, into the three-stage requantizer.
 * Fixed costs: the start edge, the buffer read before the first operands, the closing
-  flag, the two requantizer stages and ``DONE``.
+  flag, the three requantizer stages (:attr:`hw.output_stage.OutputLane.latency`) and ``DONE``.
 
-So a run of ``ceil(M/R) * ceil(N/C)`` blocks takes ``blocks * P + C + R + 4`` cycles.  Host
+So a run of ``ceil(M/R) * ceil(N/C)`` blocks takes ``blocks * P + C + R + 5`` cycles.  Host
 transfers (bus writes, output reads) are extra and counted by :func:`host_write_count` /
 :func:`hw.host.output_word_count`; with the double-buffered protocol they overlap the
 neighbouring runs' compute, and :attr:`hw.bus.BusProgram.expected_edges` counts a whole
@@ -28,8 +28,8 @@ from golden.errors import ConfigError
 
 from .config import ArrayConfig
 
-RUN_OVERHEAD_CYCLES = 4
-POOL_CYCLES = 1  # hw.output_stage.GlobalPool.latency
+RUN_OVERHEAD_CYCLES = 5
+POOL_CYCLES = 2  # hw.output_stage.GlobalPool.latency
 
 
 def _check_dims(cfg: ArrayConfig, m: int, k: int, n: int) -> None:

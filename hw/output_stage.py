@@ -9,11 +9,13 @@ A lane turns a finished accumulator into the value written to the output buffer,
 2. ``REQUANT``: ``clip(rescale(t, mantissa, shift), 0, 2^out_bits - 1)`` (the clip at 0 is the
    ReLU); ``THRESHOLD``: ``#{k : t >= thresholds[k]}``; ``RAW``: ``t``, ``max(t, 0)`` with ``relu``.
 
-Latency 2 (:attr:`OutputLane.latency`): ``valid``/``acc`` in cycle ``t`` -> ``result_valid``/``result``
-in cycle ``t + 2``.  ``negate``, ``bias``, ``multiplier`` and the shortcut inputs are taken in cycle
-``t``, ``thresholds`` and ``relu`` in ``t + 1`` and ``mode`` in ``t + 2`` (the controller holds all
-but the operands for a whole block).  The shortcut's alignment product is registered with
-``sign * acc + bias``, so the residual add costs no pipeline stage.
+Latency 3 (:attr:`OutputLane.latency`): ``valid``/``acc`` in cycle ``t`` -> ``result_valid``/``result``
+in cycle ``t + 3``.  ``negate``, ``bias``, ``multiplier`` and the shortcut inputs are taken in cycle
+``t``, ``thresholds`` and ``relu`` in ``t + 1`` and ``mode`` in ``t + 3`` (the controller holds all
+but the operands for a whole block; the next block's parameters arrive at ``t + 2`` at the
+earliest).  The shortcut's alignment product is registered with ``sign * acc + bias``; the
+requantizer's multiply has a stage of its own (stage 3): behind the add in one stage it was the
+accelerator's critical path.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class ShortcutAligner(wiring.Component):
 class OutputLane(wiring.Component):
     """One output channel's output stage (see the module docstring for the arithmetic and timing)."""
 
-    latency = 2
+    latency = 3
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
@@ -107,22 +109,29 @@ class OutputLane(wiring.Component):
             addend = Mux(add_held, held, addend)
         m.d.comb += total.eq(signed_total + addend)
 
-        # stage 2: total * mantissa, threshold code, raw value
-        product = Signal(signed(product_bits))
-        shift = Signal(range(product_bits + 1))
+        # stage 2: total (the residual add ends here), threshold code, raw value
+        total2 = Signal.like(total)
+        multiplier2 = Signal.like(multiplier)
         raw = Signal(signed(cfg.requant.sum_bits))
         threshold_code = Signal(unsigned(cfg.out_bits))
         valid2 = Signal()
-        m.d.sync += [
-            product.eq(total * multiplier.mantissa),
-            shift.eq(saturated_shift(m, multiplier.shift, product_bits, "requant_shift")),
-            raw.eq(Mux(self.relu & (total < 0), 0, total)),
-            valid2.eq(valid1),
-        ]
+        m.d.sync += [total2.eq(total), multiplier2.eq(multiplier), raw.eq(Mux(self.relu & (total < 0), 0, total)),
+                     valid2.eq(valid1)]
         if cfg.threshold_bank:
             m.submodules.thresholds = bank = ThresholdBank(cfg.requant.sum_bits, cfg.threshold_bits, cfg.threshold_count)
             m.d.comb += [bank.value.eq(total), bank.thresholds.eq(self.thresholds)]
             m.d.sync += threshold_code.eq(bank.code)
+
+        # stage 3: total * mantissa (a multiply of its own: with the add before it, it set the clock)
+        product = Signal(signed(product_bits))
+        shift = Signal(range(product_bits + 1))
+        raw3, threshold_code3 = Signal.like(raw), Signal.like(threshold_code)
+        valid3 = Signal()
+        m.d.sync += [
+            product.eq(total2 * multiplier2.mantissa),
+            shift.eq(saturated_shift(m, multiplier2.shift, product_bits, "requant_shift")),
+            raw3.eq(raw), threshold_code3.eq(threshold_code), valid3.eq(valid2),
+        ]
 
         # output: round half up, clip
         rounded = round_shift(m, product, shift, "rounded")
@@ -131,10 +140,10 @@ class OutputLane(wiring.Component):
             with m.Case(OutputMode.REQUANT):
                 m.d.comb += self.result.eq(clipped)
             with m.Case(OutputMode.THRESHOLD):
-                m.d.comb += self.result.eq(threshold_code)
+                m.d.comb += self.result.eq(threshold_code3)
             with m.Default():
-                m.d.comb += self.result.eq(raw)
-        m.d.comb += self.result_valid.eq(valid2)
+                m.d.comb += self.result.eq(raw3)
+        m.d.comb += self.result_valid.eq(valid3)
         return m
 
 
@@ -153,7 +162,7 @@ class GlobalPool(wiring.Component):
     totals are only kept, for the host to read (``rd_addr`` / ``rd_data``, one cycle).
     """
 
-    latency = 1
+    latency = 2
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
@@ -188,13 +197,27 @@ class GlobalPool(wiring.Component):
         total_read, total_write = totals.read_port(domain="comb"), totals.write_port()
         host_read = totals.read_port()
         m.d.comb += [host_read.addr.eq(self.rd_addr), self.rd_data.eq(host_read.data)]
+        # the block's multipliers, held until its total is requantized: that happens OutputLane.latency cycles
+        # after its last row entered the lanes, and the next block's row 0 (its capture) may enter R + 1 cycles
+        # after this block's row 0, so the copy into `held` waits latency - 2 cycles behind the capture
         held = Signal.like(self.multipliers)
-        with m.If(self.capture):
-            m.d.sync += held.eq(self.multipliers)
+        capture, multipliers = self.capture, self.multipliers
+        for stage in range(OutputLane.latency - 2):
+            staged, capture_later = Signal.like(multipliers, name=f"staged_multipliers{stage}"), Signal(name=f"capture{stage}")
+            with m.If(capture):
+                m.d.sync += staged.eq(multipliers)
+            m.d.sync += capture_later.eq(capture)
+            capture, multipliers = capture_later, staged
+        with m.If(capture):
+            m.d.sync += held.eq(multipliers)
         block_end = self.valid & self.last_row
         emit = block_end & self.last_block & self.requantize
         m.d.comb += [total_read.addr.eq(self.n_block), total_write.addr.eq(self.n_block), total_write.en.eq(block_end)]
-        m.d.sync += [self.write.eq(emit), self.write_block.eq(self.n_block)]
+        # emit: the totals and multipliers are registered, the multiply follows a cycle later (in one stage
+        # behind the sums' adders it was the slowest path of the accelerator)
+        multiplying, write_block = Signal(), Signal.like(self.write_block)
+        m.d.sync += [multiplying.eq(emit), write_block.eq(self.n_block),
+                     self.write.eq(multiplying), self.write_block.eq(write_block)]
         for column in range(cfg.cols):
             block_sum = Signal(unsigned(width), name=f"block_sum{column}")
             running = Signal(unsigned(width), name=f"running{column}")
@@ -205,11 +228,15 @@ class GlobalPool(wiring.Component):
                          total_write.data[column].eq(total)]
             with m.If(self.valid):
                 m.d.sync += block_sum.eq(running)
+            final = Signal(unsigned(width), name=f"pool_total{column}")
+            final_multiplier = Signal.like(held[column], name=f"pool_multiplier{column}")
             product = Signal(signed(product_bits), name=f"pool_product{column}")
             shift = Signal(range(product_bits + 1), name=f"pool_shift{column}")
             with m.If(emit):
-                m.d.sync += [product.eq(total * held[column].mantissa),
-                             shift.eq(saturated_shift(m, held[column].shift, product_bits, f"pool_shift_sat{column}"))]
+                m.d.sync += [final.eq(total), final_multiplier.eq(held[column])]
+            with m.If(multiplying):
+                m.d.sync += [product.eq(final * final_multiplier.mantissa),
+                             shift.eq(saturated_shift(m, final_multiplier.shift, product_bits, f"pool_shift_sat{column}"))]
             rounded = round_shift(m, product, shift, f"pool_rounded{column}")
             m.d.comb += self.codes[column].eq(Mux(rounded > code_max, code_max, rounded))
         return m

@@ -24,6 +24,13 @@ the clock is ideal (no clock tree).
   is the worst input-to-output delay.
 
 Both report ``period - worst slack`` at a loose :data:`PERIOD_NS`; ``fmax = 1000 / that``.
+
+The whole accelerator (:func:`macro_commands`): its buffers are not mapped onto cells.  After the
+coarse half of ``synth`` each buffer's ``$mem_v2`` is dumped (its geometry: :mod:`hw.sram`
+prices it), stripped of its parameters and renamed to a black-box cell of its own
+(``lutmac_sram_<name>``), which every later pass leaves alone and OpenSTA links as a black box;
+the area adds the modelled area of one single-port macro per bank (:meth:`hw.sram.SramMacro.banks`)
+to the cells'.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ from pathlib import Path
 
 from golden.errors import ToolMissingError
 
+from . import sram
+from .layout import BANKS
+
 LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
 LIBRARY_NAME = "osu018_stdcells"
 STA = "sta"
@@ -43,6 +53,14 @@ PORT_LOAD_FF = 9.32  # INVX1's input pin capacitance (0.00932 pF), abc's output 
 ABC_DELAY_TARGET_PS = 10000  # loose: abc maps for area, then buffers and sizes within it
 PERIOD_NS = 100.0  # loose: the critical path is read off the slack
 STA_TIMEOUT_SECONDS = 300
+FLIP_FLOP = "DFFPOSX1"  # the library's flip-flop (dfflibmap's only choice), the SRAM bit cells' yardstick
+MACRO_PREFIX = "lutmac_sram_"
+MACRO_DUMP = "sram_macros.txt"
+#: every parameter of a ``$mem_v2`` cell (OpenSTA reads no parameters on an instance)
+MEMORY_PARAMETERS = ("ABITS", "INIT", "MEMID", "OFFSET", "RD_ARST_VALUE", "RD_CE_OVER_SRST", "RD_CLK_ENABLE",
+                     "RD_CLK_POLARITY", "RD_COLLISION_X_MASK", "RD_INIT_VALUE", "RD_PORTS", "RD_SRST_VALUE",
+                     "RD_TRANSPARENCY_MASK", "RD_WIDE_CONTINUATION", "SIZE", "WIDTH", "WR_CLK_ENABLE",
+                     "WR_CLK_POLARITY", "WR_PORTS", "WR_PRIORITY_MASK", "WR_WIDE_CONTINUATION")
 
 
 def liberty(path: Path | None = None) -> Path:
@@ -63,6 +81,24 @@ def sta_binary() -> str:
 def sta_version() -> str:
     result = subprocess.run([sta_binary(), "-version"], capture_output=True, text=True, check=True)
     return f"OpenSTA {result.stdout.strip()}"
+
+
+def macro_commands(work: Path, buffers: tuple[str, ...]) -> list[str]:
+    """Yosys commands, between ``synth -run :fine`` and ``synth -run fine:check``, that turn the
+    memories named ``buffers`` (absent ones are skipped) into black-box macros; geometry to ``work/sram_macros.txt``."""
+    dump = work / MACRO_DUMP
+    lines = [f"tee -q -o {dump} log SRAM macros"]
+    for name in buffers:
+        cell = f"t:$mem_v2 n:{name} %i"
+        macro = f"t:{MACRO_PREFIX}{name} n:{name} %i"  # a $mem_v2 checks its parameters: rename it first
+        lines += [f"chtype -set {MACRO_PREFIX}{name} {cell}", f"setparam -unset INIT {macro}",
+                  f"tee -q -a {dump} dump {macro}", f"setparam {' '.join(f'-unset {p}' for p in MEMORY_PARAMETERS)} {macro}"]
+    return lines
+
+
+def macros(work: Path) -> list[sram.SramMacro]:
+    """The memories :func:`macro_commands` recorded (one per buffer, both banks)."""
+    return sram.from_yosys_dump((work / MACRO_DUMP).read_text())
 
 
 def yosys_commands(work: Path, lib: Path) -> list[str]:
@@ -106,12 +142,24 @@ def sta_script(netlist: Path, top: str, lib: Path, registered: bool) -> str:
     ]) + "\n"
 
 
-def measure(work: Path, top: str, registered: bool, lib: Path) -> dict:
-    """``area_um2``, ``critical_path_ns`` and ``fmax_mhz`` of the netlist :func:`yosys_commands` wrote."""
+def measure(work: Path, top: str, registered: bool, lib: Path, with_macros: bool = False) -> dict:
+    """``area_um2``, ``register_area_um2``, ``critical_path_ns`` and ``fmax_mhz`` of the netlist
+    :func:`yosys_commands` wrote; ``with_macros``: plus the SRAM macros of :func:`macro_commands`
+    (``sram_macros``, ``sram_bits``, ``sram_area_um2``; ``area_um2`` then includes them)."""
     stat = (work / "stdcell_stat.txt").read_text()
     area = re.search(r"Chip area for module .*?:\s+([\d.]+)", stat)
     if not area:
         raise RuntimeError(f"{top}: no 'Chip area' in {work / 'stdcell_stat.txt'} (cells missing from the Liberty file?)")
+    flip_flop_um2 = sram.liberty_cell_area(lib, FLIP_FLOP)
+    flip_flops = re.search(rf"^\s+{FLIP_FLOP}\s+(\d+)\s*$", stat, re.MULTILINE)
+    figures = {"register_area_um2": round(flip_flop_um2 * int(flip_flops.group(1)) if flip_flops else 0.0, 1)}
+    cell_area = float(area.group(1))
+    if with_macros:
+        found = [bank for memory in macros(work) for bank in memory.banks(BANKS)]
+        macro_area = sum(macro.area_um2(flip_flop_um2) for macro in found)
+        figures |= {"sram_macros": tuple(macro.text() for macro in found), "sram_bits": sum(m.bits for m in found),
+                    "sram_area_um2": round(macro_area, 1)}
+        cell_area += macro_area
     script = work / "sta.tcl"
     script.write_text(sta_script(work / "stdcell_net.v", top, lib, registered))
     result = subprocess.run([sta_binary(), "-no_splash", "-exit", str(script)], capture_output=True, text=True,
@@ -122,5 +170,5 @@ def measure(work: Path, top: str, registered: bool, lib: Path) -> dict:
         raise RuntimeError(f"{top}: OpenSTA reported no {'register-to-register' if registered else 'input-to-output'} "
                            f"path; see {work / 'sta.log'}")
     path_ns = PERIOD_NS - float(slack.group(1))
-    return {"area_um2": round(float(area.group(1)), 1), "critical_path_ns": round(path_ns, 4),
-            "fmax_mhz": round(1000.0 / path_ns, 2)}
+    return figures | {"area_um2": round(cell_area, 1), "critical_path_ns": round(path_ns, 4),
+                      "fmax_mhz": round(1000.0 / path_ns, 2)}

@@ -5,18 +5,22 @@ Amaranth for
 
 * every PE kind alone (the combinational product unit) at 2, 3, 4 and 8 bits (lcq_product at
   2 and 3 bits; its 4-bit table PE with ``--full``; 8 bits is not supported; apot at 2..4 bits,
-  its weights stop at 7 bits),
+  its weights stop at 7 bits), at the format's default F and the plan's other F,
 * the MAC array core (:class:`hw.array.MacArray`: skew registers, edge units, PEs, accumulators
-  for K = 512; no buffers or controller) at 4 x 4: every kind at 3 and 4 bits (lcq_product at 2,
-  with lcq at 2 bits to compare),
-  int (the energy anchor of :mod:`reports.energy`) and both POST variants at 8 bits; ``--full``
-  adds 8 x 8 int/POST arrays at 4 bits, the 8-bit pot array and lcq_product arrays at 3 and 4 bits,
+  for K = 512; no buffers or controller) at 4 x 4 of :data:`DEFAULT_ARRAYS`: int, pot,
+  post_shared, apot and lcq at 3 and 4 bits and the 8-bit int energy anchor, at the default F;
+  ``--full`` adds every kind's whole plan (post_lut, lcq_product, 8-bit POST and pot, 8 x 8
+  arrays) at every F,
 * one output lane (:class:`hw.output_stage.OutputLane`) with and without the LCQ threshold bank,
   and with the residual unit (a 4-bit codes shortcut),
 * the global pool unit (:class:`hw.output_stage.GlobalPool`: GAP sums, ASQ's held sums and their
-  requantizers) of a 4-column array.
+  requantizers) of a 4-column array,
+* the whole accelerator (:class:`hw.top.Accelerator`: buffers, controller, array, output lanes)
+  of the presets in :data:`DEFAULT_ACCELERATORS` (``--full``: every preset of hw/presets.toml);
+  its buffers are SRAM macros in the standard-cell flow (:mod:`hw.sram`) and block RAM on the FPGAs.
 
-With ``--config NAME`` only that preset's PE, array core and requantizer lane are synthesized.
+With ``--config NAME`` only that preset's PE, array core, requantizer lane and whole accelerator
+are synthesized.
 
 Per unit, two flows on the same RTL:
 
@@ -28,10 +32,11 @@ Per unit, two flows on the same RTL:
 
 and, per the unit's :class:`Flows` (:func:`default_units` says which units run which):
 
-* standard cells (:mod:`hw.stdcell`): OSU 0.18 um area (``area_um2``) and OpenSTA critical path
+* standard cells (:mod:`hw.stdcell`), every unit: OSU 0.18 um area (``area_um2``, flip-flops
+  ``register_area_um2``, an accelerator's SRAM macros ``sram_area_um2``) and OpenSTA critical path
   and maximum clock (``critical_path_ns``, ``fmax_mhz``; constraints in that module);
-* FPGA place-and-route (:mod:`hw.fpga`): nextpnr-ice40 on an HX8K and nextpnr-ecp5 on an
-  LFE5U-25F, utilization and Fmax.
+* FPGA place-and-route (:mod:`hw.fpga`): nextpnr-ice40 on an HX8K (PEs, array cores, lanes) and
+  nextpnr-ecp5 on an LFE5U-25F (array cores and accelerators), utilization, block RAM and Fmax.
 
 Output: ``DIR/synth.json`` (schema: :mod:`hw.synth_record`, with every tool's version),
 ``DIR/synth.md`` (tables, the POST variant comparison, the PE timing table and the PoTAcc
@@ -61,9 +66,10 @@ from . import SOURCE_FINGERPRINT, stdcell, synth_tables
 from . import fpga as fpga_flow
 from .array import MacArray
 from .config import ArrayConfig, load_presets
-from .fpga import RegisteredPE
+from .fpga import RegisteredPE, SerialPorts
 from .kinds import KINDS, kinds_of_scheme, network_kind
 from .output_stage import GlobalPool, OutputLane
+from .top import BUFFERS, Accelerator
 from .synth_record import SynthRecord, SynthReport, UnitType
 
 YOSYS = "/usr/bin/yosys"
@@ -96,12 +102,14 @@ class SynthTarget:
     def build(self):
         cfg = self.cfg
         return {UnitType.PE: lambda: cfg.kind.pe(cfg.datapath), UnitType.ARRAY: lambda: MacArray(cfg),
-                UnitType.REQUANT: lambda: OutputLane(cfg), UnitType.POOL: lambda: GlobalPool(cfg)}[self.unit]()
+                UnitType.REQUANT: lambda: OutputLane(cfg), UnitType.POOL: lambda: GlobalPool(cfg),
+                UnitType.ACCELERATOR: lambda: Accelerator(cfg)}[self.unit]()
 
     def fields(self) -> dict:
         """The :class:`SynthRecord` fields known before synthesis."""
         cfg = self.cfg
-        rows, cols = {UnitType.ARRAY: (cfg.rows, cfg.cols), UnitType.POOL: (1, cfg.cols)}.get(self.unit, (1, 1))
+        rows, cols = {UnitType.ARRAY: (cfg.rows, cfg.cols), UnitType.ACCELERATOR: (cfg.rows, cfg.cols),
+                      UnitType.POOL: (1, cfg.cols)}.get(self.unit, (1, 1))
         return {"name": self.name, "unit": self.unit, "pe_kind": cfg.pe_kind, "weight_bits": cfg.weight_bits,
                 "act_bits": cfg.act_bits, "frac_bits": cfg.frac_bits, "rows": rows, "cols": cols,
                 "accumulator_width": cfg.accumulator_width if self.unit != UnitType.PE else None,
@@ -130,16 +138,23 @@ def _frac_variants(kind, bits: int) -> list[tuple[str, int | None]]:
 #: PEs and lanes: standard cells and iCE40 place-and-route (ECP5 only for array cores)
 UNIT_FLOWS = Flows(stdcell=True, ice40=True)
 STDCELL = Flows(stdcell=True)
-#: array cores placed on both FPGAs by default (at the default F): PoTAcc's setting, multiplier vs. shifts
-FPGA_ARRAYS = {(kind, bits) for kind in ("int", "pot", "post_shared", "apot", "lcq") for bits in (3, 4)}
+#: the array cores of the default run, at the default F: every kind at 3 and 4 bits (PoTAcc's setting,
+#: multiplier vs. shifts, on both FPGAs) and the 8-bit int energy anchor; ``full`` adds the rest of every plan
+DEFAULT_ARRAYS = {(kind, bits) for kind in ("int", "pot", "post_shared", "apot", "lcq") for bits in (3, 4)} | {("int", 8)}
+#: the whole accelerator of the default run (hw/presets.toml' default; every preset with ``full``)
+DEFAULT_ACCELERATORS = ("post4-4x4",)
+#: an accelerator's buffers need more block RAM than the HX8K has (its SB_RAM40_4K count from
+#: ``synth_ice40`` says how many): placed on the ECP5 only
+ACCELERATOR_FLOWS = Flows(stdcell=True, ecp5=True)
 
 
 def default_units(full: bool = False) -> list[SynthTarget]:
-    """Every kind's :class:`hw.kinds.SynthPlan` (``full`` adds the slow units, minutes each) and two requantizer lanes.
+    """Every kind's :class:`hw.kinds.SynthPlan` PEs, the array cores of :data:`DEFAULT_ARRAYS` (``full``: every
+    plan's, at every F), two requantizer lanes and the residual one, the pool unit and the whole accelerators
+    of :data:`DEFAULT_ACCELERATORS` (``full``: every preset's).
 
-    Every unit runs the standard-cell flow; PEs and lanes also iCE40 place-and-route; the array cores
-    of :data:`FPGA_ARRAYS` at the default F both FPGA flows (every array core with ``full``): FPGA
-    routing takes minutes on the large cores (lcq_product, 8 bits), which ``full`` pays for.
+    Every unit runs the standard-cell flow; PEs and lanes also iCE40 place-and-route; array cores both
+    FPGA flows, accelerators the ECP5's (:data:`ACCELERATOR_FLOWS`).  ``full`` pays for the slow units (minutes each: lcq_product, 8x8 arrays).
     """
     units = []
     for kind in KINDS.values():
@@ -153,10 +168,11 @@ def default_units(full: bool = False) -> list[SynthTarget]:
                 continue
     for kind in KINDS.values():
         for bits, size in kind.synthesis.arrays + (kind.synthesis.full_arrays if full else ()):
-            for suffix, frac in _frac_variants(kind, bits):
-                cfg = _config(kind.name, bits, size, size, frac)
-                flows = ALL_FLOWS if full or (frac is None and (kind.name, bits) in FPGA_ARRAYS) else STDCELL
-                units.append(SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY, cfg, flows))
+            variants = _frac_variants(kind, bits) if full else [("", None)]
+            if not full and ((kind.name, bits) not in DEFAULT_ARRAYS or size != 4):
+                continue
+            units += [SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY,
+                                  _config(kind.name, bits, size, size, frac), ALL_FLOWS) for suffix, frac in variants]
     for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
         kind = network_kind(scheme).name
         units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4), UNIT_FLOWS))
@@ -166,12 +182,17 @@ def default_units(full: bool = False) -> list[SynthTarget]:
     # the pool unit needs more logic cells (9394) and pins (291) than the HX8K has: standard cells only
     units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL,
                              _config(int_kind, 4, 4, 4).replace(global_pool=True), STDCELL))
+    _, presets = load_presets()
+    for name in sorted(presets) if full else DEFAULT_ACCELERATORS:
+        units.append(SynthTarget(f"accelerator_{name}", UnitType.ACCELERATOR, presets[name], ACCELERATOR_FLOWS))
     return units
 
 
 def preset_units(name: str, cfg: ArrayConfig) -> list[SynthTarget]:
-    return [SynthTarget(f"{unit}_{name}", unit, cfg, ALL_FLOWS if unit == UnitType.ARRAY else UNIT_FLOWS)
-            for unit in UnitType]
+    """One preset's PE, array core, requantizer lane and whole accelerator (a pool unit only if it has one)."""
+    units = [UnitType.PE, UnitType.ARRAY, UnitType.REQUANT, UnitType.ACCELERATOR] + ([UnitType.POOL] * cfg.global_pool)
+    flows = {UnitType.ARRAY: ALL_FLOWS, UnitType.ACCELERATOR: ACCELERATOR_FLOWS, UnitType.POOL: STDCELL}
+    return [SynthTarget(f"{unit}_{name}", unit, cfg, flows.get(unit, UNIT_FLOWS)) for unit in units]
 
 
 def estimated_cost(unit: SynthTarget) -> float:
@@ -181,6 +202,8 @@ def estimated_cost(unit: SynthTarget) -> float:
         return 200.0 + cfg.threshold_count * 20
     if unit.unit == UnitType.POOL:
         return 2000.0
+    if unit.unit == UnitType.ACCELERATOR:
+        return 1e6
     size = cfg.rows * cfg.cols if unit.unit == UnitType.ARRAY else 1
     return size * (cfg.weight_bits + cfg.act_bits) * cfg.kind.synthesis.effort * (1 << max(cfg.act_bits - 4, 0))
 
@@ -193,13 +216,16 @@ def yosys_version() -> str:
     return result.stdout.strip()
 
 
-def _script(verilog_path: Path, top: str, work: Path, flows: Flows, fpga: tuple[Path, str]) -> str:
-    """The Yosys script; ``fpga`` is the ``(Verilog, top)`` the FPGA flows place (a PE: its registered wrapper)."""
+def _script(verilog_path: Path, top: str, work: Path, flows: Flows, fpga: tuple[Path, str], macros: bool) -> str:
+    """The Yosys script; ``fpga`` is the ``(Verilog, top)`` the FPGA flows place (a PE: its registered wrapper);
+    ``macros``: the buffers become SRAM macros (black boxes) in the generic and standard-cell flows."""
+    generic = ([f"synth -flatten -top {top} -run :fine", *stdcell.macro_commands(work, BUFFERS),
+                f"synth -top {top} -run fine:check"] if macros else [f"synth -flatten -top {top}"])
     lines = [
         f"read_verilog {verilog_path}",
         f"hierarchy -top {top}",
         "design -save rtl",
-        f"synth -flatten -top {top}",
+        *generic,
         "design -save generic",
         "dfflegalize -cell $_DFF_P_ 01",
         "abc -g cmos",
@@ -209,14 +235,16 @@ def _script(verilog_path: Path, top: str, work: Path, flows: Flows, fpga: tuple[
     ]
     if flows.stdcell:
         lines += ["design -load generic", *stdcell.yosys_commands(work, stdcell.liberty())]
-    lines += ["design -load rtl", f"synth_ice40 -top {top}", f"tee -q -o {work / 'ice40_stat.txt'} stat"]
     fpga_verilog, fpga_top = fpga
-    if flows.ice40 or flows.ecp5:
-        lines += ["design -reset", f"read_verilog {fpga_verilog}", f"hierarchy -top {fpga_top}", "design -save fpga"]
-    if flows.ice40:
+    wrapped = fpga != (verilog_path, top)  # else the iCE40 counts' netlist is the one placed
+    placed = f" -json {work / 'ice40.json'}" if flows.ice40 and not wrapped else ""
+    lines += ["design -load rtl", f"synth_ice40 -top {top}{placed}", f"tee -q -o {work / 'ice40_stat.txt'} stat"]
+    if wrapped and (flows.ice40 or flows.ecp5):
+        lines += ["design -reset", f"read_verilog {fpga_verilog}", f"hierarchy -top {fpga_top}", "design -save rtl"]
+    if flows.ice40 and wrapped:
         lines += [f"synth_ice40 -top {fpga_top} -json {work / 'ice40.json'}"]
     if flows.ecp5:
-        lines += ["design -load fpga", f"synth_ecp5 -top {fpga_top} -json {work / 'ecp5.json'}"]
+        lines += ["design -load rtl", f"synth_ecp5 -top {fpga_top} -json {work / 'ecp5.json'}"]
     return "\n".join(lines) + "\n"
 
 
@@ -241,12 +269,14 @@ def synthesize(unit: SynthTarget, work_root: Path) -> SynthRecord:
     verilog_path = work / f"{top}.v"
     design = unit.build()
     fpga = (verilog_path, top)
-    if unit.unit == UnitType.PE and (unit.flows.ice40 or unit.flows.ecp5):
-        fpga = (work / f"{top}_registered.v", f"{top}_registered")
-        fpga[0].write_text(verilog.convert(RegisteredPE(unit.build()), name=fpga[1]))
+    wrapper = {UnitType.PE: RegisteredPE, UnitType.ACCELERATOR: SerialPorts}.get(unit.unit)
+    if wrapper and (unit.flows.ice40 or unit.flows.ecp5):  # hw.fpga: how each is timed on the FPGA
+        fpga = (work / f"{top}_fpga.v", f"{top}_fpga")
+        fpga[0].write_text(verilog.convert(wrapper(unit.build()), name=fpga[1]))
     verilog_path.write_text(verilog.convert(design, name=top))
     script = work / "synth.ys"
-    script.write_text(_script(verilog_path, top, work, unit.flows, fpga))
+    whole = unit.unit == UnitType.ACCELERATOR
+    script.write_text(_script(verilog_path, top, work, unit.flows, fpga, macros=whole))
     log = work / "yosys.log"
     with open(log, "w") as stream:
         result = subprocess.run([YOSYS, "-q", "-s", str(script)], stdout=stream, stderr=subprocess.STDOUT,
@@ -257,11 +287,11 @@ def synthesize(unit: SynthTarget, work_root: Path) -> SynthRecord:
     ice40 = (work / "ice40_stat.txt").read_text()
     cmos_cells, ice40_cells = _cell_counts(cmos), _cell_counts(ice40)
     transistors = re.search(r"Estimated number of transistors:\s+(\d+)(\+?)", cmos)
-    if not transistors or transistors.group(2):
+    if not transistors or (transistors.group(2) and not whole):  # an accelerator's "+": its macros
         raise RuntimeError(f"{unit.name}: transistor estimate missing or incomplete (unknown cells) in {work}")
     measured = {}
     if unit.flows.stdcell:
-        measured |= stdcell.measure(work, top, unit.unit != UnitType.PE, stdcell.liberty())
+        measured |= stdcell.measure(work, top, unit.unit != UnitType.PE, stdcell.liberty(), with_macros=whole)
     if unit.flows.ice40:
         measured |= fpga_flow.ice40(work / "ice40.json", work)
     if unit.flows.ecp5:
@@ -407,12 +437,14 @@ def run(units: list[SynthTarget], out: Path, jobs: int = 2) -> SynthReport:
 def main(argv: list[str] | None = None) -> int:
     default, presets = load_presets()
     parser = argparse.ArgumentParser(prog="python -m hw.synth", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", metavar="NAME", help="synthesize only this preset's PE, array and requantizer lane "
+    parser.add_argument("--config", metavar="NAME", help="synthesize only this preset's PE, array, requantizer lane "
+                        "and whole accelerator "
                         f"(presets: {', '.join(sorted(presets))}, or 'default')")
     parser.add_argument("--out", type=Path, default=Path("build/synth"), help="output directory (default: build/synth)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (default: 2)")
-    parser.add_argument("--full", action="store_true", help="add the slow units: 8x8 arrays, the 8-bit pot array, "
-                        "lcq_product at 3-4 bits (about 20 minutes on 2 cores)")
+    parser.add_argument("--full", action="store_true", help="add the slow units: every kind's whole plan at every F "
+                        "(8x8 arrays, post_lut, lcq_product, 8-bit POST and pot arrays) and every preset's whole "
+                        "accelerator")
     args = parser.parse_args(argv)
     if args.config:
         key = default if args.config == "default" else args.config

@@ -18,18 +18,21 @@ from golden.errors import ConfigError
 
 from . import SOURCE_FINGERPRINT
 from .kinds import pe_kind
+from .sram import SramMacro
 
 #: Yosys ``stat -tech cmos`` counts one ``$_DFF_P_`` flip-flop as 16 transistors.
 DFF_TRANSISTORS = 16
 
 
 class UnitType(StrEnum):
-    """What a synthesized unit is: a PE's product unit, a MAC array core, one output lane or the global pool unit."""
+    """What a synthesized unit is: a PE's product unit, a MAC array core, one output lane, the global pool unit
+    or the whole accelerator (:class:`hw.top.Accelerator`: buffers, controller, array, output stage)."""
 
     PE = "pe"
     ARRAY = "array"
     REQUANT = "requant"
     POOL = "pool"  # hw.output_stage.GlobalPool of a whole row of columns (cols = the array's)
+    ACCELERATOR = "accelerator"
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,10 @@ class SynthRecord:
     ice40_dff: int = 0
     ice40_bram: int = 0
     seconds: float = 0.0
-    # standard-cell flow (hw.stdcell) and place-and-route (hw.fpga); None where a flow did not run
+    # standard-cell flow (hw.stdcell) and place-and-route (hw.fpga); None where a flow did not run.
+    # area_um2: all of it (cells, and for an accelerator its SRAM macros); register_area_um2: its flip-flops
     area_um2: float | None = None
+    register_area_um2: float | None = None
     critical_path_ns: float | None = None
     fmax_mhz: float | None = None
     ice40_lc: int | None = None
@@ -69,6 +74,11 @@ class SynthRecord:
     ecp5_dsp: int | None = None
     ecp5_ff: int | None = None
     ecp5_fmax_mhz: float | None = None
+    ecp5_bram: int | None = None
+    # an accelerator's buffers as SRAM macros (hw.sram: ``name:WORDSxWIDTH:RrWw`` each, their bits and area)
+    sram_macros: tuple[str, ...] = ()
+    sram_bits: int | None = None
+    sram_area_um2: float | None = None
 
     @classmethod
     def from_json(cls, raw, where: str) -> SynthRecord:
@@ -83,7 +93,16 @@ class SynthRecord:
                 part for part in (f"missing field(s) {missing}" if missing else "",
                                   f"unknown field(s) {extra}" if extra else "") if part) + " (re-run `make synth`)")
         hints = typing.get_type_hints(cls)
+        raw = dict(raw)
+        macros = raw.get("sram_macros", ())
+        if not isinstance(macros, list | tuple) or not all(isinstance(macro, str) for macro in macros):
+            raise ConfigError(f"{where}: field 'sram_macros' must be a list of strings, got {macros!r}")
+        raw["sram_macros"] = tuple(macros)
+        for macro in macros:
+            SramMacro.parse(macro)
         for name, value in raw.items():
+            if name == "sram_macros":
+                continue
             accepted = {float: (int, float), float | None: (int, float, type(None)), UnitType: str}.get(hints[name], hints[name])
             if not isinstance(value, accepted) or isinstance(value, bool):
                 raise ConfigError(f"{where}: field {name!r} must be {getattr(hints[name], '__name__', hints[name])}, "
@@ -115,6 +134,13 @@ class SynthRecord:
     def transistors_per_pe(self) -> float:
         """All transistors of the unit shared out over its PEs (a shared per-row LUT is amortized)."""
         return self.transistors / self.pes
+
+    @property
+    def logic_area_per_pe(self) -> float | None:
+        """Standard-cell area per PE without the flip-flops (um^2), where the standard-cell flow ran."""
+        if self.area_um2 is None or self.register_area_um2 is None:
+            return None
+        return (self.area_um2 - (self.sram_area_um2 or 0.0) - self.register_area_um2) / self.pes
 
     @property
     def logic_transistors_per_pe(self) -> float:

@@ -13,7 +13,7 @@ import io
 
 from golden.spec import WeightScheme
 
-from . import fpga
+from . import fpga, sram
 from .kinds import KINDS, network_kind
 from .synth_record import SynthRecord, UnitType
 
@@ -40,6 +40,31 @@ def flow_table(units: list[SynthRecord]) -> list[str]:
         lines.append(f"| {u.name} | {u.transistors} | {_cell(u.area_um2, 0)} | {_cell(u.critical_path_ns, 3)} | "
                      f"{_cell(u.fmax_mhz, 1)} | {lc} | {_cell(u.ice40_fmax_mhz, 1)} | {_cell(u.ecp5_lut4)} | "
                      f"{_cell(u.ecp5_dsp)} | {_cell(u.ecp5_ff)} | {_cell(u.ecp5_fmax_mhz, 1)} |")
+    return lines
+
+
+def accelerator_table(units: list[SynthRecord]) -> list[str]:
+    """Markdown lines: every whole accelerator's logic and SRAM area, clock and FPGA figures."""
+    lines = ["| unit | kind | R x C | logic mm^2 | SRAM mm^2 | total mm^2 | SRAM kbit | fmax MHz | iCE40 LUT4 | "
+             "iCE40 BRAM | ECP5 LUT4 | ECP5 DSP | ECP5 BRAM | ECP5 Fmax MHz |", "|" + "---|" * 14]
+    for u in units:
+        if u.unit != UnitType.ACCELERATOR or u.area_um2 is None:
+            continue
+        sram_um2 = u.sram_area_um2 or 0.0
+        lines.append(f"| {u.name} | {u.pe_kind} | {u.rows}x{u.cols} | {(u.area_um2 - sram_um2) * 1e-6:.3f} | "
+                     f"{sram_um2 * 1e-6:.3f} | {u.area_um2 * 1e-6:.3f} | {(u.sram_bits or 0) / 1024:.1f} | "
+                     f"{_cell(u.fmax_mhz, 1)} | {u.ice40_lut4} | {u.ice40_bram} | {_cell(u.ecp5_lut4)} | {_cell(u.ecp5_dsp)} | "
+                     f"{_cell(u.ecp5_bram)} | {_cell(u.ecp5_fmax_mhz, 1)} |")
+    return lines
+
+
+def macro_table(units: list[SynthRecord]) -> list[str]:
+    """Markdown lines: every accelerator's SRAM macros with their geometry and energy per bit."""
+    lines = ["| unit | macro | words x bits | ports | KB | pJ per bit accessed |", "|---|---|---|---|---|---|"]
+    for u in units:
+        for macro in map(sram.SramMacro.parse, u.sram_macros):
+            lines.append(f"| {u.name} | {macro.name} | {macro.words} x {macro.width} | {macro.ports} | "
+                         f"{macro.kilobytes:.2f} | {macro.pj_per_bit:.3f} |")
     return lines
 
 
@@ -142,9 +167,21 @@ def flow_sections(tool_versions: dict[str, str], units: list[SynthRecord]) -> li
               f"(LC = packed logic cells) and nextpnr-ecp5 `{' '.join(fpga.ECP5_DEVICE)}` (LUT4 = "
               f"TRELLIS_COMB, DSP = MULT18X18D), timing-driven at {fpga.TARGET_MHZ} MHz, seed 1; Fmax = "
               "nextpnr's post-route figure; a PE is placed between registers on all its ports for its FPGA Fmax. "
-              "`-`: the flow did not run on that unit (by default the FPGA flows place the int, pot, post_shared, "
-              "apot and lcq array cores at 3 and 4 bits and the default F, and every PE and lane on iCE40; "
-              "`--full` places every array core; the pool unit needs more pins than the HX8K has).", ""] + flow_table(units)
+              "`-`: the flow did not run on that unit (array cores and accelerators run both FPGA flows, PEs and "
+              "lanes iCE40 only; the pool unit needs more pins than the HX8K has).", ""] + flow_table(units)
+    accelerators = accelerator_table(units)
+    if len(accelerators) > 2:
+        lines += ["", "## The whole accelerator, buffers included", "",
+                  "hw.top.Accelerator: buffers, controller, MAC array, output lanes. Standard cells: the buffers are "
+                  "SRAM macros priced by hw.sram (OpenRAM's bit cells scaled by this library's flip-flop, OpenRAM's "
+                  "published SCMOS density for the periphery; Horowitz's 45 nm access energies scaled by C V^2 to "
+                  "0.18 um, 1.8 V); the clock is the logic's, register to register, with the macro ports untimed "
+                  "(the model has no access time). FPGAs: the buffers map to block RAM (iCE40 SB_RAM40_4K, ECP5 "
+                  "DP16KD; the iCE40 figures are synth_ice40's counts, not placed: the buffers need more block RAM "
+                  "than the HX8K's 32); on the ECP5 the accelerator sits behind a three-pin serial wrapper (hw.fpga."
+                  "SerialPorts: its host bus is wider than the package's pins), whose chains are in its figures.",
+                  ""] + accelerators
+        lines += ["", "SRAM macros (0.18 um, 1.8 V):", ""] + macro_table(units)
     timing = pe_timing(units)
     if timing:
         lines += ["", "## PE critical path against int (the ASQ paper's \"b-fold faster\" claim)", "",

@@ -18,8 +18,8 @@ Controller: two sides that run at once (``mb`` outer, ``nb`` inner on both).
 * **Drain**, ``C`` cycles after every ``first`` but the run's opening one: rows ``0 .. R-1`` of the
   shadow registers go to the ``C`` requantizer lanes, one per cycle, with the drained block's
   channel parameters (block ``nb``) and row multipliers (block ``mb``), read the cycle before;
-  the results are written to its output word two cycles later.
-* When the last block's last row has drained: two ``FLUSH`` cycles for the requantizer, then ``DONE``
+  the results are written to its output word three cycles later.
+* When the last block's last row has drained: three ``FLUSH`` cycles for the requantizer, then ``DONE``
   (a pooled run adds ``POOL`` for the pool unit's requantizer).
 
 Buffers: every buffer the next run needs while this one runs (activations, weights, channel
@@ -62,6 +62,11 @@ from .layout import (
     weight_word_layout,
 )
 from .output_stage import GlobalPool, OutputLane
+
+
+#: the memories that hold data between runs (submodule names below): SRAM macros in the standard-cell flow
+#: (hw.stdcell, hw.sram), block RAM on the FPGAs; the array's small tables stay logic
+BUFFERS = ("act_buffer", "weight_buffer", "channel_params", "row_multipliers", "residuals", "out_buffer")
 
 
 class Accelerator(wiring.Component):
@@ -249,14 +254,17 @@ class Accelerator(wiring.Component):
             with m.State("FLUSH0"):
                 m.next = "FLUSH1"
             with m.State("FLUSH1"):
-                if cfg.global_pool:  # a pooled run's requantizer follows the lanes (GlobalPool.latency = 1)
+                m.next = "FLUSH2"
+            with m.State("FLUSH2"):
+                if cfg.global_pool:  # a pooled run's requantizer follows the lanes (GlobalPool.latency cycles)
                     m.next = "DONE"
                     with m.If(tile.pool):
-                        m.next = "POOL"
+                        m.next = "POOL0"
                 else:
                     m.next = "DONE"
-            with m.State("POOL"):
-                m.next = "DONE"
+            for stage in range(GlobalPool.latency):
+                with m.State(f"POOL{stage}"):
+                    m.next = f"POOL{stage + 1}" if stage + 1 < GlobalPool.latency else "DONE"
             with m.State("DONE"):
                 with m.If(self.start):
                     begin_run()

@@ -14,19 +14,27 @@ Defaults are Horowitz (ISSCC 2014), 45 nm:
   multiply 3.7 pJ, fp32 add 0.9 pJ, 32-bit integer add 0.1 pJ.
 * MAC: an 8-bit integer multiply (0.2 pJ) plus an 8-bit add (0.03 pJ) anchors the synthesized
   8-bit (w8a8) ``int`` MAC array; every other configuration costs
-  ``0.23 pJ * logic transistors per PE / logic transistors per PE of the int w8a8 array``, read
-  from ``build/synth/synth.json`` (``make synth``), so INT/POT/POST/LCQ differ for measured
-  reasons.  The units used are the synthesized MAC array cores (``"unit": "array"``: edge units
-  such as the shared POST prescaler, PEs and accumulators) divided by their PE count; "logic"
-  excludes the flip-flops (``transistors - 16 * dffs``, 16 being Yosys' CMOS cost of a
-  ``$_DFF_P_``), which the register term prices from access counts instead.  When several array
-  sizes were synthesized, the one nearest in PE count to the design point is used, and the
-  anchor is taken at that same size.  Energy is taken as proportional to switched logic
-  transistors: equal activity and supply for every PE kind — the stated approximation.
+  ``0.23 pJ * logic area per PE / logic area per PE of the int w8a8 array``, read from
+  ``build/synth/synth.json`` (``make synth``), so INT/POT/POST/LCQ differ for measured reasons.
+  The area is the OSU 0.18 um standard-cell area of the synthesized MAC array core
+  (``"unit": "array"``: edge units such as the shared POST prescaler, PEs and accumulators;
+  :mod:`hw.stdcell`) without its flip-flops (``area_um2 - register_area_um2``; the register term
+  prices those from access counts), divided by its PE count.  A file from before the
+  standard-cell flow scales by logic transistors instead (``transistors - 16 * dffs``, 16 being
+  Yosys' CMOS cost of a ``$_DFF_P_``).  When several array sizes were synthesized, the one
+  nearest in PE count to the design point is used, and the anchor is taken at that same size.
+  Energy is taken as proportional to switched logic area: equal activity and supply for every
+  PE kind — the stated approximation.  Liberty power with switching activity from the RTL
+  waveform is not possible with the packaged OpenSTA (2.0.17): it reads neither VCD nor SAIF,
+  only global or per-pin activity settings.
 
-Clock: a design point without a set ``clock_mhz`` runs at its array core's measured maximum clock
-(``fmax_mhz``: OSU 0.18 um standard cells, OpenSTA register to register, :mod:`hw.stdcell`;
-the core alone, no buffers or wires), and at 200 MHz when the synthesis file predates that flow.
+Clock: a design point without a set ``clock_mhz`` runs at the slower of its array core's and its
+output lane's measured maximum clock (``fmax_mhz``: OSU 0.18 um standard cells, OpenSTA register
+to register, :mod:`hw.stdcell`; no wires).  The lane's requantizer multiply (a pipeline stage of
+its own, still a 17 x 18-bit product in one cycle) is slower than most array cores, and the
+whole accelerator (``make synth``'s ``accelerator_*`` row) is timed by it.  The lane is the kind's own (LCQ's with its thresholds),
+else int's plain one; the residual lane and the pool unit, slower still, would bound networks
+that use them and are not applied.  200 MHz when the synthesis file predates the flow.
 
 Every value can be overridden from a TOML or JSON file with the keys of :data:`DEFAULTS`; an
 unknown key, a wrong type or a non-positive value raises :class:`~golden.errors.ConfigError`.
@@ -45,7 +53,7 @@ import numpy as np
 import hw
 from golden.errors import ConfigError
 from golden.spec import WeightScheme
-from hw import kinds
+from hw import kinds, sram
 from hw.synth_record import SynthRecord, SynthReport, UnitType
 
 
@@ -75,16 +83,10 @@ class EnergyTable:
         """Energy of the reference 8x8 integer MAC."""
         return self.int8_mult_pj + self.int8_add_pj
 
-    def _sram_law(self) -> tuple[float, float]:
-        kib = np.log([8.0, 32.0, 1024.0])
-        pj = np.log([self.sram_8kb_pj_per_64b, self.sram_32kb_pj_per_64b, self.sram_1mb_pj_per_64b])
-        slope, intercept = np.polyfit(kib, pj, 1)
-        return float(slope), float(intercept)
-
     def sram_pj_per_bit(self, capacity_kb) -> np.ndarray:
-        """Energy per bit accessed in an SRAM of ``capacity_kb`` KB (power law through Horowitz's points)."""
-        slope, intercept = self._sram_law()
-        return np.exp(intercept + slope * np.log(np.asarray(capacity_kb, dtype=np.float64))) / 64.0
+        """Energy per bit accessed in an SRAM of ``capacity_kb`` KB (power law through Horowitz's points, :mod:`hw.sram`)."""
+        return sram.pj_per_bit(capacity_kb, ((8.0, self.sram_8kb_pj_per_64b), (32.0, self.sram_32kb_pj_per_64b),
+                                             (1024.0, self.sram_1mb_pj_per_64b)))
 
     @property
     def dram_pj_per_bit(self) -> float:
@@ -154,14 +156,27 @@ class Synthesis:
 
     def mac_pj(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int, table: EnergyTable = DEFAULTS,
                rows: int | None = None, cols: int | None = None) -> float:
-        """Energy of one MAC: ``anchor_pj * logic transistors/PE / the int w8a8 array's`` (module docstring)."""
-        unit = self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols)
-        return table.mac_anchor_pj * unit.logic_transistors_per_pe / self.anchor(rows, cols).logic_transistors_per_pe
+        """Energy of one MAC: ``anchor_pj * logic area/PE / the int w8a8 array's`` (module docstring; logic
+        transistors where either unit has no standard-cell area)."""
+        unit, anchor = self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols), self.anchor(rows, cols)
+        if unit.logic_area_per_pe is not None and anchor.logic_area_per_pe is not None:
+            return table.mac_anchor_pj * unit.logic_area_per_pe / anchor.logic_area_per_pe
+        return table.mac_anchor_pj * unit.logic_transistors_per_pe / anchor.logic_transistors_per_pe
 
     def clock_mhz(self, pe_kind: str, weight_bits: int, act_bits: int, frac_bits: int,
                   rows: int | None = None, cols: int | None = None) -> float | None:
-        """The array core's standard-cell fmax (OSU 0.18 um, OpenSTA register to register; ``make synth``), if measured."""
-        return self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols).fmax_mhz
+        """The design point's clock: the slower of its array core and its output lane (module docstring), if measured."""
+        core = self.unit(pe_kind, weight_bits, act_bits, frac_bits, rows, cols).fmax_mhz
+        lane = self.output_lane_mhz(pe_kind)
+        return core if lane is None or core is None else min(core, lane)
+
+    def output_lane_mhz(self, pe_kind: str) -> float | None:
+        """The fastest synthesized output lane of ``pe_kind`` (int's where it has none): the plain lane every
+        network needs; a residual or threshold-free variant is not told apart by its record, so the fastest."""
+        lanes = {kind: [u.fmax_mhz for u in self.units if u.unit == UnitType.REQUANT and u.pe_kind == kind
+                        and u.fmax_mhz is not None] for kind in (pe_kind, kinds.network_kind(WeightScheme.INT).name)}
+        found = lanes[pe_kind] or lanes[kinds.network_kind(WeightScheme.INT).name]
+        return max(found) if found else None
 
     def configurations(self) -> list[tuple[str, int, int, int]]:
         """PE configurations with a synthesized array unit (the ones a sweep can price)."""

@@ -17,6 +17,10 @@ Energy is
   once per pass the dataflow makes over it; partial sums that do not fit spill to DRAM and
   back (:func:`reports.dataflow.dram_bits`).
 
+Bandwidth: with a DRAM limit (``dram_bytes_per_cycle``) a layer whose traffic takes longer than
+its compute stalls for the difference (:func:`reports.dataflow.bandwidth_stalls`); its cycles
+include those stalls.
+
 Idle PEs cost nothing (no leakage or clock-tree model): utilization shows in latency only.
 All layers of a network run at the design point's weight/activation widths.
 """
@@ -24,7 +28,7 @@ All layers of a network run at the design point's weight/activation widths.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import cache, cached_property
+from functools import cached_property
 
 import numpy as np
 
@@ -35,7 +39,7 @@ from hw.cycles import gemm_cycles
 from hw.kinds import network_kind, pe_kind
 
 from . import dataflow
-from .dataflow import DATAFLOWS, check_array_shape, sram_accesses, systolic_cycles
+from .dataflow import DATAFLOWS, bandwidth_stalls, check_array_shape, sram_accesses, systolic_cycles
 from .energy import DEFAULTS, EnergyTable, Synthesis
 from .networks import Layer
 
@@ -63,15 +67,17 @@ class HardwareConfig:
     ofmap_kb: float = 64.0
     #: None: the synthesized array core's standard-cell fmax (Synthesis.clock_mhz), else FALLBACK_CLOCK_MHZ
     clock_mhz: float | None = None
+    #: DRAM bandwidth limit in bytes per cycle (SCALE-Sim's words of one byte); None: unlimited
+    dram_bytes_per_cycle: float | None = None
     datapath: DatapathConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_array_shape(self.rows, self.cols)
         if self.dataflow not in FLOWS:
             raise UnknownSchemeError(f"dataflow {self.dataflow!r} does not exist; expected one of {FLOWS}")
-        for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz"):
+        for name in ("ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz", "dram_bytes_per_cycle"):
             value = getattr(self, name)
-            if name == "clock_mhz" and value is None:
+            if name in ("clock_mhz", "dram_bytes_per_cycle") and value is None:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
@@ -137,6 +143,8 @@ class Evaluation:
     area_transistors: np.ndarray
     accesses: dict[str, np.ndarray]
     clock_mhz: np.ndarray  # per point: its config's, or its synthesized array core's fmax
+    stall_cycles: np.ndarray  # (P, L): of ``cycles``, those waiting for DRAM (HardwareConfig.dram_bytes_per_cycle)
+    dram_bits: np.ndarray  # (P, L)
 
     @cached_property
     def total_cycles(self) -> np.ndarray:
@@ -182,7 +190,8 @@ class Evaluation:
             rows.append({
                 "layer": name, "M": int(self.layers.m[0, j]), "K": int(self.layers.k[0, j]), "N": int(self.layers.n[0, j]),
                 "groups": int(self.layers.groups[0, j]), "macs": int(self.layers.macs[0, j]),
-                "cycles": int(self.cycles[index, j]), "utilization": float(self.utilization[index, j]),
+                "cycles": int(self.cycles[index, j]), "stall_cycles": int(self.stall_cycles[index, j]),
+                "utilization": float(self.utilization[index, j]),
                 **{f"{part}_nj": value * 1e-3 for part, value in energy.items()},
                 "energy_nj": sum(energy.values()) * 1e-3,
                 **{key: int(value[index, j]) for key, value in self.accesses.items()},
@@ -190,39 +199,75 @@ class Evaluation:
         return rows
 
 
-def _accumulator_widths(configs: list[HardwareConfig], k: np.ndarray) -> np.ndarray:
-    """``A`` per (point, layer) from golden.spec, computed once per distinct datapath."""
-    cache: dict[DatapathConfig, np.ndarray] = {}
-    widths = np.empty((len(configs), k.shape[1]), dtype=np.int64)
-    for i, config in enumerate(configs):
-        if config.datapath not in cache:
-            cache[config.datapath] = np.array([accumulator_bits(config.datapath, int(kk)) for kk in k[0]], dtype=np.int64)
-        widths[i] = cache[config.datapath]
-    return widths
+def accumulator_table(datapaths: list[DatapathConfig], k: np.ndarray) -> np.ndarray:
+    """``A`` (golden.spec) per (datapath, layer): one row per datapath, for reduction lengths ``k`` (1, L)."""
+    return np.array([[accumulator_bits(datapath, int(kk)) for kk in k[0]] for datapath in datapaths], dtype=np.int64)
 
 
-@cache
-def _own_array_cycles(config: HardwareConfig, m: int, k: int, n: int) -> int:
-    return gemm_cycles(config.array_config(m, k, n), m, k, n)
+def own_array_table(shapes: list[tuple[int, int]], layers: LayerArrays) -> np.ndarray:
+    """``hw.cycles.gemm_cycles`` per (array shape, layer), groups one by one.
+
+    The count depends on the array's rows and columns only (``hw.cycles``: block period and fill),
+    so any PE kind's ArrayConfig of that shape gives it.
+    """
+    dims = list(zip(layers.m[0].tolist(), layers.k[0].tolist(), layers.n[0].tolist(), layers.groups[0].tolist(), strict=True))
+    kind = network_kind(WeightScheme.INT).name
+    return np.array([[groups * gemm_cycles(ArrayConfig(kind, rows, cols, 8, 8, max_reduction=k, max_m=m, max_n=n), m, k, n)
+                      for m, k, n, groups in dims] for rows, cols in shapes], dtype=np.int64).reshape(len(shapes), len(dims))
 
 
-def own_array_cycles(configs: list[HardwareConfig], shape: LayerArrays) -> np.ndarray:
-    """``hw.cycles.gemm_cycles`` per (point, layer) for the ``lutmac`` points (0 elsewhere); groups run one by one."""
-    cycles = np.zeros((len(configs), shape.m.shape[1]), dtype=np.int64)
-    layer_dims = list(zip(shape.m[0].tolist(), shape.k[0].tolist(), shape.n[0].tolist(), shape.groups[0].tolist(), strict=True))
-    for i, config in enumerate(configs):
-        if config.dataflow == OWN_ARRAY:
-            cycles[i] = [groups * _own_array_cycles(config, m, k, n) for m, k, n, groups in layer_dims]
-    return cycles
+@dataclass
+class PointColumns:
+    """Design points of one dataflow as columns: ``(P, 1)`` arrays, ``acc_bits`` and ``own_cycles`` ``(P, L)``."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    act_bits: np.ndarray
+    weight_bits: np.ndarray  # weight code bits
+    acc_bits: np.ndarray
+    mac_pj: np.ndarray
+    ifmap_kb: np.ndarray
+    filter_kb: np.ndarray
+    ofmap_kb: np.ndarray
+    dram_bytes_per_cycle: np.ndarray  # inf: no limit
+    own_cycles: np.ndarray | None = None  # dataflow lutmac only
+
+
+def layer_costs(flow: str, shape: LayerArrays, points: PointColumns, table: EnergyTable = DEFAULTS) -> dict:
+    """Per (point, layer), all points on dataflow ``flow``: ``cycles`` (compute plus ``stall_cycles`` waiting for
+    DRAM), ``dram_bits``, operand-buffer ``accesses`` and ``energy`` (pJ, by part)."""
+    rows, cols = points.rows, points.cols
+    dims = (shape.m, shape.k, shape.n)
+    access_flow = "os" if flow == OWN_ARRAY else flow  # the own array moves data as the os model does
+    compute = points.own_cycles if flow == OWN_ARRAY else systolic_cycles(flow, rows, cols, *dims, shape.groups)
+    accesses = sram_accesses(access_flow, rows, cols, *dims, shape.groups)
+    act_bits, weight_bits, acc_bits = points.act_bits, points.weight_bits, points.acc_bits
+    psum_traffic = (accesses["psum_writes"] + accesses["psum_reads"]) * acc_bits
+    pj_ofmap = table.sram_pj_per_bit(points.ofmap_kb)
+    dram_bits = dataflow.dram_bits(
+        access_flow, rows, cols, *dims, shape.groups, input_elements=shape.input_elements, params=shape.params,
+        output_elements=shape.output_elements, act_bits=act_bits, weight_bits=weight_bits, acc_bits=acc_bits,
+        ifmap_capacity=points.ifmap_kb * 8192, filter_capacity=points.filter_kb * 8192, ofmap_capacity=points.ofmap_kb * 8192)
+    stalls = bandwidth_stalls(dram_bits, compute, points.dram_bytes_per_cycle)
+    energy = {
+        "mac": shape.macs * points.mac_pj,
+        "register": shape.macs * (act_bits + weight_bits + 2 * acc_bits) * table.register_pj_per_bit,
+        "sram": (accesses["ifmap_reads"] * (act_bits * table.sram_pj_per_bit(points.ifmap_kb))
+                 + accesses["filter_reads"] * (weight_bits * table.sram_pj_per_bit(points.filter_kb))
+                 + (accesses["ofmap_final"] * act_bits + psum_traffic) * pj_ofmap),
+        "dram": dram_bits * table.dram_pj_per_bit,
+    }
+    return {"cycles": compute + stalls, "stall_cycles": stalls, "dram_bits": dram_bits, "accesses": accesses,
+            "energy": energy}
+
+
+def area_transistors(pe_transistors, rows, cols, ifmap_kb, filter_kb, ofmap_kb) -> np.ndarray:
+    """PE array plus 6T SRAM of the three buffers."""
+    return pe_transistors * rows * cols + SRAM_TRANSISTORS_PER_BIT * (ifmap_kb + filter_kb + ofmap_kb) * 8192
 
 
 def _column(configs: list[HardwareConfig], attr: str, dtype=np.float64) -> np.ndarray:
     return np.array([getattr(config, attr) for config in configs], dtype=dtype)[:, None]
-
-
-def _select(flow_index: np.ndarray, per_flow: list[np.ndarray]) -> np.ndarray:
-    shape = np.broadcast_shapes(flow_index.shape, *(np.shape(values) for values in per_flow))
-    return np.choose(np.broadcast_to(flow_index, shape), [np.broadcast_to(values, shape) for values in per_flow])
 
 
 def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synthesis, table: EnergyTable = DEFAULTS) -> Evaluation:
@@ -230,41 +275,43 @@ def evaluate(layers: list[Layer], configs: list[HardwareConfig], synthesis: Synt
     if not configs:
         raise ConfigError("no design points to evaluate")
     shape = LayerArrays.of(layers)
-    rows, cols = _column(configs, "rows", np.int64), _column(configs, "cols", np.int64)
-    flow = np.array([FLOWS.index(c.dataflow) for c in configs])[:, None]
-    dims = (shape.m, shape.k, shape.n)
-    analytical = [systolic_cycles(df, rows, cols, *dims, shape.groups) for df in DATAFLOWS]
-    cycles = _select(flow, [*analytical, own_array_cycles(configs, shape)])
-    # the own array is output stationary: it moves data as the os model does
-    access_flows = (*DATAFLOWS, "os")
-    per_flow = [sram_accesses(df, rows, cols, *dims, shape.groups) for df in access_flows]
-    accesses = {key: _select(flow, [counts[key] for counts in per_flow]) for key in per_flow[0]}
-
-    act_bits, weight_bits = _column(configs, "act_bits"), _column(configs, "weight_code_bits")
-    acc_bits = _accumulator_widths(configs, shape.k).astype(np.float64)
+    datapaths = sorted({c.datapath for c in configs}, key=repr)
+    acc_table = accumulator_table(datapaths, shape.k)
     mac_pj = np.array([synthesis.mac_pj(*c.synth_key, table, c.rows, c.cols) for c in configs])
-    pj_ifmap = table.sram_pj_per_bit(_column(configs, "ifmap_kb"))
-    pj_filter = table.sram_pj_per_bit(_column(configs, "filter_kb"))
-    pj_ofmap = table.sram_pj_per_bit(_column(configs, "ofmap_kb"))
-    psum_traffic = (accesses["psum_writes"] + accesses["psum_reads"]) * acc_bits
-    capacity = {f"{name}_capacity": _column(configs, f"{name}_kb") * 8192 for name in ("ifmap", "filter", "ofmap")}
-    sizes = {"input_elements": shape.input_elements, "params": shape.params, "output_elements": shape.output_elements}
-    widths = {"act_bits": act_bits, "weight_bits": weight_bits, "acc_bits": acc_bits}
-    dram_bits = _select(flow, [dataflow.dram_bits(df, rows, cols, *dims, shape.groups, **sizes, **widths, **capacity)
-                               for df in access_flows])
-    energy = {
-        "mac": shape.macs * mac_pj[:, None],
-        "register": shape.macs * (act_bits + weight_bits + 2 * acc_bits) * table.register_pj_per_bit,
-        "sram": (accesses["ifmap_reads"] * act_bits * pj_ifmap + accesses["filter_reads"] * weight_bits * pj_filter
-                 + accesses["ofmap_final"] * act_bits * pj_ofmap + psum_traffic * pj_ofmap),
-        "dram": dram_bits * table.dram_pj_per_bit,
-    }
+    columns = PointColumns(
+        _column(configs, "rows", np.int64), _column(configs, "cols", np.int64), _column(configs, "act_bits"),
+        _column(configs, "weight_code_bits"), acc_table[[datapaths.index(c.datapath) for c in configs]].astype(np.float64),
+        mac_pj[:, None], _column(configs, "ifmap_kb"), _column(configs, "filter_kb"), _column(configs, "ofmap_kb"),
+        np.array([c.dram_bytes_per_cycle or np.inf for c in configs], dtype=np.float64)[:, None])
+    points, layer_count = len(configs), len(layers)
+    cycles = np.zeros((points, layer_count), dtype=np.int64)
+    stalls = np.zeros((points, layer_count), dtype=np.int64)
+    dram_bits = np.zeros((points, layer_count))
+    energy = {part: np.zeros((points, layer_count)) for part in ENERGY_PARTS}
+    accesses: dict[str, np.ndarray] = {}
+    flows = np.array([c.dataflow for c in configs])
+    for flow in FLOWS:
+        index = np.flatnonzero(flows == flow)
+        if not index.size:
+            continue
+        subset = PointColumns(**{name: None if value is None else value[index] for name, value in vars(columns).items()})
+        if flow == OWN_ARRAY:
+            shapes = [(configs[i].rows, configs[i].cols) for i in index]
+            unique = sorted(set(shapes))
+            subset.own_cycles = own_array_table(unique, shape)[[unique.index(s) for s in shapes]]
+        costs = layer_costs(flow, shape, subset, table)
+        cycles[index], stalls[index], dram_bits[index] = costs["cycles"], costs["stall_cycles"], costs["dram_bits"]
+        for key, value in costs["accesses"].items():
+            accesses.setdefault(key, np.zeros((points, layer_count), dtype=np.int64))[index] = value
+        for part in ENERGY_PARTS:
+            energy[part][index] = costs["energy"][part]
     pe_transistors = np.array([synthesis.unit(*c.synth_key, c.rows, c.cols).transistors_per_pe for c in configs])
-    sram_bits = (_column(configs, "ifmap_kb") + _column(configs, "filter_kb") + _column(configs, "ofmap_kb"))[:, 0] * 8192
-    area = pe_transistors * (rows * cols)[:, 0] + SRAM_TRANSISTORS_PER_BIT * sram_bits
+    area = area_transistors(pe_transistors, columns.rows[:, 0], columns.cols[:, 0], columns.ifmap_kb[:, 0],
+                            columns.filter_kb[:, 0], columns.ofmap_kb[:, 0])
     clock = np.array([c.clock_mhz or synthesis.clock_mhz(*c.synth_key, c.rows, c.cols) or FALLBACK_CLOCK_MHZ
                       for c in configs])
-    return Evaluation(configs, shape, cycles, shape.macs / (rows * cols * cycles), energy, mac_pj, area, accesses, clock)
+    utilization = shape.macs / (columns.rows * columns.cols * cycles)
+    return Evaluation(configs, shape, cycles, utilization, energy, mac_pj, area, accesses, clock, stalls, dram_bits)
 
 
 #: a per-sample ``1 / beta`` by two Newton-Raphson steps from a small seed table: 2 multiplies

@@ -1,79 +1,88 @@
-"""Sweep figures (matplotlib, Agg backend): Pareto front, area vs energy, utilization, PE comparison."""
+"""Sweep figures (matplotlib, Agg backend): Pareto front, area vs energy, utilization, PE comparison.
+
+The scatter figures draw a 2-D density (log-binned hexagons, log colour scale) rather than one
+marker per point, so they stay readable at 10^6 points; the Pareto front is drawn over it, and
+every legend and colour bar sits outside the axes, clear of the data.
+"""
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
+
+from golden.files import write_atomic
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 
-from hw.kinds import PE_KINDS  # noqa: E402
-
-from .estimator import ENERGY_PARTS, FLOWS  # noqa: E402
+from .estimator import ENERGY_PARTS, FLOWS, Evaluation  # noqa: E402
 from .sweep import SweepResult  # noqa: E402
 
-KIND_COLORS = dict(zip(PE_KINDS, plt.get_cmap("tab10").colors, strict=False))
 FLOW_MARKERS = dict(zip(FLOWS, "osD^", strict=True))
+GRID_SIZE = 60  # hexagons across the x axis
 
 
-def _kinds(result: SweepResult) -> np.ndarray:
-    return np.array([point.pe_kind for point in result.points])
+def save_figure(figure, path) -> None:
+    """Write a figure as PNG, whole or not at all, and close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+
+
+def _density(ax, x: np.ndarray, y: np.ndarray, label: str):
+    """Log-log hexbin of ``(x, y)`` with a colour bar to the right of the axes."""
+    cells = ax.hexbin(x, y, xscale="log", yscale="log", bins="log", gridsize=GRID_SIZE, cmap="viridis", mincnt=1,
+                      linewidths=0)
+    ax.figure.colorbar(cells, ax=ax, pad=0.02, label=label)
+    return cells
+
+
+def _legend_outside(ax) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=3, frameon=False)
 
 
 def pareto_figure(result: SweepResult, title: str):
-    """Energy vs latency, every point coloured by PE kind, the Pareto front as a line."""
-    fig, ax = plt.subplots(figsize=(7, 5))
-    kinds, flows = _kinds(result), np.array([p.dataflow for p in result.points])
+    """Energy vs latency: the density of every design point, and the Pareto front as a line."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
     latency_ms, energy_uj = result.latency_s * 1e3, result.total_energy_pj * 1e-6
-    for kind in PE_KINDS:
-        for flow in FLOWS:
-            mask = (kinds == kind) & (flows == flow)
-            if mask.any():
-                ax.scatter(latency_ms[mask], energy_uj[mask], s=10, alpha=0.5, color=KIND_COLORS[kind], marker=FLOW_MARKERS[flow])
-    front = result.pareto()
-    order = np.argsort(latency_ms[front])
-    ax.plot(latency_ms[front][order], energy_uj[front][order], "k-", lw=1.5)
-    ax.set(xscale="log", yscale="log", xlabel="latency per inference (ms)", ylabel="energy per inference (uJ)", title=title)
-    handles = [Line2D([], [], ls="", marker="s", color=KIND_COLORS[k], label=k) for k in PE_KINDS if (kinds == k).any()]
-    handles += [Line2D([], [], ls="", marker=FLOW_MARKERS[f], color="grey", label=f) for f in FLOWS if (flows == f).any()]
-    handles.append(Line2D([], [], color="k", label="Pareto front"))
-    ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper right")
+    _density(ax, latency_ms, energy_uj, "design points per cell")
+    front = np.flatnonzero(result.pareto())
+    front = front[np.argsort(latency_ms[front])]
+    ax.plot(latency_ms[front], energy_uj[front], "-", color="crimson", lw=1.5, marker=".", ms=4,
+            label=f"Pareto front ({front.size} points)")
+    ax.set(xlabel="latency per batch (ms)", ylabel="energy per inference (uJ)", title=f"{title} ({len(result):,} points)")
     ax.grid(True, which="both", alpha=0.3)
+    _legend_outside(ax)
     fig.tight_layout()
     return fig
 
 
 def area_energy_figure(result: SweepResult, title: str):
-    """Area (transistors of PEs + SRAM) vs energy per inference, by PE kind."""
-    fig, ax = plt.subplots(figsize=(7, 5))
-    kinds = _kinds(result)
-    for kind in PE_KINDS:
-        mask = kinds == kind
-        if mask.any():
-            ax.scatter(result.area_transistors[mask] * 1e-6, result.total_energy_pj[mask] * 1e-6, s=10, alpha=0.6,
-                       color=KIND_COLORS[kind], label=kind)
-    ax.set(xscale="log", yscale="log", xlabel="area (million transistors: PE array + 6T SRAM)",
-           ylabel="energy per inference (uJ)", title=title)
-    ax.legend(fontsize=7)
+    """Area (transistors of PEs + SRAM) vs energy per inference: the density of every design point."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    _density(ax, result.area_transistors * 1e-6, result.total_energy_pj * 1e-6, "design points per cell")
+    ax.set(xlabel="area (million transistors: PE array + 6T SRAM)", ylabel="energy per inference (uJ)",
+           title=f"{title} ({len(result):,} points)")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def utilization_figure(result: SweepResult, indices: list[int], title: str):
-    """Per-layer utilization of selected design points."""
-    fig, ax = plt.subplots(figsize=(max(7, 0.25 * len(result.layer_names)), 4.5))
-    x = np.arange(len(result.layer_names))
-    for index in indices:
-        point = result.points[index]
-        ax.plot(x, result.layer_utilization[index], marker=FLOW_MARKERS[point.dataflow], ms=4,
-                label=f"{point.rows}x{point.cols} {point.dataflow}")
-    ax.set_xticks(x, result.layer_names, rotation=90, fontsize=6)
+def utilization_figure(evaluation: Evaluation, title: str):
+    """Per-layer utilization of a few design points (one evaluation of them)."""
+    names = evaluation.layers.names
+    fig, ax = plt.subplots(figsize=(max(7, 0.25 * len(names)), 5))
+    x = np.arange(len(names))
+    for index, config in enumerate(evaluation.configs):
+        ax.plot(x, evaluation.utilization[index], marker=FLOW_MARKERS[config.dataflow], ms=4,
+                label=f"{config.rows}x{config.cols} {config.dataflow}")
+    ax.set_xticks(x, names, rotation=90, fontsize=6)
     ax.set(ylim=(0, 1.05), ylabel="PE utilization", title=title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig
@@ -81,8 +90,9 @@ def utilization_figure(result: SweepResult, indices: list[int], title: str):
 
 def pe_comparison_figure(result: SweepResult, indices: list[int], title: str):
     """Energy breakdown per inference of one design point per PE kind (same array, dataflow, bits)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    labels = [f"{result.points[i].pe_kind}\nF={result.points[i].frac_bits}" for i in indices]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    configs = [result.config(i) for i in indices]
+    labels = [f"{config.pe_kind}\nF={config.frac_bits}" for config in configs]
     bottom = np.zeros(len(indices))
     for part in ENERGY_PARTS:
         values = result.energy_pj[part][indices] * 1e-6
@@ -90,7 +100,7 @@ def pe_comparison_figure(result: SweepResult, indices: list[int], title: str):
         bottom += values
     for position, index in enumerate(indices):
         ax.annotate(f"{result.mac_pj[index]:.3f} pJ/MAC", (position, bottom[position]), ha="center", va="bottom", fontsize=7)
-    ax.set(ylabel="energy per inference (uJ)", title=title)
-    ax.legend(fontsize=7)
+    ax.set(ylabel="energy per inference (uJ)", title=title, ylim=(0, 1.12 * bottom.max()))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 from tqdm.auto import tqdm
 
 from hw.config import preset
@@ -19,7 +20,7 @@ from .energy import DEFAULT_SYNTH_PATH, EnergyTable, Synthesis, load_energy_tabl
 from .estimator import FLOWS, HardwareConfig, evaluate
 from .networks import NETWORKS, build, count_parameters, network_layers
 from .output import ReportWriter, check_output_folder, staged_report
-from .sweep import SweepResult, SweepSpec, design_points, run_sweep
+from .sweep import SweepResult, SweepSpec, run_sweep
 from .topology import read_topology, topology_csv
 
 
@@ -129,39 +130,66 @@ def _estimates(writer: ReportWriter, networks: list[ReportedNetwork], options: R
                  f"{options.dataflow}", formats={"latency_ms": ".3f", "energy_uj": ".1f", "utilization": ".3f"})
 
 
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _batch_energy(writer: ReportWriter, net: ReportedNetwork, options: ReportOptions, synthesis: Synthesis,
+                  table: EnergyTable) -> None:
+    """Energy per inference against batch size at the report's array and dataflow, the reference PE."""
+    reference = preset("default")
+    key = (reference.pe_kind, reference.weight_bits, reference.act_bits, reference.frac_bits)
+    pes = synthesis.configurations()
+    kind, wb, ab, frac = key if key in pes else pes[0]
+    spec = SweepSpec(arrays=((options.rows, options.cols),), dataflows=(options.dataflow,), pe_kinds=(kind,),
+                     bits=((wb, ab),), frac_bits=(frac,), batch=BATCHES)
+    result = run_sweep(net.layers, spec, synthesis, table)
+    rows = [{"batch": int(row["batch"]), "cycles_per_batch": row["cycles"], "latency_ms_per_batch": row["latency_ms"],
+             "energy_uj": row["energy_uj"], "dram_uj": row["dram_uj"], "dram_mb": row["dram_mb_per_inference"]}
+            for row in result.rows()]
+    writer.table(f"energy_vs_batch_{net.name}", rows,
+                 f"{net.name}: energy per inference vs batch ({kind} w{wb}a{ab} F={frac}, {options.rows}x{options.cols} "
+                 f"{options.dataflow}; a batch runs each layer as one GEMM, weights cross DRAM once per batch)",
+                 formats={"latency_ms_per_batch": ".3f", "energy_uj": ".1f", "dram_uj": ".1f", "dram_mb": ".3f"})
+
+
 def _sweep(writer: ReportWriter, net: ReportedNetwork, options: ReportOptions, synthesis: Synthesis, table: EnergyTable) -> dict:
-    points = design_points(options.sweep, synthesis)
-    result = run_sweep(net.layers, points, synthesis, table)
-    writer.table(f"sweep_{net.name}", result.rows(), f"{net.name}: design-space sweep ({len(points)} points)")
-    for name, figure in _figures(result, net.name).items():
+    result = run_sweep(net.layers, options.sweep, synthesis, table)
+    writer.table(f"sweep_{net.name}", result.rows(), f"{net.name}: design-space sweep ({len(result)} points)")
+    for name, figure in _figures(result, net, synthesis, table).items():
         writer.figure(f"{name}_{net.name}.png", figure)
         plt.close(figure)
-    return {"network": net.name, "points": len(points), "pareto_points": int(result.pareto().sum())}
+    return {"network": net.name, "points": len(result), "pareto_points": int(result.pareto().sum())}
 
 
-def _figures(result: SweepResult, network: str) -> dict:
-    points = result.points
+def _figures(result: SweepResult, net: ReportedNetwork, synthesis: Synthesis, table: EnergyTable) -> dict:
+    network = net.name
     figures = {
         "pareto": plots.pareto_figure(result, f"{network}: energy vs latency"),
         "area_energy": plots.area_energy_figure(result, f"{network}: area vs energy"),
     }
-    # utilization: the most common PE configuration at each dataflow on a mid-size array
-    sizes = sorted({(p.rows, p.cols) for p in points}, key=lambda rc: (abs(rc[0] * rc[1] - 1024), abs(rc[0] - rc[1]), rc))
+    # utilization: the first PE configuration at each dataflow on a mid-size array (first value of the other axes)
+    rows_of, cols_of, pe = result.values("rows"), result.values("cols"), result.columns["pe"]
+    sizes = sorted(set(zip(rows_of.tolist(), cols_of.tolist(), strict=True)),
+                   key=lambda rc: (abs(rc[0] * rc[1] - 1024), abs(rc[0] - rc[1]), rc))
     rows, cols = sizes[0]
-    key = points[0].synth_key
-    picks = [i for i, p in enumerate(points) if (p.rows, p.cols) == (rows, cols) and p.synth_key == key]
-    figures["utilization"] = plots.utilization_figure(result, picks, f"{network}: per-layer utilization, {rows}x{cols}")
+    first = np.logical_and.reduce([result.columns[axis] == 0 for axis in ("batch", "ifmap_kb", "filter_kb", "ofmap_kb", "clock_mhz")])
+    same_array = first & (rows_of == rows) & (cols_of == cols)
+    picks = np.flatnonzero(same_array & (pe == pe[0]))
+    chosen = evaluate(net.layers, [result.config(i) for i in picks], synthesis, table)
+    figures["utilization"] = plots.utilization_figure(chosen, f"{network}: per-layer utilization, {rows}x{cols}")
     # PE comparison: one point per PE kind at the most widely synthesized bit widths, same array and dataflow
-    flow = "lutmac" if any(p.dataflow == "lutmac" for p in points) else points[0].dataflow
-    candidates = [i for i, p in enumerate(points) if (p.rows, p.cols) == (rows, cols) and p.dataflow == flow]
-    bits = max({points[i].synth_key[1:3] for i in candidates},
-               key=lambda b: (len({points[i].pe_kind for i in candidates if points[i].synth_key[1:3] == b}), b))
-    chosen: dict[str, int] = {}
+    flows = result.values("dataflow")
+    flow = "lutmac" if (flows == "lutmac").any() else flows[0]
+    candidates = np.flatnonzero(same_array & (flows == flow))
+    kinds, bits = result.values("pe_kind"), list(zip(result.values("weight_bits").tolist(), result.values("act_bits").tolist(),
+                                                    strict=True))
+    best = max({bits[i] for i in candidates}, key=lambda b: (len({kinds[i] for i in candidates if bits[i] == b}), b))
+    by_kind: dict[str, int] = {}
     for i in candidates:
-        if points[i].synth_key[1:3] == bits:
-            chosen.setdefault(points[i].pe_kind, i)
+        if bits[i] == best:
+            by_kind.setdefault(str(kinds[i]), int(i))
     figures["pe_comparison"] = plots.pe_comparison_figure(
-        result, list(chosen.values()), f"{network}: PE kinds at w{bits[0]}a{bits[1]}, {rows}x{cols} {flow}")
+        result, list(by_kind.values()), f"{network}: PE kinds at w{best[0]}a{best[1]}, {rows}x{cols} {flow}")
     return figures
 
 
@@ -192,7 +220,7 @@ def generate(options: ReportOptions) -> list[str]:
     synthesis = load_synthesis(options.synth)
     table = load_energy_table(options.energy_config)
     count = len(options.networks) + len(options.topologies)
-    with tqdm(total=2 * count + 6, desc="lutmac report", unit="step", disable=None, dynamic_ncols=True) as progress:
+    with tqdm(total=3 * count + 6, desc="lutmac report", unit="step", disable=None, dynamic_ncols=True) as progress:
 
         def step(text: str, work, *args):
             progress.set_postfix_str(text, refresh=True)
@@ -208,6 +236,8 @@ def generate(options: ReportOptions) -> list[str]:
             step("ops and LUTs", _ops_and_luts, writer, networks, options)
             step("estimates", _estimates, writer, networks, options, synthesis, table)
             sweeps = [step(f"sweep {net.name}", _sweep, writer, net, options, synthesis, table) for net in networks]
+            for net in networks:
+                step(f"batch energy {net.name}", _batch_energy, writer, net, options, synthesis, table)
             for net in networks:
                 if all(layer.groups == 1 or layer.type == "depthwise" for layer in net.layers):
                     writer.text(f"topology_{net.name}.csv", topology_csv(net.layers))

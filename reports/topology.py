@@ -4,8 +4,9 @@ Two formats, told apart by the header (SCALE-Sim writes a trailing comma on ever
 
 * conv: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
   Num Filter, Strides`` (or ``Stride height, Stride width``).  The IFMAP is already padded
-  (SCALE-Sim has no padding field), so ``Hout = (H - Fh) // S + 1``.  As in SCALE-Sim, a layer
-  whose name contains ``DP`` is depthwise.
+  (SCALE-Sim has no padding field), and the output size is SCALE-Sim's
+  ``Hout = ceil((H - Fh + S) / S)`` (``topology_utils.topo_calc_hyperparams``: a last, partial
+  window counts).  As in SCALE-Sim, a layer whose name contains ``DP`` is depthwise.
 * GEMM: ``Layer, M, N, K`` — an ``(M x K) @ (K x N)`` product, i.e. a linear layer applied to
   ``M`` rows (represented as a 1x1 conv over an ``M x 1`` map).
 """
@@ -13,6 +14,7 @@ Two formats, told apart by the header (SCALE-Sim writes a trailing comma on ever
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 from golden.errors import ConfigError
@@ -61,7 +63,7 @@ def _conv_layer(name: str, numbers: list[int], where: str) -> Layer:
     return Layer(
         name, "depthwise" if depthwise and channels > 1 else "conv", channels, filters, kh=fh, kw=fw, stride=stride,
         groups=channels if depthwise else 1, hin=height, win=width,
-        hout=(height - fh) // stride + 1, wout=(width - fw) // stride + 1,
+        hout=-(-(height - fh + stride) // stride), wout=-(-(width - fw + stride) // stride),
     )
 
 
@@ -72,12 +74,11 @@ def _gemm_layer(name: str, numbers: list[int], where: str) -> Layer:
     return Layer(name, "conv", k, n, hin=m, win=1, hout=m, wout=1)
 
 
-def read_topology(path: str | Path) -> list[Layer]:
-    """Layers of a SCALE-Sim conv or GEMM topology CSV, read row by row (a 10^6-row file is not held as text)."""
-    path = Path(path)
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Numbered non-blank rows, SCALE-Sim's trailing empty field dropped, read one at a time (a 10^6-row file
+    is never held as text); a file that is not UTF-8 text is a ConfigError, not a traceback."""
     if not path.is_file():
         raise ConfigError(f"topology file {path} does not exist")
-    layers, kind, total_macs = [], None, 0
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             for number, row in enumerate(csv.reader(handle), 1):
@@ -85,28 +86,63 @@ def read_topology(path: str | Path) -> list[Layer]:
                     row = row[:-1]
                 if not any(cell.strip() for cell in row):  # blank line
                     continue
-                where = f"{path}:{number}"
                 if any("\x00" in cell for cell in row):
-                    raise ConfigError(f"{where}: a NUL byte: not a UTF-8 text CSV file")
-                if kind is None:
-                    kind = _header_kind(row, where)
-                    continue
-                name = row[0].strip()
-                if not name:
-                    raise ConfigError(f"{where}: missing layer name")
-                numbers = _positive_ints(row[1:], where)
-                layer = _conv_layer(name, numbers, where) if kind == "conv" else _gemm_layer(name, numbers, where)
-                total_macs += layer.macs
-                layers.append(layer)
+                    raise ConfigError(f"{path}:{number}: a NUL byte: not a UTF-8 text CSV file")
+                yield number, row
     except (UnicodeDecodeError, csv.Error) as error:
         raise ConfigError(f"{path}: not a UTF-8 text CSV file ({error})") from None
-    if kind is None:
+
+
+def _header(path: Path, rows: Iterator[tuple[int, list[str]]]) -> str:
+    """The kind the first row declares."""
+    first = next(rows, None)
+    if first is None:
         raise ConfigError(f"{path}: empty topology file")
+    number, header = first
+    return _header_kind(header, f"{path}:{number}")
+
+
+def topology_kind(path: str | Path) -> str:
+    """``"conv"`` or ``"gemm"``: which of SCALE-Sim's two forms a topology file has (by its header)."""
+    path = Path(path)
+    return _header(path, _rows(path))
+
+
+def read_topology(path: str | Path) -> list[Layer]:
+    """Layers of a SCALE-Sim conv or GEMM topology CSV."""
+    path = Path(path)
+    rows = _rows(path)
+    kind = _header(path, rows)
+    layers, total_macs = [], 0
+    for number, row in rows:
+        where = f"{path}:{number}"
+        name = row[0].strip()
+        if not name:
+            raise ConfigError(f"{where}: missing layer name")
+        numbers = _positive_ints(row[1:], where)
+        layer = _conv_layer(name, numbers, where) if kind == "conv" else _gemm_layer(name, numbers, where)
+        total_macs += layer.macs
+        layers.append(layer)
     if not layers:
         raise ConfigError(f"{path}: the topology has a header but no layers")
     if total_macs >= MAX_COUNT:
         raise ConfigError(f"{path}: the network's MACs total is too large (counts must stay below 2**53 to be exact)")
     return layers
+
+
+def scalesim_layers(layers: list[Layer]) -> list[Layer]:
+    """The layers as SCALE-Sim simulates (and reports) them: a ``DP`` layer of ``C`` channels becomes ``C``
+    single-channel layers named ``<name>Channel_<i>``, each with all ``Num Filter`` filters
+    (``topology_utils.load_arrays_conv``), so ``C`` times a true depthwise layer's MACs.
+    """
+    out = []
+    for layer in layers:
+        if layer.type != "depthwise":
+            out.append(layer)
+            continue
+        out += [Layer(f"{layer.name}Channel_{channel}", "conv", 1, layer.cout, kh=layer.kh, kw=layer.kw, stride=layer.stride,
+                      hin=layer.hin, win=layer.win, hout=layer.hout, wout=layer.wout) for channel in range(layer.cin)]
+    return out
 
 
 def topology_csv(layers: list[Layer]) -> str:

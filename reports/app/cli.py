@@ -48,6 +48,46 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_estimate(subparsers) -> None:
+    parser = subparsers.add_parser("estimate", help="SCALE-Sim drop-in: its .cfg and topology CSV in, its COMPUTE_REPORT.csv "
+                                   "plus lutmac's quantization-aware energy and area per layer out")
+    parser.add_argument("-c", "--config", type=Path, required=True, help="SCALE-Sim .cfg (array, SRAM sizes, dataflow)")
+    parser.add_argument("-t", "--topology", type=Path, default=None,
+                        help="SCALE-Sim topology CSV, conv or GEMM (M, N, K) form (default: the cfg's TopologyCsvLoc)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for COMPUTE_REPORT.csv (default ./RUN_NAME, as SCALE-Sim)")
+    parser.add_argument("--scheme", default="int", help="weight scheme: int, pot, post, lcq, apot (default int)")
+    parser.add_argument("--bits", type=_positive, default=8, help="weight bits (default 8)")
+    parser.add_argument("--act-bits", type=_positive, default=None, help="activation bits (default: --bits)")
+    parser.add_argument("--pe-kind", default=None, help="PE kind (default: the scheme's network PE, hw.kinds)")
+    parser.add_argument("--frac-bits", type=int, default=None, help="product fraction bits F (default: the format's)")
+    parser.add_argument("--synth", type=Path, default=None, help="synthesis JSON from `make synth` (default build/synth/synth.json)")
+    parser.add_argument("--energy-config", type=Path, default=None, help="TOML/JSON overriding the Horowitz 45 nm energy table")
+    parser.set_defaults(func=run_estimate)
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from golden.errors import ConfigError
+
+    from ..energy import DEFAULT_SYNTH_PATH, load_energy_table, load_synthesis
+    from ..scalesim_config import read_config
+    from ..scalesim_dropin import compute_report, hardware_config, totals, write_compute_report
+    from ..topology import read_topology
+
+    config = read_config(args.config)
+    topology = args.topology or (Path(config.topology) if config.topology else None)
+    if topology is None:
+        raise ConfigError(f"no topology: give -t TOPOLOGY.csv or set TopologyCsvLoc in {args.config}")
+    hardware = hardware_config(config, args.scheme, args.bits, args.act_bits, args.pe_kind, args.frac_bits)
+    rows = compute_report(read_topology(topology), hardware, load_synthesis(args.synth or DEFAULT_SYNTH_PATH),
+                          load_energy_table(args.energy_config))
+    path = write_compute_report(args.out or Path(config.run_name), rows)
+    summary = totals(rows)
+    print(f"{summary['layers']} layers on {config.rows}x{config.cols} {config.dataflow} ({hardware.pe_kind} "
+          f"w{hardware.weight_bits}a{hardware.act_bits}): {summary['cycles']} cycles ({summary['stall_cycles']} DRAM stalls), "
+          f"{summary['overall_util_pct']:.2f} % overall utilization, {summary['energy_uj']:.4g} uJ; wrote {path}")
+    return 0
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
@@ -172,7 +212,7 @@ def run_frac_search(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
+SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
                                    "frac-search": add_frac_search}
 
 

@@ -126,7 +126,7 @@ def test_asq_barrier_holds_relu_t_and_requantizes_it(kind):
     assert sums.shape == (1, 7) and np.array_equal(sums[0], held[1].sum(axis=0))
     codes = golden_outputs(cfg, jobs[1], held[1])
     assert 0 < np.count_nonzero(codes) < codes.size and codes.max() <= (1 << cfg.out_bits) - 1
-    assert gemm_cycles(cfg, 7, 1, 7) == -(-7 // cfg.rows) * -(-7 // cfg.cols) * (cfg.rows + 1) + cfg.cols + cfg.rows + 4
+    assert gemm_cycles(cfg, 7, 1, 7) == -(-7 // cfg.rows) * -(-7 // cfg.cols) * (cfg.rows + 1) + cfg.cols + cfg.rows + 5
     with pytest.raises(ConfigError, match="exactly for a held run"):
         golden_outputs(cfg, jobs[1])
 
@@ -233,7 +233,7 @@ def test_done_stays_high_until_next_start_and_cycles_are_exact():
     assert (before["busy"], before["done"]) == (0, 0)
     assert [(c["busy"], c["done"]) for c in later] == [(0, 1)] * 5
     assert result.busy_while_waiting == [True]
-    assert result.waits == [gemm_cycles(cfg, 7, 3, 7)] == [3 * 4 * max(3, 3 + 1, 2) + 2 + 3 + 4]  # K < R + 1: padded
+    assert result.waits == [gemm_cycles(cfg, 7, 3, 7)] == [3 * 4 * max(3, 3 + 1, 2) + 2 + 3 + 5]  # K < R + 1: padded
 
 
 def test_a_run_is_write_start_wait_read():

@@ -197,7 +197,7 @@ def test_cycle_formula_arithmetic():
     cfg = ArrayConfig("int", 4, 3, 4, 4, max_reduction=100, max_m=20, max_n=20)
     assert block_period(cfg, 10) == 10  # streaming: a block costs its reduction once K >= max(R + 1, C)
     assert block_period(cfg, 2) == 4 + 1  # short blocks are padded until their rows can drain
-    assert gemm_cycles(cfg, 9, 10, 7) == math.ceil(9 / 4) * math.ceil(7 / 3) * 10 + 3 + 4 + 4
+    assert gemm_cycles(cfg, 9, 10, 7) == math.ceil(9 / 4) * math.ceil(7 / 3) * 10 + 3 + 4 + 5
     assert gemm_cycles(cfg, 8, 10, 6) == gemm_cycles(cfg, 5, 10, 4)  # same block grid
     assert 0.9 < mac_utilization(cfg, 20, 100, 18) < 1  # 5 x 6 blocks of K = 100: only fill and drain are idle
     with pytest.raises(ConfigError, match="K=101"):

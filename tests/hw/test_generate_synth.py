@@ -10,7 +10,7 @@ import pytest
 from golden import spec
 from golden.spec import WeightScheme
 from hw import synth
-from hw.config import ArrayConfig, preset
+from hw.config import ArrayConfig, load_presets, preset
 from hw.generate import TOP_NAME, main
 from hw.host import layout_leaves
 from hw.kinds import KINDS, PE_KINDS, kinds_of_scheme, network_kind
@@ -73,23 +73,27 @@ def test_synthesis_smoke_post_variants(tmp_path):
 
 
 def test_synth_matrix_covers_every_kind_at_3_and_4_bits():
-    units = synth.default_units()
+    """Every priced kind's PE at 3 and 4 bits; the array cores of DEFAULT_ARRAYS, each through both FPGA flows;
+    one whole accelerator; --full adds every kind's whole plan."""
+    units, full = synth.default_units(), synth.default_units(full=True)
     pes = {(u.cfg.pe_kind, u.cfg.weight_bits) for u in units if u.unit == UnitType.PE}
-    arrays = {(u.cfg.pe_kind, u.cfg.weight_bits) for u in units if u.unit == UnitType.ARRAY and u.cfg.rows >= 4}
+    arrays = {(u.cfg.pe_kind, u.cfg.weight_bits) for u in units if u.unit == UnitType.ARRAY}
+    full_arrays = {(u.cfg.pe_kind, u.cfg.weight_bits, u.cfg.rows) for u in full if u.unit == UnitType.ARRAY}
     for kind in KINDS.values():
-        if kind.priced_by_default:
-            assert {(kind.name, 3), (kind.name, 4)} <= pes and {(kind.name, 3), (kind.name, 4)} <= arrays
-        else:  # synthesized small by default, the rest with --full
-            full = synth.default_units(full=True)
-            assert {(kind.name, 2), (kind.name, 3)} <= pes and (kind.name, 2) in arrays
-            assert {(u.cfg.pe_kind, u.cfg.weight_bits) for u in full if u.unit == UnitType.ARRAY} >= {(kind.name, 4)}
+        assert {(kind.name, b) for b in kind.synthesis.pe_bits if kind.name != "apot" or b < 8} <= pes
+        assert {(kind.name, bits, size) for bits, size in kind.synthesis.arrays + kind.synthesis.full_arrays} <= full_arrays
+    assert arrays == synth.DEFAULT_ARRAYS
     assert (network_kind(WeightScheme.INT).name, 8) in arrays  # the energy anchor of `make reports`
-    assert len({u.name for u in units}) == len(units)
+    assert all(u.flows == synth.ALL_FLOWS for u in units if u.unit == UnitType.ARRAY)
+    accelerators = [u for u in units if u.unit == UnitType.ACCELERATOR]
+    assert [u.cfg for u in accelerators] == [preset(name) for name in synth.DEFAULT_ACCELERATORS]
+    assert len([u for u in full if u.unit == UnitType.ACCELERATOR]) == len(load_presets()[1])
+    assert len({u.name for u in units}) == len(units) and len({u.name for u in full}) == len(full)
 
 
-def test_shift_arrays_are_synthesized_at_the_default_f_and_at_f_8_where_legal():
-    """4x4 arrays at 3 and 4 bits: the default F, and F = 8 (pot: clipped to its exact maximum F = m)."""
-    units = synth.default_units()
+def test_shift_arrays_are_synthesized_at_the_default_f_and_at_f_8_where_legal_with_full():
+    """4x4 arrays at 3 and 4 bits with --full: the default F, and F = 8 (pot: clipped to its exact maximum F = m)."""
+    units = synth.default_units(full=True)
     for kind in (k for k in KINDS.values() if k.has_frac_bits):
         for bits in (3, 4):
             fracs = {u.cfg.frac_bits for u in units if u.unit == UnitType.ARRAY and u.cfg.pe_kind == kind.name

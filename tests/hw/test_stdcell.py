@@ -7,10 +7,12 @@ import shutil
 import pytest
 
 from golden.errors import ToolMissingError
-from hw import fpga, stdcell, synth, synth_tables
+from hw import fpga, sram, stdcell, synth, synth_tables
 from hw.config import ArrayConfig
 from hw.kinds import KINDS
+from hw.layout import BANKS, act_word_layout, out_word_layout, weight_word_layout
 from hw.synth_record import SynthRecord, SynthReport, UnitType
+from hw.top import BUFFERS
 
 needs_stdcell = pytest.mark.skipif(
     not (os.path.exists(synth.YOSYS) and stdcell.LIBERTY.is_file() and shutil.which(stdcell.STA)),
@@ -103,3 +105,33 @@ def test_pe_timing_table_divides_int_path_by_each_kinds():
     table = synth_tables.pe_timing_table(rows)
     assert "| pot | 1.000 | 1.500 (2.00x) |" in table
     assert synth_tables.pe_timing_csv(rows).splitlines()[0] == ",".join(synth_tables.TIMING_CSV_COLUMNS)
+
+
+@needs_stdcell
+@needs_ice40
+def test_whole_accelerator_prices_its_buffers_as_sram_macros_and_places_them_in_block_ram(tmp_path):
+    """The buffers leave the standard-cell netlist as black boxes priced by hw.sram, one 1rw macro per bank;
+    the logic around them is timed register to register; on the iCE40 the buffers become block RAM."""
+    cfg = ArrayConfig("int", 2, 2, 2, 2, max_reduction=16, max_m=4, max_n=4)
+    record = _run(tmp_path, "accelerator_int_2x2", UnitType.ACCELERATOR, cfg, synth.Flows(stdcell=True, ice40=True))
+    macros = [sram.SramMacro.parse(text) for text in record.sram_macros]
+    words = {"act_buffer": BANKS * cfg.act_depth, "weight_buffer": BANKS * cfg.weight_depth,
+             "out_buffer": BANKS * cfg.out_depth}
+    widths = {"act_buffer": act_word_layout(cfg).size, "weight_buffer": weight_word_layout(cfg).size,
+              "out_buffer": out_word_layout(cfg).size}
+    by_buffer = {}
+    for macro in macros:
+        buffer, bank = macro.name.split(".bank")
+        assert buffer in BUFFERS and macro.ports == "1rw" and int(bank) in range(BANKS)
+        by_buffer[buffer] = by_buffer.get(buffer, 0) + macro.words
+        if buffer in widths:
+            assert macro.width == widths[buffer]
+    assert {name: by_buffer[name] for name in words} == words
+    dff_um2 = sram.liberty_cell_area(stdcell.LIBERTY, stdcell.FLIP_FLOP)
+    assert record.sram_area_um2 == pytest.approx(sum(m.area_um2(dff_um2) for m in macros), abs=0.1)
+    assert record.sram_bits == sum(m.bits for m in macros) and record.area_um2 > record.sram_area_um2 > 0
+    assert record.dffs < record.sram_bits  # not built of flip-flops
+    netlist = (tmp_path / "accelerator_int_2x2" / "stdcell_net.v").read_text()
+    assert f"{stdcell.MACRO_PREFIX}act_buffer " in netlist and "DFFPOSX1" in netlist
+    assert 0 < record.critical_path_ns < stdcell.PERIOD_NS
+    assert record.ice40_bram >= len(words) and record.ice40_lc > 0 and record.ice40_fmax_mhz > 0

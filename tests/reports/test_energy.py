@@ -70,6 +70,40 @@ def test_mac_energy_scales_with_logic_transistors_per_pe(synth_path):
     assert synthesis.mac_pj("lcq", 4, 4, 0, doubled) == pytest.approx(2 * synthesis.mac_pj("lcq", 4, 4, 0))
 
 
+def test_mac_energy_scales_with_logic_area_where_the_standard_cell_flow_ran(tmp_path):
+    """Standard-cell area without the flip-flops' replaces the transistor count when anchor and unit both have it."""
+    payload = synth_payload([("array", "int", 8, 8, 0, 2, 2, 3000, 40), ("array", "pot", 4, 4, POT_F, 2, 2, 600, 30)])
+    anchor, pot = payload["units"]
+    anchor |= {"area_um2": 40000.0, "register_area_um2": 8000.0}
+    pot |= {"area_um2": 9000.0, "register_area_um2": 5000.0}
+    path = tmp_path / "synth.json"
+    path.write_text(json.dumps(payload))
+    synthesis = load_synthesis(path)
+    assert synthesis.unit("pot", 4, 4, POT_F).logic_area_per_pe == (9000 - 5000) / 4
+    assert synthesis.mac_pj("pot", 4, 4, POT_F) == pytest.approx(0.23 * 4000 / 32000)
+    del pot["register_area_um2"]  # one of the two lacks the flow: both fall back to transistors
+    path.write_text(json.dumps(payload))
+    assert load_synthesis(path).mac_pj("pot", 4, 4, POT_F) == pytest.approx(0.23 * logic_per_pe(600, 30) / logic_per_pe(3000, 40))
+
+
+def test_clock_is_the_slower_of_the_array_core_and_the_output_lane(tmp_path):
+    payload = synth_payload([("array", "int", 8, 8, 0, 2, 2, 3000, 40), ("array", "pot", 4, 4, POT_F, 2, 2, 600, 30),
+                             ("array", "lcq", 4, 4, 0, 2, 2, 1500, 30), ("requant", "int", 4, 4, 0, 1, 1, 5000, 60),
+                             ("requant", "int", 4, 4, 0, 1, 1, 5000, 60), ("requant", "lcq", 4, 4, 0, 1, 1, 5000, 60)])
+    for unit, fmax in zip(payload["units"], (190.0, 300.0, 170.0, 180.0, 100.0, 160.0)):
+        unit["fmax_mhz"] = fmax
+    payload["units"][4]["name"] += "_residual"
+    path = tmp_path / "synth.json"
+    path.write_text(json.dumps(payload))
+    synthesis = load_synthesis(path)
+    assert synthesis.clock_mhz("pot", 4, 4, POT_F) == 180.0  # int's fastest (plain) lane bounds the fast core
+    assert synthesis.clock_mhz("int", 8, 8, 0) == 180.0
+    assert synthesis.clock_mhz("lcq", 4, 4, 0) == 160.0  # its own threshold lane
+    del payload["units"][3:]
+    path.write_text(json.dumps(payload))
+    assert load_synthesis(path).clock_mhz("pot", 4, 4, POT_F) == 300.0  # no lane synthesized: the core's
+
+
 def test_only_array_units_are_priced(synth_path):
     synthesis = load_synthesis(synth_path)
     assert ("int", 2, 2, 0) not in synthesis.configurations()  # a bare "pe" unit

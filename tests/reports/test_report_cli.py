@@ -1,5 +1,7 @@
 """`lutmac report`: everything regenerated into one folder, deterministically and atomically."""
 
+import json
+
 import pytest
 
 from reports import report
@@ -22,7 +24,8 @@ def test_report_contents_and_determinism(tmp_path, synth_path):
     expected = {"README.md", "table1_asq_overhead.md", "table1_asq_overhead.csv", "table1_asq_overhead.json",
                 "ops_storage_resnet18.csv", "post_lut_overhead.md", "estimate_resnet18.json", "estimate_summary.csv",
                 "sweep_resnet18.csv", "pareto_resnet18.png", "area_energy_resnet18.png", "utilization_resnet18.png",
-                "pe_comparison_resnet18.png", "topology_resnet18.csv", "asq_convention_search_param.md"}
+                "pe_comparison_resnet18.png", "topology_resnet18.csv", "asq_convention_search_param.md",
+                "energy_vs_batch_resnet18.csv"}
     assert expected <= set(files)
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
@@ -30,6 +33,12 @@ def test_report_contents_and_determinism(tmp_path, synth_path):
     for bits, param, compute in (("8", "2.67", "0.04"), ("4", "5.34", "0.07"), ("3", "7.11", "0.10"), ("2", "10.67", "0.14")):
         assert f"| {bits} | {param} | {compute} |" in readme
     assert (first / "pareto_resnet18.png").read_bytes().startswith(b"\x89PNG")
+    # batch 1 of the energy-vs-batch table is the per-layer estimate's design point
+    batch_rows = json.loads((first / "energy_vs_batch_resnet18.json").read_text())["rows"]
+    estimate = json.loads((first / "estimate_resnet18.json").read_text())["summary"]
+    assert [row["batch"] for row in batch_rows] == [1, 2, 4, 8, 16, 32, 64]
+    assert batch_rows[0]["cycles_per_batch"] == estimate["cycles"]
+    assert batch_rows[0]["energy_uj"] == pytest.approx(estimate["energy_uj"], rel=1e-12)
 
 
 def test_failed_run_leaves_earlier_results(tmp_path, synth_path, monkeypatch):
