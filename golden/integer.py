@@ -215,7 +215,10 @@ class IntegerLayer:
         if self.kind == "linear" and (self.output.max_pool is not None or self.output.global_pool):
             raise ConfigError(f"layer {self.name!r}: pooling needs a conv output")
         need = gemm_accumulator_bits(self.cfg, self.reduction_length)
-        if not isinstance(self.accumulator_width, (int, np.integer)) or self.accumulator_width < need:
+        if not isinstance(self.accumulator_width, (int, np.integer)) or isinstance(self.accumulator_width, bool):
+            raise ConfigError(f"layer {self.name!r}: accumulator_width must be an int, got "
+                              f"{type(self.accumulator_width).__name__} {self.accumulator_width!r}")
+        if self.accumulator_width < need:
             raise AccumulatorOverflowError(
                 f"layer {self.name!r}: a {self.accumulator_width}-bit accumulator can overflow; {need} bits are needed"
             )

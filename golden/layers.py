@@ -293,6 +293,25 @@ def clamp_scales_(model: nn.Module, minimum: float = DEFAULT_SCALE_FLOOR) -> nn.
     return model
 
 
+def _at_construction(quantizer: nn.Module) -> bool:
+    """Whether every scale parameter of ``quantizer`` still holds the value a new quantizer of its configuration has."""
+    fresh = type(quantizer)(**{key: value for key, value in quantizer.config().items() if key != "type"})
+    for name in SCALE_PARAMETERS:
+        param = getattr(quantizer, name, None)
+        if isinstance(param, nn.Parameter):
+            initial = getattr(fresh, name).detach().flatten()[0].to(param.dtype)
+            if not bool((param.detach() == initial).all()):
+                return False
+    return True
+
+
+def uncalibrated_quantizers(model: nn.Module) -> list[str]:
+    """The quantizers (``layer.weight_quantizer`` / ``layer.act_quantizer``) whose scale no calibration, training
+    or checkpoint ever set: still the construction value (1, or APoT's fixed start), not one fitted to any data."""
+    return [f"{name}.{role}" for name, layer in quant_layers(model) for role in ("weight_quantizer", "act_quantizer")
+            if _at_construction(getattr(layer, role))]
+
+
 def quantizer_configs(model: nn.Module) -> dict[str, dict]:
     """Every quantizer's configuration, by module name (what tensor shapes alone cannot tell apart)."""
     return {name: m.config() for name, m in model.named_modules() if callable(getattr(m, "config", None))}
@@ -316,6 +335,7 @@ LOAD_FAILURES = {
     EOFError: "the file is empty or truncated",
     RuntimeError: "the file is corrupt or not written by torch.save",
     ValueError: "the file is corrupt or not written by torch.save",
+    OSError: "the file is truncated or cannot be read",  # torch's zip reader on a cut-off file: EINVAL
 }
 
 

@@ -515,6 +515,8 @@ def accumulator_bits(cfg: DatapathConfig, reduction_length: int) -> int:
 def check_accumulator(cfg: DatapathConfig, accumulator_width: int, reduction_length: int) -> None:
     """Raise if an ``accumulator_width``-bit accumulator can overflow for this reduction length."""
     need = accumulator_bits(cfg, reduction_length)
+    if not isinstance(accumulator_width, (int, np.integer)) or isinstance(accumulator_width, bool):
+        raise ConfigError(f"accumulator width must be an int, got {type(accumulator_width).__name__} {accumulator_width!r}")
     if accumulator_width < need:
         raise AccumulatorOverflowError(
             f"a {accumulator_width}-bit accumulator can overflow summing {reduction_length} "

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+import typing
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from golden import output_stage, requantization, spec
-from golden.errors import ConfigError, UnsupportedBitsError
+from golden.errors import ConfigError, LutmacError, UnsupportedBitsError
 
 from . import kinds
 
@@ -113,6 +114,11 @@ class ArrayConfig:
         missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in fields)
         if missing:
             raise ConfigError(f"array config lacks required keys {missing}")
+        hints = typing.get_type_hints(cls)
+        for key, value in fields.items():
+            allowed = tuple(t for t in (typing.get_args(hints[key]) or (hints[key],)) if t is not type(None))
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                raise ConfigError(f"array config key {key}={value!r} must be {' or '.join(t.__name__ for t in allowed)}")
         return cls(**fields)
 
     def to_dict(self) -> dict:
@@ -206,13 +212,28 @@ class ArrayConfig:
 
 
 def load_presets(path: Path = PRESETS_PATH) -> tuple[str, dict[str, ArrayConfig]]:
-    """``(default name, {name: ArrayConfig})`` from a presets TOML file."""
-    with open(path, "rb") as handle:
-        table = tomllib.load(handle)
+    """``(default name, {name: ArrayConfig})`` from a presets TOML file; any fault is a ConfigError naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    unknown = sorted(set(table) - {"default", "configs"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {unknown}; expected 'default' and [configs.NAME] tables")
     default, configs = table.get("default"), table.get("configs")
     if not isinstance(configs, dict) or not configs:
         raise ConfigError(f"{path}: no [configs.NAME] tables")
-    presets = {name: ArrayConfig.from_dict(fields) for name, fields in configs.items()}
+    presets = {}
+    for name, fields in configs.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{path}: configs.{name} must be a table, got {fields!r}")
+        try:
+            presets[name] = ArrayConfig.from_dict(fields)
+        except LutmacError as error:
+            raise ConfigError(f"{path}: preset {name!r}: {error}") from None
     if default not in presets:
         raise ConfigError(f"{path}: default={default!r} names no preset; presets are {sorted(presets)}")
     return default, presets

@@ -8,6 +8,7 @@ downloaded at run time.  The split is fixed and seeded; pixel values 0..16 are s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,18 @@ class DigitsData:
     y_train: torch.Tensor  # (N,) int64
     x_test: torch.Tensor
     y_test: torch.Tensor
+
+
+def test_image_count() -> int:
+    """How many test images the split holds (450), without splitting."""
+    return math.ceil(len(load_digits().target) * TEST_FRACTION)
+
+
+def check_image_count(images: int) -> None:
+    """Raise ConfigError unless the split has ``images`` test images to run (the RTL runs exactly those)."""
+    available = test_image_count()
+    if images > available:
+        raise ConfigError(f"rtl-images {images} is more than the {available} test images the digits split holds")
 
 
 def load_digits_split(seed: int = 0) -> DigitsData:

@@ -20,9 +20,12 @@ from golden.errors import ConfigError, UnknownSchemeError
 from golden.models import MobileNetV2, resnet18, resnet20, resnet34
 
 LAYER_TYPES = ("conv", "linear", "depthwise")
+#: Counts (MACs, params, elements) of a layer and of a network are exact below this; the estimator's int64
+#: and float64 arithmetic multiplies them by bit widths and sums them, which must not wrap or round.
+MAX_COUNT = 1 << 53
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 10^6-layer topology file is a few hundred MB less
 class Layer:
     """One conv/linear layer and its GEMM view (batch 1).
 
@@ -61,6 +64,11 @@ class Layer:
             raise ConfigError(f"layer {self.name!r}: a depthwise layer has groups == cin > 1, got groups={self.groups}, cin={self.cin}")
         if self.type == "linear" and (self.kh, self.kw, self.hin, self.win, self.hout, self.wout, self.groups) != (1,) * 7:
             raise ConfigError(f"layer {self.name!r}: a linear layer has 1x1 kernel, maps and groups")
+        # params <= macs, so these three bound every count
+        for what, count in (("MACs", self.macs), ("input elements", self.input_elements),
+                            ("output elements", self.output_elements)):
+            if count >= MAX_COUNT:
+                raise ConfigError(f"layer {self.name!r}: {count} {what} is too large (counts must stay below 2**53 to be exact)")
 
     @property
     def m(self) -> int:

@@ -87,7 +87,7 @@ def edge_bits(layers: list[Layer], bits: int) -> np.ndarray:
 
 
 def _pct(numerator: float, denominator: float) -> float:
-    return 100.0 * numerator / denominator
+    return 100.0 * numerator / denominator if denominator else 0.0  # no adapted layer: no model ops, no overhead
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def asq_overhead(network: str, layers: list[Layer], model_params: int) -> AsqOve
         model_ops=sum(layer.macs for layer in adapted),
         gap_adds=sum(layer.cin * (layer.hin * layer.win - 1) for layer in adapted),
         requant_ops=sum(layer.cout + 1 for layer in adapted),
-        buffer_elements=max(layer.input_elements for layer in adapted),
+        buffer_elements=max((layer.input_elements for layer in adapted), default=0),  # a 1-2 layer net has none
         reduction_max=max(layer.k for layer in layers),
     )
 

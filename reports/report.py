@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from tqdm.auto import tqdm
 
 from hw.config import preset
 
@@ -18,7 +19,7 @@ from . import asq_search, energy, overhead, plots
 from .energy import DEFAULT_SYNTH_PATH, EnergyTable, Synthesis, load_energy_table, load_synthesis
 from .estimator import FLOWS, HardwareConfig, evaluate
 from .networks import NETWORKS, build, count_parameters, network_layers
-from .output import ReportWriter, staged_report
+from .output import ReportWriter, check_output_folder, staged_report
 from .sweep import SweepResult, SweepSpec, run_sweep
 from .topology import read_topology, topology_csv
 
@@ -45,11 +46,17 @@ class ReportedNetwork:
     params: int  # every parameter (torch count) or, for a topology file, conv/linear weights
 
 
-def _reported_networks(options: ReportOptions) -> list[ReportedNetwork]:
-    networks = [ReportedNetwork(name, network_layers(name), count_parameters(build(name))) for name in options.networks]
+def _reported_networks(options: ReportOptions, progress: tqdm) -> list[ReportedNetwork]:
+    networks = []
+    for name in options.networks:
+        progress.set_postfix_str(f"tracing {name}", refresh=True)
+        networks.append(ReportedNetwork(name, network_layers(name), count_parameters(build(name))))
+        progress.update()
     for path in options.topologies:
+        progress.set_postfix_str(f"reading {Path(path).name}", refresh=True)
         layers = read_topology(path)
         networks.append(ReportedNetwork(Path(path).stem, layers, sum(layer.params for layer in layers)))
+        progress.update()
     return networks
 
 
@@ -205,21 +212,34 @@ def _index(options: ReportOptions, synthesis: Synthesis, table: EnergyTable, tab
 
 
 def generate(options: ReportOptions) -> list[str]:
-    """Write the report; returns the files written (relative to ``options.out``)."""
+    """Write the report; returns the files written (relative to ``options.out``).
+
+    A progress bar on stderr (when it is a terminal) counts the networks read, the tables and each sweep.
+    """
+    check_output_folder(options.out)  # before the work, not after it
     synthesis = load_synthesis(options.synth)
     table = load_energy_table(options.energy_config)
-    networks = _reported_networks(options)
-    with staged_report(options.out) as writer:
-        table1 = _table1(writer, networks)
-        _asq_on_chip(writer, networks, options, synthesis)
-        _convention_search(writer)
-        _ops_and_luts(writer, networks, options)
-        _estimates(writer, networks, options, synthesis, table)
-        sweeps = [_sweep(writer, net, options, synthesis, table) for net in networks]
-        for net in networks:
-            _batch_energy(writer, net, options, synthesis, table)
-        for net in networks:
-            if all(layer.groups == 1 or layer.type == "depthwise" for layer in net.layers):
-                writer.text(f"topology_{net.name}.csv", topology_csv(net.layers))
-        writer.text("README.md", _index(options, synthesis, table, table1, sweeps))
+    count = len(options.networks) + len(options.topologies)
+    with tqdm(total=3 * count + 6, desc="lutmac report", unit="step", disable=None, dynamic_ncols=True) as progress:
+
+        def step(text: str, work, *args):
+            progress.set_postfix_str(text, refresh=True)
+            result = work(*args)
+            progress.update()
+            return result
+
+        networks = _reported_networks(options, progress)
+        with staged_report(options.out) as writer:
+            table1 = step("ASQ overhead", _table1, writer, networks)
+            step("ASQ on chip", _asq_on_chip, writer, networks, options, synthesis)
+            step("convention search", _convention_search, writer)
+            step("ops and LUTs", _ops_and_luts, writer, networks, options)
+            step("estimates", _estimates, writer, networks, options, synthesis, table)
+            sweeps = [step(f"sweep {net.name}", _sweep, writer, net, options, synthesis, table) for net in networks]
+            for net in networks:
+                step(f"batch energy {net.name}", _batch_energy, writer, net, options, synthesis, table)
+            for net in networks:
+                if all(layer.groups == 1 or layer.type == "depthwise" for layer in net.layers):
+                    writer.text(f"topology_{net.name}.csv", topology_csv(net.layers))
+            step("index", writer.text, "README.md", _index(options, synthesis, table, table1, sweeps))
     return sorted(writer.files)

@@ -14,11 +14,12 @@ Two formats, told apart by the header (SCALE-Sim writes a trailing comma on ever
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 from golden.errors import ConfigError
 
-from .networks import Layer
+from .networks import MAX_COUNT, Layer
 
 CONV_FIELDS = ("ifmap height", "ifmap width", "filter height", "filter width", "channels", "num filter")
 
@@ -73,42 +74,59 @@ def _gemm_layer(name: str, numbers: list[int], where: str) -> Layer:
     return Layer(name, "conv", k, n, hin=m, win=1, hout=m, wout=1)
 
 
-def _rows(path: Path) -> list[tuple[int, list[str]]]:
-    """Numbered non-blank rows, SCALE-Sim's trailing empty field dropped."""
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Numbered non-blank rows, SCALE-Sim's trailing empty field dropped, read one at a time (a 10^6-row file
+    is never held as text); a file that is not UTF-8 text is a ConfigError, not a traceback."""
     if not path.is_file():
         raise ConfigError(f"topology file {path} does not exist")
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.reader(handle)]
-    # SCALE-Sim ends every row with a comma: drop the empty last field; skip blank lines
-    rows = [(number, row[:-1] if row and not row[-1].strip() else row) for number, row in enumerate(rows, 1)]
-    rows = [(number, row) for number, row in rows if any(cell.strip() for cell in row)]
-    if not rows:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            for number, row in enumerate(csv.reader(handle), 1):
+                if row and not row[-1].strip():  # SCALE-Sim ends every row with a comma
+                    row = row[:-1]
+                if not any(cell.strip() for cell in row):  # blank line
+                    continue
+                if any("\x00" in cell for cell in row):
+                    raise ConfigError(f"{path}:{number}: a NUL byte: not a UTF-8 text CSV file")
+                yield number, row
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{path}: not a UTF-8 text CSV file ({error})") from None
+
+
+def _header(path: Path, rows: Iterator[tuple[int, list[str]]]) -> str:
+    """The kind the first row declares."""
+    first = next(rows, None)
+    if first is None:
         raise ConfigError(f"{path}: empty topology file")
-    return rows
+    number, header = first
+    return _header_kind(header, f"{path}:{number}")
 
 
 def topology_kind(path: str | Path) -> str:
     """``"conv"`` or ``"gemm"``: which of SCALE-Sim's two forms a topology file has (by its header)."""
     path = Path(path)
-    number, header = _rows(path)[0]
-    return _header_kind(header, f"{path}:{number}")
+    return _header(path, _rows(path))
 
 
 def read_topology(path: str | Path) -> list[Layer]:
     """Layers of a SCALE-Sim conv or GEMM topology CSV."""
     path = Path(path)
     rows = _rows(path)
-    kind = _header_kind(rows[0][1], f"{path}:{rows[0][0]}")
-    layers = []
-    for number, row in rows[1:]:
+    kind = _header(path, rows)
+    layers, total_macs = [], 0
+    for number, row in rows:
         where = f"{path}:{number}"
         name = row[0].strip()
         if not name:
             raise ConfigError(f"{where}: missing layer name")
         numbers = _positive_ints(row[1:], where)
-        layers.append(_conv_layer(name, numbers, where) if kind == "conv" else _gemm_layer(name, numbers, where))
+        layer = _conv_layer(name, numbers, where) if kind == "conv" else _gemm_layer(name, numbers, where)
+        total_macs += layer.macs
+        layers.append(layer)
     if not layers:
         raise ConfigError(f"{path}: the topology has a header but no layers")
+    if total_macs >= MAX_COUNT:
+        raise ConfigError(f"{path}: the network's MACs total is too large (counts must stay below 2**53 to be exact)")
     return layers
 
 

@@ -17,17 +17,21 @@ every layer bit for bit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from golden.errors import LutmacError
+from golden.files import removed_on_signal, temporary_folder
 from hw.config import ArrayConfig, preset
 from hw.cycles import gemm_cycles
 from hw.host import GemmJob
 from hw.layout import OutputMode
+
+from .toolchain import BUILD_ROOT_ENV
 
 RATIO_TARGET = 0.25
 RESNET20_TARGET_SECONDS = 30.0
@@ -105,7 +109,7 @@ def _harness(cfg: ArrayConfig, job: GemmJob, expected: np.ndarray, repeats: int)
     harness = build_harness(design)
     build_seconds = harness.build_seconds or time.perf_counter() - start
     m, k, n = job.shape
-    with tempfile.TemporaryDirectory() as workdir, HarnessSession(harness, layout, workdir) as session:
+    with temporary_folder(prefix="lutmac-bench-harness-") as workdir, HarnessSession(harness, layout, workdir) as session:
         driver = AcceleratorDriver(cfg, layout, check_reset_outputs=False)  # as the cocotb rows
         outcomes = [asyncio.run(run_gemm(session, driver, job)) for _ in range(repeats)]
     exact = all(np.array_equal(outcome.outputs, expected) for outcome in outcomes)
@@ -169,21 +173,53 @@ def resnet20_table(backends: tuple[str, ...], size: int = 32, rows: int = 8, col
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="post4-8x8", help="hw preset name (default: post4-8x8, the array the network runs use)")
-    parser.add_argument("--shape", default="16,64,16", help="M,K,N of the GEMM (default 16,64,16)")
-    parser.add_argument("--repeats", type=int, default=200, help="GEMM repetitions on Verilator (default 200)")
-    parser.add_argument("--slow-repeats", type=int, default=10,
+    parser.add_argument("--shape", type=_shape, default=(16, 64, 16), help="M,K,N of the GEMM (default 16,64,16)")
+    parser.add_argument("--repeats", type=_positive, default=200, help="GEMM repetitions on Verilator (default 200)")
+    parser.add_argument("--slow-repeats", type=_positive, default=10,
                         help="GEMM repetitions on Amaranth's simulator and Icarus (default 10)")
     parser.add_argument("--reuse-builds", action="store_true", help="use the shared build cache (build times ~0)")
     parser.add_argument("--no-resnet20", action="store_true", help="skip the ResNet-20 table")
     args = parser.parse_args(argv)
-    if not args.reuse_builds:
-        os.environ["LUTMAC_SIM_BUILD"] = tempfile.mkdtemp(prefix="lutmac-bench-")
-    cfg = preset(args.config)
-    shape = tuple(int(v) for v in args.shape.split(","))
-    print(format_gemm_table(cfg, shape, gemm_table(cfg, *shape, args.repeats, args.slow_repeats)), flush=True)
-    if not args.no_resnet20:
-        print()
-        print(resnet20_table(("verilator", "cocotb-verilator")))
+    try:
+        cfg = preset(args.config)
+    except LutmacError as error:
+        parser.error(str(error))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(removed_on_signal())
+        if not args.reuse_builds:  # fresh builds in a folder of their own, removed afterwards
+            build = stack.enter_context(temporary_folder(prefix="lutmac-bench-"))
+            stack.enter_context(_environment(BUILD_ROOT_ENV, str(build)))
+        print(format_gemm_table(cfg, args.shape, gemm_table(cfg, *args.shape, args.repeats, args.slow_repeats)),
+              flush=True)
+        if not args.no_resnet20:
+            print()
+            print(resnet20_table(("verilator", "cocotb-verilator")))
+
+
+def _positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(part.strip().isdigit() and int(part) >= 1 for part in parts):
+        raise argparse.ArgumentTypeError(f"shape {text!r} must be three positive integers M,K,N such as 16,64,16")
+    return tuple(int(part) for part in parts)
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 if __name__ == "__main__":

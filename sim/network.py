@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 
 from golden import spec
 from golden.errors import ConfigError
+from golden.files import temporary_folder
 from golden.gemm import conv_output_size, conv_weight_matrix, im2col
 from golden.integer import NETWORK_INPUT, IntegerLayer, IntegerNetwork
 from golden.output_stage import adapter_input
@@ -563,7 +563,7 @@ def _run_harness(network, configs, layer_keys, passes, workdir, overlap) -> tupl
     build_seconds = time.perf_counter() - build_start
     wall = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        root = Path(workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="lutmac-network-")))
+        root = Path(workdir or stack.enter_context(temporary_folder(prefix="lutmac-network-")))
         sessions = {}
         for index, (key, (_, layout)) in enumerate(designs.items()):
             session = stack.enter_context(HarnessSession(harnesses[key], layout, root / f"array{index}"))

@@ -30,6 +30,23 @@ def check_input(x: torch.Tensor, what: str = "input") -> None:
         raise NonFiniteInputError(f"{what} contains NaN or infinity (min {lo.item()}, max {hi.item()})")
 
 
+def check_calibration_input(x: torch.Tensor) -> None:
+    """:func:`check_input`, and an ``init_from`` needs data: an empty tensor has no statistics to fit a scale to."""
+    check_input(x, "init_from input")
+    if x.numel() == 0:
+        raise ConfigError(f"init_from needs a non-empty tensor, got shape {tuple(x.shape)}")
+
+
+REDUCED_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def in_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` (checked by :func:`check_input`) in ``dtype``, the quantizer's parameter dtype: an input of another
+    float dtype then lands on the level its float32 value does (a bfloat16 division would round first)."""
+    check_input(x)
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def check_positive(name: str, value: torch.Tensor) -> None:
     """Raise unless every entry of a scale parameter is finite and > 0 (a hand-set or diverged scale)."""
     v = value.detach()

@@ -47,7 +47,7 @@ from torch import nn
 from ..apot_format import APOT_TERMS
 from ..errors import ConfigError, UnsupportedBitsError
 from ..spec import TrainingScheme
-from ._common import as_rows, check_input, check_positive
+from ._common import as_rows, check_calibration_input, check_input, check_positive, in_dtype
 from ._table import TableQuantize, bucket_index, scaled_thresholds
 from .power import INIT_QUANTILE, midpoints, quantile_abs_rows, symmetric_levels
 
@@ -121,13 +121,13 @@ class APoTQuantizer(nn.Module):
 
     def output_scale(self, x: torch.Tensor) -> torch.Tensor:
         """``alpha * std(x)`` (normalized weights) or ``alpha``: the factor on :meth:`levels`."""
-        check_input(x)
-        return (self.alpha * self._statistics(x)[1]).detach()
+        return (self.alpha * self._statistics(in_dtype(x, self.alpha.dtype))[1]).detach()
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
         """``alpha`` = 0.99 quantile of ``|x|`` in the quantizer's own units (std units if normalized)."""
-        check_input(x)
+        check_calibration_input(x)
+        x = in_dtype(x, self.alpha.dtype)
         shift, unit = self._statistics(x)
         centred = x.detach() - shift if shift is not None else x.detach()
         alpha = quantile_abs_rows(as_rows(centred, False), INIT_QUANTILE) / unit
@@ -138,14 +138,17 @@ class APoTQuantizer(nn.Module):
         check_positive("APoT alpha", self.alpha)
         if x.numel() == 0:
             return x.clone()
-        shift, unit = self._statistics(x)
+        working = in_dtype(x, self.alpha.dtype)
+        shift, unit = self._statistics(working)
         scale = (self.alpha * unit).view(1, 1)
-        return TableQuantize.apply(x.contiguous(), 1, scale, shift, self._thresholds, self._levels, self.signed, not self.signed)
+        out = TableQuantize.apply(working.contiguous(), 1, scale, shift, self._thresholds, self._levels, self.signed,
+                                  not self.signed)
+        return out.to(x.dtype)
 
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Signed level index relative to level 0 (int64, shape of ``x``)."""
-        check_input(x)
+        x = in_dtype(x, self.alpha.dtype)
         check_positive("APoT alpha", self.alpha)
         shift, unit = self._statistics(x)
         thresholds = scaled_thresholds((self.alpha * unit).view(1, 1), self._thresholds, self.signed, shift)

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..spec import MAX_BITS, MIN_BITS, TrainingScheme
-from ._common import as_rows, check_bits, check_input, check_positive, grad_scale
+from ._common import as_rows, check_bits, check_calibration_input, check_input, check_positive, grad_scale
 from .lsq import LSQFakeQuant, lsq_range
 
 REFERENCE_BETA_FLOOR = 1e-8
@@ -122,6 +122,7 @@ class ASQQuantizer(nn.Module):
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
         """LSQ's ``s = 2 mean|x| / sqrt(Qp)`` (beta starts near 1, so this is the initial step)."""
+        check_calibration_input(x)
         self._check_shape(x)
         s = x.detach().abs().mean() * (2.0 / math.sqrt(self.qp))
         self.s.data = (s if s > 0 else torch.ones_like(s)).view(1).to(self.s.dtype)

@@ -61,9 +61,19 @@ import math
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CodeRangeError, ConfigError, NonFiniteInputError
 from ..spec import MAX_BITS, MAX_LEVEL_BITS, MIN_BITS, MIN_LEVEL_BITS, TrainingScheme
-from ._common import as_rows, check_bits, check_input, check_positive, grad_scale, round_ste, row_blocks
+from ._common import (
+    as_rows,
+    check_bits,
+    check_calibration_input,
+    check_input,
+    check_positive,
+    grad_scale,
+    in_dtype,
+    round_ste,
+    row_blocks,
+)
 from ._table import bucket_index, clip_block, scaled_thresholds, table_forward
 
 DEFAULT_INTERVALS = 16
@@ -230,8 +240,15 @@ class LCQQuantizer(nn.Module):
 
     # ---------------------------------------------------------------- compander tables (small)
     def _compander(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(gamma, beta)`` from ``theta`` (differentiable)."""
+        """``(gamma, beta)`` from ``theta`` (differentiable); a non-finite theta, or one so spread that an
+        interval's width underflows to 0, raises instead of putting every input on one level."""
+        theta = self.theta.detach()
+        if not bool(torch.isfinite(theta).all()):
+            raise NonFiniteInputError(f"LCQ theta must be finite, got {theta.flatten()[:8].tolist()}")
         t = torch.softmax(self.theta, dim=0)
+        if not bool((t.detach() > 0).all()):
+            raise CodeRangeError(f"LCQ theta {theta.flatten()[:8].tolist()} gives an interval of zero width "
+                                 "(its softmax underflows)")
         return t * self.intervals, torch.cat([t.new_zeros(1), torch.cumsum(t, 0)[:-1]])
 
     def _interval_of(self, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -314,13 +331,13 @@ class LCQQuantizer(nn.Module):
 
     def output_scale(self, x: torch.Tensor) -> torch.Tensor:
         """``alpha`` (times ``sigma`` with LWN): the factor on :meth:`levels` for input ``x``."""
-        check_input(x)
-        return self._scale_and_shift(x)[0].view(1)
+        return self._scale_and_shift(in_dtype(x, self.alpha.dtype))[0].view(1)
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
         """``alpha = 2 mean|x| sqrt(Q)`` on the quantizer's input (normalized with LWN)."""
-        check_input(x)
+        check_calibration_input(x)
+        x = in_dtype(x, self.alpha.dtype)
         normalized = x.detach()
         if self.lwn:
             mean, sigma, _ = lwn_statistics(x)
@@ -333,6 +350,8 @@ class LCQQuantizer(nn.Module):
         check_positive("LCQ alpha", self.alpha)
         if x.numel() == 0:
             return x.clone()
+        if x.dtype != self.alpha.dtype:
+            return self.forward(in_dtype(x, self.alpha.dtype)).to(x.dtype)
         alpha = grad_scale(self.alpha, 1.0 / math.sqrt(x.numel() * self.q)).view(1, 1)
         thresholds, magnitudes, inv_slope, gamma, beta = self._tables()
         thresholds, levels = self._signed_thresholds(thresholds), self._signed(magnitudes)
@@ -345,7 +364,7 @@ class LCQQuantizer(nn.Module):
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:
         """``sign * j`` (weights) or ``j`` (activations), int64, shape of ``x``."""
-        check_input(x)
+        x = in_dtype(x, self.alpha.dtype)
         check_positive("LCQ alpha", self.alpha)
         scale, shift = self._scale_and_shift(x)
         thresholds = scaled_thresholds(scale, self._signed_thresholds(self._tables()[0]), self.signed, shift)

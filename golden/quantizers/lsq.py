@@ -35,7 +35,18 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..spec import MAX_BITS, MIN_BITS, TrainingScheme
-from ._common import as_rows, check_bits, check_input, check_positive, grad_scale, per_row_count, row_blocks
+from ._common import (
+    REDUCED_DTYPES,
+    as_rows,
+    check_bits,
+    check_calibration_input,
+    check_input,
+    check_positive,
+    grad_scale,
+    in_dtype,
+    per_row_count,
+    row_blocks,
+)
 
 
 def lsq_range(bits: int, signed: bool, symmetric: bool = False) -> tuple[int, int]:
@@ -129,8 +140,8 @@ class LSQQuantizer(nn.Module):
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
         """LSQ's initialization ``s = 2 mean|x| / sqrt(Qp)`` (per channel: mean over each dim-0 slice)."""
-        check_input(x)
-        rows = as_rows(x.detach(), self.per_channel)
+        check_calibration_input(x)
+        rows = as_rows(self._working(x).detach(), self.per_channel)
         s = rows.abs().mean(dim=1) * (2.0 / math.sqrt(self.qp))
         s = torch.where(s > 0, s, torch.ones_like(s))  # an all-zero tensor keeps the unit step
         self.s.data = s.to(self.s.dtype) if self.per_channel else s.view(1).to(self.s.dtype)
@@ -147,15 +158,22 @@ class LSQQuantizer(nn.Module):
         factor = 1.0 / math.sqrt(per_row_count(x, self.per_channel) * self.qp) if x.numel() else 1.0
         return (x.shape[0] if self.per_channel else 1), grad_scale(self.s, factor).view(-1, 1)
 
+    def _working(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``, or a float16/bfloat16 ``x`` in the step's dtype (so it lands on the level its float32 value does)."""
+        check_input(x)
+        return in_dtype(x, self.s.dtype) if x.dtype in REDUCED_DTYPES else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        working = self._working(x)
         if x.numel() == 0:
             return x.clone()
-        rows, step = self._rows_and_step(x)
-        return LSQFakeQuant.apply(x.contiguous(), rows, step, self.qn, self.qp)
+        rows, step = self._rows_and_step(working)
+        return LSQFakeQuant.apply(working.contiguous(), rows, step, self.qn, self.qp).to(x.dtype)
 
     @torch.no_grad()
     def quantize_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Integer codes ``v_bar = round(clip(x / s, -Qn, Qp))`` (int64, shape of ``x``)."""
+        x = self._working(x)
         _, step = self._rows_and_step(x)
         return (as_rows(x, self.per_channel) / step).clamp_(-self.qn, self.qp).round_().to(torch.int64).view_as(x)
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import ConfigError, UnknownSchemeError
 from ..spec import WeightFormat, WeightScheme
-from ._common import as_rows, check_input, check_positive, grad_scale, per_row_count
+from ._common import as_rows, check_calibration_input, check_input, check_positive, grad_scale, in_dtype, per_row_count
 from ._table import TableQuantize, bucket_index, scaled_thresholds
 
 BASES = {"2": WeightScheme.POT, "sqrt2": WeightScheme.POST}
@@ -97,8 +97,8 @@ class PowerQuantizer(nn.Module):
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
         """``alpha`` = 0.99 quantile of ``|w|`` (per tensor or per dim-0 slice); 1 where that is 0."""
-        check_input(x)
-        alpha = quantile_abs_rows(as_rows(x.detach(), self.per_channel), INIT_QUANTILE)
+        check_calibration_input(x)
+        alpha = quantile_abs_rows(as_rows(in_dtype(x, self.alpha.dtype).detach(), self.per_channel), INIT_QUANTILE)
         alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha)).to(self.alpha.dtype)
         self.alpha.data = alpha if self.per_channel else alpha.view(1)
 
@@ -115,15 +115,17 @@ class PowerQuantizer(nn.Module):
         self._check(x)
         if x.numel() == 0:
             return x.clone()
+        working = in_dtype(x, self.alpha.dtype)
         rows = x.shape[0] if self.per_channel else 1
         scale = grad_scale(self.alpha, 1.0 / math.sqrt(per_row_count(x, self.per_channel))).view(-1, 1)
-        return TableQuantize.apply(x.contiguous(), rows, scale, None, self._thresholds, self._levels, True, True)
+        out = TableQuantize.apply(working.contiguous(), rows, scale, None, self._thresholds, self._levels, True, True)
+        return out.to(x.dtype)
 
     @torch.no_grad()
     def level_index(self, x: torch.Tensor) -> torch.Tensor:
         """Signed level index ``i`` in ``-P..P`` (int64): the value is ``sign(i) * alpha * levels()[P + |i|]``."""
         self._check(x)
-        rows = as_rows(x, self.per_channel)
+        rows = as_rows(in_dtype(x, self.alpha.dtype), self.per_channel)
         thresholds = scaled_thresholds(self.alpha.detach().view(-1, 1), self._thresholds, signed=True)
         return (bucket_index(rows, thresholds) - self.positive_levels).view_as(x)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from golden.errors import LutmacError
+from golden.files import removed_on_signal
 from golden.spec import WeightScheme
 
 
@@ -25,7 +26,7 @@ def _array(text: str) -> tuple[int, int]:
 
 def add_report(subparsers) -> None:
     parser = subparsers.add_parser("report", help="regenerate every table, sweep and figure into one folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced file by file, atomically)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced whole, atomically, when the run succeeds)")
     parser.add_argument("--synth", type=Path, default=None, help="synthesis JSON from `make synth` (default build/synth/synth.json)")
     parser.add_argument("--energy-config", type=Path, default=None, help="TOML/JSON overriding the Horowitz 45 nm energy table")
     parser.add_argument("--networks", nargs="+", default=None, help="networks to report (default: all built in)")
@@ -108,7 +109,7 @@ def _rtl_options(parser) -> None:
 
     parser.add_argument("--array", type=_array, default=(8, 8), help="accelerator array RxC (default 8x8)")
     parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="RTL simulator (default: the Verilator harness)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split and the training (default 0)")
+    parser.add_argument("--seed", type=_count, default=0, help="seed of the data split and the training (default 0)")
     parser.add_argument("--rtl-images", type=_count, default=DEFAULT_RTL_IMAGES,
                         help=f"test images run through the RTL, one at a time (default {DEFAULT_RTL_IMAGES})")
 
@@ -149,9 +150,9 @@ def add_sim(subparsers) -> None:
     source.add_argument("--checkpoint", type=Path, help="a demo checkpoint (out/checkpoints/SCHEME_wBITS.pt) of --scheme/--bits")
     parser.add_argument("--scheme", default="post", help="scheme of --checkpoint or of the demo model (default post)")
     parser.add_argument("--bits", type=int, default=4, help="bits of --checkpoint or of the demo model (default 4)")
-    parser.add_argument("--from", dest="demo_out", type=Path, default=Path("out"),
-                        help="demo output folder holding networks/SCHEME_wBITS.json (default out/); "
-                             "without it the model is trained now (quick epochs)")
+    parser.add_argument("--from", dest="demo_out", type=Path, default=None,
+                        help="demo output folder holding networks/SCHEME_wBITS.json (an error if it does not); "
+                             "default out/ when it holds one, else the model is trained now (quick epochs)")
     _rtl_options(parser)
     parser.set_defaults(func=run_sim)
 
@@ -178,7 +179,7 @@ def add_resnet20(subparsers) -> None:
     parser.add_argument("--size", type=_positive, default=CIFAR_SIZE, help=f"input height and width (default {CIFAR_SIZE})")
     parser.add_argument("--array", type=_array, default=(8, 8), help="accelerator array RxC (default 8x8)")
     parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="RTL simulator (default: the Verilator harness)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the input (default 0)")
+    parser.add_argument("--seed", type=_count, default=0, help="seed of the weights and the input (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="write rtl_layers and rtl_summary (.md/.csv/.json) here")
     parser.set_defaults(func=run_resnet20)
 
@@ -198,7 +199,7 @@ def add_frac_search(subparsers) -> None:
     parser.add_argument("--from", dest="demo_out", type=Path, default=None,
                         help="demo output folder whose checkpoints/ to search (default: train the models now)")
     parser.add_argument("--epochs", type=_positive, default=None, help="QAT epochs per model (the float baseline trains twice as long)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split and the training (default 0)")
+    parser.add_argument("--seed", type=_count, default=0, help="seed of the data split and the training (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="also write frac_search.md/.json into this folder")
     parser.set_defaults(func=run_frac_search)
 
@@ -228,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with removed_on_signal():  # SIGTERM/SIGINT remove the run's staging and temporary folders, then exit
+            return args.func(args)
     except LutmacError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"lutmac {args.command}: error: {first_line}", file=sys.stderr)  # one line (torch's messages have many)

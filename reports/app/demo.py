@@ -36,7 +36,6 @@ and its Yosys array cores).
 from __future__ import annotations
 
 import concurrent.futures
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from sim.network import BACKENDS
 from .. import digits
 from ..energy import DEFAULT_SYNTH_PATH
 from ..estimator import OWN_ARRAY, HardwareConfig
-from ..output import staged_report
+from ..output import check_output_folder, staged_report
 from .agreement import evaluate_integer
 from .demo_report import write_demo_report
 from .pricing import energy_rows, synth_keys
@@ -124,23 +123,10 @@ class DemoOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < (0 if name == "rtl_images" else 1)):
                 raise ConfigError(f"{name} must be a {'non-negative' if name == 'rtl_images' else 'positive'} int, got {value!r}")
+        digits.check_image_count(self.rtl_images)
         HardwareConfig(self.rows, self.cols, OWN_ARRAY)  # the RTL's array limits
         check_output_folder(self.out)
         SynthesisCache(self.synth).missing(set())  # a broken synthesis file fails now, not after training
-
-
-def check_output_folder(out: Path) -> None:
-    """Raise ConfigError unless ``out`` is (or can be made) a writable folder whose parent takes staging files."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output folder {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for folder in (out, out.parent):
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-    except OSError as error:
-        raise ConfigError(f"output folder {out} is not writable: {error.strerror or error}") from None
 
 
 # ----------------------------------------------------------------------------------------------- one model

@@ -56,7 +56,7 @@ def resnet20_rtl(schemes: tuple[str, ...] = DEFAULT_SCHEMES, bits: int = 4, imag
     formats = {"cycles_per_image": ".0f", "expected_cycles_per_image": ".0f", "program_cycles_per_image": ".0f",
                "build_s": ".1f", "sim_s": ".1f"}
     if out is not None:
-        with staged_report(out) as writer:
+        with staged_report(out, replace_folder=False) as writer:
             writer.table("rtl_layers", table, "ResNet-20 on the RTL per layer: stage, bit-exactness, cycles per image",
                          setting, formats)
             writer.table("rtl_summary", summary, "ResNet-20 on the RTL per model", setting, formats)

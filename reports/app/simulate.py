@@ -23,10 +23,15 @@ from ..output import markdown_table
 from .rtl import DEFAULT_RTL_IMAGES, run_rtl
 from .training import QUICK_FLOAT_EPOCHS, QUICK_QAT_EPOCHS, model_name, model_seed, train_float, train_quantized
 
+DEFAULT_DEMO_OUT = Path("out")
 
-def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme: str, bits: int, demo_out: Path,
+
+def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme: str, bits: int, demo_out: Path | None,
                           seed: int) -> tuple[IntegerNetwork, str]:
-    """The network ``lutmac sim`` runs and where it came from: a file, a checkpoint, the demo's, or trained now."""
+    """The network ``lutmac sim`` runs and where it came from: a file, a checkpoint, the demo's, or trained now.
+
+    ``demo_out`` named must hold the export; None looks in :data:`DEFAULT_DEMO_OUT` and trains when it is not there.
+    """
     if network is not None:
         if not Path(network).is_file():
             raise ConfigError(f"network file {network} not found")
@@ -37,9 +42,12 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
             raise ConfigError(f"checkpoint {checkpoint} not found")
         model = load_checkpoint(quantize_model(DigitsNet(), scheme, bits), checkpoint).eval()
         return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)"
-    exported = Path(demo_out) / "networks" / f"{model_name(scheme, bits)}.json"
+    exported = Path(demo_out if demo_out is not None else DEFAULT_DEMO_OUT) / "networks" / f"{model_name(scheme, bits)}.json"
     if exported.is_file():
         return IntegerNetwork.load(exported), str(exported)
+    if demo_out is not None:
+        raise ConfigError(f"no exported network {exported}: run `lutmac demo --out {demo_out}` with {scheme} at {bits} "
+                          "bits first, or leave out --from to train the model now")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -52,11 +60,12 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
 
 
 def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme: str = "post", bits: int = 4,
-             demo_out: Path = Path("out"), images: int = DEFAULT_RTL_IMAGES, rows: int = 8, cols: int = 8,
+             demo_out: Path | None = None, images: int = DEFAULT_RTL_IMAGES, rows: int = 8, cols: int = 8,
              backend: str = "verilator", seed: int = 0) -> tuple[str, bool]:
     """``lutmac sim``: test images through the RTL; (printable per-layer report, bit-exact)."""
     if images < 1:
         raise ConfigError("sim needs at least one image")
+    digits.check_image_count(images)
     HardwareConfig(rows, cols, OWN_ARRAY)
     net, origin = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed)
     data = digits.load_digits_split(seed)

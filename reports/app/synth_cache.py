@@ -1,27 +1,33 @@
-"""Array cores synthesized on demand for the demo's energy figures, cached beside ``make synth``'s results.
+"""Array cores synthesized on demand for the demo's energy figures, cached in the source tree's build folder.
 
 The demo prices each model on the PE kinds that run it; the 4x4 array cores it needs and
 ``build/synth/synth.json`` lacks are synthesized here (Yosys via :mod:`hw.synth`) on the demo's
 synthesis thread, and kept only while they are stamped with the hw sources imported now.
+
+The cache is ``CACHE_PATH``, ``build/synth/demo/synth.json`` of the source tree lutmac runs from (where
+``make synth`` writes and the simulation builds of :func:`sim.toolchain.build_root` go; ``make clean``
+removes it), whatever the working directory: a run from another folder neither leaves a ``build/``
+there nor synthesizes the same cores again.  Yosys works in ``.work-<pid>-*`` beside it, removed after
+each core, on SIGTERM/SIGINT, or by the next run if its process died.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import hw
 from golden.errors import ConfigError, LutmacError
-from golden.files import write_atomic
+from golden.files import temporary_folder, write_atomic
 from hw.synth_record import SynthReport, UnitType
+from sim.toolchain import REPO_ROOT
 
 from ..energy import Synthesis
 
 SYNTH_ARRAY = 4  # array cores are synthesized at 4x4; energies are per PE relative to the int 8-bit anchor
-SYNTH_CACHE_NAME = "demo"
+CACHE_PATH = REPO_ROOT / "build" / "synth" / "demo" / "synth.json"
 _WARNED_STALE: set[Path] = set()  # a stale base file is reported once per process, not per cache object
 
 
@@ -29,12 +35,12 @@ class SynthesisCache:
     """Array cores synthesized on demand (4x4, Yosys via ``hw.synth``) next to ``make synth``'s results.
 
     Units come from ``base`` (``build/synth/synth.json`` when ``make synth`` ran) and from the
-    cache file ``base.parent / demo / synth.json``, which gains every unit synthesized here.
+    cache file ``path`` (default :data:`CACHE_PATH`), which gains every unit synthesized here.
     """
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, path: Path = CACHE_PATH):
         self.base = Path(base)
-        self.path = self.base.parent / SYNTH_CACHE_NAME / "synth.json"
+        self.path = Path(path)
         self.lock = threading.Lock()
         self.seconds = 0.0
 
@@ -81,7 +87,8 @@ class SynthesisCache:
                 cfg = ArrayConfig(kind, SYNTH_ARRAY, SYNTH_ARRAY, w, a, frac_bits=f, max_reduction=ARRAY_REDUCTION)
                 name = f"array_{kind}_w{w}a{a}f{f}_{SYNTH_ARRAY}x{SYNTH_ARRAY}"
                 start = time.perf_counter()
-                with tempfile.TemporaryDirectory(prefix="lutmac-demo-synth-") as work:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with temporary_folder(self.path.parent, ".work-") as work:
                     record = synthesize(SynthTarget(name, UnitType.ARRAY, cfg), Path(work))
                 self.seconds += time.perf_counter() - start
                 cached = self._cached()

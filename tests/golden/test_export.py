@@ -650,7 +650,8 @@ def test_in_place_operation_on_a_tensor_read_only_there_exports():
         def forward(self, x):
             return self.conv2(self.relu(self.conv(x)))
 
-    network, _ = export_model(InPlaceRelu())
+    model = calibrate(InPlaceRelu(), torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(0)))
+    network, _ = export_model(model)
     assert len(network.layers) == 2
 
 
@@ -693,3 +694,18 @@ def test_view_flatten_and_unknown_operations():
     np.testing.assert_array_equal(by_view.logits(x.double().numpy()), by_flatten.logits(x.double().numpy()))
     with pytest.raises(ConfigError, match="no integer export"):
         export_model(Net("scaled"))
+
+
+def test_a_model_never_calibrated_is_not_exported():
+    """Its scales are the construction values: the integer network would disagree with it on every input."""
+    torch.manual_seed(0)
+    for scheme in ("lsq", "post", "apot", "lcq", "asq"):
+        model = quantize_model(SmallNet(), scheme, 4)
+        with pytest.raises(ConfigError, match=r"never calibrated: \d+ quantizer\(s\) .* call golden.layers.calibrate"):
+            export_model(model)
+        calibrate(model, digits())
+        export_model(model)  # calibrated: exported
+    half = quantize_model(SmallNet(), "lsq", 4)
+    half.features[0].init_from(digits())  # one layer calibrated, the rest not
+    with pytest.raises(ConfigError, match="never calibrated"):
+        export_model(half)

@@ -253,6 +253,16 @@ def test_layer_validation_errors():
         IntegerLayer(**{**_fields(linear), "stride": (2, 2)})
 
 
+@pytest.mark.parametrize("width", [20.0, 20.5, "20", True, np.float64(20)])
+def test_a_non_int_accumulator_width_names_the_type(width):
+    layer = small_layer(np.random.default_rng(3), "int", "uniform")
+    with pytest.raises(ConfigError, match=f"accumulator_width must be an int, got {type(width).__name__} ") as raised:
+        IntegerLayer(**{**_fields(layer), "accumulator_width": width})
+    assert not isinstance(raised.value, AccumulatorOverflowError)  # the type is wrong, not the width
+    with pytest.raises(ConfigError, match=f"accumulator width must be an int, got {type(width).__name__} "):
+        spec.check_accumulator(layer.cfg, width, layer.reduction_length)
+
+
 def test_output_stage_validation_errors():
     levels, thresholds = np.arange(16), np.linspace(0, 1, 15)
     adapter = AsqAdapter((np.ones((1, 4)),), (np.zeros(1),))

@@ -312,3 +312,22 @@ def test_bad_input_raises():
     q.alpha.data = torch.tensor([0.0])
     with pytest.raises(CodeRangeError):
         q(torch.rand(4))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_theta_is_rejected_not_put_on_the_top_level(bad):
+    q = LCQQuantizer(4, signed=False, level_bits=8)
+    with torch.no_grad():
+        q.theta[1] = bad
+    x = torch.linspace(0, 1, 16)
+    for call in (lambda: q(x), lambda: q.quantize_codes(x), q.integer_levels, q.thresholds, q.levels):
+        with pytest.raises(NonFiniteInputError, match="LCQ theta must be finite"):
+            call()
+
+
+def test_a_theta_whose_softmax_underflows_is_rejected():
+    q = LCQQuantizer(4, signed=True, level_bits=8)
+    with torch.no_grad():
+        q.theta[0] = 1e4  # the other intervals get width exp(-1e4) = 0
+    with pytest.raises(CodeRangeError, match="interval of zero width"):
+        q.integer_levels()

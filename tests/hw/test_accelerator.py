@@ -48,6 +48,7 @@ def test_threshold_bank_output(kind):
     lo, hi = spec.signed_range(cfg.requant.sum_bits)
     spread = np.sort(rng.integers(acc.min() - 3, acc.max() + 4, (5, cfg.threshold_count)), axis=1)
     spread[0, :2], spread[1, -2:] = lo - 100, hi + 100
+    spread[2, 0], spread[3, -1] = -(1 << 62), 1 << 62  # beyond the threshold field itself: only the host's clip fits them
     run_and_check(cfg, [GemmJob(**{**job.__dict__, "thresholds": spread})])
 
 

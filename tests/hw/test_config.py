@@ -92,6 +92,45 @@ def test_preset_files_are_validated(tmp_path):
         load_presets(bad_default)
 
 
+GOOD_PRESET = 'default = "a"\n[configs.a]\npe_kind = "int"\nrows = 2\ncols = 2\nweight_bits = 4\nact_bits = 4\n'
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    (GOOD_PRESET + "colour = 1\n", "preset 'a': unknown array config keys \\['colour'\\]"),
+    (GOOD_PRESET.replace("rows = 2", 'rows = "2"'), "preset 'a': array config key rows='2' must be int"),
+    (GOOD_PRESET.replace('pe_kind = "int"', "pe_kind = 4"), "preset 'a': array config key pe_kind=4 must be str"),
+    (GOOD_PRESET + "threshold_bank = 1\n", "preset 'a': array config key threshold_bank=1 must be bool"),
+    (GOOD_PRESET + "global_pool = 1\n", "preset 'a': array config key global_pool=1 must be bool"),
+    (GOOD_PRESET + "accumulator_width = 20.5\n", "preset 'a': array config key accumulator_width=20.5 must be int"),
+    (GOOD_PRESET + "max_m = true\n", "preset 'a': array config key max_m=True must be int"),
+    (GOOD_PRESET + "rows = 3\n", "not valid TOML: Cannot overwrite a value"),
+    (GOOD_PRESET.replace("rows = 2", "rows = "), "not valid TOML: Invalid value"),
+    ("[configs\n", "not valid TOML"),
+    (GOOD_PRESET + "[configs.b]\npe_kind = \"int\"\nrows = 2\ncols = 2\nweight_bits = 4\nact_bits = 4\nrows = 4\n", "not valid TOML"),
+    ("defualt = 'a'\n" + GOOD_PRESET, "unknown top-level keys \\['defualt'\\]"),
+    (GOOD_PRESET.replace("[configs.a]\n", "configs.a = 3\n[configs.b]\n"), "configs.a must be a table"),
+])
+def test_a_malformed_preset_file_is_a_config_error_naming_it(tmp_path, text, match):
+    path = tmp_path / "presets.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as raised:
+        load_presets(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    with pytest.raises(ConfigError, match=match):
+        preset("a", path)
+
+
+def test_a_binary_or_unreadable_preset_file_is_a_config_error(tmp_path):
+    path = tmp_path / "presets.toml"
+    path.write_bytes(b"\xff\xfe" + GOOD_PRESET.encode("utf-16-le"))
+    with pytest.raises(ConfigError, match=f"^{path}: not valid TOML"):
+        load_presets(path)
+    with pytest.raises(ConfigError, match=f"^{tmp_path}: cannot be read"):
+        load_presets(tmp_path)
+    path.write_text(GOOD_PRESET)
+    assert load_presets(path)[0] == "a"
+
+
 def test_config_round_trips_through_dict():
     cfg = preset("lcq4-4x4")
     assert ArrayConfig.from_dict(cfg.to_dict()) == cfg

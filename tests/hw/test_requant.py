@@ -96,6 +96,16 @@ def test_raw_mode_with_and_without_relu(cfg):
         np.testing.assert_array_equal(got, np.maximum(acc + bias, 0) if relu else acc + bias)
 
 
+def test_relu_bound_is_exactly_zero(cfg):
+    """RAW + ReLU at the bound: -1 becomes 0, 0 and 1 pass (a bound off by one lets -1 through)."""
+    totals = np.arange(-3, 4)
+    zeros = np.zeros_like(totals)
+    got = run_lane(cfg, totals, zeros, np.ones_like(totals), zeros, OutputMode.RAW, relu=True)
+    assert got.tolist() == [0, 0, 0, 0, 1, 2, 3]
+    got = run_lane(cfg, zeros, totals, np.ones_like(totals), zeros, OutputMode.RAW, relu=True)  # the bias side
+    assert got.tolist() == [0, 0, 0, 0, 1, 2, 3]
+
+
 def test_threshold_mode_in_the_lane():
     cfg = ArrayConfig("lcq", 2, 2, 3, 3, max_reduction=16, out_bits=3)
     rng = np.random.default_rng(2)

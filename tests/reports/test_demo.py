@@ -11,7 +11,7 @@ from golden.layers import SCHEMES, calibrate, quantize_model, save_checkpoint
 from golden.spec import WeightFormat
 from reports import digits
 from reports.app.agreement import evaluate_integer
-from reports.app.demo import DemoOptions, check_output_folder
+from reports.app.demo import DemoOptions
 from reports.app.pricing import energy_rows, layer_hardware, priced_kinds, synth_keys
 from reports.app.rtl import shared_reduction
 from reports.app.simulate import load_or_train_network
@@ -62,17 +62,6 @@ def test_broken_synthesis_file_fails_before_training(tmp_path):
     synth.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         DemoOptions(tmp_path / "out", synth=synth).check()
-
-
-def test_output_folder_must_be_writable(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    with pytest.raises(ConfigError, match="exists and is not a folder"):
-        check_output_folder(blocker)
-    with pytest.raises(ConfigError, match="not writable"):
-        check_output_folder(blocker / "out")
-    check_output_folder(tmp_path / "new" / "out")
-    assert (tmp_path / "new" / "out").is_dir()
 
 
 def test_training_is_deterministic_for_a_seed(data, float_model):
@@ -169,7 +158,7 @@ def test_energy_rows_price_every_layer_at_its_precision(tmp_path, data, float_mo
     assert sum(r["mac_nj"] for r in lut) > sum(r["mac_nj"] for r in shared)  # made-up figures: LUT PE costs more
     assert all(r["energy_nj"] > 0 and r["cycles"] > 0 for r in rows)
     assert all(r["asq_nj"] == 0 for r in rows)  # no adapter, nothing added
-    cache = SynthesisCache(path)
+    cache = SynthesisCache(path, tmp_path / "demo" / "synth.json")
     assert cache.missing({("int", 8, 8, 0), ("lcq", 4, 4, 0)}) == [("lcq", 4, 4, 0)]
 
 
@@ -203,7 +192,7 @@ def test_synthesis_from_other_hw_sources_is_not_used(tmp_path, capsys):
 
     key = ("int", 8, 8, 0)
     base = tmp_path / "synth.json"
-    cache = SynthesisCache(base)
+    cache = SynthesisCache(base, tmp_path / "demo" / "synth.json")
     cache.path.parent.mkdir()
     for stamp, usable in ((None, False), (hw.SOURCE_FINGERPRINT, True), ("0" * 16, False)):
         payload = synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])
@@ -218,3 +207,26 @@ def test_synthesis_from_other_hw_sources_is_not_used(tmp_path, capsys):
     assert "synthesized from other hw sources" in capsys.readouterr().err
     base.write_text(json_text(synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])))
     assert cache.missing({key}) == []  # an unstamped (hand-made) file counts
+
+
+def test_the_synthesis_cache_is_in_the_source_tree_and_yosys_works_beside_it(tmp_path, monkeypatch):
+    """Not build/synth/demo under the working directory, and no /tmp/lutmac-demo-synth-* folder."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from reports.energy import DEFAULT_SYNTH_PATH  # noqa: PLC0415
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)
+    assert SynthesisCache(DEFAULT_SYNTH_PATH).path == repo / "build" / "synth" / "demo" / "synth.json"
+    work = []
+
+    def stopped(target, folder):
+        work.append(folder)
+        raise ConfigError("stopped in Yosys")
+
+    monkeypatch.setattr("hw.synth.synthesize", stopped)
+    cache = SynthesisCache(tmp_path / "absent.json", tmp_path / "cache" / "synth.json")
+    with pytest.raises(ConfigError, match="stopped in Yosys"):
+        cache.ensure({("int", 8, 8, 0)})
+    assert work[0].parent == tmp_path / "cache" and work[0].name.startswith(".work-")
+    assert [p.name for p in tmp_path.iterdir()] == ["cache"] and list((tmp_path / "cache").iterdir()) == []

@@ -16,6 +16,7 @@ from reports.app import demo
 from reports.app.cli import main
 from reports.app.pricing import priced_kinds
 from reports.app.rtl import DEFAULT_RTL_IMAGES
+from reports.output import OUTPUT_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 # the synthesis results of `make synth` if present; array cores the demo needs are cached beside them
@@ -42,7 +43,7 @@ def test_quick_demo_end_to_end(quick_run):
     assert {"summary.md", "summary.json", "accuracy.csv", "accuracy.json", "integer_layers.csv", "rtl.csv",
             "rtl_layers.csv", "energy.csv", "energy_layers.csv", "accuracy_vs_bits.png", "energy_per_inference.png",
             "checkpoints/float.pt", "checkpoints/post_w4.pt", "networks/post_w4.json"} <= files
-    assert not any(name.startswith(".") for name in files), "no staging leftovers"
+    assert not any(name.startswith(".") for name in files - {OUTPUT_MARKER}), "no staging leftovers"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failures"] == []
     assert summary["float_accuracy"] > 0.9
@@ -68,16 +69,17 @@ def test_quick_demo_end_to_end(quick_run):
     assert "RTL: 1/1 models bit-exact" in printed
 
 
-def test_sim_runs_an_exported_network(quick_run, tmp_path, capsys):
+def test_sim_runs_an_exported_network(quick_run, tmp_path, capsys, monkeypatch):
     out = quick_run[0]
     assert main(["sim", "--network", str(out / "networks" / "post_w4.json"), "--rtl-images", "2"]) == 0
     printed = capsys.readouterr().out
     assert "bit-exact at every layer; RTL predictions agree with golden on 2/2" in printed
     assert "| features.3 | codes |" in printed
-    # the default model is the demo's post_w4 from --from; with none there it is trained now
+    # the default model is the demo's post_w4 from --from; without --from and no out/ here it is trained now
     assert main(["sim", "--from", str(out), "--rtl-images", "1"]) == 0
     assert f"network: {out / 'networks' / 'post_w4.json'}" in capsys.readouterr().out
-    assert main(["sim", "--from", str(tmp_path), "--rtl-images", "1"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["sim", "--rtl-images", "1"]) == 0
     assert "post_w4 trained now" in capsys.readouterr().out
 
 
@@ -113,6 +115,37 @@ def test_bad_input_is_one_line_and_keeps_results(tmp_path, capsys):
     expect_error(capsys, ["demo", "--out", str(blocker / "out")], "is not writable")
     assert (out / "summary.md").read_text() == "earlier results"
     assert sorted(p.name for p in out.iterdir()) == ["summary.md"]
+
+
+def test_sim_from_a_folder_without_the_export_is_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("reports.app.simulate.train_float", lambda *args: pytest.fail("trained a model"))
+    expect_error(capsys, ["sim", "--from", str(tmp_path), "--rtl-images", "1"],
+                 f"no exported network {tmp_path / 'networks' / 'post_w4.json'}: run `lutmac demo --out {tmp_path}`")
+
+
+def test_more_rtl_images_than_the_test_set_holds_is_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo.digits, "load_digits_split", lambda *args: pytest.fail("started the work"))
+    for command in ("sim", "demo"):
+        expect_error(capsys, [command, "--rtl-images", "100000", *(["--out", str(tmp_path / "out")] if command == "demo" else [])],
+                     "rtl-images 100000 is more than the 450 test images the digits split holds")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_negative_seed_is_a_usage_error(capsys):
+    for argv in (["demo", "--seed", "-1"], ["sim", "--seed", "-1"], ["resnet20", "--seed", "-1"],
+                 ["frac-search", "--seed", "-1"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "argument --seed: '-1' is not a non-negative integer" in err, err
+
+
+def test_a_truncated_checkpoint_is_one_line(tmp_path, capsys):
+    path = tmp_path / "post_w4.pt"
+    save_checkpoint(quantize_model(DigitsNet(), "post", 4), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    expect_error(capsys, ["sim", "--checkpoint", str(path), "--rtl-images", "1"], "is not a lutmac-quantized-model checkpoint")
 
 
 def test_checkpoint_of_another_model_is_rejected(tmp_path, capsys):

@@ -56,6 +56,30 @@ def test_failed_run_leaves_earlier_results(tmp_path, synth_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "synth.json"]
 
 
+def test_a_smaller_run_leaves_none_of_the_earlier_files(tmp_path, synth_path):
+    """The folder is replaced whole: a run on another network leaves no table of the earlier one beside its own."""
+    out = tmp_path / "out"
+    first = generate(options(out, synth_path))
+    assert "estimate_resnet18.csv" in first
+    second = generate(options(out, synth_path, networks=("resnet20",)))
+    assert "estimate_resnet20.csv" in second
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "synth.json"]
+
+
+def test_a_malformed_preset_file_is_one_line_in_the_report(tmp_path, synth_path, monkeypatch, capsys):
+    from hw import config  # noqa: PLC0415
+
+    presets = tmp_path / "presets.toml"
+    presets.write_text('default = "a"\n[configs.a\n')
+    monkeypatch.setattr(report, "preset", lambda name: config.preset(name, presets))
+    status = main(["report", "--out", str(tmp_path / "out"), "--synth", str(synth_path), "--networks", "resnet18"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"lutmac report: error: {presets}: not valid TOML"), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_missing_synthesis(tmp_path, capsys):
     out = tmp_path / "out"
     status = main(["report", "--out", str(out), "--synth", str(tmp_path / "missing.json"), "--networks", "resnet20"])
