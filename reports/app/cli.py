@@ -71,6 +71,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     from golden.errors import ConfigError
 
     from ..energy import DEFAULT_SYNTH_PATH, load_energy_table, load_synthesis
+    from ..output import check_output_folder
     from ..scalesim_config import read_config
     from ..scalesim_dropin import compute_report, hardware_config, totals, write_compute_report
     from ..topology import read_topology
@@ -79,10 +80,12 @@ def run_estimate(args: argparse.Namespace) -> int:
     topology = args.topology or (Path(config.topology) if config.topology else None)
     if topology is None:
         raise ConfigError(f"no topology: give -t TOPOLOGY.csv or set TopologyCsvLoc in {args.config}")
+    out = args.out or Path(config.run_name)
+    check_output_folder(out, replace_folder=False)  # one file into it, as SCALE-Sim writes its run folder
     hardware = hardware_config(config, args.scheme, args.bits, args.act_bits, args.pe_kind, args.frac_bits)
     rows = compute_report(read_topology(topology), hardware, load_synthesis(args.synth or DEFAULT_SYNTH_PATH),
                           load_energy_table(args.energy_config))
-    path = write_compute_report(args.out or Path(config.run_name), rows)
+    path = write_compute_report(out, rows)
     summary = totals(rows)
     print(f"{summary['layers']} layers on {config.rows}x{config.cols} {config.dataflow} ({hardware.pe_kind} "
           f"w{hardware.weight_bits}a{hardware.act_bits}): {summary['cycles']} cycles ({summary['stall_cycles']} DRAM stalls), "

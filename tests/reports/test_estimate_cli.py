@@ -105,3 +105,17 @@ def test_no_topology_anywhere(tmp_path, synth_path, capsys):
     cfg.write_text(CFG)
     assert main(["estimate", "-c", str(cfg), "--synth", str(synth_path)]) == 2
     assert "no topology" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make_out", [lambda tmp: tmp / "file", lambda tmp: tmp / "file" / "below"])
+def test_an_output_path_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, synth_path, capsys, monkeypatch,
+                                                                           make_out):
+    (tmp_path / "file").write_text("not a folder")
+    cfg, topology = tmp_path / "scale.cfg", tmp_path / "gemm.csv"
+    cfg.write_text(CFG)
+    topology.write_text(GEMM)
+    monkeypatch.setattr("reports.scalesim_dropin.compute_report", lambda *a: pytest.fail("ran before checking --out"))
+    assert main(["estimate", "-c", str(cfg), "-t", str(topology), "--out", str(make_out(tmp_path)),
+                 "--synth", str(synth_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lutmac estimate: error: output folder") and len(err.strip().splitlines()) == 1
