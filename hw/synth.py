@@ -75,7 +75,7 @@ from .top import BUFFERS, Accelerator
 YOSYS = "/usr/bin/yosys"
 ARRAY_REDUCTION = 512
 RESIDUAL_CODE_BITS = 5  # the synthesized residual unit adds 4-bit codes (signed 5 bits)
-UNIT_TIMEOUT_SECONDS = 900
+UNIT_TIMEOUT_SECONDS = 3600  # a guard against a hung tool: the whole accelerator alone takes 15 min on a loaded machine
 
 
 @dataclass(frozen=True)
@@ -280,8 +280,11 @@ def synthesize(unit: SynthTarget, work_root: Path) -> SynthRecord:
     script.write_text(_script(verilog_path, top, work, unit.flows, fpga, macros=whole))
     log = work / "yosys.log"
     with open(log, "w") as stream:
-        result = subprocess.run([YOSYS, "-q", "-s", str(script)], stdout=stream, stderr=subprocess.STDOUT,
-                                timeout=UNIT_TIMEOUT_SECONDS)
+        try:
+            result = subprocess.run([YOSYS, "-q", "-s", str(script)], stdout=stream, stderr=subprocess.STDOUT,
+                                    timeout=UNIT_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"yosys did not finish {unit.name} in {UNIT_TIMEOUT_SECONDS} s; see {log}") from None
     if result.returncode:
         raise RuntimeError(f"yosys failed on {unit.name} (exit {result.returncode}); see {log}")
     cmos = (work / "cmos_stat.txt").read_text()
@@ -455,7 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         units = default_units(args.full)
     started = time.monotonic()
-    run(units, args.out, args.jobs)
+    try:
+        run(units, args.out, args.jobs)
+    except (LutmacError, RuntimeError) as error:  # a missing tool, a failed or hung flow: one line, nothing written
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out / 'synth.json'} and {args.out / 'synth.md'} in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 

@@ -135,3 +135,11 @@ def test_whole_accelerator_prices_its_buffers_as_sram_macros_and_places_them_in_
     assert f"{stdcell.MACRO_PREFIX}act_buffer " in netlist and "DFFPOSX1" in netlist
     assert 0 < record.critical_path_ns < stdcell.PERIOD_NS
     assert record.ice40_bram >= len(words) and record.ice40_lc > 0 and record.ice40_fmax_mhz > 0
+
+
+def test_hw_synth_reports_a_missing_tool_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(stdcell, "LIBERTY", tmp_path / "nope.lib")
+    assert synth.main(["--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m hw.synth: error: ") and "qflow-tech-osu018" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
