@@ -51,7 +51,7 @@ verilog: setup
 	$(PY) -m hw.generate --out build/verilog
 
 ## Yosys area figures, OSU 0.18 um area and timing, iCE40/ECP5 place-and-route and the whole accelerator
-## (hw.synth; 993 s measured on the 2 cores at a load of 5-7; `python -m hw.synth --full` adds the slow units).
+## (hw.synth; 769-993 s measured on the 2 cores at a load of 4-7; `python -m hw.synth --full` adds the slow units).
 synth: $(SYNTH_JSON)
 
 $(SYNTH_JSON): $(wildcard hw/*.py hw/*.toml) golden/spec.py golden/requantization.py | setup
