@@ -61,13 +61,16 @@ bench: setup
 setup: $(STAMP) apt
 
 # Debian packages: Icarus Verilog (simulation), Yosys 0.23 (synthesis figures), the OSU 0.18 um
-# standard cells with OpenSTA (area and timing) and nextpnr-ice40 with icestorm (FPGA place-and-route).
+# standard cells with OpenSTA (area and timing), nextpnr-ice40 with icestorm (FPGA place-and-route) and
+# Fashion-MNIST's idx files (reports.fashion).
 LIBERTY := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
+FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 apt:
 	@command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
-	  && command -v nextpnr-ice40 >/dev/null && command -v icepack >/dev/null && test -f $(LIBERTY) || { \
+	  && command -v nextpnr-ice40 >/dev/null && command -v icepack >/dev/null && test -f $(LIBERTY) \
+	  && test -f $(FASHION) || { \
 	  apt-get update && apt-get install -y --no-install-recommends iverilog yosys \
-	    qflow-tech-osu018 opensta nextpnr-ice40 fpga-icestorm; }
+	    qflow-tech-osu018 opensta nextpnr-ice40 fpga-icestorm dataset-fashion-mnist; }
 
 # SCALE-Sim v2, the reference the dataflow models and `lutmac estimate` are tested against (reports.scalesim_ref).
 # --no-deps: of its declared requirements it imports only numpy and tqdm (ours); pandas, absl-py and the
