@@ -211,7 +211,59 @@ def run_frac_search(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
+def add_sqnr(subparsers) -> None:
+    from .datasets import DATASETS
+
+    parser = subparsers.add_parser("sqnr", help="per-layer weight SQNR of lsq, pot, post, apot, lcq at 2-6 bits on trained float weights")
+    parser.add_argument("--out", type=Path, required=True, help="folder for sqnr*.md/.csv/.json and sqnr.png (replaced atomically)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="fashion", help="data set and its network (default fashion)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a float checkpoint of the network (e.g. an ablation's float_s0.pt); "
+                        "default: train the float network now")
+    parser.add_argument("--epochs", type=_positive, default=3, help="float epochs when training now (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the float training (default 0)")
+    parser.set_defaults(func=run_sqnr)
+
+
+def run_sqnr(args: argparse.Namespace) -> int:
+    import torch
+
+    from golden.layers import load_checkpoint
+
+    from ..output import staged_report
+    from ..sqnr import SQNR_BITS, SQNR_SCHEMES, mean_over_layers, model_sqnr, write_sqnr
+    from .datasets import dataset
+    from .demo import check_output_folder
+    from .training import train_float
+
+    data_set = dataset(args.dataset)
+    check_output_folder(args.out)
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            from golden.errors import ConfigError
+
+            raise ConfigError(f"checkpoint {args.checkpoint} not found")
+        model, origin = load_checkpoint(data_set.network(), args.checkpoint).eval(), str(args.checkpoint)
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model = train_float(data_set.load(args.seed), args.seed, args.epochs, network=data_set.network)
+        finally:
+            torch.set_num_threads(threads)
+        origin = f"float {data_set.network.__name__} trained now ({args.epochs} epochs, seed {args.seed})"
+    rows = model_sqnr(model)
+    with staged_report(args.out) as writer:
+        write_sqnr(writer, rows, f"Weight SQNR of {data_set.title} ({origin})")
+    means = mean_over_layers(rows)
+    print("mean SQNR over layers (dB, quantizer init):")
+    print("bits " + " ".join(f"{s:>6}" for s in SQNR_SCHEMES))
+    for b in SQNR_BITS:
+        print(f"{b:>4} " + " ".join(f"{means[(s, b)]:6.2f}" for s in SQNR_SCHEMES))
+    print(f"wrote {len(writer.files)} files to {args.out}")
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable] = {"sqnr": add_sqnr, "report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
                                    "frac-search": add_frac_search}
 
 
