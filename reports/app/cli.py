@@ -263,7 +263,57 @@ def run_sqnr(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable] = {"sqnr": add_sqnr, "report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
+def add_ablation(subparsers) -> None:
+    from .ablation import DEFAULT_SEEDS, FLOAT_EPOCHS, QAT_EPOCHS, QAT_IMAGES
+    from .datasets import DATASETS
+
+    parser = subparsers.add_parser("ablation", help="the paper's ablation (float, lsq, pot, post, apot, lcq, asq, asq_post) "
+                                   "over seeds on Dask, with 95 %% intervals and paired tests against lsq")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--schemes", nargs="+", default=None, help="schemes (default: the seven of the ablation)")
+    parser.add_argument("--bits", nargs="+", type=int, default=None, help="bits for every scheme (default: 4 3, and 2 for lsq, pot)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="seeds (default 0 1 2)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="fashion", help="data set (default fashion)")
+    parser.add_argument("--float-epochs", type=_positive, default=FLOAT_EPOCHS, help=f"float epochs per seed (default {FLOAT_EPOCHS})")
+    parser.add_argument("--qat-epochs", type=_positive, default=QAT_EPOCHS, help=f"QAT epochs per job (default {QAT_EPOCHS})")
+    parser.add_argument("--qat-images", type=_positive, default=QAT_IMAGES, help=f"training images of QAT (default {QAT_IMAGES})")
+    parser.add_argument("--train-images", type=_positive, default=None, help="use only the first training images (default all)")
+    parser.add_argument("--test-images", type=_positive, default=None, help="use only the first test images (default all)")
+    parser.add_argument("--bound-images", type=_positive, default=None, help="test images of the bound check (default 200)")
+    parser.add_argument("--dask", default="local", help="'local' (a LocalCluster, default) or a scheduler address tcp://HOST:8786")
+    parser.add_argument("--workers", type=_positive, default=2, help="LocalCluster workers (default 2)")
+    parser.set_defaults(func=run_ablation)
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    from golden.layers import check_scheme
+
+    from .ablation import ABLATION_SCHEMES, DEFAULT_RUNS, AblationOptions
+    from .ablation import run_ablation as ablation
+
+    if args.schemes or args.bits:
+        schemes = tuple(args.schemes or ABLATION_SCHEMES)
+        bits = tuple(args.bits or (4, 3))
+        runs = tuple((s, b) for b in bits for s in schemes)
+        for scheme, b in runs:
+            check_scheme(scheme, b)
+    else:
+        runs = DEFAULT_RUNS
+    extra = {"bound_images": args.bound_images} if args.bound_images else {}
+    options = AblationOptions(out=args.out, runs=runs, seeds=tuple(args.seeds), float_epochs=args.float_epochs,
+                              qat_epochs=args.qat_epochs, dataset=args.dataset, train_images=args.train_images,
+                              test_images=args.test_images, qat_images=args.qat_images, dask=args.dask,
+                              workers=args.workers, **extra)
+    result = ablation(options)
+    print((args.out / "ablation.md").read_text())
+    failing = [r["model"] for r in result.summary if r["all_within_bound"] is False]
+    if failing:
+        print(f"lutmac ablation: layers outside the float-vs-integer bound in {', '.join(failing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable] = {"sqnr": add_sqnr, "ablation": add_ablation, "report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
                                    "frac-search": add_frac_search}
 
 
