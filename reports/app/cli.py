@@ -150,6 +150,10 @@ def add_sim(subparsers) -> None:
     parser.add_argument("--from", dest="demo_out", type=Path, default=Path("out"),
                         help="demo output folder holding networks/SCHEME_wBITS.json (default out/); "
                              "without it the model is trained now (quick epochs)")
+    parser.add_argument("--dataset", choices=("digits", "fashion"), default="digits",
+                        help="test images and network of --checkpoint (default digits; fashion: an ablation checkpoint)")
+    parser.add_argument("--synth", type=Path, default=None,
+                        help="synthesis JSON (e.g. build/synth/synth.json): also print the energy per inference")
     _rtl_options(parser)
     parser.set_defaults(func=run_sim)
 
@@ -159,7 +163,7 @@ def run_sim(args: argparse.Namespace) -> int:
 
     report, bit_exact = simulate(network=args.network, checkpoint=args.checkpoint, scheme=args.scheme, bits=args.bits,
                                  demo_out=args.demo_out, images=args.rtl_images, rows=args.array[0], cols=args.array[1],
-                                 backend=args.backend, seed=args.seed)
+                                 backend=args.backend, seed=args.seed, data_set=args.dataset, synth=args.synth)
     print(report)
     return 0 if bit_exact else 1
 
