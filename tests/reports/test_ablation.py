@@ -36,6 +36,7 @@ def test_summary_pairs_each_seed_with_lsq():
     assert fake["mean_diff_pp"] == pytest.approx(1.5)
 
 
+@pytest.mark.slow
 def test_two_worker_cluster_runs_the_matrix(tmp_path):
     out = tmp_path / "ablation"
     scratch = tmp_path / "scratch"
