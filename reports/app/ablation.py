@@ -49,10 +49,10 @@ ABLATION_SCHEMES = (S.LSQ, S.POT, S.POST, S.APOT, S.LCQ, S.ASQ, S.ASQ_POST)
 TWO_BIT_SCHEMES = (S.LSQ, S.POT)
 DEFAULT_RUNS = tuple((s, b) for b in (4, 3) for s in ABLATION_SCHEMES) + tuple((s, 2) for s in TWO_BIT_SCHEMES)
 DEFAULT_SEEDS = (0, 1, 2)
-FLOAT_EPOCHS, QAT_EPOCHS = 2, 1
-#: QAT images and bound-checked images per job: what keeps 42 jobs near 80 core-seconds each on this machine
-#: (the integer run of 10 000 images takes 35-70 s, the bound check ~0.08 s per image).
-QAT_IMAGES, BOUND_IMAGES = 12_000, 200
+FLOAT_EPOCHS, QAT_EPOCHS = 1, 1
+#: QAT images and bound-checked images per job: what keeps a job near 80 core-seconds on the 2-core machine (the
+#: integer run of the 10 000 test images takes 35-70 s of it, the bound check ~0.08 s per image); README's runs.
+QAT_IMAGES, BOUND_IMAGES = 6000, 100
 #: The ASQ paper's Table 5 (ResNet-20, CIFAR-10, 4 bits, top-1 %), by our scheme names.
 PAPER_RESNET20_W4 = {"float": 92.6, S.LSQ: 92.4, S.POT: 92.5, S.POST: 92.7, S.ASQ: 92.8, S.ASQ_POST: 93.0}
 SETTING_DIFFERENCES = (

@@ -268,7 +268,7 @@ def run_sqnr(args: argparse.Namespace) -> int:
 
 
 def add_ablation(subparsers) -> None:
-    from .ablation import DEFAULT_SEEDS, FLOAT_EPOCHS, QAT_EPOCHS, QAT_IMAGES
+    from .ablation import BOUND_IMAGES, DEFAULT_SEEDS, FLOAT_EPOCHS, QAT_EPOCHS, QAT_IMAGES
     from .datasets import DATASETS
 
     parser = subparsers.add_parser("ablation", help="the paper's ablation (float, lsq, pot, post, apot, lcq, asq, asq_post) "
@@ -283,7 +283,7 @@ def add_ablation(subparsers) -> None:
     parser.add_argument("--qat-images", type=_positive, default=QAT_IMAGES, help=f"training images of QAT (default {QAT_IMAGES})")
     parser.add_argument("--train-images", type=_positive, default=None, help="use only the first training images (default all)")
     parser.add_argument("--test-images", type=_positive, default=None, help="use only the first test images (default all)")
-    parser.add_argument("--bound-images", type=_positive, default=None, help="test images of the bound check (default 200)")
+    parser.add_argument("--bound-images", type=_positive, default=None, help=f"test images of the bound check (default {BOUND_IMAGES})")
     parser.add_argument("--dask", default="local", help="'local' (a LocalCluster, default) or a scheduler address tcp://HOST:8786")
     parser.add_argument("--workers", type=_positive, default=2, help="LocalCluster workers (default 2)")
     parser.set_defaults(func=run_ablation)
