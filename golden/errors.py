@@ -43,3 +43,7 @@ class ConfigError(LutmacError):
 
 class ToolMissingError(LutmacError):
     """An external tool or its data (OpenSTA, nextpnr, a Liberty library) that is not installed."""
+
+
+class DatasetError(LutmacError):
+    """A data set file that is truncated, corrupt or not in the format it should have."""

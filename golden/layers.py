@@ -161,6 +161,12 @@ def _scheme_quantizers(scheme: str) -> QuantizerFactory:
     return factories[scheme]
 
 
+def scheme_quantizers(scheme: str, bits: int, in_channels: int, out_channels: int) -> tuple[nn.Module, nn.Module]:
+    """The (weight, activation) quantizers :func:`quantize_model` gives a body layer of ``scheme`` at ``bits``."""
+    check_scheme(scheme, bits)
+    return _scheme_quantizers(scheme)(bits, in_channels, out_channels)
+
+
 def check_scheme(scheme: str, bits: int) -> None:
     """Raise UnknownSchemeError / UnsupportedBitsError unless ``scheme`` supports ``bits``."""
     if scheme not in SCHEMES:
@@ -198,7 +204,7 @@ def quantize_model(model: nn.Module, scheme: str, bits: int, first_last_bits: in
         if i in (first, last):
             weight_q, act_q = _edge_quantizers(first_last_bits, cout, signed_input=i == first)
         else:
-            weight_q, act_q = make(bits, cin, cout)
+            weight_q, act_q = make(bits, cin, cout)  # = scheme_quantizers(scheme, bits, cin, cout)
         cls = QuantConv2d if conv else QuantLinear
         setattr(parent, name, cls.from_float(layer, weight_q, act_q.to(layer.weight.dtype)))
     share_input_quantizers(model)

@@ -1,4 +1,4 @@
-"""The float models golden quantizes: the demo's DigitsNet and the estimator's ResNets and MobileNet-V2.
+"""The float models golden quantizes: the demo's DigitsNet, FashionNet and the estimator's ResNets and MobileNet-V2.
 
 torchvision is not installable here, so ResNet-18/34 and MobileNet-V2 are written out in
 torchvision's exact layout (same module tree, same parameter counts: 11,689,512 / 21,797,672 /
@@ -33,6 +33,29 @@ class DigitsNet(nn.Module):
             nn.ReLU(),
         )
         self.classifier = nn.Linear(2 * width * 2 * 2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+# --- the Fashion-MNIST CNN ----------------------------------------------------------------
+
+
+class FashionNet(nn.Module):
+    """Four 3×3 conv + BN + ReLU stages (28×28 → 28 → 14 → 7 → 4) and a linear classifier.
+
+    About 2.5 M MACs per image at the default width 16 (16, 32, 64, 64 channels); the layout
+    (``features`` then ``classifier``) is DigitsNet's, so the same export and RTL path run it.
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        stages, cin = [], 1
+        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2), (4 * width, 2)):
+            stages += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            cin = cout
+        self.features = nn.Sequential(*stages)
+        self.classifier = nn.Linear(4 * width * 4 * 4, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))

@@ -1,5 +1,9 @@
 """The demo's data and model: scikit-learn's handwritten digits and a small CNN, trained on the CPU.
 
+The training loop (:func:`train`), :func:`predict`, :func:`accuracy` and :func:`segments` take any
+:class:`ImageData` and any model laid out as ``features`` + ``classifier``: Fashion-MNIST
+(:mod:`reports.fashion`) uses them as they are.
+
 The CNN, :class:`golden.models.DigitsNet`, is defined with the other models golden quantizes.
 
 The digits (1797 greyscale 8×8 images, 10 classes) ship inside scikit-learn, so nothing is
@@ -19,14 +23,15 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from golden.errors import ConfigError
-from golden.models import DigitsNet
 
 TEST_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
-class DigitsData:
-    x_train: torch.Tensor  # (N, 1, 8, 8) float32 in [0, 1]
+class ImageData:
+    """A train/test split of greyscale images: what :func:`train` and the demo's steps take (digits or Fashion-MNIST)."""
+
+    x_train: torch.Tensor  # (N, 1, H, W) float32 in [0, 1]
     y_train: torch.Tensor  # (N,) int64
     x_test: torch.Tensor
     y_test: torch.Tensor
@@ -37,11 +42,7 @@ def test_image_count() -> int:
     return math.ceil(len(load_digits().target) * TEST_FRACTION)
 
 
-def check_image_count(images: int) -> None:
-    """Raise ConfigError unless the split has ``images`` test images to run (the RTL runs exactly those)."""
-    available = test_image_count()
-    if images > available:
-        raise ConfigError(f"rtl-images {images} is more than the {available} test images the digits split holds")
+DigitsData = ImageData  # the digits split is an ImageData of 8x8 images
 
 
 def load_digits_split(seed: int = 0) -> DigitsData:
@@ -56,7 +57,7 @@ def load_digits_split(seed: int = 0) -> DigitsData:
 
 def train(
     model: nn.Module,
-    data: DigitsData,
+    data: ImageData,
     epochs: int,
     lr: float,
     seed: int = 0,
@@ -104,8 +105,8 @@ def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
     return float((predictions == labels).float().mean())
 
 
-def segments(model: DigitsNet) -> list[tuple[str, nn.Module, list[nn.Module], nn.Module | None]]:
-    """A quantized DigitsNet cut at its quantized layers, for layer-by-layer comparisons with the integer model.
+def segments(model: nn.Module) -> list[tuple[str, nn.Module, list[nn.Module], nn.Module | None]]:
+    """A quantized DigitsNet (or FashionNet: ``features`` + ``classifier``) cut at its quantized layers, for layer-by-layer comparisons with the integer model.
 
     Each entry is ``(layer name, quantized layer, the modules after it up to the next quantized
     layer, the next layer's activation quantizer or None)``; the names are the export's.
@@ -115,7 +116,7 @@ def segments(model: DigitsNet) -> list[tuple[str, nn.Module, list[nn.Module], nn
         if hasattr(module, "act_quantizer"):
             found.append([f"features.{index}", module, []])
         elif not found:
-            raise ConfigError("DigitsNet.features must start with a quantized layer")
+            raise ConfigError(f"{type(model).__name__}.features must start with a quantized layer")
         else:
             found[-1][2].append(module)
     found.append(["classifier", model.classifier, []])

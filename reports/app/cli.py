@@ -156,6 +156,10 @@ def add_sim(subparsers) -> None:
     parser.add_argument("--from", dest="demo_out", type=Path, default=None,
                         help="demo output folder holding networks/SCHEME_wBITS.json (an error if it does not); "
                              "default out/ when it holds one, else the model is trained now (quick epochs)")
+    parser.add_argument("--dataset", choices=("digits", "fashion"), default="digits",
+                        help="test images and network of --checkpoint (default digits; fashion: an ablation checkpoint)")
+    parser.add_argument("--synth", type=Path, default=None,
+                        help="synthesis JSON (e.g. build/synth/synth.json): also print the energy per inference")
     _rtl_options(parser)
     parser.set_defaults(func=run_sim)
 
@@ -165,7 +169,7 @@ def run_sim(args: argparse.Namespace) -> int:
 
     report, bit_exact = simulate(network=args.network, checkpoint=args.checkpoint, scheme=args.scheme, bits=args.bits,
                                  demo_out=args.demo_out, images=args.rtl_images, rows=args.array[0], cols=args.array[1],
-                                 backend=args.backend, seed=args.seed)
+                                 backend=args.backend, seed=args.seed, data_set=args.dataset, synth=args.synth)
     print(report)
     return 0 if bit_exact else 1
 
@@ -217,7 +221,109 @@ def run_frac_search(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable] = {"report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
+def add_sqnr(subparsers) -> None:
+    from .datasets import DATASETS
+
+    parser = subparsers.add_parser("sqnr", help="per-layer weight SQNR of lsq, pot, post, apot, lcq at 2-6 bits on trained float weights")
+    parser.add_argument("--out", type=Path, required=True, help="folder for sqnr*.md/.csv/.json and sqnr.png (replaced atomically)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="fashion", help="data set and its network (default fashion)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a float checkpoint of the network (e.g. an ablation's float_s0.pt); "
+                        "default: train the float network now")
+    parser.add_argument("--epochs", type=_positive, default=3, help="float epochs when training now (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the float training (default 0)")
+    parser.set_defaults(func=run_sqnr)
+
+
+def run_sqnr(args: argparse.Namespace) -> int:
+    import torch
+
+    from golden.layers import load_checkpoint
+
+    from ..output import staged_report
+    from ..sqnr import SQNR_BITS, SQNR_SCHEMES, mean_over_layers, model_sqnr, write_sqnr
+    from .datasets import dataset
+    from .demo import check_output_folder
+    from .training import train_float
+
+    data_set = dataset(args.dataset)
+    check_output_folder(args.out)
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            from golden.errors import ConfigError
+
+            raise ConfigError(f"checkpoint {args.checkpoint} not found")
+        model, origin = load_checkpoint(data_set.network(), args.checkpoint).eval(), str(args.checkpoint)
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model = train_float(data_set.load(args.seed), args.seed, args.epochs, network=data_set.network)
+        finally:
+            torch.set_num_threads(threads)
+        origin = f"float {data_set.network.__name__} trained now ({args.epochs} epochs, seed {args.seed})"
+    rows = model_sqnr(model)
+    with staged_report(args.out) as writer:
+        write_sqnr(writer, rows, f"Weight SQNR of {data_set.title} ({origin})")
+    means = mean_over_layers(rows)
+    print("mean SQNR over layers (dB, quantizer init):")
+    print("bits " + " ".join(f"{s:>6}" for s in SQNR_SCHEMES))
+    for b in SQNR_BITS:
+        print(f"{b:>4} " + " ".join(f"{means[(s, b)]:6.2f}" for s in SQNR_SCHEMES))
+    print(f"wrote {len(writer.files)} files to {args.out}")
+    return 0
+
+
+def add_ablation(subparsers) -> None:
+    from .ablation import BOUND_IMAGES, DEFAULT_SEEDS, FLOAT_EPOCHS, QAT_EPOCHS, QAT_IMAGES
+    from .datasets import DATASETS
+
+    parser = subparsers.add_parser("ablation", help="the paper's ablation (float, lsq, pot, post, apot, lcq, asq, asq_post) "
+                                   "over seeds on Dask, with 95 %% intervals and paired tests against lsq")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--schemes", nargs="+", default=None, help="schemes (default: the seven of the ablation)")
+    parser.add_argument("--bits", nargs="+", type=int, default=None, help="bits for every scheme (default: 4 3, and 2 for lsq, pot)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="seeds (default 0 1 2)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="fashion", help="data set (default fashion)")
+    parser.add_argument("--float-epochs", type=_positive, default=FLOAT_EPOCHS, help=f"float epochs per seed (default {FLOAT_EPOCHS})")
+    parser.add_argument("--qat-epochs", type=_positive, default=QAT_EPOCHS, help=f"QAT epochs per job (default {QAT_EPOCHS})")
+    parser.add_argument("--qat-images", type=_positive, default=QAT_IMAGES, help=f"training images of QAT (default {QAT_IMAGES})")
+    parser.add_argument("--train-images", type=_positive, default=None, help="use only the first training images (default all)")
+    parser.add_argument("--test-images", type=_positive, default=None, help="use only the first test images (default all)")
+    parser.add_argument("--bound-images", type=_positive, default=None, help=f"test images of the bound check (default {BOUND_IMAGES})")
+    parser.add_argument("--dask", default="local", help="'local' (a LocalCluster, default) or a scheduler address tcp://HOST:8786")
+    parser.add_argument("--workers", type=_positive, default=2, help="LocalCluster workers (default 2)")
+    parser.set_defaults(func=run_ablation)
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    from golden.layers import check_scheme
+
+    from .ablation import ABLATION_SCHEMES, DEFAULT_RUNS, AblationOptions
+    from .ablation import run_ablation as ablation
+
+    if args.schemes or args.bits:
+        schemes = tuple(args.schemes or ABLATION_SCHEMES)
+        bits = tuple(args.bits or (4, 3))
+        runs = tuple((s, b) for b in bits for s in schemes)
+        for scheme, b in runs:
+            check_scheme(scheme, b)
+    else:
+        runs = DEFAULT_RUNS
+    extra = {"bound_images": args.bound_images} if args.bound_images else {}
+    options = AblationOptions(out=args.out, runs=runs, seeds=tuple(args.seeds), float_epochs=args.float_epochs,
+                              qat_epochs=args.qat_epochs, dataset=args.dataset, train_images=args.train_images,
+                              test_images=args.test_images, qat_images=args.qat_images, dask=args.dask,
+                              workers=args.workers, **extra)
+    result = ablation(options)
+    print((args.out / "ablation.md").read_text())
+    failing = [r["model"] for r in result.summary if r["all_within_bound"] is False]
+    if failing:
+        print(f"lutmac ablation: layers outside the float-vs-integer bound in {', '.join(failing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable] = {"sqnr": add_sqnr, "ablation": add_ablation, "report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
                                    "frac-search": add_frac_search}
 
 

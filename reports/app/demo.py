@@ -56,6 +56,7 @@ from ..energy import DEFAULT_SYNTH_PATH
 from ..estimator import OWN_ARRAY, HardwareConfig
 from ..output import check_output_folder, staged_report
 from .agreement import evaluate_integer
+from .datasets import dataset
 from .demo_report import write_demo_report
 from .pricing import energy_rows, synth_keys
 from .rtl import DEFAULT_RTL_IMAGES, RtlResult, run_rtl
@@ -123,7 +124,7 @@ class DemoOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < (0 if name == "rtl_images" else 1)):
                 raise ConfigError(f"{name} must be a {'non-negative' if name == 'rtl_images' else 'positive'} int, got {value!r}")
-        digits.check_image_count(self.rtl_images)
+        dataset("digits").check_image_count(self.rtl_images)
         HardwareConfig(self.rows, self.cols, OWN_ARRAY)  # the RTL's array limits
         check_output_folder(self.out)
         SynthesisCache(self.synth).missing(set())  # a broken synthesis file fails now, not after training

@@ -7,6 +7,8 @@ synthesis of the array cores (:mod:`reports.app.synth_cache`).
 
 from __future__ import annotations
 
+from torch import nn
+
 from golden.integer import IntegerLayer, IntegerNetwork
 from golden.layers import SCHEME_WEIGHTS
 from golden.models import DigitsNet
@@ -44,9 +46,13 @@ def synth_keys(network: IntegerNetwork, scheme: str, rows: int, cols: int) -> se
     return keys
 
 
-def energy_rows(network: IntegerNetwork, scheme: str, bits: int, rows: int, cols: int, synthesis: Synthesis) -> list[dict]:
-    """Per (PE kind variant, layer): the estimator's cycles and energy of one inference (batch 1)."""
-    shapes = {layer.name: layer for layer in trace(DigitsNet(), (1, 1, 8, 8))}
+def energy_rows(network: IntegerNetwork, scheme: str, bits: int, rows: int, cols: int, synthesis: Synthesis,
+                model: nn.Module | None = None, input_shape: tuple[int, ...] = (1, 1, 8, 8)) -> list[dict]:
+    """Per (PE kind variant, layer): the estimator's cycles and energy of one inference (batch 1).
+
+    ``model`` (default DigitsNet) and ``input_shape`` give the layer shapes the network was exported from.
+    """
+    shapes = {layer.name: layer for layer in trace(model if model is not None else DigitsNet(), input_shape)}
     out = []
     for kind in priced_kinds(scheme):
         for layer in network.layers:

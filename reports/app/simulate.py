@@ -15,11 +15,10 @@ from golden.errors import ConfigError
 from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import check_scheme, load_checkpoint, quantize_model
-from golden.models import DigitsNet
 
-from .. import digits
 from ..estimator import OWN_ARRAY, HardwareConfig
 from ..output import markdown_table
+from .datasets import dataset
 from .rtl import DEFAULT_RTL_IMAGES, run_rtl
 from .training import QUICK_FLOAT_EPOCHS, QUICK_QAT_EPOCHS, model_name, model_seed, train_float, train_quantized
 
@@ -27,7 +26,7 @@ DEFAULT_DEMO_OUT = Path("out")
 
 
 def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme: str, bits: int, demo_out: Path | None,
-                          seed: int) -> tuple[IntegerNetwork, str]:
+                          seed: int, data_set: str = "digits") -> tuple[IntegerNetwork, str]:
     """The network ``lutmac sim`` runs and where it came from: a file, a checkpoint, the demo's, or trained now.
 
     ``demo_out`` named must hold the export; None looks in :data:`DEFAULT_DEMO_OUT` and trains when it is not there.
@@ -40,7 +39,7 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise ConfigError(f"checkpoint {checkpoint} not found")
-        model = load_checkpoint(quantize_model(DigitsNet(), scheme, bits), checkpoint).eval()
+        model = load_checkpoint(quantize_model(dataset(data_set).network(), scheme, bits), checkpoint).eval()
         return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)"
     exported = Path(demo_out if demo_out is not None else DEFAULT_DEMO_OUT) / "networks" / f"{model_name(scheme, bits)}.json"
     if exported.is_file():
@@ -51,8 +50,8 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        data = digits.load_digits_split(seed)
-        float_model = train_float(data, seed, QUICK_FLOAT_EPOCHS)
+        data = dataset(data_set).load(seed)
+        float_model = train_float(data, seed, QUICK_FLOAT_EPOCHS, network=dataset(data_set).network)
         model = train_quantized(float_model, data, scheme, bits, model_seed(seed, scheme, bits), QUICK_QAT_EPOCHS)
     finally:
         torch.set_num_threads(threads)
@@ -61,14 +60,20 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
 
 def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme: str = "post", bits: int = 4,
              demo_out: Path | None = None, images: int = DEFAULT_RTL_IMAGES, rows: int = 8, cols: int = 8,
-             backend: str = "verilator", seed: int = 0) -> tuple[str, bool]:
-    """``lutmac sim``: test images through the RTL; (printable per-layer report, bit-exact)."""
+             backend: str = "verilator", seed: int = 0, data_set: str = "digits",
+             synth: Path | None = None) -> tuple[str, bool]:
+    """``lutmac sim``: test images through the RTL; (printable per-layer report, bit-exact).
+
+    With ``synth`` (a ``make synth`` JSON; missing array cores are synthesized next to it, as the demo
+    does) the report adds the estimator's energy per inference of every PE kind the scheme is priced on.
+    """
     if images < 1:
         raise ConfigError("sim needs at least one image")
-    digits.check_image_count(images)
+    source = dataset(data_set)
+    source.check_image_count(images)
     HardwareConfig(rows, cols, OWN_ARRAY)
-    net, origin = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed)
-    data = digits.load_digits_split(seed)
+    net, origin = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed, data_set)
+    data = source.load(seed)
     x = net.quantize_input(data.x_test[:images].double().numpy())
     result = run_rtl(net, x, rows, cols, backend)
     golden = net.run(x)[net.layers[-1].name].real().argmax(axis=1)
@@ -85,6 +90,27 @@ def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme
         "",
         f"{'bit-exact at every layer' if result.bit_exact else 'NOT bit-exact: ' + '; '.join(result.failures)}; "
         f"RTL predictions agree with golden on {agree}/{images}, correct on {correct}/{images}; "
-        f"{result.cycles_per_image:.0f} cycles per image",
+        f"{result.cycles_per_image:.0f} cycles per image; wall {result.wall_seconds:.1f} s "
+        f"({result.wall_seconds / images:.3f} s per image)",
     ])
+    if synth is not None:
+        text += "\n" + _energy_text(net, scheme, bits, rows, cols, Path(synth), source)
     return text, result.bit_exact
+
+
+def _energy_text(net: IntegerNetwork, scheme: str, bits: int, rows: int, cols: int, synth: Path, source) -> str:
+    """Energy per inference (batch 1) per priced PE kind, from the estimator, as one line each."""
+    from .pricing import energy_rows, synth_keys
+    from .synth_cache import SynthesisCache
+
+    cache = SynthesisCache(synth)
+    cache.ensure(synth_keys(net, scheme, rows, cols))
+    found = energy_rows(net, scheme, bits, rows, cols, cache.synthesis(), source.network(), source.input_shape)
+    lines = []
+    for kind in dict.fromkeys(r["pe_kind"] for r in found):
+        part = [r for r in found if r["pe_kind"] == kind]
+        total = sum(r["energy_nj"] for r in part)
+        lines.append(f"energy per inference on {kind} (estimator, batch 1): {total:.1f} nJ (MACs {sum(r['mac_nj'] for r in part):.2f}, "
+                     f"SRAM {sum(r['sram_nj'] for r in part):.1f}, DRAM {sum(r['dram_nj'] for r in part):.1f} nJ), "
+                     f"{sum(r['cycles'] for r in part):.0f} estimated cycles")
+    return "\n".join(lines)

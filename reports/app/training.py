@@ -1,4 +1,4 @@
-"""The demo's training: the float DigitsNet, then QAT per (scheme, bits) from the float weights.
+"""The demo's training: the float DigitsNet (or any ``features`` + ``classifier`` model), then QAT per (scheme, bits) from the float weights.
 
 Every model is saved with ``golden.layers.save_checkpoint`` and reloaded with
 ``weights_only=True`` into a fresh model (:func:`reload`); the reloaded model is the one exported.
@@ -7,6 +7,7 @@ Every model is saved with ``golden.layers.save_checkpoint`` and reloaded with
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,14 +33,16 @@ def model_seed(seed: int, scheme: str, bits: int) -> int:
     return (seed * 1_000_003 + zlib.crc32(model_name(scheme, bits).encode())) % (1 << 31)
 
 
-def train_float(data: digits.DigitsData, seed: int, epochs: int, progress=None) -> DigitsNet:
+def train_float(data: digits.ImageData, seed: int, epochs: int, progress=None,
+                network: Callable[[], nn.Module] = DigitsNet) -> nn.Module:
+    """A fresh ``network()`` (DigitsNet by default, FashionNet for Fashion-MNIST) trained in float from ``seed``."""
     torch.manual_seed(seed)
-    model = DigitsNet()
+    model = network()
     digits.train(model, data, epochs, FLOAT_LR, seed=seed, progress=progress)
     return model
 
 
-def train_quantized(float_model: nn.Module, data: digits.DigitsData, scheme: str, bits: int, seed: int, epochs: int,
+def train_quantized(float_model: nn.Module, data: digits.ImageData, scheme: str, bits: int, seed: int, epochs: int,
                     progress=None) -> nn.Module:
     """QAT from the float weights: quantize, calibrate on training images, train with clamped scales."""
     torch.manual_seed(seed)
