@@ -41,7 +41,7 @@ from golden.spec import TrainingScheme
 from .. import digits
 from ..output import staged_report
 from .agreement import evaluate_integer
-from .datasets import dataset
+from .datasets import FASHION_RECIPE, dataset
 from .training import model_name, model_seed, train_float, train_quantized
 
 S = TrainingScheme
@@ -49,10 +49,9 @@ ABLATION_SCHEMES = (S.LSQ, S.POT, S.POST, S.APOT, S.LCQ, S.ASQ, S.ASQ_POST)
 TWO_BIT_SCHEMES = (S.LSQ, S.POT)
 DEFAULT_RUNS = tuple((s, b) for b in (4, 3) for s in ABLATION_SCHEMES) + tuple((s, 2) for s in TWO_BIT_SCHEMES)
 DEFAULT_SEEDS = (0, 1, 2)
-FLOAT_EPOCHS, QAT_EPOCHS = 1, 1
-#: QAT images and bound-checked images per job: what keeps a job near 80 core-seconds on the 2-core machine (the
-#: integer run of the 10 000 test images takes 35-70 s of it, the bound check ~0.08 s per image); README's runs.
-QAT_IMAGES, BOUND_IMAGES = 6000, 100
+#: The defaults are Fashion-MNIST's recipe (the main job's too): see reports.app.datasets.FASHION_RECIPE.
+FLOAT_EPOCHS, QAT_EPOCHS = FASHION_RECIPE.float_epochs, FASHION_RECIPE.qat_epochs
+QAT_IMAGES, BOUND_IMAGES = FASHION_RECIPE.qat_images, FASHION_RECIPE.bound_images
 #: The ASQ paper's Table 5 (ResNet-20, CIFAR-10, 4 bits, top-1 %), by our scheme names.
 PAPER_RESNET20_W4 = {"float": 92.6, S.LSQ: 92.4, S.POT: 92.5, S.POST: 92.7, S.ASQ: 92.8, S.ASQ_POST: 93.0}
 SETTING_DIFFERENCES = (

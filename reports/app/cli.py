@@ -118,9 +118,14 @@ def _rtl_options(parser) -> None:
 
 
 def add_demo(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="train DigitsNet, quantize, export, run integer model and RTL, report")
+    from .datasets import DATASETS
+
+    parser = subparsers.add_parser("demo", help="train FashionNet on Fashion-MNIST (--quick: DigitsNet on digits), quantize, "
+                                                 "export, run integer model and RTL, report")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out/; replaced atomically)")
-    parser.add_argument("--quick", action="store_true", help="post at 4 bits, fewer epochs (2-3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="post at 4 bits on scikit-learn's digits, few epochs (2-3 minutes)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default=None,
+                        help="training and test images (default fashion; --quick: digits)")
     parser.add_argument("--schemes", nargs="+", default=None, help="quantization schemes (default: all)")
     parser.add_argument("--bits", nargs="+", type=int, default=None, help="bit widths for every scheme (default: per scheme)")
     parser.add_argument("--epochs", type=_positive, default=None, help="QAT epochs per model (the float baseline trains twice as long)")
@@ -137,7 +142,7 @@ def run_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(out=args.out, schemes=tuple(args.schemes) if args.schemes else None,
                           bits=tuple(args.bits) if args.bits else None, rows=args.array[0], cols=args.array[1],
                           seed=args.seed, epochs=args.epochs, rtl_images=args.rtl_images, backend=args.backend,
-                          quick=args.quick, **({"synth": args.synth} if args.synth else {}))
+                          quick=args.quick, dataset=args.dataset, **({"synth": args.synth} if args.synth else {}))
     result = demo(options)
     print(describe(result))
     if result.failures:
@@ -147,6 +152,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_sim(subparsers) -> None:
+    from .datasets import DATASETS
+
     parser = subparsers.add_parser("sim", help="run an exported network (default: the demo's) on the RTL, layer by layer")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--network", type=Path, help="exported integer network (.json/.npz, e.g. out/networks/post_w4.json)")
@@ -156,8 +163,9 @@ def add_sim(subparsers) -> None:
     parser.add_argument("--from", dest="demo_out", type=Path, default=None,
                         help="demo output folder holding networks/SCHEME_wBITS.json (an error if it does not); "
                              "default out/ when it holds one, else the model is trained now (quick epochs)")
-    parser.add_argument("--dataset", choices=("digits", "fashion"), default="digits",
-                        help="test images and network of --checkpoint (default digits; fashion: an ablation checkpoint)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default=None,
+                        help="test images, and the network of --checkpoint (default: the demo's for its networks, "
+                             "else digits; fashion for an ablation checkpoint)")
     parser.add_argument("--synth", type=Path, default=None,
                         help="synthesis JSON (e.g. build/synth/synth.json): also print the energy per inference")
     _rtl_options(parser)

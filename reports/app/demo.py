@@ -1,13 +1,16 @@
 """The main job (``lutmac demo``): train, quantize, export, run the integer model and the RTL, report.
 
-1. **Data** — scikit-learn's digits, fixed seeded split (:mod:`reports.digits`).
-2. **Training** on the CPU: the float DigitsNet, then QAT per (scheme, bits) starting from the
+1. **Data** — Fashion-MNIST's official split (:mod:`reports.fashion`, FashionNet) for the main job;
+   scikit-learn's digits, fixed seeded split (:mod:`reports.digits`, DigitsNet) for ``--quick`` and CI
+   (:mod:`.datasets` holds each one's network and training recipe).
+2. **Training** on the CPU: the float network, then QAT per (scheme, bits) starting from the
    float weights (``golden.layers.quantize_model`` + ``calibrate``), first and last layer at 8 bits.
    Every model is saved with ``golden.layers.save_checkpoint`` into the output folder, reloaded
    with ``weights_only=True`` into a fresh model, and the reloaded model is the one exported.
 3. **Export** to golden's integer network (``golden.export.export_model``).
 4. **Integer inference** on the whole test set: accuracy next to the fake-quant accuracy, the
-   predictions that changed, and per layer the float-vs-integer bound (``golden.bounds``): every
+   predictions that changed, and per layer (on the recipe's first test images) the float-vs-integer
+   bound (``golden.bounds``): every
    layer runs on the integer model's own input, and its codes may differ from the fake-quant
    layer's only where a rounding boundary lies within the computed bound.
 5. **RTL**: the first ``rtl_images`` test images, one image per pass, through every layer on
@@ -29,8 +32,7 @@ weights ``{-alpha, 0, +alpha}``.  Every scheme supports 2 bits (``--bits 4 3 2``
 at 2 bits post and asq_post have POT's ternary levels (a sign and one exponent bit, one exponent
 value reserved for zero), APoT has a single additive term (power-of-two levels again) and LCQ's
 weights are uniform ternary (only its activations are companded); lsq/asq at 2 bits are left out
-to keep the default run within 15 minutes on 2 cores (each model costs up to two Verilator builds
-and its Yosys array cores).
+to keep the default run short (each model costs up to two Verilator builds and its Yosys array cores).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from golden.errors import ConfigError
 from golden.export import export_model
 from golden.integer import IntegerNetwork
 from golden.layers import SCHEMES, check_scheme, quantize_model
-from golden.models import DigitsNet
 from golden.spec import TrainingScheme
 from sim.network import BACKENDS
 
@@ -56,22 +57,12 @@ from ..energy import DEFAULT_SYNTH_PATH
 from ..estimator import OWN_ARRAY, HardwareConfig
 from ..output import check_output_folder, staged_report
 from .agreement import evaluate_integer
-from .datasets import dataset
+from .datasets import Dataset, Recipe, dataset
 from .demo_report import write_demo_report
 from .pricing import energy_rows, synth_keys
 from .rtl import DEFAULT_RTL_IMAGES, RtlResult, run_rtl
 from .synth_cache import SynthesisCache
-from .training import (
-    FLOAT_EPOCHS,
-    QAT_EPOCHS,
-    QUICK_FLOAT_EPOCHS,
-    QUICK_QAT_EPOCHS,
-    model_name,
-    model_seed,
-    reload,
-    train_float,
-    train_quantized,
-)
+from .training import model_name, model_seed, reload, train_float, train_quantized
 
 DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {TrainingScheme.POT: (4, 3, 2)}
 QUICK_SCHEMES = (TrainingScheme.POST,)
@@ -90,6 +81,7 @@ class DemoOptions:
     rtl_images: int = DEFAULT_RTL_IMAGES
     backend: str = "verilator"
     quick: bool = False
+    dataset: str | None = None  # None: fashion (quick: digits)
     synth: Path = DEFAULT_SYNTH_PATH
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
 
@@ -106,14 +98,20 @@ class DemoOptions:
         return runs
 
     @property
+    def source(self) -> Dataset:
+        return dataset(self.dataset or ("digits" if self.quick else "fashion"))
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.source.quick_recipe if self.quick else self.source.recipe
+
+    @property
     def qat_epochs(self) -> int:
-        return self.epochs if self.epochs is not None else (QUICK_QAT_EPOCHS if self.quick else QAT_EPOCHS)
+        return self.epochs if self.epochs is not None else self.recipe.qat_epochs
 
     @property
     def float_epochs(self) -> int:
-        if self.epochs is not None:
-            return 2 * self.epochs
-        return QUICK_FLOAT_EPOCHS if self.quick else FLOAT_EPOCHS
+        return 2 * self.epochs if self.epochs is not None else self.recipe.float_epochs
 
     def check(self) -> None:
         """Every option problem as a LutmacError, before any work starts."""
@@ -124,7 +122,7 @@ class DemoOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < (0 if name == "rtl_images" else 1)):
                 raise ConfigError(f"{name} must be a {'non-negative' if name == 'rtl_images' else 'positive'} int, got {value!r}")
-        dataset("digits").check_image_count(self.rtl_images)
+        self.source.check_image_count(self.rtl_images)
         HardwareConfig(self.rows, self.cols, OWN_ARRAY)  # the RTL's array limits
         check_output_folder(self.out)
         SynthesisCache(self.synth).missing(set())  # a broken synthesis file fails now, not after training
@@ -216,13 +214,16 @@ def run_demo(options: DemoOptions) -> DemoResult:
     seconds = {"train": 0.0, "integer": 0.0}
     try:
         with staged_report(options.out) as writer:
-            data = digits.load_digits_split(options.seed)
+            source = options.source
+            data = source.load(options.seed)
+            qat_images = options.recipe.qat_images
+            qat_data = digits.ImageData(data.x_train[:qat_images], data.y_train[:qat_images], data.x_test, data.y_test)
             progress.status("float baseline")
             t0 = time.perf_counter()
-            float_model = train_float(data, options.seed, options.float_epochs, progress)
+            float_model = train_float(data, options.seed, options.float_epochs, progress, network=source.network)
             checkpoints = writer.staging / "checkpoints"
             checkpoints.mkdir()
-            float_model = reload(float_model, checkpoints / "float.pt", DigitsNet())
+            float_model = reload(float_model, checkpoints / "float.pt", source.network())
             writer.files.append("checkpoints/float.pt")
             float_accuracy = digits.accuracy(digits.predict(float_model, data.x_test), data.y_test)
             seconds["train"] += time.perf_counter() - t0
@@ -234,14 +235,15 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 progress.status(f"training {name}")
                 t0 = time.perf_counter()
                 seed = model_seed(options.seed, scheme, bits)
-                model = train_quantized(float_model, data, scheme, bits, seed, options.qat_epochs, progress)
+                model = train_quantized(float_model, qat_data, scheme, bits, seed, options.qat_epochs, progress)
                 model = reload(model, checkpoints / f"{name}.pt", quantize_model(float_model, scheme, bits))
                 seconds["train"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 network, report = export_model(model)
                 network.save(writer.staging / "networks" / f"{name}.json")
                 writer.files += [f"checkpoints/{name}.pt", f"networks/{name}.json"]
-                fake_acc, int_acc, changed, layers = evaluate_integer(model, network, data)
+                fake_acc, int_acc, changed, layers = evaluate_integer(model, network, data,
+                                                                      bound_images=options.recipe.bound_images)
                 result = ModelResult(scheme, bits, fake_acc, int_acc, changed, len(data.y_test), layers,
                                      list(report.approximations), f"networks/{name}.json", f"checkpoints/{name}.pt")
                 results.append(result)
@@ -256,7 +258,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
             synthesis = synth.synthesis()
             for result in results:
                 network = IntegerNetwork.load(writer.staging / result.network_file)
-                result.energy = energy_rows(network, result.scheme, result.bits, options.rows, options.cols, synthesis)
+                result.energy = energy_rows(network, result.scheme, result.bits, options.rows, options.cols, synthesis,
+                                            source.network(), source.input_shape)
             seconds["synthesis"] = synth.seconds
             seconds["rtl"] = sum(r.rtl.build_seconds + r.rtl.wall_seconds for r in results if r.rtl)
             seconds["total"] = time.perf_counter() - started
@@ -271,7 +274,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     return demo
 
 
-def _rtl_job(result: ModelResult, network: IntegerNetwork, data: digits.DigitsData, options: DemoOptions,
+def _rtl_job(result: ModelResult, network: IntegerNetwork, data: digits.ImageData, options: DemoOptions,
              progress: _Progress) -> None:
     """On the RTL thread: the model's first test images through the RTL, and golden's predictions for them."""
     progress.status(f"RTL {result.name}")

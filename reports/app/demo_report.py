@@ -94,7 +94,7 @@ def accuracy_figure(demo: DemoResult):
     ax.set_xlabel(f"weight / activation bits (middle layers; first and last layer 8-bit{step})")
     ax.set_ylabel("test accuracy of the integer model (%)")
     ax.set_xticks(sorted({m.bits for m in demo.models}))
-    ax.set_title("DigitsNet on scikit-learn digits: accuracy vs bits")
+    ax.set_title(f"{demo.options.source.title}: accuracy vs bits")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -132,7 +132,7 @@ def summary_markdown(demo: DemoResult) -> str:
     rtl_models = [m for m in demo.models if m.rtl is not None]
     exact = sum(m.rtl.bit_exact for m in rtl_models)
     lines = [
-        "# lutmac demo: DigitsNet on scikit-learn digits, from QAT to the RTL",
+        f"# lutmac demo: {o.source.title}, from QAT to the RTL",
         "",
         f"Seed {o.seed}; float baseline {o.float_epochs} epochs, QAT {o.qat_epochs} epochs per model from the float "
         f"weights; first and last layer 8-bit LSQ.  Test set: {demo.models[0].test_images if demo.models else 0} images.  "
@@ -202,6 +202,7 @@ def write_demo_report(writer: ReportWriter, demo: DemoResult) -> None:
     writer.figure("accuracy_vs_bits.png", accuracy_figure(demo))
     writer.figure("energy_per_inference.png", energy_figure(demo))
     payload = {
+        "dataset": demo.options.source.name,
         "options": {key: (str(value) if isinstance(value, Path) else value) for key, value in dataclasses.asdict(demo.options).items()},
         "float_accuracy": demo.float_accuracy, "seconds": demo.seconds, "failures": demo.failures,
         "models": [{"name": m.name, "scheme": m.scheme, "bits": m.bits, "fake_quant_accuracy": m.fake_quant_accuracy,

@@ -6,6 +6,7 @@ with the quick epochs; the first test images run one at a time, bit-exact agains
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,28 +26,42 @@ from .training import QUICK_FLOAT_EPOCHS, QUICK_QAT_EPOCHS, model_name, model_se
 DEFAULT_DEMO_OUT = Path("out")
 
 
+def demo_dataset(folder: Path) -> str:
+    """The data set the demo run in ``folder`` trained on, from its summary."""
+    try:
+        name = json.loads((Path(folder) / "summary.json").read_text())["dataset"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{folder} holds no readable demo summary.json naming its data set ({error}); "
+                          "give --dataset") from None
+    return dataset(name).name
+
+
 def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme: str, bits: int, demo_out: Path | None,
-                          seed: int, data_set: str = "digits") -> tuple[IntegerNetwork, str]:
-    """The network ``lutmac sim`` runs and where it came from: a file, a checkpoint, the demo's, or trained now.
+                          seed: int, data_set: str | None = None) -> tuple[IntegerNetwork, str, str]:
+    """The network ``lutmac sim`` runs, where it came from and its data set: a file, a checkpoint, the demo's, or trained now.
 
     ``demo_out`` named must hold the export; None looks in :data:`DEFAULT_DEMO_OUT` and trains when it is not there.
+    ``data_set`` None: the demo's for its export, else digits.
     """
     if network is not None:
         if not Path(network).is_file():
             raise ConfigError(f"network file {network} not found")
-        return IntegerNetwork.load(network), str(network)
+        return IntegerNetwork.load(network), str(network), data_set or "digits"
     check_scheme(scheme, bits)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise ConfigError(f"checkpoint {checkpoint} not found")
+        data_set = data_set or "digits"
         model = load_checkpoint(quantize_model(dataset(data_set).network(), scheme, bits), checkpoint).eval()
-        return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)"
-    exported = Path(demo_out if demo_out is not None else DEFAULT_DEMO_OUT) / "networks" / f"{model_name(scheme, bits)}.json"
+        return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)", data_set
+    folder = Path(demo_out if demo_out is not None else DEFAULT_DEMO_OUT)
+    exported = folder / "networks" / f"{model_name(scheme, bits)}.json"
     if exported.is_file():
-        return IntegerNetwork.load(exported), str(exported)
+        return IntegerNetwork.load(exported), str(exported), data_set or demo_dataset(folder)
     if demo_out is not None:
         raise ConfigError(f"no exported network {exported}: run `lutmac demo --out {demo_out}` with {scheme} at {bits} "
                           "bits first, or leave out --from to train the model now")
+    data_set = data_set or "digits"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -55,12 +70,13 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
         model = train_quantized(float_model, data, scheme, bits, model_seed(seed, scheme, bits), QUICK_QAT_EPOCHS)
     finally:
         torch.set_num_threads(threads)
-    return export_model(model)[0], f"{model_name(scheme, bits)} trained now ({QUICK_QAT_EPOCHS} QAT epochs; no {exported})"
+    return (export_model(model)[0], f"{model_name(scheme, bits)} trained now ({QUICK_QAT_EPOCHS} QAT epochs; no {exported})",
+            data_set)
 
 
 def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme: str = "post", bits: int = 4,
              demo_out: Path | None = None, images: int = DEFAULT_RTL_IMAGES, rows: int = 8, cols: int = 8,
-             backend: str = "verilator", seed: int = 0, data_set: str = "digits",
+             backend: str = "verilator", seed: int = 0, data_set: str | None = None,
              synth: Path | None = None) -> tuple[str, bool]:
     """``lutmac sim``: test images through the RTL; (printable per-layer report, bit-exact).
 
@@ -69,14 +85,19 @@ def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme
     """
     if images < 1:
         raise ConfigError("sim needs at least one image")
+    if data_set is not None:
+        dataset(data_set).check_image_count(images)
+    HardwareConfig(rows, cols, OWN_ARRAY)
+    net, origin, data_set = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed, data_set)
     source = dataset(data_set)
     source.check_image_count(images)
-    HardwareConfig(rows, cols, OWN_ARRAY)
-    net, origin = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed, data_set)
     data = source.load(seed)
     x = net.quantize_input(data.x_test[:images].double().numpy())
+    try:
+        golden = net.run(x)[net.layers[-1].name].real().argmax(axis=1)
+    except ConfigError as error:
+        raise ConfigError(f"{origin} does not take the {data_set} images ({error}); give its --dataset") from None
     result = run_rtl(net, x, rows, cols, backend)
-    golden = net.run(x)[net.layers[-1].name].real().argmax(axis=1)
     rows_ = [{key: row[key] for key in ("layer", "stage", "array", "bit_exact", "mismatches", "cycles_per_image",
                                           "expected_cycles_per_image", "macs_per_image")} for row in result.layers]
     agree = int(np.sum(np.array(result.predictions) == golden))

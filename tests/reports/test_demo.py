@@ -11,12 +11,21 @@ from golden.layers import SCHEMES, calibrate, quantize_model, save_checkpoint
 from golden.spec import WeightFormat
 from reports import digits
 from reports.app.agreement import evaluate_integer
+from reports.app.datasets import FASHION_RECIPE
 from reports.app.demo import DemoOptions
 from reports.app.pricing import energy_rows, layer_hardware, priced_kinds, synth_keys
 from reports.app.rtl import shared_reduction
 from reports.app.simulate import load_or_train_network
 from reports.app.synth_cache import SynthesisCache
-from reports.app.training import model_seed, reload, train_float, train_quantized
+from reports.app.training import (
+    FLOAT_EPOCHS,
+    QUICK_FLOAT_EPOCHS,
+    QUICK_QAT_EPOCHS,
+    model_seed,
+    reload,
+    train_float,
+    train_quantized,
+)
 from reports.energy import load_synthesis
 from reports.output import json_text
 from sim.network import plan_arrays
@@ -42,6 +51,16 @@ def test_default_matrix_and_quick(tmp_path):
     assert DemoOptions(tmp_path, schemes=("post",), bits=(2, 4)).runs() == [("post", 2), ("post", 4)]
 
 
+def test_the_main_job_trains_on_fashion_mnist_and_quick_on_digits(tmp_path):
+    main, quick = DemoOptions(tmp_path), DemoOptions(tmp_path, quick=True)
+    assert (main.source.name, main.recipe, main.float_epochs, main.qat_epochs) == ("fashion", FASHION_RECIPE, 1, 1)
+    assert FASHION_RECIPE.qat_images == 6000 and FASHION_RECIPE.bound_images == 100
+    assert (quick.source.name, quick.float_epochs, quick.qat_epochs) == ("digits", QUICK_FLOAT_EPOCHS, QUICK_QAT_EPOCHS)
+    assert DemoOptions(tmp_path, dataset="digits").float_epochs == FLOAT_EPOCHS
+    assert DemoOptions(tmp_path, quick=True, dataset="fashion", epochs=2).source.name == "fashion"
+    assert DemoOptions(tmp_path, dataset="digits", epochs=2).float_epochs == 4
+
+
 @pytest.mark.parametrize(("changes", "error"), [
     ({"schemes": ("lsq", "nope")}, UnknownSchemeError),
     ({"schemes": ("apot",), "bits": (7,)}, UnsupportedBitsError),
@@ -50,6 +69,8 @@ def test_default_matrix_and_quick(tmp_path):
     ({"rtl_images": -1}, ConfigError),
     ({"epochs": 0}, ConfigError),
     ({"rows": 0}, ConfigError),
+    ({"dataset": "cifar10"}, ConfigError),
+    ({"rtl_images": 10_001}, ConfigError),
 ])
 def test_bad_options_raise_before_any_work(tmp_path, changes, error):
     with pytest.raises(error):

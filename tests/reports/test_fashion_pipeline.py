@@ -11,7 +11,7 @@ from golden.spec import WeightFormat
 from reports import digits, fashion
 from reports.app.agreement import evaluate_integer
 from reports.app.pricing import energy_rows, synth_keys
-from reports.app.simulate import simulate
+from reports.app.simulate import load_or_train_network, simulate
 from reports.energy import load_synthesis
 from reports.output import json_text
 
@@ -69,3 +69,23 @@ def test_sim_refuses_more_images_than_the_test_set(tmp_path):
     save_checkpoint(model, tmp_path / "lsq.pt")
     with pytest.raises(ConfigError, match="10001 is more than the 10000 test images the fashion split holds"):
         simulate(checkpoint=tmp_path / "lsq.pt", scheme="lsq", bits=4, images=10_001, data_set="fashion")
+
+
+def test_sim_takes_the_demo_folders_data_set(tmp_path):
+    """``lutmac sim --from`` a main-job folder (FashionNet networks) runs Fashion-MNIST images, as its summary says."""
+    _, network = _fashion_network("lsq", 4)
+    (tmp_path / "networks").mkdir()
+    network.save(tmp_path / "networks" / "lsq_w4.json")
+    (tmp_path / "summary.json").write_text(json_text({"dataset": "fashion"}))
+    assert load_or_train_network(None, None, "lsq", 4, tmp_path, 0)[2] == "fashion"
+    assert load_or_train_network(None, None, "lsq", 4, tmp_path, 0, "digits")[2] == "digits"
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match="holds no readable demo summary.json naming its data set"):
+        load_or_train_network(None, None, "lsq", 4, tmp_path, 0)
+
+
+def test_sim_names_a_network_that_does_not_take_the_images(tmp_path):
+    _, network = _fashion_network("lsq", 4)
+    network.save(tmp_path / "fashion_lsq.json")
+    with pytest.raises(ConfigError, match=r"fashion_lsq.json does not take the digits images .*; give its --dataset"):
+        simulate(network=tmp_path / "fashion_lsq.json", images=1, data_set="digits")
