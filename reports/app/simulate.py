@@ -36,32 +36,40 @@ def demo_dataset(folder: Path) -> str:
     return dataset(name).name
 
 
+def _demo_export(demo_out: Path | None, scheme: str, bits: int) -> Path:
+    return Path(demo_out if demo_out is not None else DEFAULT_DEMO_OUT) / "networks" / f"{model_name(scheme, bits)}.json"
+
+
+def default_dataset(network: Path | None, checkpoint: Path | None, scheme: str, bits: int, demo_out: Path | None) -> str:
+    """The data set ``lutmac sim`` runs when none is given: the demo's for its export, else digits."""
+    exported = _demo_export(demo_out, scheme, bits)
+    if network is None and checkpoint is None and exported.is_file():
+        return demo_dataset(exported.parents[1])
+    return "digits"
+
+
 def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme: str, bits: int, demo_out: Path | None,
-                          seed: int, data_set: str | None = None) -> tuple[IntegerNetwork, str, str]:
-    """The network ``lutmac sim`` runs, where it came from and its data set: a file, a checkpoint, the demo's, or trained now.
+                          seed: int, data_set: str = "digits") -> tuple[IntegerNetwork, str]:
+    """The network ``lutmac sim`` runs and where it came from: a file, a checkpoint, the demo's, or trained now.
 
     ``demo_out`` named must hold the export; None looks in :data:`DEFAULT_DEMO_OUT` and trains when it is not there.
-    ``data_set`` None: the demo's for its export, else digits.
     """
     if network is not None:
         if not Path(network).is_file():
             raise ConfigError(f"network file {network} not found")
-        return IntegerNetwork.load(network), str(network), data_set or "digits"
+        return IntegerNetwork.load(network), str(network)
     check_scheme(scheme, bits)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise ConfigError(f"checkpoint {checkpoint} not found")
-        data_set = data_set or "digits"
         model = load_checkpoint(quantize_model(dataset(data_set).network(), scheme, bits), checkpoint).eval()
-        return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)", data_set
-    folder = Path(demo_out if demo_out is not None else DEFAULT_DEMO_OUT)
-    exported = folder / "networks" / f"{model_name(scheme, bits)}.json"
+        return export_model(model)[0], f"{checkpoint} ({scheme}, {bits} bits)"
+    exported = _demo_export(demo_out, scheme, bits)
     if exported.is_file():
-        return IntegerNetwork.load(exported), str(exported), data_set or demo_dataset(folder)
+        return IntegerNetwork.load(exported), str(exported)
     if demo_out is not None:
         raise ConfigError(f"no exported network {exported}: run `lutmac demo --out {demo_out}` with {scheme} at {bits} "
                           "bits first, or leave out --from to train the model now")
-    data_set = data_set or "digits"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -70,8 +78,7 @@ def load_or_train_network(network: Path | None, checkpoint: Path | None, scheme:
         model = train_quantized(float_model, data, scheme, bits, model_seed(seed, scheme, bits), QUICK_QAT_EPOCHS)
     finally:
         torch.set_num_threads(threads)
-    return (export_model(model)[0], f"{model_name(scheme, bits)} trained now ({QUICK_QAT_EPOCHS} QAT epochs; no {exported})",
-            data_set)
+    return export_model(model)[0], f"{model_name(scheme, bits)} trained now ({QUICK_QAT_EPOCHS} QAT epochs; no {exported})"
 
 
 def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme: str = "post", bits: int = 4,
@@ -85,12 +92,11 @@ def simulate(network: Path | None = None, checkpoint: Path | None = None, scheme
     """
     if images < 1:
         raise ConfigError("sim needs at least one image")
-    if data_set is not None:
-        dataset(data_set).check_image_count(images)
-    HardwareConfig(rows, cols, OWN_ARRAY)
-    net, origin, data_set = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed, data_set)
+    data_set = data_set or default_dataset(network, checkpoint, scheme, bits, demo_out)
     source = dataset(data_set)
     source.check_image_count(images)
+    HardwareConfig(rows, cols, OWN_ARRAY)
+    net, origin = load_or_train_network(network, checkpoint, scheme, bits, demo_out, seed, data_set)
     data = source.load(seed)
     x = net.quantize_input(data.x_test[:images].double().numpy())
     try:

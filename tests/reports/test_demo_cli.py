@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -14,6 +15,7 @@ from golden.layers import quantize_model, save_checkpoint
 from golden.models import DigitsNet
 from reports.app import demo
 from reports.app.cli import main
+from reports.app.datasets import DATASETS
 from reports.app.pricing import priced_kinds
 from reports.app.rtl import DEFAULT_RTL_IMAGES
 from reports.output import OUTPUT_MARKER
@@ -124,10 +126,14 @@ def test_sim_from_a_folder_without_the_export_is_an_error(tmp_path, capsys, monk
 
 
 def test_more_rtl_images_than_the_test_set_holds_is_an_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo.digits, "load_digits_split", lambda *args: pytest.fail("started the work"))
-    for command in ("sim", "demo"):
-        expect_error(capsys, [command, "--rtl-images", "100000", *(["--out", str(tmp_path / "out")] if command == "demo" else [])],
-                     "rtl-images 100000 is more than the 450 test images the digits split holds")
+    for name, source in DATASETS.items():
+        monkeypatch.setitem(DATASETS, name, dataclasses.replace(source, load=lambda *args: pytest.fail("started the work")))
+    monkeypatch.chdir(tmp_path)  # no out/ here: `lutmac sim` would train a digits model
+    expect_error(capsys, ["sim", "--rtl-images", "100000"], "rtl-images 100000 is more than the 450 test images the digits split holds")
+    expect_error(capsys, ["demo", "--quick", "--rtl-images", "451", "--out", str(tmp_path / "out")],
+                 "rtl-images 451 is more than the 450 test images the digits split holds")
+    expect_error(capsys, ["demo", "--rtl-images", "10001", "--out", str(tmp_path / "out")],
+                 "rtl-images 10001 is more than the 10000 test images the fashion split holds")
     assert not (tmp_path / "out").exists()
 
 
@@ -174,3 +180,40 @@ def test_sim_on_cocotb_verilator_matches(quick_run, capsys):
     assert main(["sim", "--network", str(out / "networks" / "post_w4.json"), "--rtl-images", "1",
                  "--backend", "cocotb-verilator"]) == 0
     assert "bit-exact at every layer" in capsys.readouterr().out
+
+
+def test_rtl_scale_chunks_equal_one_run(quick_run, tmp_path, capsys):
+    """`lutmac rtl-scale` over the quick demo's model: 5 images in chunks of 2 on a Dask cluster, merged, equal one run."""
+    from golden.integer import IntegerNetwork
+    from reports.app.rtl import run_rtl
+    from reports.app.rtl_scale import RtlScaleOptions, run_rtl_scale
+    from reports.digits import load_digits_split
+    from reports.sweep_dask import dask_client
+
+    out = quick_run[0]
+    options = RtlScaleOptions(tmp_path / "scale", demo_out=out, images=5, chunk=2)
+    with dask_client("local", 1, processes=False) as client:
+        result = run_rtl_scale(options, client, progress=False)
+    [model] = result.models
+    network = IntegerNetwork.load(out / "networks" / "post_w4.json")
+    data = load_digits_split(0)
+    whole = run_rtl(network, network.quantize_input(data.x_test[:5].double().numpy()), 8, 8)
+    assert result.data_set == "digits" and model["images"] == 5 and model["bit_exact"] and whole.bit_exact
+    for merged, single in zip(model["layers"], whole.layers, strict=True):
+        assert {k: merged[k] for k in ("layer", "mismatches", "cycles_per_image", "expected_cycles_per_image")} == \
+            {k: single[k] for k in ("layer", "mismatches", "cycles_per_image", "expected_cycles_per_image")}
+    assert model["agree"] == 5 and model["correct"] == sum(p == y for p, y in zip(whole.predictions, data.y_test[:5].tolist(), strict=True))
+    table = json.loads((tmp_path / "scale" / "rtl_scale.json").read_text())
+    [row] = table["rows"]
+    assert row["images"] == 5 and row["bit_exact_layers"] == f"{len(whole.layers)}/{len(whole.layers)}"
+    assert row["energy_nj_estimated"] > 0 and row["cycles_per_image"] == whole.cycles_per_image
+
+
+def test_rtl_scale_bad_options_are_one_line_before_any_work(quick_run, tmp_path, capsys):
+    out = quick_run[0]
+    expect_error(capsys, ["rtl-scale", "--from", str(tmp_path), "--out", str(tmp_path / "o")], "holds no networks/*.json")
+    expect_error(capsys, ["rtl-scale", "--from", str(out), "--models", "lsq_w9", "--out", str(tmp_path / "o")],
+                 "has no lsq_w9; it has post_w4")
+    expect_error(capsys, ["rtl-scale", "--from", str(out), "--rtl-images", "451", "--out", str(tmp_path / "o")],
+                 "rtl-images 451 is more than the 450 test images the digits split holds")
+    assert not (tmp_path / "o").exists()

@@ -11,7 +11,7 @@ from golden.spec import WeightFormat
 from reports import digits, fashion
 from reports.app.agreement import evaluate_integer
 from reports.app.pricing import energy_rows, synth_keys
-from reports.app.simulate import load_or_train_network, simulate
+from reports.app.simulate import default_dataset, simulate
 from reports.energy import load_synthesis
 from reports.output import json_text
 
@@ -77,11 +77,12 @@ def test_sim_takes_the_demo_folders_data_set(tmp_path):
     (tmp_path / "networks").mkdir()
     network.save(tmp_path / "networks" / "lsq_w4.json")
     (tmp_path / "summary.json").write_text(json_text({"dataset": "fashion"}))
-    assert load_or_train_network(None, None, "lsq", 4, tmp_path, 0)[2] == "fashion"
-    assert load_or_train_network(None, None, "lsq", 4, tmp_path, 0, "digits")[2] == "digits"
+    assert default_dataset(None, None, "lsq", 4, tmp_path) == "fashion"
+    assert default_dataset(None, None, "post", 4, tmp_path) == "digits"  # no such export: trained now, on digits
+    assert default_dataset(tmp_path / "networks" / "lsq_w4.json", None, "lsq", 4, tmp_path) == "digits"
     (tmp_path / "summary.json").write_text("{}")
     with pytest.raises(ConfigError, match="holds no readable demo summary.json naming its data set"):
-        load_or_train_network(None, None, "lsq", 4, tmp_path, 0)
+        default_dataset(None, None, "lsq", 4, tmp_path)
 
 
 def test_sim_names_a_network_that_does_not_take_the_images(tmp_path):
