@@ -11,6 +11,7 @@ integer for the ``tile`` port, :func:`output_word_count` how many output words t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -48,17 +49,21 @@ class Leaf(NamedTuple):
     signed: bool
 
 
-def layout_leaves(layout, offset: int = 0, name: str = "") -> list[Leaf]:
-    """The scalar fields of a layout in declaration order (struct fields, then array elements)."""
+@functools.lru_cache(maxsize=256)
+def layout_leaves(layout, offset: int = 0, name: str = "") -> tuple[Leaf, ...]:
+    """The scalar fields of a layout in declaration order (struct fields, then array elements).
+
+    Cached: every word of every transfer is packed through it, and layouts compare by value.
+    """
     if isinstance(layout, data.StructLayout):
-        return [leaf for field_name, field in layout
-                for leaf in layout_leaves(field.shape, offset + field.offset, f"{name}.{field_name}" if name else field_name)]
+        return tuple(leaf for field_name, field in layout
+                     for leaf in layout_leaves(field.shape, offset + field.offset, f"{name}.{field_name}" if name else field_name))
     if isinstance(layout, data.ArrayLayout):
         width = Shape.cast(layout.elem_shape).width
-        return [leaf for i in range(layout.length)
-                for leaf in layout_leaves(layout.elem_shape, offset + i * width, f"{name}[{i}]")]
+        return tuple(leaf for i in range(layout.length)
+                     for leaf in layout_leaves(layout.elem_shape, offset + i * width, f"{name}[{i}]"))
     shape = Shape.cast(layout)
-    return [Leaf(name or "value", offset, shape.width, shape.signed)]
+    return (Leaf(name or "value", offset, shape.width, shape.signed),)
 
 
 def pack_words(layout, values: np.ndarray) -> list[int]:
