@@ -50,20 +50,24 @@ class Leaf(NamedTuple):
 
 
 @functools.lru_cache(maxsize=256)
-def layout_leaves(layout, offset: int = 0, name: str = "") -> tuple[Leaf, ...]:
+def layout_leaves(layout) -> tuple[Leaf, ...]:
     """The scalar fields of a layout in declaration order (struct fields, then array elements).
 
-    Cached: every word of every transfer is packed through it, and layouts compare by value.
+    Cached per whole layout (layouts compare by value): every word of every transfer is packed through it.
     """
+    return tuple(_leaves(layout, 0, ""))
+
+
+def _leaves(layout, offset: int, name: str) -> list[Leaf]:
     if isinstance(layout, data.StructLayout):
-        return tuple(leaf for field_name, field in layout
-                     for leaf in layout_leaves(field.shape, offset + field.offset, f"{name}.{field_name}" if name else field_name))
+        return [leaf for field_name, field in layout
+                for leaf in _leaves(field.shape, offset + field.offset, f"{name}.{field_name}" if name else field_name)]
     if isinstance(layout, data.ArrayLayout):
         width = Shape.cast(layout.elem_shape).width
-        return tuple(leaf for i in range(layout.length)
-                     for leaf in layout_leaves(layout.elem_shape, offset + i * width, f"{name}[{i}]"))
+        return [leaf for i in range(layout.length)
+                for leaf in _leaves(layout.elem_shape, offset + i * width, f"{name}[{i}]")]
     shape = Shape.cast(layout)
-    return (Leaf(name or "value", offset, shape.width, shape.signed),)
+    return [Leaf(name or "value", offset, shape.width, shape.signed)]
 
 
 def pack_words(layout, values: np.ndarray) -> list[int]:
