@@ -9,12 +9,12 @@ the parts in chunk order, so the result is identical to the single-process run.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from golden.errors import ConfigError
+from golden.files import temporary_folder
 
 from .energy import DEFAULTS, EnergyTable, Synthesis
 from .networks import Layer
@@ -43,7 +43,8 @@ def dask_client(address: str, workers: int = 1, processes: bool = True, scratch:
         return
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"a LocalCluster needs a positive number of workers, got {workers!r}")
-    with tempfile.TemporaryDirectory(prefix="lutmac-dask-", dir=scratch) as folder, \
+    # the workers' scratch: a lutmac temporary folder, so SIGTERM/SIGINT (golden.files.removed_on_signal) removes it too
+    with temporary_folder(scratch, "lutmac-dask-") as folder, \
             dask.config.set({"temporary-directory": folder}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
                          local_directory=folder) as cluster, Client(cluster) as client:

@@ -56,3 +56,24 @@ def test_a_running_scheduler_by_its_tcp_address(synth_path, tmp_path):
     local = run_sweep(layers, spec, synthesis)
     for name in local.columns:
         np.testing.assert_array_equal(remote.columns[name], local.columns[name])
+
+
+def test_a_signal_removes_the_clusters_scratch_folder(tmp_path):
+    """SIGTERM while a LocalCluster runs (a killed ``lutmac ablation``/``rtl-scale``) leaves no lutmac-dask-* folder."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal
+        from golden.files import removed_on_signal
+        from reports.sweep_dask import dask_client
+        with removed_on_signal(), dask_client("local", workers=1, processes=False, scratch={str(tmp_path)!r}):
+            assert [p.name for p in os.scandir({str(tmp_path)!r})], "the cluster has a scratch folder"
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + 15, done.stderr
+    assert "removed 1 temporary folder" in done.stderr
+    assert list(tmp_path.iterdir()) == []
