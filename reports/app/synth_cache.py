@@ -1,8 +1,9 @@
 """Array cores synthesized on demand for the demo's energy figures, cached in the source tree's build folder.
 
 The demo prices each model on the PE kinds that run it; the 4x4 array cores it needs and
-``build/synth/synth.json`` lacks are synthesized here (Yosys via :mod:`hw.synth`) on the demo's
-synthesis thread, and kept only while they are stamped with the hw sources imported now.
+``build/synth/synth.json`` lacks are synthesized here (Yosys via :mod:`hw.synth`, onto the OSU 0.18 um cells and
+timed by OpenSTA like ``make synth``'s cores) on the demo's synthesis thread, and kept only while they are stamped
+with the hw sources imported now (a cached core without standard-cell figures, from before, is synthesized again).
 
 The cache is ``CACHE_PATH``, ``build/synth/demo/synth.json`` of the source tree lutmac runs from (where
 ``make synth`` writes and the simulation builds of :func:`sim.toolchain.build_root` go; ``make clean``
@@ -45,12 +46,14 @@ class SynthesisCache:
         self.seconds = 0.0
 
     def _cached(self) -> Synthesis | None:
-        """The units synthesized here, unless missing, unreadable or made from other hw sources."""
+        """The units synthesized here with standard-cell figures, unless missing, unreadable or made from other hw sources."""
         try:
             report = SynthReport.read(self.path)
         except (OSError, LutmacError):
             return None
-        return Synthesis(report.yosys_version, report.units) if report.from_these_sources else None
+        if not report.from_these_sources:
+            return None
+        return Synthesis(report.yosys_version, tuple(unit for unit in report.units if unit.area_um2 is not None))
 
     def _loaded(self) -> list[Synthesis]:
         """``make synth``'s results (a broken file raises; a stale one is passed over) and the units cached here."""
@@ -80,7 +83,7 @@ class SynthesisCache:
     def ensure(self, keys: set) -> None:
         """Synthesize the array cores of ``keys`` that neither file has (one at a time, cached as they finish)."""
         from hw.config import ArrayConfig
-        from hw.synth import ARRAY_REDUCTION, SynthTarget, synthesize, yosys_version
+        from hw.synth import ARRAY_REDUCTION, STDCELL, SynthTarget, synthesize, yosys_version
 
         with self.lock:
             for kind, w, a, f in self.missing(keys):
@@ -89,7 +92,9 @@ class SynthesisCache:
                 start = time.perf_counter()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with temporary_folder(self.path.parent, ".work-") as work:
-                    record = synthesize(SynthTarget(name, UnitType.ARRAY, cfg), Path(work))
+                    # standard cells as `make synth`'s cores: priced by logic area and clocked by STA like them, not by
+                    # transistor counts at a default clock
+                    record = synthesize(SynthTarget(name, UnitType.ARRAY, cfg, STDCELL), Path(work))
                 self.seconds += time.perf_counter() - start
                 cached = self._cached()
                 kept = [unit for unit in (cached.units if cached is not None else ()) if unit.name != name]

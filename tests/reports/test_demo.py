@@ -215,8 +215,11 @@ def test_synthesis_from_other_hw_sources_is_not_used(tmp_path, capsys):
     base = tmp_path / "synth.json"
     cache = SynthesisCache(base, tmp_path / "demo" / "synth.json")
     cache.path.parent.mkdir()
-    for stamp, usable in ((None, False), (hw.SOURCE_FINGERPRINT, True), ("0" * 16, False)):
+    cells = {"area_um2": 11624.0, "register_area_um2": 3000.0, "fmax_mhz": 321.7}
+    for stamp, stdcell, usable in ((None, True, False), (hw.SOURCE_FINGERPRINT, True, True), ("0" * 16, True, False),
+                                   (hw.SOURCE_FINGERPRINT, False, False)):  # a core from before the std-cell flow
         payload = synth_payload([("array", "int", 8, 8, 0, 4, 4, 2800, 40)])
+        payload["units"][0] |= cells if stdcell else {}
         if stamp is not None:
             payload["hw_fingerprint"] = stamp
         cache.path.write_text(json_text(payload))
@@ -242,6 +245,7 @@ def test_the_synthesis_cache_is_in_the_source_tree_and_yosys_works_beside_it(tmp
     work = []
 
     def stopped(target, folder):
+        assert target.flows.stdcell, "priced by standard-cell area and STA clock like make synth's cores"
         work.append(folder)
         raise ConfigError("stopped in Yosys")
 
