@@ -1,5 +1,9 @@
 """The sweep on Dask distributed (a 2-worker LocalCluster) gives exactly the single-process result."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -60,10 +64,6 @@ def test_a_running_scheduler_by_its_tcp_address(synth_path, tmp_path):
 
 def test_a_signal_removes_the_clusters_scratch_folder(tmp_path):
     """SIGTERM while a LocalCluster runs (a killed ``lutmac ablation``/``rtl-scale``) leaves no lutmac-dask-* folder."""
-    import subprocess
-    import sys
-    import textwrap
-
     script = textwrap.dedent(f"""
         import os, signal
         from golden.files import removed_on_signal
