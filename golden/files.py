@@ -19,6 +19,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+#: torch's optimizers import ``torch._dynamo``, whose import creates the compile cache folder (by default
+#: ``/tmp/torchinductor_<user>``) though lutmac compiles nothing: lutmac keeps it in the source tree's build folder
+TORCH_CACHE = Path(__file__).resolve().parent.parent / "build" / "torch"
+
+
+def keep_torch_cache_out_of_tmp() -> None:
+    """Point torch's compile cache at :data:`TORCH_CACHE` unless the user chose one (``TORCHINDUCTOR_CACHE_DIR``);
+    child processes (Dask workers) inherit the setting."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(TORCH_CACHE))
+
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` (str as UTF-8) to ``path`` via a temporary file in its folder and ``os.replace``.

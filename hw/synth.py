@@ -20,7 +20,8 @@ Amaranth for
   its buffers are SRAM macros in the standard-cell flow (:mod:`hw.sram`) and block RAM on the FPGAs.
 
 With ``--config NAME`` only that preset's PE, array core, requantizer lane and whole accelerator
-are synthesized.
+are synthesized; with ``--estimator`` only what the estimator and the demo read (:func:`estimator_units`, the
+synthesis of ``make``).
 
 Per unit, two flows on the same RTL:
 
@@ -174,19 +175,36 @@ def default_units(full: bool = False) -> list[SynthTarget]:
                 continue
             units += [SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY,
                                   _config(kind.name, bits, size, size, frac), ALL_FLOWS) for suffix, frac in variants]
-    for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
-        kind = network_kind(scheme).name
-        units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4), UNIT_FLOWS))
-    int_kind = network_kind(WeightScheme.INT).name
-    units.append(SynthTarget(f"requant_{int_kind}_w4a4_residual", UnitType.REQUANT,
-                             _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS), UNIT_FLOWS))
-    # the pool unit needs more logic cells (9394) and pins (291) than the HX8K has: standard cells only
-    units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL,
-                             _config(int_kind, 4, 4, 4).replace(global_pool=True), STDCELL))
+    units += _output_units(UNIT_FLOWS)
     _, presets = load_presets()
     for name in sorted(presets) if full else DEFAULT_ACCELERATORS:
         units.append(SynthTarget(f"accelerator_{name}", UnitType.ACCELERATOR, presets[name], ACCELERATOR_FLOWS))
     return units
+
+
+def _output_units(lane_flows: Flows) -> list[SynthTarget]:
+    """Two requantizer lanes (int's, LCQ's with its thresholds), the residual one and the pool unit of 4 columns."""
+    units = []
+    for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
+        kind = network_kind(scheme).name
+        units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4), lane_flows))
+    int_kind = network_kind(WeightScheme.INT).name
+    units.append(SynthTarget(f"requant_{int_kind}_w4a4_residual", UnitType.REQUANT,
+                             _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS), lane_flows))
+    # the pool unit needs more logic cells (9394) and pins (291) than the HX8K has: standard cells only
+    units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL,
+                             _config(int_kind, 4, 4, 4).replace(global_pool=True), STDCELL))
+    return units
+
+
+def estimator_units() -> list[SynthTarget]:
+    """What the estimator, the demo and ``make reports`` read, and nothing else: the 4x4 array cores of
+    :data:`DEFAULT_ARRAYS` (MAC energy and clock), the output lanes (clock) and the pool unit (ASQ on chip), through
+    the standard-cell flow only.  ``make``'s synthesis: PEs alone, FPGA place-and-route and the whole accelerator
+    (``make synth``) are figures no report of the main job reads."""
+    arrays = [SynthTarget(f"array_{kind}_w{bits}a{bits}_4x4", UnitType.ARRAY, _config(kind, bits, 4, 4), STDCELL)
+              for kind, bits in sorted(DEFAULT_ARRAYS)]
+    return arrays + _output_units(STDCELL)
 
 
 def preset_units(name: str, cfg: ArrayConfig) -> list[SynthTarget]:
@@ -446,11 +464,18 @@ def main(argv: list[str] | None = None) -> int:
                         f"(presets: {', '.join(sorted(presets))}, or 'default')")
     parser.add_argument("--out", type=Path, default=Path("build/synth"), help="output directory (default: build/synth)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (default: 2)")
-    parser.add_argument("--full", action="store_true", help="add the slow units: every kind's whole plan at every F "
-                        "(8x8 arrays, post_lut, lcq_product, 8-bit POST and pot arrays) and every preset's whole "
-                        "accelerator")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--full", action="store_true", help="add the slow units: every kind's whole plan at every F "
+                       "(8x8 arrays, post_lut, lcq_product, 8-bit POST and pot arrays) and every preset's whole "
+                       "accelerator")
+    scope.add_argument("--estimator", action="store_true", help="only what the estimator and the demo read (make's "
+                       "synthesis): the default 4x4 array cores, output lanes and pool unit, standard cells only")
     args = parser.parse_args(argv)
-    if args.config:
+    if args.config and (args.full or args.estimator):
+        parser.error("--config synthesizes one preset's units; it takes neither --full nor --estimator")
+    if args.estimator:
+        units = estimator_units()
+    elif args.config:
         key = default if args.config == "default" else args.config
         if key not in presets:
             parser.error(f"unknown preset {args.config!r}; presets are {', '.join(sorted(presets))} (or 'default')")

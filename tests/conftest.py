@@ -4,6 +4,10 @@
 is loaded later, when its directory is collected.)
 """
 
+from golden.files import keep_torch_cache_out_of_tmp
+
+keep_torch_cache_out_of_tmp()  # the suite's optimizers would leave /tmp/torchinductor_<user> behind
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("lutmac-sim", "RTL simulation (tests/sim)")

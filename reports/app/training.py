@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from golden.files import keep_torch_cache_out_of_tmp
 from golden.layers import calibrate, clamp_scales_, load_checkpoint, quantize_model, save_checkpoint
 from golden.models import DigitsNet
 
@@ -22,6 +23,8 @@ FLOAT_EPOCHS, QAT_EPOCHS = 30, 15
 QUICK_FLOAT_EPOCHS, QUICK_QAT_EPOCHS = 10, 4
 FLOAT_LR, QAT_LR = 3e-3, 1e-3
 CALIBRATION_IMAGES = 256
+
+keep_torch_cache_out_of_tmp()  # before any optimizer is made
 
 
 def model_name(scheme: str, bits: int) -> str:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden import apot_format, bounds, spec
+from golden import gemm as gemm_module
 from golden.errors import (
     AccumulatorOverflowError,
     CodeRangeError,
@@ -131,6 +132,37 @@ def test_int_gemm_exact_at_the_accumulator_extremes(cfg):
     assert abs(int(acc[0, 0])) > 1 << 24 or cfg.scheme == "int"
     lo, hi = spec.signed_range(gemm_accumulator_bits(cfg, k))
     assert lo <= acc.min() and acc.max() <= hi
+
+
+@pytest.mark.parametrize("scheme", ["int", "post"])
+def test_int_gemm_uses_float32_exactly_up_to_25_bit_accumulators(scheme, monkeypatch):
+    """At the widest reduction a 25-bit accumulator holds, float32 BLAS runs and the extreme sum (|x| near 2^24) is
+    exact; one product more needs 26 bits, where an odd sum beyond 2^24 (float32 would round it) comes out exact in
+    float64."""
+    cfg = spec.DatapathConfig.make(scheme, 8, 8, **({"frac_bits": 8} if scheme == "post" else {}))
+    used = []
+    real = gemm_module._exact_matmul
+    monkeypatch.setattr(gemm_module, "_exact_matmul", lambda left, right, dtype: used.append(dtype) or real(left, right, dtype))
+    table = spec.product_table(cfg)
+    code = (lambda i: i - ((i >> (cfg.weight.bits - 1)) & 1) * cfg.weight.num_codes) if scheme == "int" else (lambda i: i)
+    extreme = np.unravel_index(table.argmin() if -table.min() >= table.max() else table.argmax(), table.shape)
+    widest = spec.max_reduction_length(cfg, gemm_module.FLOAT32_EXACT_BITS)
+    for k, dtype in ((widest, np.float32), (widest + 1, np.float64)):
+        big = int(table[extreme]) * (k - 1)  # k - 1 extreme products, the last the largest of their sign making it odd
+        _, (last_w, last_a) = max((abs(int(v)), index) for index, v in np.ndenumerate(table)
+                                  if np.sign(v) == np.sign(table[extreme]) and (big + int(v)) % 2)
+        acts = np.full((1, k), extreme[1], dtype=np.int64)
+        weights = np.full((k, 1), code(extreme[0]), dtype=np.int64)
+        acts[0, -1], weights[-1, 0] = last_a, code(last_w)
+        expected = spec.pe_product(cfg, weights[None, :, :], acts[:, :, None]).sum(axis=1)
+        used.clear()
+        assert gemm_accumulator_bits(cfg, k) == (25 if dtype is np.float32 else 26)
+        np.testing.assert_array_equal(int_gemm(cfg, acts, weights), expected)
+        assert set(used) == {dtype}
+        total = int(expected[0, 0])
+        assert total % 2 == 1 and (abs(total) > 1 << 24) == (dtype is np.float64)
+        if dtype is np.float64:
+            assert int(np.float32(total)) != total  # the sum float32 would get wrong
 
 
 def test_int_gemm_errors():

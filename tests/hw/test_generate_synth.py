@@ -91,6 +91,28 @@ def test_synth_matrix_covers_every_kind_at_3_and_4_bits():
     assert len({u.name for u in units}) == len(units) and len({u.name for u in full}) == len(full)
 
 
+def test_estimator_scope_is_what_the_reports_read_on_standard_cells_only():
+    """`make`'s synthesis: DEFAULT_ARRAYS' 4x4 cores at the default F (the int w8a8 energy anchor among them), every
+    output lane and the pool unit of the default run, the same designs by name, through the standard-cell flow
+    alone; no PE, no whole accelerator."""
+    units, default = synth.estimator_units(), {u.name: u for u in synth.default_units()}
+    assert {(u.cfg.pe_kind, u.cfg.weight_bits) for u in units if u.unit == UnitType.ARRAY} == synth.DEFAULT_ARRAYS
+    assert {u.unit for u in units} == {UnitType.ARRAY, UnitType.REQUANT, UnitType.POOL}
+    assert {u.name for u in units if u.unit != UnitType.ARRAY} == {
+        name for name, u in default.items() if u.unit in (UnitType.REQUANT, UnitType.POOL)}
+    for unit in units:
+        assert unit.flows == synth.STDCELL, unit.name
+        assert unit.name in default and unit.cfg == default[unit.name].cfg, unit.name
+
+
+def test_hw_synth_scopes_exclude_each_other(capsys):
+    for args in (["--estimator", "--full"], ["--estimator", "--config", "default"]):
+        with pytest.raises(SystemExit) as stop:
+            synth.main(args)
+        assert stop.value.code == 2
+    assert "--estimator" in capsys.readouterr().err
+
+
 def test_shift_arrays_are_synthesized_at_the_default_f_and_at_f_8_where_legal_with_full():
     """4x4 arrays at 3 and 4 bits with --full: the default F, and F = 8 (pot: clipped to its exact maximum F = m)."""
     units = synth.default_units(full=True)
