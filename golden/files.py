@@ -51,8 +51,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 # ----------------------------------------------------------------------------------------------- temporary folders
 #
 # A temporary folder of lutmac is named ``PREFIX<pid>-<random>``: a later run removes those whose process is gone
-# (:func:`remove_stale`), and while :func:`removed_on_signal` is active, SIGTERM or SIGINT removes every live one
-# before the process exits.
+# (:func:`remove_stale`), and while :func:`removed_on_signal` is active, SIGTERM or SIGINT stops the process'
+# children and removes every live one before the process exits.
 
 _LIVE: set[Path] = set()
 _LIVE_LOCK = threading.Lock()
@@ -115,19 +115,46 @@ def temporary_folder(parent: str | Path | None = None, prefix: str = "lutmac-") 
         release_temporary_folder(path)
 
 
+CHILD_GRACE_SECONDS = 3.0  # a stopped run's child processes get this long after SIGTERM before SIGKILL
+
+
+def _stop_children() -> int:
+    """SIGTERM every descendant process (Yosys, Verilator, simulators, Dask workers), SIGKILL those still running
+    after :data:`CHILD_GRACE_SECONDS`; so none writes into a folder after it is removed or runs on as an orphan."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, running = psutil.wait_procs(children, timeout=CHILD_GRACE_SECONDS)
+    for child in running:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(running, timeout=CHILD_GRACE_SECONDS)
+    return len(children)
+
+
 def _remove_and_exit(signum, frame) -> None:
+    stopped = _stop_children()
     with _LIVE_LOCK:
         live = sorted(_LIVE)
     for path in live:
         shutil.rmtree(path, ignore_errors=True)
-    sys.stderr.write(f"lutmac: stopped by {signal.Signals(signum).name}; removed {len(live)} temporary folder(s)\n")
+    sys.stderr.write(f"lutmac: stopped by {signal.Signals(signum).name}; stopped {stopped} child process(es), "
+                     f"removed {len(live)} temporary folder(s)\n")
     sys.stderr.flush()
     os._exit(128 + signum)  # at once: worker threads (RTL, Yosys) are not waited for
 
 
 @contextmanager
 def removed_on_signal() -> Iterator[None]:
-    """While active (on the main thread), SIGTERM and SIGINT remove every live temporary folder, then exit 128+signal."""
+    """While active (on the main thread), SIGTERM and SIGINT stop the process' children, remove every live temporary
+    folder, then exit 128+signal."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -1,7 +1,7 @@
 """The columnar sweep on Dask distributed: the same chunks as :func:`reports.sweep.run_sweep`, run on a cluster.
 
 ``dask_client("local", workers)`` starts a LocalCluster (single-threaded workers, no dashboard,
-scratch space in a temporary folder removed afterwards); ``dask_client("tcp://HOST:8786")``
+scratch space and the workers' TMPDIR in a temporary folder removed afterwards); ``dask_client("tcp://HOST:8786")``
 connects to a running scheduler.  :func:`run_sweep_dask` sends the plan (small per-axis tables)
 to every worker once, maps :func:`reports.sweep.evaluate_chunk` over the chunk list and merges
 the parts in chunk order, so the result is identical to the single-process run.
@@ -43,11 +43,13 @@ def dask_client(address: str, workers: int = 1, processes: bool = True, scratch:
         return
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"a LocalCluster needs a positive number of workers, got {workers!r}")
-    # the workers' scratch: a lutmac temporary folder, so SIGTERM/SIGINT (golden.files.removed_on_signal) removes it too
+    # the workers' scratch, and their TMPDIR (the temporary folders their jobs make: RTL builds), is a lutmac
+    # temporary folder, so SIGTERM/SIGINT (golden.files.removed_on_signal) removes it too, workers stopped first
     with temporary_folder(scratch, "lutmac-dask-") as folder, \
             dask.config.set({"temporary-directory": folder}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
-                         local_directory=folder) as cluster, Client(cluster) as client:
+                         local_directory=folder, **({"env": {"TMPDIR": str(folder)}} if processes else {})) as cluster, \
+            Client(cluster) as client:
         yield client
 
 

@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import numpy as np
+import psutil
 import pytest
 
 from golden.errors import ConfigError
@@ -77,3 +78,31 @@ def test_a_signal_removes_the_clusters_scratch_folder(tmp_path):
     assert done.returncode == 128 + 15, done.stderr
     assert "removed 1 temporary folder" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_stops_the_workers_jobs_and_removes_their_folders(tmp_path):
+    """SIGTERM to a run whose worker process has a job under way (an RTL build's lutmac-network-* folder, a
+    simulator child): the job's folder was made in the cluster's scratch (the workers' TMPDIR) and is gone with it,
+    and the job's child process is stopped, not left running as an orphan."""
+    script = textwrap.dedent(f"""
+        import os, signal, subprocess, sys
+        from golden.files import make_temporary_folder, removed_on_signal
+        from reports.sweep_dask import dask_client
+
+        def job():
+            folder = make_temporary_folder(None, "lutmac-network-")
+            child = subprocess.Popen(["sleep", "300"])
+            return str(folder), child.pid
+
+        with removed_on_signal(), dask_client("local", workers=1, scratch={str(tmp_path)!r}) as client:
+            folder, pid = client.submit(job, pure=False).result()
+            print(folder, pid, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 128 + 15, done.stderr
+    folder, pid = done.stdout.split()
+    assert folder.startswith(str(tmp_path / "lutmac-dask-")) and "/lutmac-network-" in folder
+    assert list(tmp_path.iterdir()) == []
+    assert not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
