@@ -200,8 +200,9 @@ def _output_units(lane_flows: Flows) -> list[SynthTarget]:
 def estimator_units() -> list[SynthTarget]:
     """What the estimator, the demo and ``make reports`` read, and nothing else: the 4x4 array cores of
     :data:`DEFAULT_ARRAYS` (MAC energy and clock), the output lanes (clock) and the pool unit (ASQ on chip), through
-    the standard-cell flow only.  ``make``'s synthesis: PEs alone, FPGA place-and-route and the whole accelerator
-    (``make synth``) are figures no report of the main job reads."""
+    the standard-cell flow (besides the generic CMOS and iCE40 counts every unit gets).  ``make``'s synthesis: PEs
+    alone, FPGA place-and-route and the whole accelerator (``make synth``) are figures no report of the main job
+    reads."""
     arrays = [SynthTarget(f"array_{kind}_w{bits}a{bits}_4x4", UnitType.ARRAY, _config(kind, bits, 4, 4), STDCELL)
               for kind, bits in sorted(DEFAULT_ARRAYS)]
     return arrays + _output_units(STDCELL)
@@ -469,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                        "(8x8 arrays, post_lut, lcq_product, 8-bit POST and pot arrays) and every preset's whole "
                        "accelerator")
     scope.add_argument("--estimator", action="store_true", help="only what the estimator and the demo read (make's "
-                       "synthesis): the default 4x4 array cores, output lanes and pool unit, standard cells only")
+                       "synthesis): the default 4x4 array cores, output lanes and pool unit; the standard-cell flow, "
+                       "no FPGA place-and-route")
     args = parser.parse_args(argv)
     if args.config and (args.full or args.estimator):
         parser.error("--config synthesizes one preset's units; it takes neither --full nor --estimator")
