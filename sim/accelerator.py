@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,16 +53,20 @@ RESET_CYCLES = 2
 SLICE_REGIONS = {Region.WEIGHT, Region.CHANNEL}
 
 
+_CONVERTING = threading.Lock()  # one Amaranth elaboration at a time: threads (the demo's RTL jobs) share this process
+
+
 @lru_cache(maxsize=16)
 def accelerator_verilog(cfg: ArrayConfig) -> tuple[str, str]:
     """``(module name, Verilog)`` of the accelerator for ``cfg``, cached on disk (conversion takes seconds)."""
     name = f"lutmac_{cfg.name_hint}"
     key = hashlib.sha256(f"{hw.SOURCE_FINGERPRINT} {cfg!r}".encode()).hexdigest()[:16]
     cached = build_root() / "verilog" / f"{name}-{key}.v"
-    if cached.is_file():
-        return name, cached.read_text()
-    text = verilog.convert(Accelerator(cfg), name=name, emit_src=False)
-    write_atomic(cached, text)  # parallel workers never read half a file
+    with _CONVERTING:
+        if cached.is_file():
+            return name, cached.read_text()
+        text = verilog.convert(Accelerator(cfg), name=name, emit_src=False)
+        write_atomic(cached, text)  # parallel workers never read half a file
     return name, text
 
 

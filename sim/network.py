@@ -491,8 +491,8 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     With ``"verilator"`` mismatches are reported in the returned :class:`NetworkRun` (``bit_exact``,
     ``failures``) and the harness works in ``workdir`` (default: a temporary folder, removed
     after); the cocotb backends raise :class:`~sim.failures.SimulationError` on a mismatching
-    segment (with its waveform) like every testbench.  ``optimize=False`` builds the cocotb
-    Verilator models at -O0 (quicker to build, slower to run).  ``overlap=False``: every run is
+    segment (with its waveform) like every testbench.  ``optimize=False`` builds the Verilator
+    models (harness and cocotb) at -O0 (quicker to build, slower to run).  ``overlap=False``: every run is
     write, start, wait, read (:func:`hw.bus.gemm_steps`), the reference for the double-buffered
     default (:class:`~sim.accelerator.AcceleratorDriver`).
     """
@@ -504,7 +504,7 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
     images = [_image(x_codes, i) for i in range(x_codes.codes.shape[0])] if per_image else [x_codes]
     passes = [{"input": image} for image in images]
     if backend == "verilator":
-        timings = _run_harness(network, configs, layer_keys, passes, workdir, overlap)
+        timings = _run_harness(network, configs, layer_keys, passes, workdir, overlap, optimize)
     else:
         timings = _run_cocotb(network, configs, layer_keys, passes, backend.split("-", 1)[1], seed, optimize, overlap)
     return _finish(network, backend, passes, *timings)
@@ -555,11 +555,11 @@ def _run_cocotb(network, configs, layer_keys, passes, simulator, seed, optimize,
     return runs_per_pass, time.perf_counter() - wall, build_seconds, sim_seconds
 
 
-def _run_harness(network, configs, layer_keys, passes, workdir, overlap) -> tuple:
+def _run_harness(network, configs, layer_keys, passes, workdir, overlap, optimize) -> tuple:
     """(runs per pass, wall, build, sim seconds); one live harness process per configuration."""
     build_start = time.perf_counter()
     designs = {key: accelerator_design(cfg, internal_clock=False) for key, cfg in configs.items()}
-    harnesses = {key: build_harness(design) for key, (design, _) in designs.items()}
+    harnesses = {key: build_harness(design, optimize) for key, (design, _) in designs.items()}
     build_seconds = time.perf_counter() - build_start
     wall = time.perf_counter()
     with contextlib.ExitStack() as stack:

@@ -67,6 +67,7 @@ from .training import model_name, model_seed, reload, train_float, train_quantiz
 DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {TrainingScheme.POT: (4, 3, 2)}
 QUICK_SCHEMES = (TrainingScheme.POST,)
 QUICK_BITS = (4,)
+RTL_THREADS = 2  # the demo's RTL jobs at once
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
     total = options.float_epochs + len(runs) * (options.qat_epochs + 1 + (1 if options.rtl_images else 0))
     progress = _Progress(total, options.progress)
     synth = SynthesisCache(options.synth)
-    # one thread builds and runs the RTL, one runs Yosys, while this one trains the next model
-    rtl_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutmac-rtl")
+    # RTL_THREADS build and run the RTL (mostly Verilator builds: two keep both cores busy once training is done),
+    # one runs Yosys, while this one trains the next model
+    rtl_worker = concurrent.futures.ThreadPoolExecutor(max_workers=RTL_THREADS, thread_name_prefix="lutmac-rtl")
     synth_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutmac-synth")
     seconds = {"train": 0.0, "integer": 0.0}
     try:

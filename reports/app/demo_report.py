@@ -181,8 +181,9 @@ def summary_markdown(demo: DemoResult) -> str:
         "",
         "## Wall time",
         "",
-        "train and integer run on the main thread; synthesis (Yosys) and rtl (Verilator builds + simulation) each on "
-        "their own thread at the same time, so the parts add up to more than the total.",
+        "train and integer run on the main thread; synthesis (Yosys) on its own thread and rtl (Verilator builds + "
+        "simulation, summed over the models, two at a time) on two more, at the same time, so the parts add up to "
+        "more than the total.",
         "",
         markdown_table([{"stage": key, "seconds": value} for key, value in demo.seconds.items()], {"seconds": ".1f"}),
     ]

@@ -80,7 +80,7 @@ def chunk_job(model: str, network_text: str, data_set: str, start: int, stop: in
     network = IntegerNetwork.from_dict(json.loads(network_text))
     x_test, y_test = _test_images(data_set)
     x = network.quantize_input(x_test[start:stop].double().numpy())
-    result = run_rtl(network, x, rows, cols)
+    result = run_rtl(network, x, rows, cols, optimize=True)  # every chunk of a long run shares the -O2 builds
     golden = network.run(x)[network.layers[-1].name].real().argmax(axis=1)
     predictions = np.array(result.predictions)
     return {"model": model, "start": start, "stop": stop, "layers": result.layers, "bit_exact": result.bit_exact,

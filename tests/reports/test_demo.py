@@ -14,7 +14,7 @@ from reports.app.agreement import evaluate_integer
 from reports.app.datasets import FASHION_RECIPE
 from reports.app.demo import DemoOptions
 from reports.app.pricing import energy_rows, layer_hardware, priced_kinds, synth_keys
-from reports.app.rtl import shared_reduction
+from reports.app.rtl import QUICK_BUILD_MAX_IMAGES, run_rtl, shared_reduction
 from reports.app.simulate import load_or_train_network
 from reports.app.synth_cache import SynthesisCache
 from reports.app.training import (
@@ -141,6 +141,27 @@ def test_models_share_accelerator_designs(data, float_model):
     # apot's stem thresholds into table activations on chip: the same accelerator plus the threshold bank
     banked = {cfg for cfg in plans["lsq"] & plans["post"] if "'threshold_bank': False" in cfg}
     assert {cfg.replace("'threshold_bank': False", "'threshold_bank': True") for cfg in banked} & plans["apot"]
+
+
+@pytest.mark.parametrize(("images", "optimize", "expected"), [(4, None, False), (QUICK_BUILD_MAX_IMAGES, None, False),
+                                                         (QUICK_BUILD_MAX_IMAGES + 1, None, True), (4, True, True)])
+def test_a_few_images_build_the_rtl_at_o0(monkeypatch, data, float_model, images, optimize, expected):
+    """The demo's few images (and resnet20's one) build at -O0, which halves the Verilator build; rtl-scale's chunks
+    (``optimize=True``) and long runs at -O2, whose faster simulation pays for the build."""
+    seen = []
+
+    def fake_run(network, x, backend, rows, cols, per_image, max_reduction, optimize):
+        seen.append(optimize)
+        raise StopIteration
+
+    monkeypatch.setattr("reports.app.rtl.run_network_rtl", fake_run)
+    model = quantize_model(float_model, "lsq", 4)
+    calibrate(model, data.x_train[:64])
+    network, _ = export_model(model)
+    x = network.quantize_input(data.x_test[:1].double().numpy().repeat(images, axis=0))
+    with pytest.raises(StopIteration):
+        run_rtl(network, x, 8, 8, optimize=optimize)
+    assert seen == [expected]
 
 
 def test_apot_energy_prices_the_apot_array(data, float_model):
