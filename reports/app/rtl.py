@@ -13,9 +13,9 @@ from golden.stages import Codes
 from sim.network import NetworkRun, run_network_rtl
 
 DEFAULT_RTL_IMAGES = 4
-#: up to this many images a run builds its Verilator models at -O0: half the build time (16 -> 9 s for a demo
-#: accelerator), which a few images' slower simulation does not win back
-QUICK_BUILD_MAX_IMAGES = 64
+#: up to this many images a run builds its Verilator models at -O0: about half the build time, while simulation
+#: is ~6x slower (the demo's rtl.md, 4 images: 1.0-2.5 s at -O0, 0.2-0.3 s at -O2), so -O2 pays from ~20 images
+QUICK_BUILD_MAX_IMAGES = 16
 
 
 def shared_reduction(network: IntegerNetwork) -> int:

@@ -146,7 +146,7 @@ def test_models_share_accelerator_designs(data, float_model):
 @pytest.mark.parametrize(("images", "optimize", "expected"), [(4, None, False), (QUICK_BUILD_MAX_IMAGES, None, False),
                                                          (QUICK_BUILD_MAX_IMAGES + 1, None, True), (4, True, True)])
 def test_a_few_images_build_the_rtl_at_o0(monkeypatch, data, float_model, images, optimize, expected):
-    """The demo's few images (and resnet20's one) build at -O0, which halves the Verilator build; rtl-scale's chunks
+    """The demo's few images (and resnet20's one) build at -O0, about half the Verilator build; rtl-scale's chunks
     (``optimize=True``) and long runs at -O2, whose faster simulation pays for the build."""
     seen = []
 
