@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from threadpoolctl import threadpool_limits
 
 from golden.errors import ConfigError
 from golden.export import export_model
@@ -207,8 +206,6 @@ def run_demo(options: DemoOptions) -> DemoResult:
     started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # deterministic, and the other core builds the RTL meanwhile
-    # numpy's BLAS (the integer runs) on one thread too: beside the RTL builds a second one only contends for a core
-    blas = threadpool_limits(limits=1)
     total = options.float_epochs + len(runs) * (options.qat_epochs + 1 + (1 if options.rtl_images else 0))
     progress = _Progress(total, options.progress)
     synth = SynthesisCache(options.synth)
@@ -276,7 +273,6 @@ def run_demo(options: DemoOptions) -> DemoResult:
             worker.shutdown(wait=True, cancel_futures=True)
         progress.close()
         torch.set_num_threads(threads)
-        blas.restore_original_limits()
     return demo
 
 
