@@ -52,6 +52,7 @@ rtl-scale: setup
 ## build/pytest (cleared by the next run), not /tmp.
 PYTEST_TMP := build/pytest
 test: layering
+	mkdir -p $(dir $(PYTEST_TMP))
 	$(PY) -m pytest -q -n $(JOBS) -m "not regress" --basetemp=$(PYTEST_TMP)
 
 ## The import layering golden <- hw <- sim <- reports.app ([tool.importlinter] in pyproject.toml).
@@ -60,6 +61,7 @@ layering: setup
 
 ## The long regression: full RTL matrix on both simulators, network-level runs.
 regress: setup
+	mkdir -p $(dir $(PYTEST_TMP))
 	$(PY) -m pytest -q -n $(JOBS) -m regress --basetemp=$(PYTEST_TMP)
 
 ## The mutation campaign (not part of `make test`): every fault of tests/mutation/faults.py in a scratch copy,
