@@ -178,7 +178,7 @@ def test_a_signal_removes_the_staging_folder_and_exits_non_zero(signum, tmp_path
     _, err = child.communicate(timeout=30)
     assert time.monotonic() - start < 10
     assert child.returncode == 128 + signum, err
-    assert f"stopped by {signal.Signals(signum).name}; removed 2 temporary folder(s)" in err
+    assert f"stopped by {signal.Signals(signum).name}; stopped 0 child process(es), removed 2 temporary folder(s)" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scratch"] and list(scratch.iterdir()) == []
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "summary.md"]
 
