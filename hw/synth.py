@@ -48,6 +48,7 @@ comparison: :mod:`hw.synth_tables`), ``DIR/pe_timing.csv`` and ``.png``, and the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
@@ -175,25 +176,18 @@ def default_units(full: bool = False) -> list[SynthTarget]:
                 continue
             units += [SynthTarget(f"array_{kind.name}_w{bits}a{bits}_{size}x{size}{suffix}", UnitType.ARRAY,
                                   _config(kind.name, bits, size, size, frac), ALL_FLOWS) for suffix, frac in variants]
-    units += _output_units(UNIT_FLOWS)
-    _, presets = load_presets()
-    for name in sorted(presets) if full else DEFAULT_ACCELERATORS:
-        units.append(SynthTarget(f"accelerator_{name}", UnitType.ACCELERATOR, presets[name], ACCELERATOR_FLOWS))
-    return units
-
-
-def _output_units(lane_flows: Flows) -> list[SynthTarget]:
-    """Two requantizer lanes (int's, LCQ's with its thresholds), the residual one and the pool unit of 4 columns."""
-    units = []
     for scheme, suffix in ((WeightScheme.INT, ""), (WeightScheme.LCQ, "_thresholds")):
         kind = network_kind(scheme).name
-        units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4), lane_flows))
+        units.append(SynthTarget(f"requant_{kind}_w4a4{suffix}", UnitType.REQUANT, _config(kind, 4), UNIT_FLOWS))
     int_kind = network_kind(WeightScheme.INT).name
     units.append(SynthTarget(f"requant_{int_kind}_w4a4_residual", UnitType.REQUANT,
-                             _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS), lane_flows))
+                             _config(int_kind, 4).replace(residual_bits=RESIDUAL_CODE_BITS), UNIT_FLOWS))
     # the pool unit needs more logic cells (9394) and pins (291) than the HX8K has: standard cells only
     units.append(SynthTarget(f"pool_{int_kind}_w4a4_4col", UnitType.POOL,
                              _config(int_kind, 4, 4, 4).replace(global_pool=True), STDCELL))
+    _, presets = load_presets()
+    for name in sorted(presets) if full else DEFAULT_ACCELERATORS:
+        units.append(SynthTarget(f"accelerator_{name}", UnitType.ACCELERATOR, presets[name], ACCELERATOR_FLOWS))
     return units
 
 
@@ -203,9 +197,8 @@ def estimator_units() -> list[SynthTarget]:
     the standard-cell flow (besides the generic CMOS and iCE40 counts every unit gets).  ``make``'s synthesis: PEs
     alone, FPGA place-and-route and the whole accelerator (``make synth``) are figures no report of the main job
     reads."""
-    arrays = [SynthTarget(f"array_{kind}_w{bits}a{bits}_4x4", UnitType.ARRAY, _config(kind, bits, 4, 4), STDCELL)
-              for kind, bits in sorted(DEFAULT_ARRAYS)]
-    return arrays + _output_units(STDCELL)
+    return [dataclasses.replace(unit, flows=STDCELL) for unit in default_units()
+            if unit.unit in (UnitType.ARRAY, UnitType.REQUANT, UnitType.POOL)]
 
 
 def preset_units(name: str, cfg: ArrayConfig) -> list[SynthTarget]:
