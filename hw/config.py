@@ -35,12 +35,17 @@ class ArrayConfig:
     """One accelerator instance: PE kind and widths, array shape, buffer capacity, requantizer.
 
     ``None`` fields take the derived default: ``frac_bits`` from the scheme, ``out_bits = act_bits``,
-    ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
+    ``min_out_bits = out_bits``, ``threshold_out_bits = out_bits``, ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
     ``bias_bits = accumulator_width``, ``threshold_bank`` on for table activations (lcq, apot) and
     ``act_level_bits`` from the kind (``hw.kinds.PeKind.act_level_bits``; 8 unless it says).
     ``residual_bits``: signed width of the residual operand the output stage adds
     (:mod:`golden.output_stage`; 0: no residual unit).  ``global_pool``: a global-average-pool
     unit that sums each channel over a run's rows and requantizes the sum once.
+    ``out_bits``: the widest code a ``REQUANT`` run writes; with ``min_out_bits < out_bits`` each
+    run sets its own width in ``min_out_bits..out_bits`` (the clip is a run-time bound), so
+    layers with different output widths share one accelerator.  ``threshold_out_bits``: the
+    widest code of a ``THRESHOLD`` run (the bank holds ``2^threshold_out_bits - 1`` thresholds
+    per channel; a narrower run's unused ones are never reached).
     One run (``Accelerator`` start..done) computes ``M x K`` by ``K x N`` with ``M <= max_m``,
     ``K <= max_reduction`` and ``N <= max_n``.
     """
@@ -55,6 +60,8 @@ class ArrayConfig:
     level_bits: int = spec.DEFAULT_LEVEL_BITS
     act_level_bits: int | None = None
     out_bits: int | None = None
+    min_out_bits: int | None = None
+    threshold_out_bits: int | None = None
     max_reduction: int = 256
     max_m: int = 64
     max_n: int = 64
@@ -84,14 +91,21 @@ class ArrayConfig:
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        for name in ("min_out_bits", "threshold_out_bits"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.out_bits)
         if self.bias_bits is None:
             object.__setattr__(self, "bias_bits", self.accumulator_width)
         if not isinstance(self.global_pool, bool):
             raise ConfigError(f"global_pool must be a bool, got {self.global_pool!r}")
         if not isinstance(self.threshold_bank, bool):
             raise ConfigError(f"threshold_bank must be a bool, got {self.threshold_bank!r}")
-        if not isinstance(self.out_bits, int) or not spec.MIN_BITS <= self.out_bits <= spec.MAX_BITS:
-            raise UnsupportedBitsError(f"out_bits={self.out_bits!r} is not supported (expected {spec.MIN_BITS}..{spec.MAX_BITS})")
+        for name in ("out_bits", "min_out_bits", "threshold_out_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not spec.MIN_BITS <= value <= spec.MAX_BITS:
+                raise UnsupportedBitsError(f"{name}={value!r} is not supported (expected {spec.MIN_BITS}..{spec.MAX_BITS})")
+        if self.min_out_bits > self.out_bits:
+            raise ConfigError(f"min_out_bits={self.min_out_bits} is wider than out_bits={self.out_bits}")
         spec.check_accumulator(datapath, self.accumulator_width, self.max_reduction)
         _check_int("bias_bits", self.bias_bits, 1, spec.MAX_SUM_BITS)
         _check_int("residual_bits", self.residual_bits, 0, spec.MAX_SUM_BITS)
@@ -126,6 +140,21 @@ class ArrayConfig:
 
     def replace(self, **changes) -> ArrayConfig:
         return dataclasses.replace(self, **changes)
+
+    def covering(self, other: ArrayConfig) -> ArrayConfig:
+        """The smallest config that runs every job either runs: same datapath and array, each limit the wider."""
+        fixed = ("pe_kind", "rows", "cols", "weight_bits", "act_bits", "frac_bits", "levels", "level_bits",
+                 "act_level_bits", "host_lanes")
+        differ = [name for name in fixed if getattr(self, name) != getattr(other, name)]
+        if differ:
+            raise ConfigError(f"configs differing in {differ} run different datapaths or arrays; none covers both")
+        widest = {name: max(getattr(self, name), getattr(other, name))
+                  for name in ("out_bits", "max_reduction", "max_m", "max_n", "accumulator_width", "bias_bits",
+                               "residual_bits")}
+        banked = [cfg.threshold_out_bits for cfg in (self, other) if cfg.threshold_bank]
+        return self.replace(**widest, min_out_bits=min(self.min_out_bits, other.min_out_bits),
+                            threshold_bank=bool(banked), threshold_out_bits=max(banked, default=widest["out_bits"]),
+                            global_pool=self.global_pool or other.global_pool)
 
     # ---- datapath (golden.spec) -------------------------------------------------------------------
     @cached_property
@@ -168,7 +197,17 @@ class ArrayConfig:
     @property
     def threshold_count(self) -> int:
         """Entries per channel in the threshold bank (0 when the config has none)."""
-        return (1 << self.out_bits) - 1 if self.threshold_bank else 0
+        return (1 << self.threshold_out_bits) - 1 if self.threshold_bank else 0
+
+    @property
+    def run_time_out_bits(self) -> bool:
+        """Each run sets its output width (``tile.out_bits``); else every REQUANT run writes ``out_bits``."""
+        return self.min_out_bits < self.out_bits
+
+    @property
+    def code_bits(self) -> int:
+        """Width of the widest code any run writes (REQUANT or THRESHOLD)."""
+        return max(self.out_bits, self.threshold_out_bits if self.threshold_bank else 0)
 
     @property
     def threshold_bits(self) -> int:
@@ -178,7 +217,7 @@ class ArrayConfig:
     @property
     def out_word_bits(self) -> int:
         """Signed width of one output value: raw ``acc + bias`` or a zero-extended code."""
-        return max(self.requant.sum_bits, self.out_bits + 1)
+        return max(self.requant.sum_bits, self.code_bits + 1)
 
     # ---- buffer geometry: one run's words (one bank; hw.top holds hw.layout.BANKS of each) -----
     @property

@@ -113,7 +113,9 @@ class GemmJob:
 
     ``mantissa``/``shift`` are per output channel (scalars broadcast); ``row_mantissa`` /
     ``row_shift`` (per output row, ASQ's per-sample ``1/beta``) replace them when given.
-    ``thresholds`` is ``(N, 2^out_bits - 1)`` for ``THRESHOLD``.  lcq jobs carry both level
+    ``out_bits``: the width of the codes a ``REQUANT`` or ``THRESHOLD`` run writes (None: the
+    config's ``out_bits`` or ``threshold_out_bits``; :func:`code_bits`); ``thresholds`` is
+    ``(N, 2^out_bits - 1)`` for ``THRESHOLD``.  lcq jobs carry both level
     tables (lcq_product: they define the product table).  ``negate`` (per channel, 0/1) is the
     channel's sign; ``shortcut`` (``M x N``, configs with ``residual_bits``) the residual operand
     added after ``rescale`` by ``shortcut_mantissa`` / ``shortcut_shift`` (per channel;
@@ -143,6 +145,7 @@ class GemmJob:
     shortcut_shift: np.ndarray | int = IDENTITY_MULTIPLIER[1]
     pool: bool = False
     held: bool = False
+    out_bits: int | None = None
 
     @property
     def reads_pool_sums(self) -> bool:
@@ -177,6 +180,14 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
         raise ConfigError(f"mode must be an OutputMode, got {job.mode!r}")
     if job.mode == OutputMode.THRESHOLD and not cfg.threshold_bank:
         raise ConfigError("THRESHOLD mode needs an array config with threshold_bank=True")
+    if job.out_bits is not None:
+        if job.mode == OutputMode.RAW:
+            raise ConfigError(f"out_bits={job.out_bits!r} given for a RAW run, which writes no codes")
+        lo, hi = ((spec.MIN_BITS, cfg.threshold_out_bits) if job.mode == OutputMode.THRESHOLD
+                  else (cfg.min_out_bits, cfg.out_bits))
+        if not isinstance(job.out_bits, int) or isinstance(job.out_bits, bool) or not lo <= job.out_bits <= hi:
+            raise ConfigError(f"out_bits={job.out_bits!r} is not an output width of this config's {job.mode.name} runs "
+                              f"(expected {lo}..{hi})")
     for name, table, needed, check in (
         ("weight_table", job.weight_table, cfg.scheme == WeightScheme.LCQ, cfg.datapath.weight.check_table),
         ("act_table", job.act_table, cfg.datapath.act_format == "table", cfg.datapath.check_act_table),
@@ -204,6 +215,13 @@ def check_job(cfg: ArrayConfig, job: GemmJob) -> None:
             raise ConfigError(f"the shortcut must be M x N = {(m, n)}, got {np.shape(job.shortcut)}")
 
 
+def code_bits(cfg: ArrayConfig, job: GemmJob) -> int:
+    """The width of the codes ``job`` writes (REQUANT and THRESHOLD runs)."""
+    if job.out_bits is not None:
+        return job.out_bits
+    return cfg.threshold_out_bits if job.mode == OutputMode.THRESHOLD else cfg.out_bits
+
+
 def _channel_params(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
     """``(N, leaves)`` values of :func:`hw.layout.channel_layout`."""
     bias = np.broadcast_to(np.asarray(job.bias, dtype=np.int64), (n,))
@@ -228,16 +246,22 @@ def _check_multipliers(mantissa: np.ndarray, shift: np.ndarray) -> None:
 
 
 def _threshold_bank(cfg: ArrayConfig, job: GemmJob, n: int) -> np.ndarray:
-    """Thresholds clipped to ``[sum_min, sum_max + 1]``: same codes for every reachable ``acc + bias``."""
-    count = cfg.threshold_count
+    """Thresholds clipped to ``[sum_min, sum_max + 1]``: same codes for every reachable ``acc + bias``.
+
+    A run with fewer thresholds than the bank holds (a narrower ``out_bits``) fills the rest with
+    ``sum_max + 1``, which no ``acc + bias`` reaches.
+    """
+    lo, hi = spec.signed_range(cfg.requant.sum_bits)
+    bank = np.full((n, cfg.threshold_count), hi + 1, dtype=np.int64)
     if job.thresholds is None:
-        return np.zeros((n, count), dtype=np.int64)
+        return bank
     thresholds = np.asarray(job.thresholds)
+    count = (1 << code_bits(cfg, job)) - 1
     if thresholds.shape != (n, count):
         raise LevelTableError(f"thresholds must have shape (N, 2^out_bits - 1) = {(n, count)}, got {thresholds.shape}")
     requantization.threshold_quantize(np.zeros(n, dtype=np.int64), 0, thresholds)  # validates order and integer type
-    lo, hi = spec.signed_range(cfg.requant.sum_bits)
-    return np.clip(thresholds.astype(np.int64), lo, hi + 1)
+    bank[:, :count] = np.clip(thresholds.astype(np.int64), lo, hi + 1)
+    return bank
 
 
 def job_writes(cfg: ArrayConfig, job: GemmJob) -> list[HostWrite]:
@@ -296,6 +320,8 @@ def tile_descriptor(cfg: ArrayConfig, job: GemmJob, bank: int = 0) -> int:
     m, k, n = job.shape
     fields = [k, -(-m // cfg.rows), -(-n // cfg.cols), int(job.mode), int(job.relu), int(job.row_mantissa is not None),
               bank]  # hw.layout.tile_layout's order: the bank, then the output-stage fields this config has
+    if cfg.run_time_out_bits:
+        fields.append(code_bits(cfg, job) if job.mode == OutputMode.REQUANT else cfg.out_bits)
     if cfg.residual_bits:
         fields.append(int(job.shortcut is not None))
     if cfg.global_pool:
@@ -348,7 +374,7 @@ def golden_outputs(cfg: ArrayConfig, job: GemmJob, held: np.ndarray | None = Non
             mantissa, shift = np.asarray(job.row_mantissa)[:, None], np.asarray(job.row_shift)[:, None]
         else:
             mantissa, shift = job.mantissa, job.shift
-        return requantization.requantize(total, 0, mantissa, shift, cfg.out_bits)
+        return requantization.requantize(total, 0, mantissa, shift, code_bits(cfg, job))
     if job.mode == OutputMode.THRESHOLD:
         return requantization.threshold_quantize(total, 0, job.thresholds)
     return np.maximum(total, 0) if job.relu else total  # RAW

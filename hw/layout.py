@@ -35,7 +35,7 @@ class Region(IntEnum):
 class OutputMode(IntEnum):
     """``tile.mode``: what the requantizer writes to the output buffer."""
 
-    REQUANT = 0  # clip(round_half_up((acc + bias) * mantissa >> shift), 0, 2^out_bits - 1)
+    REQUANT = 0  # clip(round_half_up((acc + bias) * mantissa >> shift), 0, 2^out_bits - 1), the run's out_bits
     THRESHOLD = 1  # #{k : acc + bias >= thresholds[k]} (needs threshold_bank)
     RAW = 2  # acc + bias, optionally max(., 0) when tile.relu
 
@@ -96,6 +96,8 @@ def tile_layout(cfg: ArrayConfig) -> data.StructLayout:
         "row_multiplier": unsigned(1),
         "bank": unsigned(ceil_log2(BANKS)),  # the buffer bank the run reads its operands from and writes its outputs to
     }
+    if cfg.run_time_out_bits:
+        fields["out_bits"] = unsigned(ceil_log2(cfg.out_bits + 1))  # a REQUANT run's code width, min_out_bits..out_bits
     if cfg.residual_bits:
         fields["residual"] = unsigned(1)  # add each output's RESIDUAL operand
     if cfg.global_pool:

@@ -6,12 +6,13 @@ A lane turns a finished accumulator into the value written to the output buffer,
 1. ``t = sign * acc + bias`` (``negate``: the channel's sign) and, on a config with
    ``residual_bits``, ``+ rescale(shortcut, shortcut_multiplier)`` (the residual add; the
    operand comes from the RESIDUAL region, the multiplier from the channel's parameters);
-2. ``REQUANT``: ``clip(rescale(t, mantissa, shift), 0, 2^out_bits - 1)`` (the clip at 0 is the
-   ReLU); ``THRESHOLD``: ``#{k : t >= thresholds[k]}``; ``RAW``: ``t``, ``max(t, 0)`` with ``relu``.
+2. ``REQUANT``: ``clip(rescale(t, mantissa, shift), 0, code_max)`` (the clip at 0 is the ReLU;
+   ``code_max = 2^out_bits - 1``, an input on a config with run-time output widths);
+   ``THRESHOLD``: ``#{k : t >= thresholds[k]}``; ``RAW``: ``t``, ``max(t, 0)`` with ``relu``.
 
 Latency 3 (:attr:`OutputLane.latency`): ``valid``/``acc`` in cycle ``t`` -> ``result_valid``/``result``
 in cycle ``t + 3``.  ``negate``, ``bias``, ``multiplier`` and the shortcut inputs are taken in cycle
-``t``, ``thresholds`` and ``relu`` in ``t + 1`` and ``mode`` in ``t + 3`` (the controller holds all
+``t``, ``thresholds`` and ``relu`` in ``t + 1`` and ``mode`` and ``code_max`` in ``t + 3`` (the controller holds all
 but the operands for a whole block; the next block's parameters arrive at ``t + 2`` at the
 earliest).  The shortcut's alignment product is registered with ``sign * acc + bias``; the
 requantizer's multiply has a stage of its own (stage 3): behind the add in one stage it was the
@@ -76,6 +77,8 @@ class OutputLane(wiring.Component):
             "result_valid": Out(1),
             "result": Out(signed(cfg.out_word_bits)),
         }
+        if cfg.run_time_out_bits:
+            members["code_max"] = In(unsigned(cfg.out_bits))
         if cfg.threshold_bank:
             members["thresholds"] = In(data.ArrayLayout(signed(cfg.threshold_bits), cfg.threshold_count))
         if cfg.residual_bits:
@@ -89,7 +92,7 @@ class OutputLane(wiring.Component):
         m = Module()
         cfg = self.cfg
         product_bits = cfg.requant.product_bits
-        code_max = (1 << cfg.out_bits) - 1
+        code_max = self.code_max if cfg.run_time_out_bits else (1 << cfg.out_bits) - 1
 
         # stage 1: sign * acc + bias (and the shortcut's alignment product)
         signed_total = Signal(signed(max(cfg.accumulator_width, cfg.bias_bits) + 1))
@@ -113,7 +116,7 @@ class OutputLane(wiring.Component):
         total2 = Signal.like(total)
         multiplier2 = Signal.like(multiplier)
         raw = Signal(signed(cfg.requant.sum_bits))
-        threshold_code = Signal(unsigned(cfg.out_bits))
+        threshold_code = Signal(unsigned(cfg.threshold_out_bits))
         valid2 = Signal()
         m.d.sync += [total2.eq(total), multiplier2.eq(multiplier), raw.eq(Mux(self.relu & (total < 0), 0, total)),
                      valid2.eq(valid1)]
@@ -158,7 +161,8 @@ class GlobalPool(wiring.Component):
     total is requantized: ``write`` and ``codes`` (output row 0 of block ``write_block``) follow
     the last row's lane result by :attr:`latency` cycles.  ``capture`` takes the block's
     multipliers when its row 0 enters the lanes (the controller's parameter read is then free
-    for the next block).  Without ``requantize`` (a RAW run: the ASQ barrier's first pass) the
+    for the next block); ``code_max`` (configs with run-time output widths) is the run's.  Without
+    ``requantize`` (a RAW run: the ASQ barrier's first pass) the
     totals are only kept, for the host to read (``rd_addr`` / ``rd_data``, one cycle).
     """
 
@@ -167,7 +171,8 @@ class GlobalPool(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         multipliers = data.ArrayLayout(multiplier_layout(cfg), cfg.cols)
-        super().__init__({
+        code_max = {"code_max": In(unsigned(cfg.out_bits))} if cfg.run_time_out_bits else {}
+        super().__init__(code_max | {
             "capture": In(1),
             "multipliers": In(multipliers),
             "valid": In(1),
@@ -191,7 +196,7 @@ class GlobalPool(wiring.Component):
         cfg = self.cfg
         width, value_bits = cfg.pool_sum_bits, cfg.requant.sum_bits - 1  # relu(t) >= 0 has sum_bits - 1 magnitude bits
         product_bits = width + multiplier_layout(cfg)["mantissa"].shape.width + 1  # signed, for round_shift
-        code_max = (1 << cfg.out_bits) - 1
+        code_max = self.code_max if cfg.run_time_out_bits else (1 << cfg.out_bits) - 1
         m.submodules.totals = totals = memory.Memory(shape=data.ArrayLayout(unsigned(width), cfg.cols),
                                                      depth=cfg.n_blocks_max, init=[])
         total_read, total_write = totals.read_port(domain="comb"), totals.write_port()

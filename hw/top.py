@@ -31,7 +31,8 @@ of the array, which has one bank) is dropped and sets ``wr_refused`` until the n
 Output stage (:mod:`hw.output_stage`): the drained row goes through the ``C`` output lanes with
 the block's channel parameters, its residual operands (the ``RESIDUAL`` buffer, one word per
 output block, read with the channel parameters) and, in a held run, the values the output
-buffer holds for the block (a second read port).  Both are banked like the output buffer: a run
+buffer holds for the block (a second read port).  With run-time output widths ``tile.out_bits``
+is decoded once into the run's largest code, shared by the lanes and the pool unit.  Both are banked like the output buffer: a run
 reads ``tile.bank``'s residual word and held values, ``Cat(tile.bank, block)``.  With
 ``global_pool`` the lanes' results also feed the :class:`~hw.output_stage.GlobalPool` unit, whose
 sums (one bank: the last pooled run's) the host reads under ``rd_addr``'s top bit.
@@ -274,6 +275,9 @@ class Accelerator(wiring.Component):
 
         # ---- requantizer lanes -> output buffer ---------------------------------------------------
         m.d.comb += array.drain_row.eq(drain_row)
+        if cfg.run_time_out_bits:  # the run's largest code, 2^out_bits - 1: bit i is set when i < out_bits
+            code_max = Signal(cfg.out_bits)
+            m.d.comb += code_max.eq(Cat([tile.out_bits > i for i in range(cfg.out_bits)]))
         pooling = tile.pool if cfg.global_pool else Const(0)
         for column, lane_unit in enumerate(lanes):
             params = channel_read.data[column]
@@ -288,6 +292,8 @@ class Accelerator(wiring.Component):
             ]
             if cfg.threshold_bank:
                 m.d.comb += lane_unit.thresholds.eq(params.thresholds)
+            if cfg.run_time_out_bits:
+                m.d.comb += lane_unit.code_max.eq(code_max)
             if cfg.global_pool:
                 m.d.comb += [lane_unit.held.eq(held_read.data[drain_row][column]), lane_unit.add_held.eq(tile.held)]
             if cfg.residual_bits:
@@ -313,6 +319,8 @@ class Accelerator(wiring.Component):
             m.d.sync += read_sums.eq(self.rd_addr[-1])
             m.d.comb += [pool.rd_addr.eq(self.rd_addr), self.rd_data.eq(Mux(read_sums, pool.rd_data, out_read.data)),
                          pool.requantize.eq(tile.mode == OutputMode.REQUANT)]
+            if cfg.run_time_out_bits:
+                m.d.comb += pool.code_max.eq(code_max)
             m.d.comb += [
                 pool.capture.eq(draining & (drain_row == 0)),
                 pool.valid.eq(lanes[0].result_valid & pooling),

@@ -174,19 +174,22 @@ def held_rows(network: IntegerNetwork, x: Codes) -> dict[str, int]:
 
 
 def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: int = 256, max_n: int = 64,
-                max_reduction: int | None = None,
-                whole_sample_rows: dict[str, int] | None = None) -> tuple[dict[tuple, ArrayConfig], dict[str, tuple]]:
-    """Accelerator configurations the network needs and which one runs each layer.
+                max_reduction: int | None = None, whole_sample_rows: dict[str, int] | None = None,
+                floor: dict[spec.DatapathConfig, ArrayConfig] | None = None,
+                ) -> tuple[dict[spec.DatapathConfig, ArrayConfig], dict[str, spec.DatapathConfig]]:
+    """Accelerator configurations the network needs (one per array datapath) and which one runs each layer.
 
-    One configuration per (array datapath, output bits) of the layers whose output stage
-    requantizes on chip; a layer with a RAW output (``accumulator`` mode, or finished by golden)
-    joins a configuration of its datapath, so
-    consecutive layers share one accelerator.  Each is sized for the longest reduction of its
-    layers, or for ``max_reduction`` when given: one bound for every accelerator makes the
-    designs of networks with the same datapaths identical, so they share builds.  A
-    configuration has a residual unit (``residual_bits``) when one of its layers adds a shortcut
-    or has a signed input.  ``whole_sample_rows`` (:func:`held_rows`): a configuration's ``max_m``
-    grows to the largest of its layers' whole-sample runs — the barrier storage ASQ needs.
+    Every layer of a datapath runs on its configuration, so consecutive layers share one
+    accelerator: its REQUANT output width is set per run, over the widths of its layers'
+    uniform and ASQ outputs (``min_out_bits..out_bits``); its threshold bank (when a layer
+    thresholds) holds the widest threshold layer's thresholds; it has the pool unit when a layer
+    pools or is ASQ, and a residual unit (``residual_bits``) when a layer adds a shortcut or has a
+    signed input.  Each is sized for the longest reduction of its layers, or for
+    ``max_reduction`` when given.  ``whole_sample_rows`` (:func:`held_rows`): ``max_m`` grows to
+    the largest of its layers' whole-sample runs — the barrier storage ASQ needs.  ``floor``:
+    configurations the planned ones must also cover (:meth:`~hw.config.ArrayConfig.covering`);
+    one floor for several networks (:func:`shared_floor`) makes their designs identical, so they
+    share builds.
     """
     for layer in network.layers:
         cfg = layer.cfg
@@ -199,34 +202,41 @@ def plan_arrays(network: IntegerNetwork, rows: int = 8, cols: int = 8, max_m: in
     longest = max(layer.reduction_length for layer in network.layers)
     if max_reduction is not None and max_reduction < longest:
         raise ConfigError(f"max_reduction={max_reduction} is shorter than the network's longest reduction ({longest})")
-    keys: dict[str, tuple] = {}
-    for layer in network.layers:
-        if runs_on_requantizer(layer) and layer.output.mode != "accumulator":
-            keys[layer.name] = (layer.cfg, layer.output.bits)
-    for layer in network.layers:  # RAW outputs (on chip or finished by golden) need no output bits of their own
-        if layer.name not in keys:
-            datapath = layer.cfg
-            keys[layer.name] = next((key for key in keys.values() if key[0] == datapath), (datapath, None))
+    keys = {layer.name: layer.cfg for layer in network.layers}
     configs = {}
-    for key in dict.fromkeys(keys.values()):
-        datapath, out_bits = key
-        layers = [layer for layer in network.layers if keys[layer.name] == key]
-        reduction = max_reduction or max(layer.reduction_length for layer in layers)
+    for datapath in dict.fromkeys(keys.values()):
+        layers = [layer for layer in network.layers if layer.cfg == datapath]
         direct = [layer for layer in layers if runs_on_requantizer(layer)]
+        requantized = [layer.output.bits for layer in direct if layer.output.mode in ("uniform", "asq")]
+        thresholded = [layer.output.bits for layer in direct if layer.output.mode == "threshold"]
+        reduction = max_reduction or max(layer.reduction_length for layer in layers)
         bias_bits = max([spec.accumulator_bits(datapath, reduction)]
                         + [spec.signed_bits_for(*_bias_range(layer)) for layer in direct])
         cfg = ArrayConfig(
             network_kind(datapath.scheme).name, rows, cols, datapath.weight.bits, datapath.act_bits,
             frac_bits=datapath.frac_bits, levels=datapath.weight.levels, level_bits=datapath.weight.level_bits,
-            act_level_bits=datapath.act_level_bits, out_bits=out_bits or datapath.act_bits,
+            act_level_bits=datapath.act_level_bits, out_bits=max(requantized or thresholded or [datapath.act_bits]),
+            min_out_bits=min(requantized or thresholded or [datapath.act_bits]),
+            threshold_out_bits=max(thresholded, default=None), threshold_bank=bool(thresholded),
             max_reduction=reduction, max_n=max_n, host_lanes=cols, bias_bits=bias_bits,
             max_m=max([max_m] + [(whole_sample_rows or {}).get(layer.name, 0) for layer in direct]),
-            threshold_bank=any(layer.output.mode == "threshold" for layer in direct),
             global_pool=any(uses_pool_unit(layer) for layer in direct),
         )  # fmt: skip
-        residual = max([residual_bits(network, layer, cfg.requant.sum_bits) for layer in direct], default=0)
-        configs[key] = cfg.replace(residual_bits=residual) if residual else cfg
+        if floor and datapath in floor:
+            cfg = cfg.covering(floor[datapath])
+        t_bits = cfg.replace(residual_bits=0).requant.sum_bits  # a first pass's sign * acc + bias
+        residual = max([residual_bits(network, layer, t_bits) for layer in direct], default=0)
+        configs[datapath] = cfg.replace(residual_bits=max(residual, cfg.residual_bits))
     return configs, keys
+
+
+def shared_floor(plans) -> dict[spec.DatapathConfig, ArrayConfig]:
+    """One configuration per datapath that covers every plan's (:func:`plan_arrays`' first result) of that datapath."""
+    floor: dict[spec.DatapathConfig, ArrayConfig] = {}
+    for configs in plans:
+        for datapath, cfg in configs.items():
+            floor[datapath] = floor[datapath].covering(cfg) if datapath in floor else cfg
+    return floor
 
 
 def _bias_range(layer: IntegerLayer) -> tuple[int, int]:
@@ -343,9 +353,9 @@ async def run_layer(session, driver: AcceleratorDriver, layer: IntegerLayer, x: 
             finish = dict(mode=OutputMode.RAW, pool=True)
         elif out.mode == "uniform":
             finish = dict(mode=OutputMode.REQUANT, mantissa=_channel_params(params.mantissa, "multipliers", layer),
-                          shift=_channel_params(params.shift, "multipliers", layer), pool=pool)
+                          shift=_channel_params(params.shift, "multipliers", layer), pool=pool, out_bits=out.bits)
         elif out.mode == "threshold":
-            finish = dict(mode=OutputMode.THRESHOLD, thresholds=params.thresholds[0])
+            finish = dict(mode=OutputMode.THRESHOLD, thresholds=params.thresholds[0], out_bits=out.bits)
             _channel_params(params.thresholds, "thresholds", layer)
         else:
             finish = dict(mode=OutputMode.RAW)
@@ -408,13 +418,13 @@ async def _asq_barrier(session, driver: AcceleratorDriver, layer: IntegerLayer, 
     m, n = positions * acc_shape[0], layer.out_channels
     zero_weight = layer.cfg.weight.legal_codes()[0]
     job = GemmJob(np.zeros((m, 1), dtype=np.int64), np.full((1, n), zero_weight), OutputMode.REQUANT,
-                  mantissa=params.mantissa[0], shift=params.shift[0], held=True, **tables)
+                  mantissa=params.mantissa[0], shift=params.shift[0], held=True, out_bits=layer.output.bits, **tables)
     outcome = await run_gemm(session, driver, job, prefetch)
     tally.add(outcome)
     return outcome.outputs, beta
 
 
-async def run_layers(sessions: dict, keys: dict[str, tuple], network: IntegerNetwork, indices: list[int],
+async def run_layers(sessions: dict, keys: dict[str, spec.DatapathConfig], network: IntegerNetwork, indices: list[int],
                      passes: list[dict]) -> list[list[LayerRun]]:
     """Layers ``indices`` in order on ``sessions[keys[name]] = (session, driver)``, for every pass.
 
@@ -483,11 +493,12 @@ def _finish(network, backend, passes, runs_per_pass, wall, build, sim) -> Networ
 
 def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str = "verilator", rows: int = 8,
                     cols: int = 8, workdir: Path | None = None, seed: int = 0, optimize: bool = True,
-                    per_image: bool = False, max_reduction: int | None = None, overlap: bool = True) -> NetworkRun:
+                    per_image: bool = False, max_reduction: int | None = None, overlap: bool = True,
+                    floor: dict[spec.DatapathConfig, ArrayConfig] | None = None) -> NetworkRun:
     """Run ``network`` on input ``x`` (reals, quantized by the network's input stage, or Codes) through the RTL.
 
     ``per_image``: every image alone through every layer (the layers' counts are then totals over
-    the images); otherwise the batch in one pass.  ``max_reduction``: see :func:`plan_arrays`.
+    the images); otherwise the batch in one pass.  ``max_reduction``, ``floor``: see :func:`plan_arrays`.
     With ``"verilator"`` mismatches are reported in the returned :class:`NetworkRun` (``bit_exact``,
     ``failures``) and the harness works in ``workdir`` (default: a temporary folder, removed
     after); the cocotb backends raise :class:`~sim.failures.SimulationError` on a mismatching
@@ -500,7 +511,7 @@ def run_network_rtl(network: IntegerNetwork, x: np.ndarray | Codes, backend: str
         raise ConfigError(f"backend {backend!r} is not supported; expected one of {BACKENDS}")
     x_codes = x if isinstance(x, Codes) else network.quantize_input(x)
     configs, layer_keys = plan_arrays(network, rows, cols, max_reduction=max_reduction,
-                                      whole_sample_rows=held_rows(network, x_codes))
+                                      whole_sample_rows=held_rows(network, x_codes), floor=floor)
     images = [_image(x_codes, i) for i in range(x_codes.codes.shape[0])] if per_image else [x_codes]
     passes = [{"input": image} for image in images]
     if backend == "verilator":
@@ -530,7 +541,7 @@ class NetworkJob(SimJob):
     network: IntegerNetwork
     indices: list[int]  # the segment's layers
     passes: list[dict[str, Codes | Accumulators]]  # per pass, the outputs so far ("input" and earlier layers)
-    keys: dict[str, tuple]  # layer name -> its accelerator key (plan_arrays)
+    keys: dict[str, spec.DatapathConfig]  # layer name -> the datapath whose accelerator runs it (plan_arrays)
     overlap: bool = True  # sim.accelerator.AcceleratorDriver's overlap
 
 

@@ -41,7 +41,7 @@ class Coverage:
         self.cfg = cfg
         datapath = cfg.datapath
         self.pairs = np.zeros((datapath.weight.num_codes, datapath.num_act_codes), dtype=bool)
-        self.outputs = np.zeros(1 << cfg.out_bits, dtype=bool)
+        self.outputs = np.zeros(1 << cfg.code_bits, dtype=bool)
 
     def add(self, job: GemmJob, outputs: np.ndarray) -> None:
         act = np.asarray(job.act_codes)

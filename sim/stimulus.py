@@ -55,14 +55,20 @@ def _tables(cfg: ArrayConfig, rng: np.random.Generator, extreme: bool = False) -
 
 
 def spread_requant(cfg: ArrayConfig, acc: np.ndarray, rng: np.random.Generator, per_row: bool = False) -> dict:
-    """REQUANT parameters mapping each channel's accumulator range onto the output codes (plus a little clipping)."""
+    """REQUANT parameters mapping each channel's accumulator range onto the output codes (plus a little clipping).
+
+    On a config with run-time output widths the run's width is drawn from ``min_out_bits..out_bits``.
+    """
     lo, hi = acc.min(axis=0), acc.max(axis=0)
     bias_lo, bias_hi = spec.signed_range(cfg.bias_bits)
     bias = np.clip(-lo + rng.integers(-2, 3, lo.shape), bias_lo, bias_hi)
     span = np.maximum(hi - lo, 1).astype(np.float64)
-    scale = (1 << cfg.out_bits) / span * rng.uniform(0.8, 1.25, span.shape)
+    out_bits = int(rng.integers(cfg.min_out_bits, cfg.out_bits + 1)) if cfg.run_time_out_bits else cfg.out_bits
+    scale = (1 << out_bits) / span * rng.uniform(0.8, 1.25, span.shape)
     mantissa, shift = requantization.quantize_multiplier(scale)
     params = {"mode": OutputMode.REQUANT, "bias": bias, "mantissa": mantissa, "shift": shift}
+    if cfg.run_time_out_bits:
+        params["out_bits"] = out_bits
     if per_row:  # ASQ: one multiplier per output row (sample), replacing the channel multipliers
         row_mantissa, row_shift = requantization.quantize_multiplier(float(np.median(scale)) * rng.uniform(0.5, 2.0, acc.shape[0]))
         params |= {"row_mantissa": row_mantissa, "row_shift": row_shift}
@@ -70,10 +76,15 @@ def spread_requant(cfg: ArrayConfig, acc: np.ndarray, rng: np.random.Generator, 
 
 
 def spread_thresholds(cfg: ArrayConfig, acc: np.ndarray, rng: np.random.Generator) -> dict:
-    """A sorted per-channel threshold bank inside each channel's accumulator range."""
+    """A sorted per-channel threshold bank inside each channel's accumulator range.
+
+    On a config with run-time output widths the run's width is drawn (fewer thresholds than the bank holds).
+    """
     lo, hi = acc.min(axis=0), acc.max(axis=0)
-    draws = rng.integers(lo[:, None] - 1, hi[:, None] + 2, (acc.shape[1], cfg.threshold_count))
-    return {"mode": OutputMode.THRESHOLD, "bias": 0, "thresholds": np.sort(draws, axis=1)}
+    out_bits = int(rng.integers(spec.MIN_BITS, cfg.threshold_out_bits + 1)) if cfg.run_time_out_bits else None
+    count = cfg.threshold_count if out_bits is None else (1 << out_bits) - 1
+    draws = rng.integers(lo[:, None] - 1, hi[:, None] + 2, (acc.shape[1], count))
+    return {"mode": OutputMode.THRESHOLD, "bias": 0, "thresholds": np.sort(draws, axis=1), "out_bits": out_bits}
 
 
 def _finish(cfg: ArrayConfig, name: str, act, weight, rng, mode: str, tables: dict, **extra) -> Workload:

@@ -15,7 +15,10 @@
    layer's only where a rounding boundary lies within the computed bound.
 5. **RTL**: the first ``rtl_images`` test images, one image per pass, through every layer on
    the accelerator RTL (Verilator harness by default), bit-exact against golden at every
-   layer; measured cycles per layer and image next to ``hw.cycles.gemm_cycles``.  Energy per
+   layer; measured cycles per layer and image next to ``hw.cycles.gemm_cycles``.  Every model's
+   accelerators are sized for all the models (:func:`.rtl.shared_designs`, planned from the
+   models' calibrated starting points right after the float baseline), so each datapath is
+   converted and built once.  Energy per
    inference from :mod:`reports.estimator` (PE kind per scheme,
    :func:`reports.app.pricing.priced_kinds`), priced from Yosys synthesis of the array
    cores the models need (synthesized on demand).
@@ -32,7 +35,7 @@ weights ``{-alpha, 0, +alpha}``.  Every scheme supports 2 bits (``--bits 4 3 2``
 at 2 bits post and asq_post have POT's ternary levels (a sign and one exponent bit, one exponent
 value reserved for zero), APoT has a single additive term (power-of-two levels again) and LCQ's
 weights are uniform ternary (only its activations are companded); lsq/asq at 2 bits are left out
-to keep the default run short (each model costs up to two Verilator builds and its Yosys array cores).
+to keep the default run short (each model's body datapath costs a Verilator build and its Yosys array cores).
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ from .agreement import evaluate_integer
 from .datasets import Dataset, Recipe, dataset
 from .demo_report import write_demo_report
 from .pricing import energy_rows, synth_keys
-from .rtl import DEFAULT_RTL_IMAGES, RtlResult, run_rtl
+from .rtl import DEFAULT_RTL_IMAGES, RtlResult, run_rtl, shared_designs
 from .synth_cache import SynthesisCache
-from .training import model_name, model_seed, reload, train_float, train_quantized
+from .training import model_name, model_seed, qat_start, reload, train_float, train_quantized
 
 DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {TrainingScheme.POT: (4, 3, 2)}
 QUICK_SCHEMES = (TrainingScheme.POST,)
@@ -229,6 +232,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
             writer.files.append("checkpoints/float.pt")
             float_accuracy = digits.accuracy(digits.predict(float_model, data.x_test), data.y_test)
             seconds["train"] += time.perf_counter() - t0
+            floor = shared_designs([export_model(qat_start(float_model, qat_data, scheme, bits).eval())[0]
+                                    for scheme, bits in runs], options.rows, options.cols) if options.rtl_images else None
             (writer.staging / "networks").mkdir()
             results: list[ModelResult] = []
             pending: list[concurrent.futures.Future] = []
@@ -253,7 +258,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 progress.update()
                 pending.append(synth_worker.submit(synth.ensure, synth_keys(network, scheme, options.rows, options.cols)))
                 if options.rtl_images:
-                    pending.append(rtl_worker.submit(_rtl_job, result, network, data, options, progress))
+                    pending.append(rtl_worker.submit(_rtl_job, result, network, data, options, floor, progress))
             for future in pending:
                 future.result()
             progress.status("energy and report")
@@ -277,11 +282,12 @@ def run_demo(options: DemoOptions) -> DemoResult:
 
 
 def _rtl_job(result: ModelResult, network: IntegerNetwork, data: digits.ImageData, options: DemoOptions,
-             progress: _Progress) -> None:
-    """On the RTL thread: the model's first test images through the RTL, and golden's predictions for them."""
+             floor: dict, progress: _Progress) -> None:
+    """On the RTL thread: the model's first test images through the RTL on the shared designs (``floor``),
+    and golden's predictions for them."""
     progress.status(f"RTL {result.name}")
     x = network.quantize_input(data.x_test[: options.rtl_images].double().numpy())
-    result.rtl = run_rtl(network, x, options.rows, options.cols, options.backend)
+    result.rtl = run_rtl(network, x, options.rows, options.cols, options.backend, floor=floor)
     golden = network.run(x)[network.layers[-1].name].real().argmax(axis=1)
     result.integer_rtl_predictions = [int(p) for p in golden]
     progress.update()

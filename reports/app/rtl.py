@@ -2,6 +2,8 @@
 
 What the demo's RTL thread and ``lutmac sim`` run: :func:`sim.network.run_network_rtl` with one
 reduction bound for the whole model (:func:`shared_reduction`), reduced to per-image figures.
+The demo sizes every model's accelerators for all its models (:func:`shared_designs`), so each
+datapath is built once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from dataclasses import dataclass, field
 
 from golden.integer import IntegerNetwork
 from golden.stages import Codes
-from sim.network import NetworkRun, run_network_rtl
+from golden.spec import DatapathConfig
+from hw.config import ArrayConfig
+from sim.network import NetworkRun, plan_arrays, run_network_rtl, shared_floor
 
 DEFAULT_RTL_IMAGES = 4
 #: up to this many images a run builds its Verilator models at -O0: about half the build time, while simulation
@@ -26,6 +30,19 @@ def shared_reduction(network: IntegerNetwork) -> int:
     edge layers), so they share Verilator builds.
     """
     return max(layer.reduction_length for layer in network.layers)
+
+
+def shared_designs(networks: list[IntegerNetwork], rows: int, cols: int) -> dict[DatapathConfig, ArrayConfig]:
+    """One accelerator per datapath that runs the layers of that datapath in every one of ``networks``.
+
+    The floor (:func:`sim.network.plan_arrays`) for :func:`run_rtl`: models whose networks have
+    the same structure as ``networks`` (the demo's QAT models, planned from their calibrated
+    starting points before training) then share one design, and one build, per datapath; a
+    trained model whose values need more (a wider bias) gets a design of its own, never a
+    narrower one.
+    """
+    return shared_floor(plan_arrays(network, rows, cols, max_reduction=shared_reduction(network))[0]
+                        for network in networks)
 
 
 @dataclass
@@ -61,13 +78,14 @@ def _layer_rows(run: NetworkRun, images: int) -> list[dict]:
 
 
 def run_rtl(network: IntegerNetwork, x: Codes, rows: int, cols: int, backend: str = "verilator",
-            optimize: bool | None = None) -> RtlResult:
+            optimize: bool | None = None, floor: dict[DatapathConfig, ArrayConfig] | None = None) -> RtlResult:
     """``x`` (codes of the network input) through the RTL one image at a time; see the module docstring.
-    ``optimize``: C++ at -O2 (None: when more than :data:`QUICK_BUILD_MAX_IMAGES` images run)."""
+    ``optimize``: C++ at -O2 (None: when more than :data:`QUICK_BUILD_MAX_IMAGES` images run);
+    ``floor``: :func:`shared_designs`."""
     images = x.codes.shape[0]
     optimize = images > QUICK_BUILD_MAX_IMAGES if optimize is None else optimize
     run = run_network_rtl(network, x, backend, rows, cols, per_image=True, max_reduction=shared_reduction(network),
-                          optimize=optimize)
+                          optimize=optimize, floor=floor)
     predictions = [int(p) for p in run.outputs[network.layers[-1].name].real().argmax(axis=1)]
     return RtlResult(backend, images, _layer_rows(run, images), run.matches_golden_run, predictions,
                      run.build_seconds, run.sim_seconds, run.wall_seconds, run.failures)

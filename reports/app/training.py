@@ -47,12 +47,17 @@ def train_float(data: digits.ImageData, seed: int, epochs: int, progress=None,
 
 def train_quantized(float_model: nn.Module, data: digits.ImageData, scheme: str, bits: int, seed: int, epochs: int,
                     progress=None) -> nn.Module:
-    """QAT from the float weights: quantize, calibrate on training images, train with clamped scales."""
+    """QAT from the float weights: quantize, calibrate on training images (:func:`qat_start`), train with clamped scales."""
     torch.manual_seed(seed)
-    model = quantize_model(float_model, scheme, bits)
-    calibrate(model, data.x_train[:CALIBRATION_IMAGES])
+    model = qat_start(float_model, data, scheme, bits)
     digits.train(model, data, epochs, QAT_LR, seed=seed, progress=progress, after_step=clamp_scales_)
     return model
+
+
+def qat_start(float_model: nn.Module, data: digits.ImageData, scheme: str, bits: int) -> nn.Module:
+    """QAT's starting point: a quantized copy of the float model, calibrated on the first training images."""
+    model = quantize_model(float_model, scheme, bits)
+    return calibrate(model, data.x_train[:CALIBRATION_IMAGES])
 
 
 def reload(model: nn.Module, path: Path, fresh: nn.Module) -> nn.Module:

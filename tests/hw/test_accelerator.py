@@ -106,6 +106,45 @@ def test_global_average_pool(kind):
 
 
 @pytest.mark.parametrize("kind", ["int", "lcq"])
+def test_each_run_sets_its_output_width(kind):
+    """One accelerator clips each REQUANT run (pooled too) at its own 2^out_bits - 1 and thresholds each
+    THRESHOLD run into its own number of codes, back to back (the widths differ from run to run)."""
+    cfg = small_config(kind, out_bits=8, min_out_bits=2, threshold_bank=True, threshold_out_bits=3,
+                       global_pool=True, bias_bits=12)
+    assert cfg.run_time_out_bits and cfg.threshold_count == 7
+    rng = np.random.default_rng(21)
+    tables = job_tables(cfg.datapath, cfg.datapath.random_tables(rng))
+    n = 7
+    bias = np.linspace(-300, 1500, n).astype(int)  # bias-only totals (zero activations) from below 0 to above 255
+    zeros = np.zeros((5, 4), int), rng.choice(cfg.datapath.weight.legal_codes(), (4, n))
+
+    def requant(bits, **extra):
+        return GemmJob(*zeros, OutputMode.REQUANT, bias=bias, mantissa=1, shift=0, out_bits=bits, **tables, **extra)
+
+    def threshold(bits):
+        steps = np.sort(rng.integers(-400, 1600, (n, (1 << bits) - 1)), axis=1)
+        return GemmJob(*zeros, OutputMode.THRESHOLD, bias=bias, thresholds=steps, out_bits=bits, **tables)
+
+    jobs = [requant(2), requant(8), requant(5), requant(None), requant(3, pool=True), threshold(2), threshold(3),
+            requant(2)]
+    run_and_check(cfg, jobs)
+    tops = [int(golden_outputs(cfg, job).max()) for job in jobs]
+    assert tops[:5] == [3, 255, 31, 255, 7] and tops[-1] == 3  # every REQUANT run reaches its own clip
+    assert tops[5] <= 3 and tops[6] <= 7 and tops[6] > 3
+    with pytest.raises(ConfigError, match=r"out_bits=1 is not an output width of this config's REQUANT runs \(expected 2..8\)"):
+        job_writes(cfg, requant(1))
+    with pytest.raises(ConfigError, match=r"THRESHOLD runs \(expected 2..3\)"):
+        job_writes(cfg, GemmJob(**{**threshold(3).__dict__, "out_bits": 4}))
+    with pytest.raises(ConfigError, match="RAW run"):
+        job_writes(cfg, GemmJob(*zeros, OutputMode.RAW, out_bits=4, **tables))
+    with pytest.raises(LevelTableError, match=r"\(N, 2\^out_bits - 1\) = \(7, 3\)"):
+        job_writes(cfg, GemmJob(**{**threshold(3).__dict__, "out_bits": 2}))
+    fixed = small_config(kind)
+    with pytest.raises(ConfigError, match=rf"expected {fixed.out_bits}..{fixed.out_bits}"):
+        job_writes(fixed, GemmJob(*zeros, OutputMode.REQUANT, out_bits=2, **tables))
+
+
+@pytest.mark.parametrize("kind", ["int", "lcq"])
 def test_asq_barrier_holds_relu_t_and_requantizes_it(kind):
     """Pass 1 (pooled RAW): the output buffer holds relu(t), the host reads each channel's sum; pass 2 (zero
     operands, held): the held values requantized with new multipliers, with no host transfer of t."""

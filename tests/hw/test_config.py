@@ -21,7 +21,7 @@ from hw.config import ArrayConfig, load_presets, preset
 from hw.cycles import block_period, gemm_cycles, host_write_count, mac_utilization
 from hw.host import GemmJob, job_writes, layout_leaves, pack_words, unpack_words
 from hw.kinds import PE_KINDS
-from hw.layout import host_bus_widths, region_geometry
+from hw.layout import host_bus_widths, region_geometry, tile_layout
 
 
 def test_defaults_are_derived_from_the_spec():
@@ -49,6 +49,9 @@ def test_accumulator_too_narrow_is_rejected():
         (dict(weight_bits=9), UnsupportedBitsError, "weight bits"),
         (dict(act_bits=1), UnsupportedBitsError, "activation bits"),
         (dict(out_bits=12), UnsupportedBitsError, "out_bits"),
+        (dict(min_out_bits=1), UnsupportedBitsError, "min_out_bits"),
+        (dict(out_bits=4, min_out_bits=5), ConfigError, "min_out_bits=5 is wider than out_bits=4"),
+        (dict(threshold_out_bits=9), UnsupportedBitsError, "threshold_out_bits"),
         (dict(pe_kind="pot", frac_bits=17), UnsupportedBitsError, "frac_bits"),
         (dict(frac_bits=2), ConfigError, "frac_bits must be 0"),
         (dict(rows=0), ConfigError, "rows"),
@@ -66,6 +69,27 @@ def test_invalid_configurations_raise(changes, error, match):
     fields = dict(pe_kind="int", rows=2, cols=2, weight_bits=4, act_bits=4) | changes
     with pytest.raises(error, match=match):
         ArrayConfig(**fields)
+
+
+def test_run_time_output_widths_and_covering():
+    """A fixed width has no tile field; a range adds one just wide enough for out_bits.  covering() takes each
+    limit's wider value, the narrower minimum width and either unit."""
+    fixed = ArrayConfig("int", 2, 2, 4, 4)
+    assert (fixed.min_out_bits, fixed.threshold_out_bits, fixed.run_time_out_bits) == (4, 4, False)
+    assert "out_bits" not in tile_layout(fixed).members
+    ranged = ArrayConfig("int", 2, 2, 4, 4, out_bits=8, min_out_bits=2)
+    assert ranged.run_time_out_bits and tile_layout(ranged).members["out_bits"].width == 4  # 8 needs 4 bits
+    assert tile_layout(ArrayConfig("int", 2, 2, 4, 4, out_bits=7, min_out_bits=2)).members["out_bits"].width == 3
+    banked = ArrayConfig("int", 2, 2, 4, 4, out_bits=3, threshold_bank=True, threshold_out_bits=5, max_m=99,
+                         residual_bits=7)
+    assert banked.threshold_count == 31 and banked.code_bits == 5
+    both = ranged.covering(banked)
+    assert both == banked.covering(ranged)
+    assert (both.min_out_bits, both.out_bits, both.threshold_bank, both.threshold_out_bits) == (2, 8, True, 5)
+    assert (both.max_m, both.residual_bits, both.global_pool) == (99, 7, False)
+    assert ranged.covering(ranged) == ranged
+    with pytest.raises(ConfigError, match=r"differing in \['weight_bits', 'act_bits'\]"):
+        fixed.covering(ArrayConfig("int", 2, 2, 8, 8))
 
 
 def test_presets_load_and_default_resolves():

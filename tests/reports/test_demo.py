@@ -14,7 +14,7 @@ from reports.app.agreement import evaluate_integer
 from reports.app.datasets import FASHION_RECIPE
 from reports.app.demo import DemoOptions
 from reports.app.pricing import energy_rows, layer_hardware, priced_kinds, synth_keys
-from reports.app.rtl import QUICK_BUILD_MAX_IMAGES, run_rtl, shared_reduction
+from reports.app.rtl import QUICK_BUILD_MAX_IMAGES, run_rtl, shared_designs, shared_reduction
 from reports.app.simulate import load_or_train_network
 from reports.app.synth_cache import SynthesisCache
 from reports.app.training import (
@@ -123,24 +123,30 @@ def test_integer_model_within_bound_of_fake_quant(data, float_model, scheme):
 
 
 def test_models_share_accelerator_designs(data, float_model):
-    """asq plans lsq's accelerators plus the pool unit (its barrier), and every model's 8-bit edge layers share one."""
-    plans = {}
+    """shared_designs: one accelerator per datapath for all the models — every model's 8-bit edge layers on one
+    (thresholding for apot, pooling for asq), lsq's and asq's 4-bit body on one with the pool unit; each
+    model's own plan is narrower, and with the floor it is the floor's."""
+    networks = {}
     for scheme in ("lsq", "asq", "post", "asq_post", "apot"):
         model = quantize_model(float_model, scheme, 4)
         calibrate(model, data.x_train[:64])
-        network, _ = export_model(model)
-        reduction = shared_reduction(network)
-        assert reduction == max(layer.reduction_length for layer in network.layers)
-        configs, keys = plan_arrays(network, 8, 8, max_reduction=reduction)
-        assert set(keys) == {layer.name for layer in network.layers}
-        plans[scheme] = {repr(cfg.replace(global_pool=False).to_dict()) for cfg in configs.values()}
-        assert all(cfg.max_reduction == reduction for cfg in configs.values())
-        assert all(cfg.global_pool == scheme.startswith("asq") for cfg in configs.values() if cfg.out_bits == 4)
-    assert plans["asq"] <= plans["lsq"] and plans["asq_post"] <= plans["post"]
-    assert plans["lsq"] & plans["post"], "the 8-bit edge accelerator is the same for the uniform schemes"
-    # apot's stem thresholds into table activations on chip: the same accelerator plus the threshold bank
-    banked = {cfg for cfg in plans["lsq"] & plans["post"] if "'threshold_bank': False" in cfg}
-    assert {cfg.replace("'threshold_bank': False", "'threshold_bank': True") for cfg in banked} & plans["apot"]
+        networks[scheme] = export_model(model)[0]
+        reduction = shared_reduction(networks[scheme])
+        assert reduction == max(layer.reduction_length for layer in networks[scheme].layers)
+    floor = shared_designs(list(networks.values()), 8, 8)
+    assert sorted(cfg.pe_kind for cfg in floor.values()) == ["apot", "int", "int", "post_shared"]
+    edge = next(cfg for cfg in floor.values() if cfg.weight_bits == 8)
+    assert edge.threshold_bank and edge.global_pool and (edge.min_out_bits, edge.out_bits) == (4, 4)
+    body = next(cfg for cfg in floor.values() if cfg.pe_kind == "int" and cfg.weight_bits == 4)
+    assert body.global_pool and (body.min_out_bits, body.out_bits) == (4, 8) and not body.threshold_bank
+    for scheme, network in networks.items():
+        own, keys = plan_arrays(network, 8, 8, max_reduction=shared_reduction(network))
+        shared, shared_keys = plan_arrays(network, 8, 8, max_reduction=shared_reduction(network), floor=floor)
+        assert set(keys) == {layer.name for layer in network.layers} and shared_keys == keys
+        assert shared == {datapath: floor[datapath] for datapath in own}
+        assert all(cfg.max_reduction == shared_reduction(network) for cfg in own.values())
+    lsq = plan_arrays(networks["lsq"], 8, 8, max_reduction=shared_reduction(networks["lsq"]))[0]
+    assert not any(cfg.global_pool or cfg.threshold_bank for cfg in lsq.values())  # lsq alone needs neither
 
 
 @pytest.mark.parametrize(("images", "optimize", "expected"), [(4, None, False), (QUICK_BUILD_MAX_IMAGES, None, False),
@@ -150,7 +156,7 @@ def test_a_few_images_build_the_rtl_at_o0(monkeypatch, data, float_model, images
     (``optimize=True``) and long runs at -O2, whose faster simulation pays for the build."""
     seen = []
 
-    def fake_run(network, x, backend, rows, cols, per_image, max_reduction, optimize):
+    def fake_run(network, x, backend, rows, cols, per_image, max_reduction, optimize, floor):
         seen.append(optimize)
         raise StopIteration
 

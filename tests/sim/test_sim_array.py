@@ -22,7 +22,7 @@ from sim.failures import SimulationError
 from sim.jobs import AcceleratorJob
 from sim.regression import check_array
 from sim.runner import run_testbench
-from sim.stimulus import Workload, default_workloads
+from sim.stimulus import Workload, default_workloads, random_workload
 
 DEFAULT_CONFIGS = {
     "preset-default": preset("default"),
@@ -91,6 +91,26 @@ def test_output_stage_residual_and_pool_match_golden(simulator, sim_seed):
     assert report.outputs_checked == 8 * 4 + 2 * 61 * 7 + 2 * 7
 
 
+def test_run_time_output_widths_match_golden(simulator, sim_seed):
+    """One lcq accelerator whose runs each set their output width (2..8 bits REQUANT, pooled too, 2..3 bits
+    THRESHOLD): random workloads at drawn widths, then bias-only runs that clip at each width's largest code."""
+    cfg = ArrayConfig("lcq", 4, 4, 3, 3, out_bits=8, min_out_bits=2, threshold_out_bits=3, global_pool=True,
+                      max_reduction=64, max_m=16, max_n=16)
+    rng = np.random.default_rng(sim_seed)
+    workloads = default_workloads(cfg, rng) + [random_workload(cfg, rng, 9, 20, 7, "requant") for _ in range(4)]
+    tables = {"weight_table": workloads[0].job.weight_table, "act_table": workloads[0].job.act_table}
+    bias = np.linspace(-300, 1500, 6).astype(int)
+    for bits, pool in ((2, False), (8, False), (5, True), (3, False)):
+        job = GemmJob(np.zeros((5, 3), int), np.zeros((3, 6), int), bias=bias, mantissa=1, shift=0, out_bits=bits,
+                      pool=pool, **tables)
+        workloads.append(Workload(f"clip at {bits} bits", job))
+    assert all(w.job.out_bits is not None for w in workloads if w.job.mode != OutputMode.RAW)  # each run its own
+    report = check_array(cfg, workloads, simulator, sim_seed).report
+    assert not report.failures
+    assert all(run.cycles == run.expected_cycles for run in report.runs)
+    assert report.coverage["output_codes"][0] > 8  # codes beyond the narrow widths' range were written and checked
+
+
 @pytest.mark.regress
 @pytest.mark.parametrize("cfg", _matrix())
 def test_array_matrix_matches_golden(cfg, simulator, sim_seed, waves):
@@ -104,7 +124,7 @@ def test_a_mismatch_is_reported_with_coordinates_seed_and_waveform(simulator, si
     (A failing run rebuilds with tracing, which costs a full Verilator build: regress only there.)
     """
     rtl_cfg = DEFAULT_CONFIGS["int-w4a4-4x4"]
-    claimed_cfg = rtl_cfg.replace(out_bits=3)  # same ports, clips at 7 instead of 15
+    claimed_cfg = rtl_cfg.replace(out_bits=3, min_out_bits=3, threshold_out_bits=3)  # same ports, clips at 7, not 15
     design, layout = accelerator_design(rtl_cfg)
     rng = np.random.default_rng(sim_seed)
     job = GemmJob(rng.integers(1, 16, (6, 5)), rng.integers(1, 8, (5, 6)), OutputMode.REQUANT, 0, 1, 0)

@@ -27,6 +27,7 @@ from sim.network import (
     check_network,
     held_rows,
     plan_arrays,
+    shared_floor,
     run_network_rtl,
     runs_on_requantizer,
 )
@@ -87,8 +88,10 @@ def test_apot_layers_run_on_the_apot_kind(apot_network):
     assert (apot.pe_kind, apot.act_bits, apot.threshold_bank) == ("apot", 4, True)
     assert apot.datapath == network.layers[1].cfg and apot.act_level_bits == 6  # the 4-bit APoT grid 48
     assert keys["features.6"] == keys["features.3"]  # the max pool is finished by golden on the same array
-    pooled = configs[keys["features.10"]]  # the global pool into the classifier's 8-bit codes runs on its own
-    assert (pooled.pe_kind, pooled.out_bits, pooled.global_pool) == ("apot", 8, True)
+    # the global pool into the classifier's 8-bit codes runs there too: 8-bit REQUANT runs, 4-bit thresholds
+    assert keys["features.10"] == keys["features.3"] and len(configs) == 2
+    assert (apot.out_bits, apot.min_out_bits, apot.threshold_out_bits, apot.global_pool) == (8, 8, 4, True)
+    assert apot.threshold_count == 15 and not apot.run_time_out_bits
 
 
 def test_a_layer_no_kind_runs_is_refused(apot_network):
@@ -174,17 +177,33 @@ def test_whole_sample_runs_size_their_arrays():
 def test_plan_shares_one_array_per_datapath(small_resnet):
     network, _ = small_resnet
     configs, keys = plan_arrays(network, 4, 4)
-    assert sorted(cfg.pe_kind for cfg in configs.values()) == ["int", "post_shared", "post_shared"]
-    assert keys["conv1"] == keys["fc"] and keys["layer1.0.conv1"] == keys["layer1.0.conv2"]
+    assert sorted(cfg.pe_kind for cfg in configs.values()) == ["int", "post_shared"]
+    assert keys["conv1"] == keys["fc"] and keys["layer1.0.conv1"] == keys["layer1.0.conv2"] == keys["layer3.2.conv2"]
     assert all(runs_on_requantizer(layer) for layer in network.layers)
     post = configs[keys["layer3.1.conv2"]]
-    assert post.max_reduction == 576 and post.out_bits == 4 and not post.global_pool
-    assert post.residual_bits == 5  # the shortcut's unsigned 4-bit codes
-    pooled = configs[keys["layer3.2.conv2"]]  # the global average pool before the fc, into its 8-bit codes
-    assert (pooled.pe_kind, pooled.out_bits, pooled.global_pool, pooled.residual_bits) == ("post_shared", 8, True, 5)
+    assert post.max_reduction == 576 and post.residual_bits == 5  # the shortcut's unsigned 4-bit codes
+    # the 4-bit body and the global average pool before the fc, into its 8-bit codes: each run sets its width
+    assert (post.min_out_bits, post.out_bits, post.global_pool, post.run_time_out_bits) == (4, 8, True, True)
     stem = configs[keys["conv1"]]  # the signed input's second pass adds the first's sign * acc + bias
     assert stem.residual_bits == max(stem.accumulator_width, stem.bias_bits) + 1
-    assert configs[keys["fc"]].residual_bits == stem.residual_bits
+    assert (stem.out_bits, stem.run_time_out_bits) == (4, False)  # the stem's 4-bit codes; the fc's are RAW
+
+
+def test_a_floor_makes_the_plans_of_two_networks_one_design(small_resnet):
+    """Each network's plan covers the floor (hw.config.ArrayConfig.covering): one design for both networks."""
+    network, x = small_resnet
+    asq = random_resnet20(x, "asq_post", 4, seed=7)  # the same datapaths, ASQ outputs (the pool unit, wider bias)
+    plans = [plan_arrays(net, 4, 4)[0] for net in (network, asq)]
+    assert plans[0].keys() == plans[1].keys() and plans[0] != plans[1]
+    floor = shared_floor(plans)
+    shared = [plan_arrays(net, 4, 4, floor=floor)[0] for net in (network, asq)]
+    assert shared[0] == shared[1] == floor
+    for datapath, cfg in floor.items():
+        assert cfg.bias_bits == max(plan[datapath].bias_bits for plan in plans)
+        assert cfg.global_pool == any(plan[datapath].global_pool for plan in plans)
+    post = next(cfg for cfg in floor.values() if cfg.pe_kind == "post_shared")
+    with pytest.raises(ConfigError, match="none covers both"):
+        post.covering(next(cfg for cfg in floor.values() if cfg.pe_kind == "int"))
 
 
 def test_resnet20_smoke_is_bit_exact_through_the_rtl(small_resnet, simulator):
