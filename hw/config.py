@@ -35,7 +35,8 @@ class ArrayConfig:
     """One accelerator instance: PE kind and widths, array shape, buffer capacity, requantizer.
 
     ``None`` fields take the derived default: ``frac_bits`` from the scheme, ``out_bits = act_bits``,
-    ``min_out_bits = out_bits``, ``threshold_out_bits = out_bits``, ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
+    ``min_out_bits = threshold_out_bits = out_bits``,
+    ``accumulator_width = spec.accumulator_bits(datapath, max_reduction)``,
     ``bias_bits = accumulator_width``, ``threshold_bank`` on for table activations (lcq, apot) and
     ``act_level_bits`` from the kind (``hw.kinds.PeKind.act_level_bits``; 8 unless it says).
     ``residual_bits``: signed width of the residual operand the output stage adds

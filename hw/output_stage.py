@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig
 from .layout import MODE_BITS, OutputMode, multiplier_layout
-from .requant import ThresholdBank, round_shift, saturated_shift
+from .requant import ThresholdBank, clip_code, round_shift, saturated_shift
 
 
 def shortcut_signature(cfg: ArrayConfig) -> wiring.Signature:
@@ -92,7 +92,7 @@ class OutputLane(wiring.Component):
         m = Module()
         cfg = self.cfg
         product_bits = cfg.requant.product_bits
-        code_max = self.code_max if cfg.run_time_out_bits else (1 << cfg.out_bits) - 1
+        code_max = self.code_max if cfg.run_time_out_bits else None
 
         # stage 1: sign * acc + bias (and the shortcut's alignment product)
         signed_total = Signal(signed(max(cfg.accumulator_width, cfg.bias_bits) + 1))
@@ -138,7 +138,7 @@ class OutputLane(wiring.Component):
 
         # output: round half up, clip
         rounded = round_shift(m, product, shift, "rounded")
-        clipped = Mux(rounded < 0, 0, Mux(rounded > code_max, code_max, rounded))
+        clipped = Mux(rounded < 0, 0, clip_code(rounded, cfg.out_bits, code_max))
         with m.Switch(self.mode):
             with m.Case(OutputMode.REQUANT):
                 m.d.comb += self.result.eq(clipped)
@@ -196,7 +196,7 @@ class GlobalPool(wiring.Component):
         cfg = self.cfg
         width, value_bits = cfg.pool_sum_bits, cfg.requant.sum_bits - 1  # relu(t) >= 0 has sum_bits - 1 magnitude bits
         product_bits = width + multiplier_layout(cfg)["mantissa"].shape.width + 1  # signed, for round_shift
-        code_max = self.code_max if cfg.run_time_out_bits else (1 << cfg.out_bits) - 1
+        code_max = self.code_max if cfg.run_time_out_bits else None
         m.submodules.totals = totals = memory.Memory(shape=data.ArrayLayout(unsigned(width), cfg.cols),
                                                      depth=cfg.n_blocks_max, init=[])
         total_read, total_write = totals.read_port(domain="comb"), totals.write_port()
@@ -243,5 +243,5 @@ class GlobalPool(wiring.Component):
                 m.d.sync += [product.eq(final * final_multiplier.mantissa),
                              shift.eq(saturated_shift(m, final_multiplier.shift, product_bits, f"pool_shift_sat{column}"))]
             rounded = round_shift(m, product, shift, f"pool_rounded{column}")
-            m.d.comb += self.codes[column].eq(Mux(rounded > code_max, code_max, rounded))
+            m.d.comb += self.codes[column].eq(clip_code(rounded, cfg.out_bits, code_max))
         return m

@@ -4,7 +4,8 @@
 arithmetic shift) and ``threshold_quantize``.  The shift is saturated at the product width
 ``P``: every ``shift >= P`` gives 0, as in the spec.  Rounding uses ``((x >> (s-1)) + 1) >> 1``,
 equal to ``(x + 2^(s-1)) >> s`` for ``s >= 1`` without a rounding constant as wide as the shift
-range.  The output lane that uses them is :class:`hw.output_stage.OutputLane`.
+range.  The output lane that uses them is :class:`hw.output_stage.OutputLane`; :func:`clip_code`
+is the final clip into the codes.
 """
 
 from __future__ import annotations
@@ -63,3 +64,16 @@ def round_shift(m: Module, product, shift, name: str) -> Signal:
     rounded = Signal(signed(width + 1), name=name)
     m.d.comb += rounded.eq(Mux(shift == 0, product, half_rounded >> 1))
     return rounded
+
+
+def clip_code(value, bits: int, code_max=None):
+    """``min(value, code_max)`` of a value ``>= 0`` as a ``bits``-bit code (``code_max``: ``2^bits - 1`` if None).
+
+    A run-time ``code_max`` is a mask of low ones (``2^out_bits - 1``), so the value exceeds it exactly when a
+    bit above the mask is set: an AND-OR, where a comparison with a signal would be a carry chain.
+    """
+    if code_max is None:
+        top = (1 << bits) - 1
+        return Mux(value > top, top, value)
+    beyond = value[bits:].any() | (value[:bits] & ~code_max).any()
+    return Mux(beyond, code_max, value[:bits])

@@ -32,7 +32,7 @@ Output stage (:mod:`hw.output_stage`): the drained row goes through the ``C`` ou
 the block's channel parameters, its residual operands (the ``RESIDUAL`` buffer, one word per
 output block, read with the channel parameters) and, in a held run, the values the output
 buffer holds for the block (a second read port).  With run-time output widths ``tile.out_bits``
-is decoded once into the run's largest code, shared by the lanes and the pool unit.  Both are banked like the output buffer: a run
+is decoded once, into a register, into the run's largest code, shared by the lanes and the pool unit.  Both are banked like the output buffer: a run
 reads ``tile.bank``'s residual word and held values, ``Cat(tile.bank, block)``.  With
 ``global_pool`` the lanes' results also feed the :class:`~hw.output_stage.GlobalPool` unit, whose
 sums (one bank: the last pooled run's) the host reads under ``rd_addr``'s top bit.
@@ -222,7 +222,12 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += drain_n.eq(drain_n + 1)
 
+        if cfg.run_time_out_bits:  # the run's largest code, 2^out_bits - 1 (bit i set when i < out_bits), a register
+            code_max = Signal(cfg.out_bits)
+
         def begin_run():
+            if cfg.run_time_out_bits:
+                m.d.sync += code_max.eq(Cat([self.tile.out_bits > i for i in range(cfg.out_bits)]))
             m.d.sync += [tile.eq(self.tile), feed_step.eq(0), m_block.eq(0), n_block.eq(0), act_base.eq(0),
                          weight_base.eq(0), opening.eq(1), drain_block.eq(0), drain_m.eq(0), drain_n.eq(0),
                          self.wr_refused.eq(0)]
@@ -275,9 +280,6 @@ class Accelerator(wiring.Component):
 
         # ---- requantizer lanes -> output buffer ---------------------------------------------------
         m.d.comb += array.drain_row.eq(drain_row)
-        if cfg.run_time_out_bits:  # the run's largest code, 2^out_bits - 1: bit i is set when i < out_bits
-            code_max = Signal(cfg.out_bits)
-            m.d.comb += code_max.eq(Cat([tile.out_bits > i for i in range(cfg.out_bits)]))
         pooling = tile.pool if cfg.global_pool else Const(0)
         for column, lane_unit in enumerate(lanes):
             params = channel_read.data[column]

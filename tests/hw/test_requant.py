@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth import Value, signed
+from amaranth import Module, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
@@ -11,6 +11,7 @@ from hw.config import ArrayConfig
 from hw.host import pack_words
 from hw.layout import OutputMode, multiplier_layout
 from hw.output_stage import OutputLane
+from hw.requant import clip_code
 
 LATENCY = OutputLane.latency
 
@@ -153,3 +154,28 @@ def test_negate_without_a_residual_unit():
     negate[:2] = 1
     got = run_lane(cfg, acc, bias, mantissa, shift, OutputMode.RAW, relu=True, negate=negate)
     np.testing.assert_array_equal(got, np.maximum(np.where(negate == 1, -acc, acc) + bias, 0))
+
+
+@pytest.mark.parametrize("bits", [2, 5, 8])
+def test_run_time_clip_equals_min_with_every_width(bits):
+    """clip_code with a run-time mask 2^w - 1 is min(value, 2^w - 1) for every width w <= bits and every value
+    up to 2^(bits + 2) - 1 (past the top bit too); without a mask it is min(value, 2^bits - 1)."""
+    value, mask = Signal(bits + 2), Signal(bits)
+    clipped, fixed = Signal(bits), Signal(bits)
+    m = Module()
+    m.d.comb += [clipped.eq(clip_code(value, bits, mask)), fixed.eq(clip_code(value, bits))]
+    seen = []
+
+    async def bench(ctx):
+        for width in range(1, bits + 1):
+            ctx.set(mask, (1 << width) - 1)
+            for v in range(1 << (bits + 2)):
+                ctx.set(value, v)
+                seen.append((width, v, ctx.get(clipped), ctx.get(fixed)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    got = np.array(seen)
+    np.testing.assert_array_equal(got[:, 2], np.minimum(got[:, 1], (1 << got[:, 0]) - 1))
+    np.testing.assert_array_equal(got[:, 3], np.minimum(got[:, 1], (1 << bits) - 1))
