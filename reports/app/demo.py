@@ -41,6 +41,7 @@ to keep the default run short (each model's body datapath costs a Verilator buil
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ DEFAULT_BITS = {scheme: (4, 3) for scheme in SCHEMES} | {TrainingScheme.POT: (4,
 QUICK_SCHEMES = (TrainingScheme.POST,)
 QUICK_BITS = (4,)
 RTL_THREADS = 2  # the demo's RTL jobs at once
+#: the RTL and synthesis threads, and the conversions, Verilator builds and Yosys runs they start, yield the cores
+#: to the main thread's training and integer runs: those are the demo's critical path (the RTL work is shorter)
+BACKGROUND_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -214,8 +218,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
     synth = SynthesisCache(options.synth)
     # RTL_THREADS build and run the RTL (mostly Verilator builds: two keep both cores busy once training is done),
     # one runs Yosys, while this one trains the next model
-    rtl_worker = concurrent.futures.ThreadPoolExecutor(max_workers=RTL_THREADS, thread_name_prefix="lutmac-rtl")
-    synth_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutmac-synth")
+    rtl_worker = concurrent.futures.ThreadPoolExecutor(max_workers=RTL_THREADS, thread_name_prefix="lutmac-rtl",
+                                                       initializer=background_priority)
+    synth_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutmac-synth",
+                                                         initializer=background_priority)
     seconds = {"train": 0.0, "integer": 0.0}
     try:
         with staged_report(options.out) as writer:
@@ -279,6 +285,19 @@ def run_demo(options: DemoOptions) -> DemoResult:
         progress.close()
         torch.set_num_threads(threads)
     return demo
+
+
+def background_priority() -> None:
+    """A worker thread's initializer: lower this thread's scheduling priority by :data:`BACKGROUND_NICENESS`.
+
+    Linux keeps a niceness per thread, and the processes a thread starts inherit it. Where the thread
+    cannot be addressed (no per-thread priorities), it runs at normal priority: only the wall time differs.
+    """
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + BACKGROUND_NICENESS)
+    except OSError:
+        pass
 
 
 def _rtl_job(result: ModelResult, network: IntegerNetwork, data: digits.ImageData, options: DemoOptions,

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import subprocess
+import sys
+import threading
+
 import pytest
 import torch
 
@@ -12,7 +18,7 @@ from golden.spec import WeightFormat
 from reports import digits
 from reports.app.agreement import evaluate_integer
 from reports.app.datasets import FASHION_RECIPE
-from reports.app.demo import DemoOptions
+from reports.app.demo import BACKGROUND_NICENESS, DemoOptions, background_priority
 from reports.app.pricing import energy_rows, layer_hardware, priced_kinds, synth_keys
 from reports.app.rtl import QUICK_BUILD_MAX_IMAGES, run_rtl, shared_designs, shared_reduction
 from reports.app.simulate import load_or_train_network
@@ -282,3 +288,21 @@ def test_the_synthesis_cache_is_in_the_source_tree_and_yosys_works_beside_it(tmp
         cache.ensure({("int", 8, 8, 0)})
     assert work[0].parent == tmp_path / "cache" and work[0].name.startswith(".work-")
     assert [p.name for p in tmp_path.iterdir()] == ["cache"] and list((tmp_path / "cache").iterdir()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_the_rtl_threads_and_their_processes_yield_to_the_main_thread():
+    """The demo's worker threads run BACKGROUND_NICENESS lower, and so do the processes they start; the main
+    thread (training, the integer runs) keeps its priority."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def niceness():
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.nice(0))"], capture_output=True, text=True,
+                               check=True)
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), int(child.stdout)
+
+    with concurrent.futures.ThreadPoolExecutor(1, initializer=background_priority) as worker:
+        thread, child = worker.submit(niceness).result()
+    assert thread == child == min(own + BACKGROUND_NICENESS, 19)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+
