@@ -31,11 +31,12 @@ of the array, which has one bank) is dropped and sets ``wr_refused`` until the n
 Output stage (:mod:`hw.output_stage`): the drained row goes through the ``C`` output lanes with
 the block's channel parameters, its residual operands (the ``RESIDUAL`` buffer, one word per
 output block, read with the channel parameters) and, in a held run, the values the output
-buffer holds for the block (a second read port).  With run-time output widths ``tile.out_bits``
-is decoded once, into a register, into the run's largest code, shared by the lanes and the pool unit.  Both are banked like the output buffer: a run
-reads ``tile.bank``'s residual word and held values, ``Cat(tile.bank, block)``.  With
-``global_pool`` the lanes' results also feed the :class:`~hw.output_stage.GlobalPool` unit, whose
-sums (one bank: the last pooled run's) the host reads under ``rd_addr``'s top bit.
+buffer holds for the block (a second read port).  Both are banked like the output buffer: a run
+reads ``tile.bank``'s residual word and held values, ``Cat(tile.bank, block)``.  With run-time
+output widths, ``tile.out_bits`` is decoded at the run's start into a register holding the run's
+largest code, which the lanes and the pool unit share.  With ``global_pool`` the lanes' results
+also feed the :class:`~hw.output_stage.GlobalPool` unit, whose sums (one bank: the last pooled
+run's) the host reads under ``rd_addr``'s top bit.
 """
 
 from __future__ import annotations
